@@ -1,0 +1,255 @@
+//! The command line: a thin layer over the library. Errors become `anyhow` here and only here,
+//! printed with their whole cause chain; config errors exit 2, runtime failures 1.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+use crate::fetch::Fetcher;
+use crate::refresh::{refresh, RefreshOutcome};
+use crate::status::source_reports;
+use crate::store::Store;
+
+/// feedmill: fetch news feeds, merge the same story, republish Atom, RSS and JSON Feed.
+#[derive(Debug, Parser)]
+#[command(name = "feedmill", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the config comes from: `-c FILE`, else `$FEEDMILL_CONFIG`, else `./feedmill.toml`.
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// The config file [default: $FEEDMILL_CONFIG, else ./feedmill.toml]
+    #[arg(short, long, value_name = "FILE", env = "FEEDMILL_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(&self.path())
+    }
+
+    fn path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("feedmill.toml"))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: fetch sources on their schedules and serve the output feeds over HTTP,
+    /// until SIGTERM or SIGINT.
+    Run(ConfigArg),
+    /// Validate the config and print a short summary; exit 2 when it is invalid.
+    Check(ConfigArg),
+    /// Fetch all (or the named) sources once now, store what they give, print one line per
+    /// source; exit 1 when every source failed.
+    Fetch {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Source names (default: every source).
+        #[arg(value_name = "SOURCE")]
+        sources: Vec<String>,
+    },
+    /// Print each source's state from the store (the fields of /status.json).
+    Sources {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(arg) => {
+            let config = arg.load()?;
+            runtime()?.block_on(crate::daemon::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(arg) => {
+            let config = arg.load()?;
+            print!("{}", summary(&config));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fetch { config, sources } => fetch(config.load()?, &sources),
+        Command::Sources { config, json } => {
+            let config = config.load()?;
+            let store = Store::open(&config.store.path)?;
+            let reports = source_reports(&config.sources, &store)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                println!(
+                    "{:<20} {:>6} {:>6} {:>5}  {:<25} {:<25} ERROR",
+                    "SOURCE", "STATUS", "ITEMS", "FAILS", "LAST FETCH", "NEXT FETCH"
+                );
+                for r in reports {
+                    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                            .unwrap_or_else(|| "never".to_string())
+                    };
+                    println!(
+                        "{:<20} {:>6} {:>6} {:>5}  {:<25} {:<25} {}",
+                        r.name,
+                        r.last_status
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        r.items,
+                        r.consecutive_failures,
+                        time(r.last_fetch),
+                        time(r.next_fetch),
+                        r.last_error.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// What `feedmill check` prints for a valid config.
+fn summary(config: &Config) -> String {
+    let mut out = format!(
+        "{}: valid\n  {} sources, {} feeds\n  listen {} (public URL {})\n  store {}\n",
+        config.path.display(),
+        config.sources.len(),
+        config.feeds.len(),
+        config.server.listen,
+        config.server.base_url,
+        config.store.path.display()
+    );
+    for feed in &config.feeds {
+        out.push_str(&format!(
+            "  feed {:<12} {} sources -> {}feeds/{}.atom (.rss, .json)\n",
+            feed.name,
+            feed.sources.len(),
+            config.server.base_url,
+            feed.name
+        ));
+    }
+    out
+}
+
+fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
+    for name in names {
+        if config.source(name).is_none() {
+            return Err(ConfigError::Invalid {
+                location: crate::config::Location {
+                    path: config.path.clone(),
+                    line_col: None,
+                },
+                message: format!("no [[source]] is named {name:?}; `feedmill sources` lists them"),
+            }
+            .into());
+        }
+    }
+    let selected: Vec<_> = config
+        .sources
+        .iter()
+        .filter(|s| names.is_empty() || names.contains(&s.name))
+        .cloned()
+        .collect();
+    let store = Store::open(&config.store.path)?;
+    let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
+    let results = runtime()?.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, source) in selected.iter().cloned().enumerate() {
+            let (fetcher, store) = (fetcher.clone(), store.clone());
+            tasks.spawn(async move { (i, refresh(&source, &fetcher, &store).await) });
+        }
+        let mut results = vec![None; selected.len()];
+        let total = selected.len();
+        let mut done = 0;
+        let progress = std::io::stderr().is_terminal();
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((i, result)) = joined {
+                results[i] = Some(result.map_err(|e| e.to_string()));
+            }
+            done += 1;
+            if progress {
+                eprint!("\rfetched {done}/{total}");
+            }
+        }
+        if progress {
+            eprintln!();
+        }
+        results
+    });
+    store.flush_blocking()?;
+    let mut failed = 0;
+    for (source, result) in selected.iter().zip(results) {
+        let line = match result {
+            Some(Ok(RefreshOutcome::Stored {
+                status,
+                entries,
+                summary,
+            })) => format!(
+                "ok      {status} {entries} entries ({} new, {} updated)",
+                summary.new, summary.updated
+            ),
+            Some(Ok(RefreshOutcome::NotModified)) => "ok      304 not modified".to_string(),
+            Some(Ok(RefreshOutcome::Failed(reason))) => {
+                failed += 1;
+                format!("FAILED  {reason}")
+            }
+            Some(Err(err)) => {
+                failed += 1;
+                format!("FAILED  {err}")
+            }
+            None => {
+                failed += 1;
+                "FAILED  the fetch task stopped".to_string()
+            }
+        };
+        println!("{:<20} {line}", source.name);
+    }
+    if !selected.is_empty() && failed == selected.len() {
+        Ok(ExitCode::from(1))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}

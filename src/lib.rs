@@ -1,0 +1,31 @@
+//! feedmill: a daemon that aggregates news feeds and republishes them.
+//!
+//! # Layout
+//!
+//! The modules follow the data, one stage each:
+//!
+//! - [`config`]: the TOML file, parsed and validated (errors name file:line:col).
+//! - [`schedule`]: cron expressions (5-field and seconds-first) and per-source jitter.
+//! - [`fetch`]: bounded HTTP(S)/`file://` requests with conditional GET.
+//! - [`parse`]: feed bytes into sanitized [`parse::Entry`] values with stable identities.
+//! - [`store`]: sled: entries, per-source state, the newest-first index.
+//! - [`refresh`]: one fetch -> parse -> store of one source.
+//! - [`publish`]: Atom / RSS / JSON Feed documents, rendered once per change.
+//! - [`serve`]: the read-only HTTP interface.
+//! - [`status`]: per-source reports for `/status.json` and `feedmill sources`.
+//! - [`daemon`]: wires the stages together; [`shutdown`] stops them.
+//! - [`cli`]: the `feedmill` command line.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod fetch;
+pub mod parse;
+pub mod publish;
+pub mod refresh;
+pub mod schedule;
+pub mod serve;
+pub mod shutdown;
+pub mod status;
+pub mod store;

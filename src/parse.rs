@@ -1,0 +1,414 @@
+//! Parsing: raw feed bytes (RSS 0.9x/1.0/2.0, Atom, JSON Feed) into our own [`Entry`] type.
+//!
+//! This is where untrusted text becomes something we republish, so everything leaves here
+//! clean: titles are plain text, HTML is passed through an allow-list sanitizer with its
+//! relative links made absolute, links that are not http(s) are dropped, and every entry has a
+//! stable identity (never feed-rs's random UUID fallback).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use feed_rs::model;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+/// One item of a source, normalized and sanitized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The stable identity within the source: guid/id, else link, else a hash of title + text.
+    pub identity: String,
+    /// Plain text (no markup).
+    pub title: String,
+    /// The absolute http(s) link to the original.
+    pub link: Option<String>,
+    /// When the item was published, as the source says.
+    pub published: Option<DateTime<Utc>>,
+    /// When the item was last updated, as the source says.
+    pub updated: Option<DateTime<Utc>>,
+    /// Author names.
+    pub authors: Vec<String>,
+    /// Sanitized HTML summary.
+    pub summary: Option<String>,
+    /// Sanitized HTML content.
+    pub content: Option<String>,
+    /// Category terms.
+    pub categories: Vec<String>,
+}
+
+impl Entry {
+    /// The text of the entry as HTML: its content, else its summary.
+    pub fn html(&self) -> Option<&str> {
+        self.content.as_deref().or(self.summary.as_deref())
+    }
+}
+
+/// A parsed source document.
+#[derive(Debug, Clone)]
+pub struct ParsedFeed {
+    /// The feed's own title, plain text.
+    pub title: Option<String>,
+    /// The feed's home page.
+    pub site_link: Option<String>,
+    /// The entries, in document order, unique by identity.
+    pub entries: Vec<Entry>,
+}
+
+/// Why a body is not a feed we can read.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Nothing came back.
+    #[error("empty body: the source sent no content")]
+    Empty,
+    /// The document is not RSS, Atom or JSON Feed, or is broken.
+    #[error("not a feed: {0}")]
+    NotAFeed(String),
+}
+
+/// Parses `body`, fetched from `url`. `content_type` is the HTTP header, whose charset wins
+/// over the document's own declaration.
+pub fn parse_feed(
+    body: &[u8],
+    content_type: Option<&str>,
+    url: &Url,
+) -> Result<ParsedFeed, ParseError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError::Empty);
+    }
+    let utf8 = decode(body, content_type);
+    let parser = feed_rs::parser::Builder::new()
+        .base_uri(Some(url.as_str()))
+        .sanitize_content(false)
+        // An empty id marks "no id in the document"; `identity_of` then decides.
+        .id_generator(|_, _, _| String::new())
+        .build();
+    let feed = parser
+        .parse(utf8.as_ref())
+        .map_err(|err| ParseError::NotAFeed(describe_parse_error(&err)))?;
+
+    let mut seen = HashSet::new();
+    let entries = feed
+        .entries
+        .into_iter()
+        .map(|entry| normalize_entry(entry, url))
+        .filter(|entry| seen.insert(entry.identity.clone()))
+        .collect();
+    Ok(ParsedFeed {
+        title: feed.title.map(|t| plain_text(&t)).filter(|t| !t.is_empty()),
+        site_link: alternate_link(&feed.links),
+        entries,
+    })
+}
+
+fn describe_parse_error(err: &feed_rs::parser::ParseFeedError) -> String {
+    use feed_rs::parser::ParseFeedError as E;
+    match err {
+        E::ParseError(kind) => format!("{kind} (expected RSS, Atom or JSON Feed)"),
+        E::IoError(err) => format!("read error: {err}"),
+        E::JsonSerde(err) => format!("JSON error at line {}: {err}", err.line()),
+        E::JsonUnsupportedVersion(version) => format!("unsupported JSON Feed version {version}"),
+        E::XmlReader(err) => format!("XML error: {err}"),
+    }
+}
+
+/// Transcodes to UTF-8 when the HTTP header names another charset, or a BOM says UTF-16.
+/// Otherwise the bytes go to feed-rs as they are, which honours the XML declaration.
+fn decode<'a>(body: &'a [u8], content_type: Option<&str>) -> Cow<'a, [u8]> {
+    let from_bom = encoding_rs::Encoding::for_bom(body).map(|(encoding, _)| encoding);
+    let from_header = content_type
+        .and_then(charset_of)
+        .and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()));
+    let encoding = match from_header.or(from_bom) {
+        Some(encoding) if encoding != encoding_rs::UTF_8 => encoding,
+        _ => return Cow::Borrowed(body),
+    };
+    let (text, _, _) = encoding.decode(body);
+    Cow::Owned(strip_declared_encoding(&text).into_bytes())
+}
+
+/// Removes `encoding="..."` from the XML declaration of text that is already UTF-8, so the
+/// XML reader does not decode it a second time.
+fn strip_declared_encoding(text: &str) -> String {
+    let trimmed = text.trim_start_matches('\u{feff}');
+    if let Some(rest) = trimmed.strip_prefix("<?xml") {
+        if let Some(end) = rest.find("?>") {
+            let declaration = &rest[..end];
+            if let Some(start) = declaration.find("encoding") {
+                let after = &declaration[start..];
+                let quote_end = after
+                    .char_indices()
+                    .filter(|(_, c)| *c == '"' || *c == '\'')
+                    .nth(1)
+                    .map(|(i, _)| i + 1);
+                if let Some(len) = quote_end {
+                    let cleaned = format!("{}{}", &declaration[..start], &after[len..]);
+                    return format!("<?xml{cleaned}?>{}", &rest[end + 2..]);
+                }
+            }
+        }
+    }
+    trimmed.to_string()
+}
+
+/// The `charset` parameter of a Content-Type header.
+fn charset_of(content_type: &str) -> Option<&str> {
+    content_type
+        .split(';')
+        .skip(1)
+        .filter_map(|param| param.split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, value)| value.trim().trim_matches('"'))
+}
+
+fn normalize_entry(entry: model::Entry, feed_url: &Url) -> Entry {
+    let title = entry.title.as_ref().map(plain_text).unwrap_or_default();
+    let link = alternate_link(&entry.links);
+    // feed-rs exposes only the xml:base of <content> itself, not the inherited one; the
+    // entry's link was resolved with the inherited base, so it stands in for it.
+    let inherited = link.as_deref().and_then(|l| Url::parse(l).ok());
+    let outer = inherited.as_ref().unwrap_or(feed_url);
+    let base = entry
+        .base
+        .as_deref()
+        .and_then(|b| outer.join(b).ok())
+        .unwrap_or_else(|| outer.clone());
+    let summary = entry.summary.as_ref().map(|t| text_to_html(t, &base));
+    let content = entry
+        .content
+        .as_ref()
+        .and_then(|c| c.body.as_deref().map(|body| (body, &c.content_type)))
+        .map(|(body, mime)| {
+            if mime.subty() == "plain" {
+                html_escape::encode_text(body).into_owned()
+            } else {
+                sanitize_html(body, &base)
+            }
+        })
+        .filter(|html| !html.trim().is_empty());
+    let identity = identity_of(
+        &entry.id,
+        link.as_deref(),
+        &title,
+        content.as_deref().or(summary.as_deref()),
+    );
+    Entry {
+        identity,
+        title,
+        link,
+        published: entry.published,
+        updated: entry.updated,
+        authors: entry
+            .authors
+            .iter()
+            .filter_map(|p| p.name.as_deref().map(str::trim))
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect(),
+        summary: summary.filter(|html| !html.trim().is_empty()),
+        content,
+        categories: entry
+            .categories
+            .iter()
+            .map(|c| c.label.clone().unwrap_or_else(|| c.term.clone()))
+            .filter(|c| !c.trim().is_empty())
+            .collect(),
+    }
+}
+
+/// The identity of an entry: its own id, else its link, else a hash of its title and text.
+pub fn identity_of(id: &str, link: Option<&str>, title: &str, text: Option<&str>) -> String {
+    let id = id.trim();
+    if !id.is_empty() {
+        return id.to_string();
+    }
+    if let Some(link) = link {
+        return link.to_string();
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(title.as_bytes());
+    hasher.update([0]);
+    hasher.update(text.unwrap_or_default().as_bytes());
+    format!("sha256:{}", hex(&hasher.finalize()[..16]))
+}
+
+/// Lower-case hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first `alternate` (or untyped) http(s) link; feed-rs already resolved it against
+/// xml:base and the feed URL.
+fn alternate_link(links: &[model::Link]) -> Option<String> {
+    links
+        .iter()
+        .filter(|l| matches!(l.rel.as_deref(), None | Some("alternate")))
+        .chain(links.iter())
+        .find_map(|l| http_url(&l.href))
+}
+
+/// `href` as an absolute http(s) URL, or nothing.
+fn http_url(href: &str) -> Option<String> {
+    Url::parse(href.trim())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .map(String::from)
+}
+
+/// A feed text as plain text: markup removed and entities decoded when it is HTML.
+fn plain_text(text: &model::Text) -> String {
+    let raw = if text.content_type.subty() == "plain" {
+        text.content.clone()
+    } else {
+        let without_tags = ammonia::Builder::empty().clean(&text.content).to_string();
+        html_escape::decode_html_entities(&without_tags).into_owned()
+    };
+    raw.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn text_to_html(text: &model::Text, base: &Url) -> String {
+    if text.content_type.subty() == "plain" {
+        html_escape::encode_text(&text.content).into_owned()
+    } else {
+        sanitize_html(&text.content, base)
+    }
+}
+
+/// Allow-list sanitizing of item HTML: no script, styles, event handlers, iframes or objects;
+/// only http(s) and mailto links; relative URLs resolved against `base`.
+pub fn sanitize_html(html: &str, base: &Url) -> String {
+    let mut builder = ammonia::Builder::default();
+    builder
+        .url_schemes(HashSet::from(["http", "https", "mailto"]))
+        .link_rel(Some("noopener noreferrer nofollow"))
+        .url_relative(ammonia::UrlRelative::RewriteWithBase(base.clone()));
+    builder.clean(html).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> Url {
+        Url::parse("https://news.example/feeds/rss.xml").expect("valid")
+    }
+
+    fn parse(xml: &str) -> ParsedFeed {
+        parse_feed(xml.as_bytes(), None, &url()).expect("parses")
+    }
+
+    #[test]
+    fn identity_prefers_guid_then_link_then_hash() {
+        assert_eq!(identity_of(" g-1 ", Some("https://x/"), "t", None), "g-1");
+        assert_eq!(identity_of("", Some("https://x/"), "t", None), "https://x/");
+        let hashed = identity_of("", None, "Title", Some("text"));
+        assert!(hashed.starts_with("sha256:"));
+        assert_eq!(hashed, identity_of("", None, "Title", Some("text")));
+        assert_ne!(hashed, identity_of("", None, "Title", Some("other text")));
+        assert_ne!(
+            identity_of("", None, "ab", Some("c")),
+            identity_of("", None, "a", Some("bc"))
+        );
+    }
+
+    #[test]
+    fn rss_without_guid_or_link_gets_the_same_identity_every_time() {
+        let xml = r#"<rss version="2.0"><channel><title>t</title>
+            <item><title>No id</title><description>Body</description></item>
+            </channel></rss>"#;
+        let first = parse(xml);
+        let second = parse(xml);
+        assert_eq!(first.entries[0].identity, second.entries[0].identity);
+        assert!(first.entries[0].identity.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn rss_guid_and_link_become_identity_and_absolute_link() {
+        let xml = r#"<rss version="2.0"><channel><title>Daily</title><link>https://news.example/</link>
+            <item><title>A</title><link>/2026/a.html</link><guid>urn:a</guid></item>
+            <item><title>B</title><link>b.html</link></item>
+            </channel></rss>"#;
+        let feed = parse(xml);
+        assert_eq!(feed.title.as_deref(), Some("Daily"));
+        assert_eq!(feed.entries[0].identity, "urn:a");
+        assert_eq!(
+            feed.entries[0].link.as_deref(),
+            Some("https://news.example/2026/a.html")
+        );
+        assert_eq!(
+            feed.entries[1].identity,
+            "https://news.example/feeds/b.html"
+        );
+    }
+
+    #[test]
+    fn atom_xml_base_resolves_links_and_content_urls() {
+        let xml = r#"<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://other.example/base/">
+            <title>T</title><id>urn:f</id><updated>2026-01-01T00:00:00Z</updated>
+            <entry xml:base="/posts/"><id>urn:e</id><title type="html">&lt;b&gt;Bold&lt;/b&gt; &amp;amp; co</title>
+              <updated>2026-01-01T00:00:00Z</updated>
+              <link href="one.html"/>
+              <content type="html">&lt;a href="two.html"&gt;x&lt;/a&gt;&lt;img src="i.png"&gt;</content>
+            </entry></feed>"#;
+        let feed = parse(xml);
+        let entry = &feed.entries[0];
+        assert_eq!(entry.title, "Bold & co");
+        assert_eq!(
+            entry.link.as_deref(),
+            Some("https://other.example/posts/one.html")
+        );
+        let html = entry.content.as_deref().expect("content");
+        assert!(
+            html.contains("href=\"https://other.example/posts/two.html\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("src=\"https://other.example/posts/i.png\""),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn hostile_html_is_sanitized() {
+        let xml = r#"<rss version="2.0"><channel><title>t</title><item><guid>1</guid><title>&lt;script&gt;alert(1)&lt;/script&gt;Hi</title>
+            <description><![CDATA[<p onclick="x()">ok</p><script>alert(1)</script><a href="javascript:alert(1)">j</a><iframe src="https://e/"></iframe><style>p{}</style>]]></description>
+            </item></channel></rss>"#;
+        let entry = &parse(xml).entries[0];
+        let html = entry.summary.as_deref().expect("summary");
+        for bad in ["script", "onclick", "javascript:", "iframe", "style"] {
+            assert!(!html.contains(bad), "{bad} survived in {html}");
+        }
+        assert!(html.contains("<p>ok</p>"), "{html}");
+        assert_eq!(entry.title, "<script>alert(1)</script>Hi");
+    }
+
+    #[test]
+    fn json_feed_items_parse() {
+        let json = r#"{"version":"https://jsonfeed.org/version/1.1","title":"J","items":[
+            {"id":"1","url":"https://j.example/1","title":"One","content_html":"<p>x</p>","date_published":"2026-11-01T10:00:00Z"}]}"#;
+        let feed = parse(json);
+        assert_eq!(feed.entries[0].identity, "1");
+        assert_eq!(feed.entries[0].content.as_deref(), Some("<p>x</p>"));
+        assert!(feed.entries[0].published.is_some());
+    }
+
+    #[test]
+    fn header_charset_wins_and_decodes_gbk() {
+        let (gbk, _, _) = encoding_rs::GBK.encode(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><rss version=\"2.0\"><channel><title>内蒙古日报</title></channel></rss>",
+        );
+        let feed = parse_feed(&gbk, Some("text/xml; charset=GBK"), &url()).expect("parses");
+        assert_eq!(feed.title.as_deref(), Some("内蒙古日报"));
+    }
+
+    #[test]
+    fn empty_and_html_bodies_are_errors() {
+        assert!(matches!(
+            parse_feed(b"  \n", None, &url()),
+            Err(ParseError::Empty)
+        ));
+        let err =
+            parse_feed(b"<html><body>hi</body></html>", None, &url()).expect_err("not a feed");
+        assert!(err.to_string().starts_with("not a feed"), "{err}");
+    }
+}

@@ -1,0 +1,457 @@
+//! Publishing: output feeds rendered as Atom 1.0, RSS 2.0 and JSON Feed 1.1.
+//!
+//! A document is rendered once per change of its entries and kept as bytes (plain and gzip)
+//! with a strong ETag, so serving it is a lookup and a copy of an `Arc`. Rendering is
+//! deterministic: the same entries give the same bytes and ETag, across restarts too, and the
+//! `Last-Modified` of a document moves only when its bytes do.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::config::FeedConfig;
+use crate::parse::hex;
+use crate::store::StoredEntry;
+
+/// The output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Atom 1.0, `.atom`.
+    Atom,
+    /// RSS 2.0, `.rss`.
+    Rss,
+    /// JSON Feed 1.1, `.json`.
+    Json,
+}
+
+impl Format {
+    /// The format served under a file extension.
+    pub fn from_extension(ext: &str) -> Option<Format> {
+        match ext {
+            "atom" => Some(Format::Atom),
+            "rss" => Some(Format::Rss),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+
+    /// The file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Atom => "atom",
+            Format::Rss => "rss",
+            Format::Json => "json",
+        }
+    }
+
+    /// The `Content-Type` the document is served with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Atom => "application/atom+xml; charset=utf-8",
+            Format::Rss => "application/rss+xml; charset=utf-8",
+            Format::Json => "application/feed+json; charset=utf-8",
+        }
+    }
+}
+
+/// One rendered document, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The body.
+    pub body: Bytes,
+    /// The body, gzip-compressed.
+    pub gzip: Bytes,
+    /// A strong ETag of `body`, quoted.
+    pub etag: String,
+    /// When the bytes last changed.
+    pub last_modified: SystemTime,
+}
+
+/// The three documents of an output feed.
+#[derive(Debug, Clone)]
+pub struct RenderedFeed {
+    atom: Document,
+    rss: Document,
+    json: Document,
+}
+
+impl RenderedFeed {
+    /// The document in `format`.
+    pub fn document(&self, format: Format) -> &Document {
+        match format {
+            Format::Atom => &self.atom,
+            Format::Rss => &self.rss,
+            Format::Json => &self.json,
+        }
+    }
+}
+
+/// What an output entry says of its source.
+#[derive(Debug, Clone, Default)]
+pub struct SourceInfo {
+    /// The configured name.
+    pub name: String,
+    /// The configured title, else the feed's own, else the name.
+    pub title: String,
+    /// The feed's URL.
+    pub url: String,
+    /// The feed's home page.
+    pub site_link: Option<String>,
+}
+
+/// The self URL of `feed` in `format`.
+pub fn feed_url(base_url: &Url, feed: &str, format: Format) -> String {
+    format!("{base_url}feeds/{feed}.{}", format.extension())
+}
+
+/// The latest rendered documents of every output feed, shared between the renderer and the
+/// HTTP server.
+#[derive(Default)]
+pub struct Publisher {
+    feeds: RwLock<HashMap<String, Arc<RenderedFeed>>>,
+}
+
+impl Publisher {
+    /// The current documents of feed `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<RenderedFeed>> {
+        self.feeds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Renders `feed` from `entries` and publishes it. A document whose bytes did not change
+    /// keeps its ETag and Last-Modified.
+    pub fn publish(
+        &self,
+        feed: &FeedConfig,
+        entries: &[StoredEntry],
+        sources: &HashMap<String, SourceInfo>,
+        base_url: &Url,
+    ) {
+        let previous = self.get(&feed.name);
+        let now = SystemTime::now();
+        let keep_or_new = |format: Format, body: Vec<u8>| {
+            let etag = format!("\"{}\"", hex(&Sha256::digest(&body)[..16]));
+            match previous.as_ref().map(|p| p.document(format)) {
+                Some(old) if old.etag == etag => old.clone(),
+                _ => Document {
+                    gzip: gzip(&body),
+                    body: Bytes::from(body),
+                    etag,
+                    last_modified: now,
+                },
+            }
+        };
+        let rendered = RenderedFeed {
+            atom: keep_or_new(Format::Atom, render_atom(feed, entries, sources, base_url)),
+            rss: keep_or_new(Format::Rss, render_rss(feed, entries, sources, base_url)),
+            json: keep_or_new(Format::Json, render_json(feed, entries, sources, base_url)),
+        };
+        self.feeds
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(feed.name.clone(), Arc::new(rendered));
+    }
+
+    /// Drops the documents of feeds that are no longer configured.
+    pub fn retain(&self, names: &[&str]) {
+        self.feeds
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| names.contains(&name.as_str()));
+    }
+}
+
+fn gzip(body: &[u8]) -> Bytes {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    Bytes::from(encoder.finish().unwrap_or_default())
+}
+
+/// The time the document was last updated: its newest entry's time, so that the same
+/// entries always render the same bytes.
+fn document_updated(entries: &[StoredEntry]) -> DateTime<Utc> {
+    entries.iter().map(entry_updated).max().unwrap_or_default()
+}
+
+fn entry_updated(stored: &StoredEntry) -> DateTime<Utc> {
+    stored
+        .entry
+        .updated
+        .filter(|u| *u <= Utc::now())
+        .unwrap_or(stored.sort_time)
+        .max(stored.sort_time)
+}
+
+fn fixed(time: DateTime<Utc>) -> DateTime<FixedOffset> {
+    time.fixed_offset()
+}
+
+fn source_of<'a>(
+    stored: &StoredEntry,
+    sources: &'a HashMap<String, SourceInfo>,
+) -> std::borrow::Cow<'a, SourceInfo> {
+    match sources.get(&stored.source) {
+        Some(info) => std::borrow::Cow::Borrowed(info),
+        None => std::borrow::Cow::Owned(SourceInfo {
+            name: stored.source.clone(),
+            title: stored.source.clone(),
+            ..SourceInfo::default()
+        }),
+    }
+}
+
+fn render_atom(
+    feed: &FeedConfig,
+    entries: &[StoredEntry],
+    sources: &HashMap<String, SourceInfo>,
+    base_url: &Url,
+) -> Vec<u8> {
+    use atom_syndication as atom;
+    let self_url = feed_url(base_url, &feed.name, Format::Atom);
+    let link = |href: &str, rel: &str, mime: Option<&str>| atom::Link {
+        href: href.to_string(),
+        rel: rel.to_string(),
+        mime_type: mime.map(str::to_string),
+        ..atom::Link::default()
+    };
+    let atom_entries = entries
+        .iter()
+        .map(|stored| {
+            let e = &stored.entry;
+            let source = source_of(stored, sources);
+            let mut source_links = vec![];
+            if let Some(site) = &source.site_link {
+                source_links.push(link(site, "alternate", Some("text/html")));
+            }
+            if !source.url.is_empty() {
+                source_links.push(link(&source.url, "self", None));
+            }
+            let authors = if e.authors.is_empty() {
+                vec![source.title.clone()]
+            } else {
+                e.authors.clone()
+            };
+            atom::Entry {
+                id: stored.key().urn(),
+                title: atom::Text::plain(e.title.clone()),
+                updated: fixed(entry_updated(stored)),
+                published: e.published.map(fixed),
+                authors: authors
+                    .into_iter()
+                    .map(|name| atom::Person {
+                        name,
+                        ..atom::Person::default()
+                    })
+                    .collect(),
+                links: e
+                    .link
+                    .iter()
+                    .map(|l| link(l, "alternate", Some("text/html")))
+                    .collect(),
+                summary: e.summary.as_ref().map(|s| atom::Text::html(s.clone())),
+                content: e.content.as_ref().map(|c| atom::Content {
+                    value: Some(c.clone()),
+                    content_type: Some("html".to_string()),
+                    ..atom::Content::default()
+                }),
+                categories: e
+                    .categories
+                    .iter()
+                    .map(|term| atom::Category {
+                        term: term.clone(),
+                        ..atom::Category::default()
+                    })
+                    .collect(),
+                source: Some(atom::Source {
+                    id: if source.url.is_empty() {
+                        format!("{base_url}#source-{}", source.name)
+                    } else {
+                        source.url.clone()
+                    },
+                    title: atom::Text::plain(source.title.clone()),
+                    links: source_links,
+                    updated: fixed(stored.sort_time),
+                    ..atom::Source::default()
+                }),
+                ..atom::Entry::default()
+            }
+        })
+        .collect();
+    let document = atom::Feed {
+        id: self_url.clone(),
+        title: atom::Text::plain(feed.title.clone()),
+        updated: fixed(document_updated(entries)),
+        links: vec![
+            link(&self_url, "self", Some("application/atom+xml")),
+            link(base_url.as_str(), "alternate", Some("text/html")),
+        ],
+        generator: Some(atom::Generator {
+            value: "feedmill".to_string(),
+            uri: None,
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        }),
+        entries: atom_entries,
+        ..atom::Feed::default()
+    };
+    document.to_string().into_bytes()
+}
+
+fn render_rss(
+    feed: &FeedConfig,
+    entries: &[StoredEntry],
+    sources: &HashMap<String, SourceInfo>,
+    base_url: &Url,
+) -> Vec<u8> {
+    let self_url = feed_url(base_url, &feed.name, Format::Rss);
+    let items = entries
+        .iter()
+        .map(|stored| {
+            let e = &stored.entry;
+            let source = source_of(stored, sources);
+            rss::Item {
+                title: Some(e.title.clone()).filter(|t| !t.is_empty()),
+                link: e.link.clone(),
+                description: e
+                    .html()
+                    .map(str::to_string)
+                    .or_else(|| Some(String::new()).filter(|_| e.title.is_empty())),
+                guid: Some(rss::Guid {
+                    value: stored.key().urn(),
+                    permalink: false,
+                }),
+                pub_date: Some(stored.sort_time.to_rfc2822()),
+                categories: e
+                    .categories
+                    .iter()
+                    .map(|name| rss::Category {
+                        name: name.clone(),
+                        domain: None,
+                    })
+                    .collect(),
+                source: Some(rss::Source {
+                    url: source.url.clone(),
+                    title: Some(source.title.clone()),
+                }),
+                ..rss::Item::default()
+            }
+        })
+        .collect();
+    let channel = rss::Channel {
+        title: feed.title.clone(),
+        link: base_url.to_string(),
+        description: format!("{}: aggregated by feedmill", feed.title),
+        generator: Some(format!("feedmill {}", env!("CARGO_PKG_VERSION"))),
+        last_build_date: Some(document_updated(entries).to_rfc2822()),
+        atom_ext: Some(rss::extension::atom::AtomExtension {
+            links: vec![rss::extension::atom::Link {
+                href: self_url,
+                rel: "self".to_string(),
+                mime_type: Some("application/rss+xml".to_string()),
+                ..rss::extension::atom::Link::default()
+            }],
+        }),
+        items,
+        ..rss::Channel::default()
+    };
+    channel.to_string().into_bytes()
+}
+
+#[derive(Serialize)]
+struct JsonFeed<'a> {
+    version: &'static str,
+    title: &'a str,
+    home_page_url: &'a str,
+    feed_url: String,
+    items: Vec<JsonItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonItem<'a> {
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    title: &'a str,
+    content_html: &'a str,
+    date_published: String,
+    date_modified: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    authors: Vec<JsonAuthor<'a>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    tags: &'a [String],
+    /// JSON Feed extensions start with an underscore.
+    _feedmill: JsonExtension,
+}
+
+#[derive(Serialize)]
+struct JsonAuthor<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonExtension {
+    about: &'static str,
+    source: JsonSource,
+}
+
+#[derive(Serialize)]
+struct JsonSource {
+    name: String,
+    title: String,
+    feed_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    home_page_url: Option<String>,
+}
+
+fn render_json(
+    feed: &FeedConfig,
+    entries: &[StoredEntry],
+    sources: &HashMap<String, SourceInfo>,
+    base_url: &Url,
+) -> Vec<u8> {
+    let items = entries
+        .iter()
+        .map(|stored| {
+            let e = &stored.entry;
+            let source = source_of(stored, sources).into_owned();
+            JsonItem {
+                id: stored.key().urn(),
+                url: e.link.as_deref(),
+                title: &e.title,
+                content_html: e.html().unwrap_or_default(),
+                date_published: stored.sort_time.to_rfc3339(),
+                date_modified: entry_updated(stored).to_rfc3339(),
+                authors: e.authors.iter().map(|name| JsonAuthor { name }).collect(),
+                tags: &e.categories,
+                _feedmill: JsonExtension {
+                    about: "https://example.org/feedmill#json-extension",
+                    source: JsonSource {
+                        name: source.name,
+                        title: source.title,
+                        feed_url: source.url,
+                        home_page_url: source.site_link,
+                    },
+                },
+            }
+        })
+        .collect();
+    let document = JsonFeed {
+        version: "https://jsonfeed.org/version/1.1",
+        title: &feed.title,
+        home_page_url: base_url.as_str(),
+        feed_url: feed_url(base_url, &feed.name, Format::Json),
+        items,
+    };
+    serde_json::to_vec_pretty(&document).unwrap_or_default()
+}

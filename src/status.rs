@@ -1,0 +1,55 @@
+//! Per-source status: what `/status.json` and `feedmill sources` report, from config + store.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::SourceConfig;
+use crate::store::{Store, StoreError};
+
+/// One source's state, as the operator sees it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SourceReport {
+    /// The configured name.
+    pub name: String,
+    /// The URL fetched: the configured one, or where a permanent redirect moved it.
+    pub url: String,
+    /// When the last fetch ended.
+    pub last_fetch: Option<DateTime<Utc>>,
+    /// The HTTP status of the last fetch, if there was an answer.
+    pub last_status: Option<u16>,
+    /// Why the last fetch failed, in words.
+    pub last_error: Option<String>,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+    /// When the next fetch is planned.
+    pub next_fetch: Option<DateTime<Utc>>,
+    /// Entries stored for this source.
+    pub items: u64,
+}
+
+/// The reports of `sources`, in config order; a source never fetched reports empty state.
+pub fn source_reports(
+    sources: &[SourceConfig],
+    store: &Store,
+) -> Result<Vec<SourceReport>, StoreError> {
+    sources
+        .iter()
+        .map(|source| {
+            let state = store.source_state(&source.name)?.unwrap_or_default();
+            Ok(SourceReport {
+                name: source.name.clone(),
+                url: if state.url.is_empty() {
+                    source.url.to_string()
+                } else {
+                    state.url
+                },
+                last_fetch: state.last_fetch,
+                last_status: state.last_status,
+                last_error: state.last_error,
+                consecutive_failures: state.consecutive_failures,
+                next_fetch: state.next_fetch,
+                items: state.items,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,593 @@
+//! The store: entries and per-source state in one embedded sled database.
+//!
+//! Everything lives in one sled tree under key prefixes, because sled applies a `Batch` to one
+//! tree atomically: the entries of a response and the source state that records its
+//! ETag/Last-Modified are written together or not at all, so a crash can never record a
+//! validator for entries we did not keep.
+//!
+//! | key                                   | value                       |
+//! |---------------------------------------|-----------------------------|
+//! | `m:schema`                            | schema version, decimal     |
+//! | `s:{source}`                          | [`SourceState`], JSON       |
+//! | `e:{source}\0{key}`                   | [`StoredEntry`], JSON       |
+//! | `i:{source}\0{!sort_ms}{key}`         | empty: newest-first index   |
+//!
+//! `{key}` is the 16-byte [`EntryKey`] of the entry's identity; `{!sort_ms}` is its sort time
+//! in milliseconds, order-inverted big-endian, so a prefix scan yields a source's newest first
+//! and "newest N of these sources" is a k-way merge that reads N index keys, not the store.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::fetch::Validators;
+use crate::parse::{hex, Entry};
+
+/// The layout version written in `m:schema`; bump it with a migration when the layout changes.
+pub const SCHEMA_VERSION: u32 = 1;
+/// sled's page cache; its default (1 GiB) is far more than a small VPS can spare.
+const CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
+
+/// A store error, with the store's path where it helps.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (usually the running daemon) holds the store.
+    #[error("the store {} is in use by another feedmill process (is the daemon running?); stop it or point [store] path elsewhere", .0.display())]
+    Locked(PathBuf),
+    /// The store was written by a newer feedmill.
+    #[error("the store {} has schema version {found}, newer than this feedmill understands ({SCHEMA_VERSION}); upgrade feedmill", path.display())]
+    NewerSchema {
+        /// The store directory.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// sled failed.
+    #[error("store {}: {source}", path.display())]
+    Db {
+        /// The store directory.
+        path: PathBuf,
+        /// The sled error.
+        source: sled::Error,
+    },
+}
+
+/// The stable 16-byte key of an entry: a hash of its source and identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryKey(pub [u8; 16]);
+
+impl EntryKey {
+    /// The key of `identity` within `source`.
+    pub fn new(source: &str, identity: &str) -> EntryKey {
+        let mut hasher = Sha256::new();
+        hasher.update(source.as_bytes());
+        hasher.update([0]);
+        hasher.update(identity.as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&hasher.finalize()[..16]);
+        EntryKey(key)
+    }
+
+    /// The key as a `urn:uuid:` IRI, the entry's output id: stable across refetches and
+    /// restarts, unique per output feed.
+    pub fn urn(&self) -> String {
+        let h = hex(&self.0);
+        format!(
+            "urn:uuid:{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+}
+
+/// An entry as stored: the parsed entry plus what we know of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEntry {
+    /// The source it came from.
+    pub source: String,
+    /// The parsed entry, as last fetched.
+    pub entry: Entry,
+    /// When we first saw it.
+    pub first_seen: DateTime<Utc>,
+    /// The time it sorts by: published, else updated, else first seen; never in the future.
+    pub sort_time: DateTime<Utc>,
+}
+
+impl StoredEntry {
+    /// The entry's stable key.
+    pub fn key(&self) -> EntryKey {
+        EntryKey::new(&self.source, &self.entry.identity)
+    }
+}
+
+/// What we know of one source between fetches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceState {
+    /// The URL fetched (after permanent redirects).
+    pub url: String,
+    /// The feed's own title.
+    pub title: Option<String>,
+    /// The feed's home page.
+    pub site_link: Option<String>,
+    /// When the last fetch ended.
+    pub last_fetch: Option<DateTime<Utc>>,
+    /// The HTTP status of the last fetch (200 for files), if there was an answer.
+    pub last_status: Option<u16>,
+    /// Why the last fetch failed, in words; `None` when it worked.
+    pub last_error: Option<String>,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+    /// When the next fetch is planned.
+    pub next_fetch: Option<DateTime<Utc>>,
+    /// Entries stored for this source.
+    pub items: u64,
+    /// The validators of the last 200 response.
+    pub validators: Validators,
+}
+
+/// What one commit changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitSummary {
+    /// Entries seen for the first time.
+    pub new: usize,
+    /// Known entries whose content changed.
+    pub updated: usize,
+}
+
+impl CommitSummary {
+    /// Whether anything visible changed.
+    pub fn changed(&self) -> bool {
+        self.new + self.updated > 0
+    }
+}
+
+/// The store handle; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+fn entry_key(source: &str, key: &EntryKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(3 + source.len() + 16);
+    k.extend_from_slice(b"e:");
+    k.extend_from_slice(source.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&key.0);
+    k
+}
+
+fn index_prefix(source: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(3 + source.len() + 24);
+    k.extend_from_slice(b"i:");
+    k.extend_from_slice(source.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Newest first: the order-inverted, sign-corrected milliseconds of `time`.
+fn inverted_millis(time: DateTime<Utc>) -> [u8; 8] {
+    let ordered = (time.timestamp_millis() as u64) ^ (1 << 63);
+    (!ordered).to_be_bytes()
+}
+
+fn index_key(source: &str, sort_time: DateTime<Utc>, key: &EntryKey) -> Vec<u8> {
+    let mut k = index_prefix(source);
+    k.extend_from_slice(&inverted_millis(sort_time));
+    k.extend_from_slice(&key.0);
+    k
+}
+
+fn state_key(source: &str) -> Vec<u8> {
+    [b"s:".as_slice(), source.as_bytes()].concat()
+}
+
+/// The sort time of an entry first seen at `first_seen`, as of `now`.
+pub fn sort_time(entry: &Entry, first_seen: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    [entry.published, entry.updated]
+        .into_iter()
+        .flatten()
+        .find(|t| *t <= now)
+        .unwrap_or(first_seen)
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`. A corrupt store is moved aside and rebuilt:
+    /// it holds nothing that cannot be fetched again.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db_error = |source| StoreError::Db {
+            path: path.to_path_buf(),
+            source,
+        };
+        let config = sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_CAPACITY)
+            .flush_every_ms(Some(500));
+        let db = match config.open() {
+            Ok(db) => db,
+            Err(sled::Error::Io(err)) if err.to_string().contains("could not acquire lock") => {
+                return Err(StoreError::Locked(path.to_path_buf()))
+            }
+            Err(sled::Error::Corruption { .. }) => {
+                let aside = path.with_extension(format!("corrupt-{}", Utc::now().timestamp()));
+                tracing::error!(
+                    store = %path.display(),
+                    moved_to = %aside.display(),
+                    "the store is corrupt; moving it aside and starting empty (sources will be fetched again)"
+                );
+                std::fs::rename(path, &aside).map_err(|err| db_error(sled::Error::Io(err)))?;
+                config.open().map_err(db_error)?
+            }
+            Err(err) => return Err(db_error(err)),
+        };
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn db_error(&self, source: sled::Error) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let found = self
+            .db
+            .get(b"m:schema")
+            .map_err(|e| self.db_error(e))?
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok());
+        match found {
+            Some(found) if found > SCHEMA_VERSION => Err(StoreError::NewerSchema {
+                path: self.path.clone(),
+                found,
+            }),
+            Some(_) => Ok(()),
+            None => {
+                self.db
+                    .insert(b"m:schema", SCHEMA_VERSION.to_string().as_bytes())
+                    .map_err(|e| self.db_error(e))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The saved state of `source`, if it was ever fetched.
+    pub fn source_state(&self, source: &str) -> Result<Option<SourceState>, StoreError> {
+        let value = self
+            .db
+            .get(state_key(source))
+            .map_err(|e| self.db_error(e))?;
+        Ok(value.and_then(|v| decode(&v, "source state")))
+    }
+
+    /// Saves the state of `source` alone (a failure, a 304).
+    pub fn save_state(&self, source: &str, state: &SourceState) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(state).unwrap_or_default();
+        self.db
+            .insert(state_key(source), value)
+            .map_err(|e| self.db_error(e))?;
+        Ok(())
+    }
+
+    /// Writes the entries of one response together with the source's new state, atomically.
+    /// Known entries are updated in place (keeping their first-seen time), new ones added;
+    /// entries absent from `entries` are left alone. `state.items` is kept up to date.
+    pub fn commit_fetch(
+        &self,
+        source: &str,
+        state: &mut SourceState,
+        entries: &[Entry],
+        now: DateTime<Utc>,
+    ) -> Result<CommitSummary, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut summary = CommitSummary::default();
+        for (position, entry) in entries.iter().enumerate() {
+            let key = EntryKey::new(source, &entry.identity);
+            let ekey = entry_key(source, &key);
+            let old: Option<StoredEntry> = self
+                .db
+                .get(&ekey)
+                .map_err(|e| self.db_error(e))?
+                .and_then(|v| decode(&v, "entry"));
+            let stored = match old {
+                Some(old) if old.entry == *entry => continue,
+                Some(old) => {
+                    let sort = sort_time(entry, old.first_seen, now);
+                    if sort != old.sort_time {
+                        batch.remove(index_key(source, old.sort_time, &key));
+                    }
+                    summary.updated += 1;
+                    StoredEntry {
+                        source: source.to_string(),
+                        entry: entry.clone(),
+                        first_seen: old.first_seen,
+                        sort_time: sort,
+                    }
+                }
+                None => {
+                    // Undated entries of one response keep their document order (newest first).
+                    let first_seen = now - chrono::Duration::milliseconds(position as i64);
+                    summary.new += 1;
+                    StoredEntry {
+                        source: source.to_string(),
+                        entry: entry.clone(),
+                        first_seen,
+                        sort_time: sort_time(entry, first_seen, now),
+                    }
+                }
+            };
+            batch.insert(index_key(source, stored.sort_time, &key), &[]);
+            batch.insert(ekey, serde_json::to_vec(&stored).unwrap_or_default());
+        }
+        state.items += summary.new as u64;
+        batch.insert(
+            state_key(source),
+            serde_json::to_vec(state).unwrap_or_default(),
+        );
+        self.db.apply_batch(batch).map_err(|e| self.db_error(e))?;
+        Ok(summary)
+    }
+
+    /// Waits until everything written so far is on disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.db_error(e))
+    }
+
+    /// Like [`Store::flush`], for callers outside an async runtime.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.db_error(e))
+    }
+
+    /// The newest entries of `sources` that `accept` takes, newest first, at most `limit`.
+    /// Reads the per-source indexes in a k-way merge, so it touches about `limit` entries
+    /// whatever the size of the store. Ties are broken by source name, then key.
+    pub fn newest(
+        &self,
+        sources: &[String],
+        limit: usize,
+        mut accept: impl FnMut(&StoredEntry) -> bool,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut names: Vec<&str> = sources.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut cursors: Vec<sled::Iter> = names
+            .iter()
+            .map(|s| self.db.scan_prefix(index_prefix(s)))
+            .collect();
+        // Min-heap on (inverted time, source position, key): the smallest is the newest.
+        let mut heap = BinaryHeap::new();
+        for (i, cursor) in cursors.iter_mut().enumerate() {
+            if let Some(head) = self.next_index(cursor, names[i])? {
+                heap.push(Reverse((head, i)));
+            }
+        }
+        let mut out = Vec::with_capacity(limit.min(1024));
+        while out.len() < limit {
+            let Some(Reverse(((_, key), i))) = heap.pop() else {
+                break;
+            };
+            if let Some(next) = self.next_index(&mut cursors[i], names[i])? {
+                heap.push(Reverse((next, i)));
+            }
+            let value = self
+                .db
+                .get(entry_key(names[i], &key))
+                .map_err(|e| self.db_error(e))?;
+            if let Some(stored) = value.and_then(|v| decode::<StoredEntry>(&v, "entry")) {
+                if accept(&stored) {
+                    out.push(stored);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn next_index(
+        &self,
+        cursor: &mut sled::Iter,
+        source: &str,
+    ) -> Result<Option<([u8; 8], EntryKey)>, StoreError> {
+        let prefix_len = index_prefix(source).len();
+        match cursor.next() {
+            None => Ok(None),
+            Some(Err(e)) => Err(self.db_error(e)),
+            Some(Ok((k, _))) => {
+                let rest = &k[prefix_len..];
+                let (mut time, mut key) = ([0u8; 8], [0u8; 16]);
+                if rest.len() != 24 {
+                    return Ok(None);
+                }
+                time.copy_from_slice(&rest[..8]);
+                key.copy_from_slice(&rest[8..]);
+                Ok(Some((time, EntryKey(key))))
+            }
+        }
+    }
+
+    /// The state of every source that was ever fetched, by name.
+    pub fn source_states(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
+        self.db
+            .scan_prefix(b"s:")
+            .map(|item| {
+                let (k, v) = item.map_err(|e| self.db_error(e))?;
+                let name = String::from_utf8_lossy(&k[2..]).into_owned();
+                Ok(decode(&v, "source state").map(|state| (name, state)))
+            })
+            .filter_map(Result::transpose)
+            .collect()
+    }
+}
+
+/// Decodes a stored value; an undecodable one is logged and skipped, never fatal.
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Option<T> {
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            tracing::warn!("skipping an unreadable {what} in the store: {err}");
+            None
+        }
+    }
+}
+
+/// A UTC time from milliseconds, for tests and callers that store them.
+pub fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(identity: &str, title: &str, published: Option<DateTime<Utc>>) -> Entry {
+        Entry {
+            identity: identity.to_string(),
+            title: title.to_string(),
+            link: None,
+            published,
+            updated: None,
+            authors: vec![],
+            summary: None,
+            content: None,
+            categories: vec![],
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("opens");
+        (dir, store)
+    }
+
+    fn titles(store: &Store, sources: &[&str], limit: usize) -> Vec<String> {
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        store
+            .newest(&sources, limit, |_| true)
+            .expect("reads")
+            .into_iter()
+            .map(|s| s.entry.title)
+            .collect()
+    }
+
+    #[test]
+    fn refetch_updates_in_place_and_never_duplicates() {
+        let (_dir, store) = open();
+        let now = from_millis(1_800_000_000_000);
+        let mut state = SourceState::default();
+        let first = vec![
+            entry("a", "A", Some(from_millis(1_000))),
+            entry("b", "B", None),
+        ];
+        let summary = store
+            .commit_fetch("s", &mut state, &first, now)
+            .expect("commit");
+        assert_eq!(summary, CommitSummary { new: 2, updated: 0 });
+        let same = store
+            .commit_fetch("s", &mut state, &first, now)
+            .expect("commit");
+        assert!(!same.changed());
+        let edited = vec![entry("a", "A edited", Some(from_millis(2_000)))];
+        let summary = store
+            .commit_fetch("s", &mut state, &edited, now)
+            .expect("commit");
+        assert_eq!(summary, CommitSummary { new: 0, updated: 1 });
+        assert_eq!(titles(&store, &["s"], 10), ["B", "A edited"]);
+        assert_eq!(state.items, 2);
+    }
+
+    #[test]
+    fn merge_is_newest_first_across_sources_and_stops_at_limit() {
+        let (_dir, store) = open();
+        let now = from_millis(1_800_000_000_000);
+        let mut state = SourceState::default();
+        let a = vec![
+            entry("1", "a1", Some(from_millis(1_000))),
+            entry("3", "a3", Some(from_millis(3_000))),
+        ];
+        let b = vec![
+            entry("2", "b2", Some(from_millis(2_000))),
+            entry("4", "b4", Some(from_millis(4_000))),
+        ];
+        store
+            .commit_fetch("a", &mut state, &a, now)
+            .expect("commit");
+        store
+            .commit_fetch("b", &mut state, &b, now)
+            .expect("commit");
+        assert_eq!(titles(&store, &["a", "b"], 10), ["b4", "a3", "b2", "a1"]);
+        assert_eq!(titles(&store, &["b", "a"], 3), ["b4", "a3", "b2"]);
+        assert_eq!(titles(&store, &["a"], 10), ["a3", "a1"]);
+    }
+
+    #[test]
+    fn future_dates_sort_as_first_seen() {
+        let now = from_millis(10_000);
+        let future = entry("f", "F", Some(from_millis(99_000)));
+        assert_eq!(
+            sort_time(&future, from_millis(9_000), now),
+            from_millis(9_000)
+        );
+    }
+
+    #[test]
+    fn a_second_open_is_refused_with_a_clear_message() {
+        let (dir, _store) = open();
+        match Store::open(&dir.path().join("db")) {
+            Err(err @ StoreError::Locked(_)) => assert!(err.to_string().contains("daemon running")),
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("second open succeeded"),
+        }
+    }
+
+    #[test]
+    fn state_and_entries_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        {
+            let store = Store::open(&path).expect("opens");
+            let mut state = SourceState {
+                validators: Validators {
+                    etag: Some("\"x\"".into()),
+                    last_modified: None,
+                },
+                ..SourceState::default()
+            };
+            store
+                .commit_fetch(
+                    "s",
+                    &mut state,
+                    &[entry("a", "A", None)],
+                    from_millis(5_000),
+                )
+                .expect("commit");
+        }
+        let store = Store::open(&path).expect("reopens");
+        let state = store.source_state("s").expect("reads").expect("exists");
+        assert_eq!(state.validators.etag.as_deref(), Some("\"x\""));
+        assert_eq!(titles(&store, &["s"], 10), ["A"]);
+    }
+
+    #[test]
+    fn output_ids_are_stable_urns() {
+        let key = EntryKey::new("imdaily", "urn:a");
+        assert_eq!(key, EntryKey::new("imdaily", "urn:a"));
+        assert_ne!(key, EntryKey::new("other", "urn:a"));
+        let urn = key.urn();
+        assert!(urn.starts_with("urn:uuid:") && urn.len() == 45, "{urn}");
+    }
+}
