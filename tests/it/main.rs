@@ -1,0 +1,5 @@
+//! Integration tests: the real `feedmill` binary against real local HTTP servers.
+
+mod cli;
+mod daemon;
+mod support;

@@ -1,0 +1,320 @@
+//! Test support: a real HTTP server that serves feed files (and records what clients sent),
+//! and the real `feedmill` binary run as a child process.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// One document the feed server serves.
+#[derive(Clone)]
+pub struct Served {
+    pub body: Vec<u8>,
+    pub content_type: String,
+    pub etag: String,
+    pub last_modified: String,
+}
+
+/// What a client asked for and what it got.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    pub path: String,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct Inner {
+    files: HashMap<String, Served>,
+    log: Vec<Logged>,
+    version: u64,
+}
+
+/// A local HTTP server that serves feed documents with ETag/Last-Modified and answers 304
+/// to matching conditional requests, like nginx does for static files.
+#[derive(Clone)]
+pub struct FeedServer {
+    inner: Arc<Mutex<Inner>>,
+    pub addr: SocketAddr,
+}
+
+impl FeedServer {
+    pub async fn start() -> FeedServer {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind feed server");
+        let addr = listener.local_addr().expect("local addr");
+        let app = axum::Router::new()
+            .route("/{*path}", axum::routing::get(serve_file))
+            .with_state(inner.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FeedServer { inner, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{}", self.addr, path)
+    }
+
+    /// Serves `body` at `path` with a fresh ETag and Last-Modified.
+    pub fn put(&self, path: &str, content_type: &str, body: impl Into<Vec<u8>>) {
+        let mut inner = self.inner.lock().expect("lock");
+        inner.version += 1;
+        let version = inner.version;
+        inner.files.insert(
+            path.to_string(),
+            Served {
+                body: body.into(),
+                content_type: content_type.to_string(),
+                etag: format!("\"v{version}\""),
+                last_modified: httpdate::fmt_http_date(
+                    std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + version),
+                ),
+            },
+        );
+    }
+
+    pub fn served(&self, path: &str) -> Served {
+        self.inner.lock().expect("lock").files[path].clone()
+    }
+
+    pub fn log(&self) -> Vec<Logged> {
+        self.inner.lock().expect("lock").log.clone()
+    }
+}
+
+async fn serve_file(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    UrlPath(path): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut inner = inner.lock().expect("lock");
+    let header_text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let if_none_match = header_text(header::IF_NONE_MATCH);
+    let if_modified_since = header_text(header::IF_MODIFIED_SINCE);
+    let response = match inner.files.get(&path) {
+        None => (StatusCode::NOT_FOUND, "no such feed").into_response(),
+        Some(file) if if_none_match.as_deref() == Some(file.etag.as_str()) => Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .header(header::ETAG, &file.etag)
+            .body(Body::empty())
+            .expect("response"),
+        Some(file) => Response::builder()
+            .header(header::CONTENT_TYPE, &file.content_type)
+            .header(header::ETAG, &file.etag)
+            .header(header::LAST_MODIFIED, &file.last_modified)
+            .body(Body::from(file.body.clone()))
+            .expect("response"),
+    };
+    inner.log.push(Logged {
+        path,
+        if_none_match,
+        if_modified_since,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+/// A free loopback port. Another process could take it before the daemon binds it, which
+/// only fails the test loudly; it does not make it flaky in practice on a test machine.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The `feedmill` binary under test.
+pub fn feedmill() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_feedmill"));
+    command
+        .env_remove("FEEDMILL_CONFIG")
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// A daemon run as a child process on its own port and store.
+pub struct Daemon {
+    child: Option<Child>,
+    pub port: u16,
+    pub config: PathBuf,
+    stderr_log: PathBuf,
+}
+
+impl Daemon {
+    /// Writes `config_body` (everything but `[server]` and `[store]`) and starts the daemon.
+    pub fn start(dir: &Path, config_body: &str) -> Daemon {
+        let port = free_port();
+        let config = dir.join("feedmill.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"http://127.0.0.1:{port}/\"\n\n[store]\npath = \"store\"\n\n{config_body}"
+            ),
+        )
+        .expect("write config");
+        Daemon::start_with(config, port)
+    }
+
+    /// Starts the daemon again on the same config and store.
+    pub fn restart(mut self) -> Daemon {
+        let status = self.stop();
+        assert!(status.success(), "daemon exited with {status}");
+        Daemon::start_with(self.config.clone(), self.port)
+    }
+
+    fn start_with(config: PathBuf, port: u16) -> Daemon {
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let stderr_log = config.with_extension(format!("run{run}.log"));
+        let stderr = std::fs::File::create(&stderr_log).expect("log file");
+        let child = feedmill()
+            .arg("run")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn feedmill");
+        let daemon = Daemon {
+            child: Some(child),
+            port,
+            config,
+            stderr_log,
+        };
+        daemon.wait_for("the daemon to answer /healthz", || {
+            blocking_get(&daemon.url("/healthz")).map(|(status, _)| status == 200)
+        });
+        daemon
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Polls `check` until it holds; fails the test with the daemon's log after 30 s.
+    pub fn wait_for(&self, what: &str, mut check: impl FnMut() -> Option<bool>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if check() == Some(true) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting for {what}\n--- daemon log ---\n{}",
+            self.stderr()
+        );
+    }
+
+    /// `/status.json`, parsed.
+    pub fn status(&self) -> Vec<serde_json::Value> {
+        let (_, body) = blocking_get(&self.url("/status.json")).expect("status.json");
+        serde_json::from_slice(&body).expect("status.json is JSON")
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit within 10 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A GET from a plain thread (tests call it outside async code). `None` when the server does
+/// not answer (yet).
+pub fn blocking_get(url: &str) -> Option<(u16, Vec<u8>)> {
+    blocking_get_with(url, &[]).map(|(status, _, body)| (status, body))
+}
+
+/// A GET with request headers; returns status, response headers and body.
+pub fn blocking_get_with(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, HashMap<String, String>, Vec<u8>)> {
+    blocking_request(reqwest::Method::GET, url, headers)
+}
+
+/// Any request with headers; returns status, response headers and body.
+pub fn blocking_request(
+    method: reqwest::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, HashMap<String, String>, Vec<u8>)> {
+    let url = url.to_string();
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        runtime.block_on(async {
+            // Decompression off: tests see the bytes and headers a server really sent.
+            let client = reqwest::Client::builder()
+                .no_gzip()
+                .no_brotli()
+                .no_deflate()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .ok()?;
+            let mut request = client.request(method, &url);
+            for (k, v) in &headers {
+                request = request.header(k, v);
+            }
+            let response = request.send().await.ok()?;
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+                .collect();
+            let body = response.bytes().await.ok()?.to_vec();
+            Some((status, headers, body))
+        })
+    })
+    .join()
+    .ok()
+    .flatten()
+}
