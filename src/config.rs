@@ -352,7 +352,10 @@ impl Config {
 
         let server = check_server(&check, raw.server)?;
         let store = StoreConfig {
-            path: config_dir.join(raw.store.path.as_deref().unwrap_or(DEFAULT_STORE_PATH)),
+            path: join_clean(
+                &config_dir,
+                raw.store.path.as_deref().unwrap_or(DEFAULT_STORE_PATH),
+            ),
             max_age_days: raw.store.max_age_days.unwrap_or(365),
             max_items_per_source: raw.store.max_items_per_source.unwrap_or(1000),
         };
@@ -441,13 +444,24 @@ fn absolute_dir_of(path: &Path) -> PathBuf {
     if dir.is_absolute() {
         dir.to_path_buf()
     } else {
-        std::env::current_dir()
-            .unwrap_or_default()
-            .join(dir)
-            .components()
-            .filter(|c| !matches!(c, std::path::Component::CurDir))
-            .collect()
+        std::env::current_dir().unwrap_or_default().join(dir)
     }
+}
+
+/// `base` joined with `relative`, with `.` and `..` resolved lexically, so that paths in
+/// logs and errors read as the user would write them.
+fn join_clean(base: &Path, relative: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in base.join(relative).components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn check_server(check: &Checker, raw: RawServer) -> Result<ServerConfig, ConfigError> {
@@ -767,10 +781,10 @@ name = "all"
     #[test]
     fn relative_urls_and_store_paths_follow_the_config_file() {
         let config = parse(
-            "[store]\npath = \"state\"\n[[source]]\nname = \"a\"\nurl = \"file:feeds/a.xml\"\n[[source]]\nname = \"b\"\nurl = \"feeds/b.xml\"\n[[feed]]\nname = \"all\"\n",
+            "[store]\npath = \"../state\"\n[[source]]\nname = \"a\"\nurl = \"file:feeds/a.xml\"\n[[source]]\nname = \"b\"\nurl = \"feeds/b.xml\"\n[[feed]]\nname = \"all\"\n",
         )
         .expect("valid");
-        assert_eq!(config.store.path, PathBuf::from("/etc/feedmill/state"));
+        assert_eq!(config.store.path, PathBuf::from("/etc/state"));
         assert_eq!(
             config.sources[0].url.as_str(),
             "file:///etc/feedmill/feeds/a.xml"
