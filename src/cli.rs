@@ -232,6 +232,10 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
                 summary.new, summary.updated
             ),
             Some(Ok(RefreshOutcome::NotModified)) => "ok      304 not modified".to_string(),
+            Some(Ok(RefreshOutcome::Disabled)) => {
+                failed += 1;
+                "SKIPPED disabled after 410 Gone; change its config to try again".to_string()
+            }
             Some(Ok(RefreshOutcome::Failed(reason))) => {
                 failed += 1;
                 format!("FAILED  {reason}")

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use crate::config::{Config, FeedConfig, SourceConfig};
 use crate::fetch::{FetchError, Fetcher};
 use crate::publish::{Publisher, SourceInfo};
-use crate::refresh::{refresh, RefreshOutcome};
+use crate::refresh::{current_state, first_fetch, refresh, RefreshOutcome};
 use crate::serve::{router, ServeState};
 use crate::shutdown::{self, Shutdown};
 use crate::store::{Store, StoreError};
@@ -207,37 +207,23 @@ async fn source_loop(
     changes: mpsc::UnboundedSender<String>,
     mut shutdown: Shutdown,
 ) {
-    let mut first = true;
-    while !shutdown.is_shutdown() {
-        let now = Utc::now();
-        let last_fetch = match store.source_state(&source.name) {
-            Ok(state) => state.and_then(|s| s.last_fetch),
-            Err(err) => {
-                tracing::error!(source = %source.name, "cannot read source state: {err}");
-                None
-            }
-        };
-        let due = if first && source.schedule.is_due(last_fetch, now) {
-            now
-        } else {
-            match source.schedule.next_fetch(&source.name, now) {
-                Some(next) => next,
-                None => {
-                    tracing::info!(source = %source.name, "schedule never fires again");
-                    break;
-                }
-            }
-        };
-        first = false;
-        let wait = (due - now).to_std().unwrap_or_default();
+    let mut due = match current_state(&source, &store) {
+        Ok(state) => first_fetch(&source, &state, Utc::now()),
+        Err(err) => {
+            tracing::error!(source = %source.name, "cannot read source state: {err}");
+            return;
+        }
+    };
+    while let Some(due_at) = due {
+        let wait = (due_at - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.recv() => break,
+            _ = shutdown.recv() => return,
         }
         let outcome = tokio::select! {
             outcome = refresh(&source, &fetcher, &store) => outcome,
             // A fetch in flight is abandoned; its response was never committed.
-            _ = shutdown.recv() => break,
+            _ = shutdown.recv() => return,
         };
         match outcome {
             Ok(outcome) if outcome.changed() => {
@@ -249,7 +235,17 @@ async fn source_loop(
             Ok(_) => {}
             Err(err) => tracing::error!(source = %source.name, "cannot store: {err}"),
         }
+        // The refresh planned the next fetch (schedule, backoff, Retry-After, freshness).
+        due = match store.source_state(&source.name) {
+            Ok(state) => state.and_then(|s| s.next_fetch),
+            Err(err) => {
+                tracing::error!(source = %source.name, "cannot read source state: {err}");
+                source.schedule.next_fetch(&source.name, Utc::now())
+            }
+        };
     }
+    tracing::info!(source = %source.name, "no further fetch planned (disabled after 410 Gone, or the schedule never fires again)");
+    shutdown.recv().await;
 }
 
 /// Re-renders the output feeds whose sources changed. Changes that arrive while a render

@@ -6,8 +6,9 @@
 //! Content-Length is never trusted.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -31,9 +32,12 @@ pub struct Validators {
 #[derive(Debug)]
 pub enum FetchOutcome {
     /// The source has not changed since the validators were issued (HTTP 304).
-    NotModified,
+    NotModified {
+        /// How long the server says the document stays fresh.
+        fresh_for: Option<Duration>,
+    },
     /// A new body.
-    Body(FetchedBody),
+    Body(Box<FetchedBody>),
 }
 
 /// A body and what came with it.
@@ -47,8 +51,12 @@ pub struct FetchedBody {
     pub content_type: Option<String>,
     /// The URL the body came from, after redirects.
     pub final_url: Url,
+    /// Set when every redirect on the way was permanent (301/308): where the source now lives.
+    pub moved_to: Option<Url>,
     /// The validators to send next time.
     pub validators: Validators,
+    /// How long the server says the document stays fresh (`Cache-Control: max-age`, `Expires`).
+    pub fresh_for: Option<Duration>,
 }
 
 /// Why a fetch failed. The messages are meant for the operator's eyes in `status.json`.
@@ -61,13 +69,19 @@ pub enum FetchError {
     #[error("body larger than {}", bytesize::ByteSize::b(*.0).display().iec())]
     TooLarge(u64),
     /// The server answered with an error status.
-    #[error("HTTP {status}{}", reason.map(|r| format!(" {r}")).unwrap_or_default())]
+    #[error("HTTP {status}{}{}", reason.map(|r| format!(" {r}")).unwrap_or_default(),
+        retry_after.map(|d| format!(" (retry after {})", humantime::format_duration(d))).unwrap_or_default())]
     Status {
         /// The status code.
         status: u16,
         /// Its canonical reason phrase.
         reason: Option<&'static str>,
+        /// The server's `Retry-After`, for 429 and 503.
+        retry_after: Option<Duration>,
     },
+    /// Redirects went round in a circle or on for too long.
+    #[error("redirect loop: {0}")]
+    RedirectLoop(String),
     /// Connecting, TLS, redirects or reading the body failed.
     #[error("{0}")]
     Transport(String),
@@ -89,6 +103,20 @@ impl FetchError {
             _ => None,
         }
     }
+
+    /// How long the server asked us to wait (429/503 `Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FetchError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether the server never answered (connect, TLS, DNS, timeout): the failures that a
+    /// network outage on our side causes too.
+    pub fn no_answer(&self) -> bool {
+        matches!(self, FetchError::Timeout(_) | FetchError::Transport(_))
+    }
 }
 
 /// The fetcher shared by all sources.
@@ -99,7 +127,13 @@ pub struct Fetcher {
     in_flight: Arc<Semaphore>,
     per_host_limit: usize,
     per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// When any server last answered anything (ms since the epoch; 0: never).
+    last_answer_ms: AtomicI64,
 }
+
+/// How recently some server must have answered for a silent one to count as failing,
+/// rather than our own network being down.
+const NETWORK_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// The most redirects followed before a fetch fails (reqwest's default, and Miniflux's).
 const MAX_REDIRECTS: usize = 10;
@@ -113,7 +147,9 @@ impl Fetcher {
             .user_agent(config.user_agent.clone())
             .timeout(config.timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(config.timeout))
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            // Redirects are followed by hand, to learn whether a chain was permanent and to
+            // refuse anything but http(s) targets.
+            .redirect(reqwest::redirect::Policy::none())
             .gzip(true)
             .deflate(true)
             .brotli(true)
@@ -126,6 +162,7 @@ impl Fetcher {
             in_flight: Arc::new(Semaphore::new(config.concurrency)),
             per_host_limit: config.per_host,
             per_host: Mutex::new(HashMap::new()),
+            last_answer_ms: AtomicI64::new(0),
         })
     }
 
@@ -149,6 +186,12 @@ impl Fetcher {
         }
     }
 
+    /// Whether any server answered (with any status) within the last fifteen minutes.
+    pub fn network_answered_recently(&self) -> bool {
+        let last = self.last_answer_ms.load(Ordering::Relaxed);
+        last > 0 && now_ms().saturating_sub(last) < NETWORK_WINDOW.as_millis() as i64
+    }
+
     fn host_semaphore(&self, host: &str) -> Arc<Semaphore> {
         let mut hosts = self.per_host.lock().unwrap_or_else(|p| p.into_inner());
         hosts
@@ -162,29 +205,60 @@ impl Fetcher {
         url: &Url,
         validators: &Validators,
     ) -> Result<FetchOutcome, FetchError> {
-        let mut request = self.client.get(url.clone()).header(
-            header::ACCEPT,
-            "application/atom+xml, application/rss+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8",
-        );
-        if let Some(etag) = &validators.etag {
-            request = request.header(header::IF_NONE_MATCH, etag);
-        }
-        if let Some(last_modified) = &validators.last_modified {
-            request = request.header(header::IF_MODIFIED_SINCE, last_modified);
-        }
-        let response = request.send().await.map_err(|err| self.transport(err))?;
+        let mut current = url.clone();
+        let mut visited = vec![current.clone()];
+        let mut all_permanent = true;
+        let response = loop {
+            let response = self.send(&current, validators).await?;
+            let status = response.status();
+            if !status.is_redirection() || status == reqwest::StatusCode::NOT_MODIFIED {
+                break response;
+            }
+            let next = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|location| current.join(location).ok())
+                .ok_or_else(|| {
+                    FetchError::Transport(format!("HTTP {status} without a usable Location header"))
+                })?;
+            if !matches!(next.scheme(), "http" | "https") {
+                return Err(FetchError::Transport(format!(
+                    "redirect to {next} refused: only http and https are followed"
+                )));
+            }
+            if visited.contains(&next) {
+                return Err(FetchError::RedirectLoop(format!(
+                    "{next} redirects back to itself"
+                )));
+            }
+            if visited.len() > MAX_REDIRECTS {
+                return Err(FetchError::RedirectLoop(format!(
+                    "more than {MAX_REDIRECTS} redirects, last to {next}"
+                )));
+            }
+            all_permanent &= matches!(status.as_u16(), 301 | 308);
+            visited.push(next.clone());
+            current = next;
+        };
+        let moved_to = (all_permanent && visited.len() > 1).then(|| current.clone());
         let status = response.status();
+        let headers = response.headers().clone();
+        let fresh_for = freshness(&headers);
         if status == reqwest::StatusCode::NOT_MODIFIED {
-            return Ok(FetchOutcome::NotModified);
+            return Ok(FetchOutcome::NotModified { fresh_for });
         }
         if !status.is_success() {
+            let retry_after = matches!(status.as_u16(), 429 | 503)
+                .then(|| header_string(&headers, header::RETRY_AFTER))
+                .flatten()
+                .and_then(|v| parse_retry_after(&v, SystemTime::now()));
             return Err(FetchError::Status {
                 status: status.as_u16(),
                 reason: status.canonical_reason(),
+                retry_after,
             });
         }
-        let final_url = response.url().clone();
-        let headers = response.headers().clone();
         let mut body = BytesMut::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
@@ -194,16 +268,38 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(FetchOutcome::Body(FetchedBody {
+        Ok(FetchOutcome::Body(Box::new(FetchedBody {
             status: status.as_u16(),
             bytes: body.freeze(),
             content_type: header_string(&headers, header::CONTENT_TYPE),
-            final_url,
+            final_url: current,
+            moved_to,
             validators: Validators {
                 etag: header_string(&headers, header::ETAG),
                 last_modified: header_string(&headers, header::LAST_MODIFIED),
             },
-        }))
+            fresh_for,
+        })))
+    }
+
+    async fn send(
+        &self,
+        url: &Url,
+        validators: &Validators,
+    ) -> Result<reqwest::Response, FetchError> {
+        let mut request = self.client.get(url.clone()).header(
+            header::ACCEPT,
+            "application/atom+xml, application/rss+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, text/html;q=0.5, */*;q=0.1",
+        );
+        if let Some(etag) = &validators.etag {
+            request = request.header(header::IF_NONE_MATCH, etag);
+        }
+        if let Some(last_modified) = &validators.last_modified {
+            request = request.header(header::IF_MODIFIED_SINCE, last_modified);
+        }
+        let response = request.send().await.map_err(|err| self.transport(err))?;
+        self.last_answer_ms.store(now_ms(), Ordering::Relaxed);
+        Ok(response)
     }
 
     /// Local files answer like a server that sends `Last-Modified` from the file's mtime.
@@ -227,7 +323,7 @@ impl Fetcher {
             .ok()
             .map(httpdate::fmt_http_date);
         if modified.is_some() && modified == validators.last_modified {
-            return Ok(FetchOutcome::NotModified);
+            return Ok(FetchOutcome::NotModified { fresh_for: None });
         }
         let mut bytes = Vec::new();
         file.take(self.max_body + 1)
@@ -237,24 +333,23 @@ impl Fetcher {
         if bytes.len() as u64 > self.max_body {
             return Err(FetchError::TooLarge(self.max_body));
         }
-        Ok(FetchOutcome::Body(FetchedBody {
+        Ok(FetchOutcome::Body(Box::new(FetchedBody {
             status: 200,
             bytes: Bytes::from(bytes),
             content_type: None,
             final_url: url.clone(),
+            moved_to: None,
             validators: Validators {
                 etag: None,
                 last_modified: modified,
             },
-        }))
+            fresh_for: None,
+        })))
     }
 
     fn transport(&self, err: reqwest::Error) -> FetchError {
         if err.is_timeout() {
             return FetchError::Timeout(self.timeout);
-        }
-        if err.is_redirect() {
-            return FetchError::Transport(format!("more than {MAX_REDIRECTS} redirects"));
         }
         // reqwest's Display names only the outermost layer; the causes say what happened.
         let mut message = err.to_string();
@@ -273,4 +368,82 @@ fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String
         .get(name)
         .and_then(|v: &HeaderValue| v.to_str().ok())
         .map(str::to_string)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// `Retry-After` as a delay from `now`: delta-seconds or an HTTP-date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+/// How long a response says it stays fresh: `Cache-Control: max-age`, else `Expires`.
+fn freshness(headers: &HeaderMap) -> Option<Duration> {
+    let max_age = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|directive| {
+            let (name, value) = directive.split_once('=')?;
+            (name.trim().eq_ignore_ascii_case("max-age"))
+                .then(|| value.trim().trim_matches('"').parse::<u64>().ok())
+                .flatten()
+        });
+    if let Some(seconds) = max_age {
+        return Some(Duration::from_secs(seconds));
+    }
+    let expires = httpdate::parse_http_date(&header_string(headers, header::EXPIRES)?).ok()?;
+    Some(
+        expires
+            .duration_since(SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        let now = httpdate::parse_http_date("Sat, 28 Nov 2026 10:00:00 GMT").expect("date");
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 10:05:00 GMT", now),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 09:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn freshness_reads_max_age_then_expires() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        );
+        assert_eq!(freshness(&headers), Some(Duration::from_secs(3600)));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::EXPIRES,
+            HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+        );
+        assert_eq!(freshness(&headers), Some(Duration::ZERO));
+        assert_eq!(freshness(&HeaderMap::new()), None);
+    }
 }

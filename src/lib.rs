@@ -7,7 +7,9 @@
 //! - [`config`]: the TOML file, parsed and validated (errors name file:line:col).
 //! - [`schedule`]: cron expressions (5-field and seconds-first) and per-source jitter.
 //! - [`fetch`]: bounded HTTP(S)/`file://` requests with conditional GET.
-//! - [`parse`]: feed bytes into sanitized [`parse::Entry`] values with stable identities.
+//! - [`parse`]: feed bytes into sanitized [`parse::Entry`] values with stable identities,
+//!   helped by [`encoding`] (charsets), [`dates`] (sloppy dates), [`sanitize`] (HTML) and
+//!   [`discover`] (feed links of HTML pages).
 //! - [`store`]: sled: entries, per-source state, the newest-first index.
 //! - [`refresh`]: one fetch -> parse -> store of one source.
 //! - [`publish`]: Atom / RSS / JSON Feed documents, rendered once per change.
@@ -20,10 +22,14 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dates;
+pub mod discover;
+pub mod encoding;
 pub mod fetch;
 pub mod parse;
 pub mod publish;
 pub mod refresh;
+pub mod sanitize;
 pub mod schedule;
 pub mod serve;
 pub mod shutdown;

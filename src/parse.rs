@@ -5,14 +5,16 @@
 //! relative links made absolute, links that are not http(s) are dropped, and every entry has a
 //! stable identity (never feed-rs's random UUID fallback).
 
-use std::borrow::Cow;
 use std::collections::HashSet;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use feed_rs::model;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
+
+use crate::{dates, discover, encoding, sanitize};
 
 /// One item of a source, normalized and sanitized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,9 +53,15 @@ pub struct ParsedFeed {
     pub title: Option<String>,
     /// The feed's home page.
     pub site_link: Option<String>,
-    /// The entries, in document order, unique by identity.
+    /// The feed's `<ttl>`: how long it may be cached.
+    pub ttl: Option<Duration>,
+    /// The entries, in document order, unique by identity, at most [`MAX_ENTRIES`].
     pub entries: Vec<Entry>,
 }
+
+/// The most entries taken from one document; a CMS that dumps its archive into its feed
+/// must not flood the store in one fetch.
+pub const MAX_ENTRIES: usize = 5000;
 
 /// Why a body is not a feed we can read.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +69,23 @@ pub enum ParseError {
     /// Nothing came back.
     #[error("empty body: the source sent no content")]
     Empty,
-    /// The document is not RSS, Atom or JSON Feed, or is broken.
+    /// An HTML page came back; `links` are the feeds it points to, if any.
+    #[error("not a feed: HTML page {}", if links.is_empty() { "without a feed link".to_string() } else { format!("linking to {}", links[0]) })]
+    HtmlPage {
+        /// The page's feed links, best first.
+        links: Vec<Url>,
+    },
+    /// The XML is malformed or cut off.
+    #[error("XML error at line {line}, column {column}: {message}")]
+    Xml {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (in characters).
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The document is not RSS, Atom or JSON Feed.
     #[error("not a feed: {0}")]
     NotAFeed(String),
 }
@@ -76,29 +100,101 @@ pub fn parse_feed(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::Empty);
     }
-    let utf8 = decode(body, content_type);
+    let decoded = encoding::decode(body, content_type);
+    let utf8 = decoded.utf8.as_ref();
+    if discover::looks_like_html(utf8, content_type) {
+        let html = String::from_utf8_lossy(utf8);
+        return Err(ParseError::HtmlPage {
+            links: discover::feed_links(&html, url),
+        });
+    }
+    if utf8.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<') {
+        check_xml(utf8)?;
+    }
     let parser = feed_rs::parser::Builder::new()
         .base_uri(Some(url.as_str()))
         .sanitize_content(false)
+        .timestamp_parser(dates::parse_date)
         // An empty id marks "no id in the document"; `identity_of` then decides.
         .id_generator(|_, _, _| String::new())
         .build();
     let feed = parser
-        .parse(utf8.as_ref())
+        .parse(utf8)
         .map_err(|err| ParseError::NotAFeed(describe_parse_error(&err)))?;
 
     let mut seen = HashSet::new();
     let entries = feed
         .entries
         .into_iter()
+        .take(MAX_ENTRIES)
         .map(|entry| normalize_entry(entry, url))
         .filter(|entry| seen.insert(entry.identity.clone()))
         .collect();
     Ok(ParsedFeed {
         title: feed.title.map(|t| plain_text(&t)).filter(|t| !t.is_empty()),
         site_link: alternate_link(&feed.links),
+        ttl: feed
+            .ttl
+            .map(|minutes| Duration::from_secs(u64::from(minutes) * 60)),
         entries,
     })
+}
+
+/// Reads the XML once with quick-xml to report malformed or truncated documents with their
+/// line and column (feed-rs reports neither, and accepts a document cut off mid-way).
+fn check_xml(utf8: &[u8]) -> Result<(), ParseError> {
+    let mut reader = quick_xml::Reader::from_reader(utf8);
+    let mut open: Vec<Vec<u8>> = Vec::new();
+    let mut buf = Vec::new();
+    let at = |offset: u64, message: String| {
+        let (line, column) = line_col(utf8, offset as usize);
+        ParseError::Xml {
+            line,
+            column,
+            message,
+        }
+    };
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(quick_xml::events::Event::Start(start)) => {
+                open.push(start.name().into_inner().as_bytes().to_vec())
+            }
+            Ok(quick_xml::events::Event::End(_)) => {
+                open.pop();
+            }
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(err) => return Err(at(reader.error_position(), err.to_string())),
+        }
+        buf.clear();
+    }
+    match open.last() {
+        None => Ok(()),
+        Some(name) => Err(at(
+            reader.buffer_position(),
+            format!(
+                "the document ends before <{}> is closed (truncated?)",
+                String::from_utf8_lossy(name)
+            ),
+        )),
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &[u8], offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    (
+        line,
+        String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1,
+    )
 }
 
 fn describe_parse_error(err: &feed_rs::parser::ParseFeedError) -> String {
@@ -106,59 +202,14 @@ fn describe_parse_error(err: &feed_rs::parser::ParseFeedError) -> String {
     match err {
         E::ParseError(kind) => format!("{kind} (expected RSS, Atom or JSON Feed)"),
         E::IoError(err) => format!("read error: {err}"),
-        E::JsonSerde(err) => format!("JSON error at line {}: {err}", err.line()),
+        E::JsonSerde(err) => format!(
+            "JSON error at line {}, column {}: {err}",
+            err.line(),
+            err.column()
+        ),
         E::JsonUnsupportedVersion(version) => format!("unsupported JSON Feed version {version}"),
         E::XmlReader(err) => format!("XML error: {err}"),
     }
-}
-
-/// Transcodes to UTF-8 when the HTTP header names another charset, or a BOM says UTF-16.
-/// Otherwise the bytes go to feed-rs as they are, which honours the XML declaration.
-fn decode<'a>(body: &'a [u8], content_type: Option<&str>) -> Cow<'a, [u8]> {
-    let from_bom = encoding_rs::Encoding::for_bom(body).map(|(encoding, _)| encoding);
-    let from_header = content_type
-        .and_then(charset_of)
-        .and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()));
-    let encoding = match from_header.or(from_bom) {
-        Some(encoding) if encoding != encoding_rs::UTF_8 => encoding,
-        _ => return Cow::Borrowed(body),
-    };
-    let (text, _, _) = encoding.decode(body);
-    Cow::Owned(strip_declared_encoding(&text).into_bytes())
-}
-
-/// Removes `encoding="..."` from the XML declaration of text that is already UTF-8, so the
-/// XML reader does not decode it a second time.
-fn strip_declared_encoding(text: &str) -> String {
-    let trimmed = text.trim_start_matches('\u{feff}');
-    if let Some(rest) = trimmed.strip_prefix("<?xml") {
-        if let Some(end) = rest.find("?>") {
-            let declaration = &rest[..end];
-            if let Some(start) = declaration.find("encoding") {
-                let after = &declaration[start..];
-                let quote_end = after
-                    .char_indices()
-                    .filter(|(_, c)| *c == '"' || *c == '\'')
-                    .nth(1)
-                    .map(|(i, _)| i + 1);
-                if let Some(len) = quote_end {
-                    let cleaned = format!("{}{}", &declaration[..start], &after[len..]);
-                    return format!("<?xml{cleaned}?>{}", &rest[end + 2..]);
-                }
-            }
-        }
-    }
-    trimmed.to_string()
-}
-
-/// The `charset` parameter of a Content-Type header.
-fn charset_of(content_type: &str) -> Option<&str> {
-    content_type
-        .split(';')
-        .skip(1)
-        .filter_map(|param| param.split_once('='))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
-        .map(|(_, value)| value.trim().trim_matches('"'))
 }
 
 fn normalize_entry(entry: model::Entry, feed_url: &Url) -> Entry {
@@ -173,16 +224,20 @@ fn normalize_entry(entry: model::Entry, feed_url: &Url) -> Entry {
         .as_deref()
         .and_then(|b| outer.join(b).ok())
         .unwrap_or_else(|| outer.clone());
-    let summary = entry.summary.as_ref().map(|t| text_to_html(t, &base));
+    let summary = entry
+        .summary
+        .as_ref()
+        .map(|t| text_to_html(t, &base))
+        .filter(|html| !html.trim().is_empty());
     let content = entry
         .content
         .as_ref()
         .and_then(|c| c.body.as_deref().map(|body| (body, &c.content_type)))
         .map(|(body, mime)| {
             if mime.subty() == "plain" {
-                html_escape::encode_text(body).into_owned()
+                sanitize::text_to_html(body)
             } else {
-                sanitize_html(body, &base)
+                sanitize::sanitize_html(body, &base)
             }
         })
         .filter(|html| !html.trim().is_empty());
@@ -201,17 +256,17 @@ fn normalize_entry(entry: model::Entry, feed_url: &Url) -> Entry {
         authors: entry
             .authors
             .iter()
-            .filter_map(|p| p.name.as_deref().map(str::trim))
+            .filter_map(|p| p.name.as_deref())
+            .map(sanitize::fold_text)
             .filter(|n| !n.is_empty())
-            .map(str::to_string)
             .collect(),
-        summary: summary.filter(|html| !html.trim().is_empty()),
+        summary,
         content,
         categories: entry
             .categories
             .iter()
-            .map(|c| c.label.clone().unwrap_or_else(|| c.term.clone()))
-            .filter(|c| !c.trim().is_empty())
+            .map(|c| sanitize::fold_text(c.label.as_deref().unwrap_or(&c.term)))
+            .filter(|c| !c.is_empty())
             .collect(),
     }
 }
@@ -257,32 +312,19 @@ fn http_url(href: &str) -> Option<String> {
 
 /// A feed text as plain text: markup removed and entities decoded when it is HTML.
 fn plain_text(text: &model::Text) -> String {
-    let raw = if text.content_type.subty() == "plain" {
-        text.content.clone()
+    if text.content_type.subty() == "plain" {
+        sanitize::fold_text(&text.content)
     } else {
-        let without_tags = ammonia::Builder::empty().clean(&text.content).to_string();
-        html_escape::decode_html_entities(&without_tags).into_owned()
-    };
-    raw.split_whitespace().collect::<Vec<_>>().join(" ")
+        sanitize::html_to_text(&text.content)
+    }
 }
 
 fn text_to_html(text: &model::Text, base: &Url) -> String {
     if text.content_type.subty() == "plain" {
-        html_escape::encode_text(&text.content).into_owned()
+        sanitize::text_to_html(&text.content)
     } else {
-        sanitize_html(&text.content, base)
+        sanitize::sanitize_html(&text.content, base)
     }
-}
-
-/// Allow-list sanitizing of item HTML: no script, styles, event handlers, iframes or objects;
-/// only http(s) and mailto links; relative URLs resolved against `base`.
-pub fn sanitize_html(html: &str, base: &Url) -> String {
-    let mut builder = ammonia::Builder::default();
-    builder
-        .url_schemes(HashSet::from(["http", "https", "mailto"]))
-        .link_rel(Some("noopener noreferrer nofollow"))
-        .url_relative(ammonia::UrlRelative::RewriteWithBase(base.clone()));
-    builder.clean(html).to_string()
 }
 
 #[cfg(test)]

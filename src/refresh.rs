@@ -1,13 +1,31 @@
-//! One refresh of one source: fetch -> parse -> store, and the source state that records it.
+//! One refresh of one source: fetch -> parse -> store, and the source state that records it,
+//! including when the source may be fetched next.
 //!
 //! Used by the daemon's scheduler and by `feedmill fetch` alike, so both behave the same.
+//!
+//! Politeness rules live here: consecutive failures back off exponentially with jitter
+//! (one minute doubling up to a day) whatever the schedule says; 429/503 `Retry-After` is
+//! honoured; a server's `Cache-Control: max-age`/`Expires` and a feed's `<ttl>` may stretch
+//! the interval but never shrink it; 410 Gone disables a source until its config changes.
+//! A failure where no server answered at all does not count toward backoff while no server
+//! has answered anyone recently: that is our own network being down, not the source.
 
-use chrono::Utc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use url::Url;
 
 use crate::config::SourceConfig;
-use crate::fetch::{FetchOutcome, Fetcher};
-use crate::parse::parse_feed;
+use crate::fetch::{FetchError, FetchOutcome, FetchedBody, Fetcher, Validators};
+use crate::parse::{hex, parse_feed, ParseError, ParsedFeed};
 use crate::store::{CommitSummary, SourceState, Store, StoreError};
+
+/// The first backoff after a failure; it doubles with each failure in a row.
+const BACKOFF_BASE: Duration = Duration::from_secs(60);
+/// The longest we ever wait because of failures, `Retry-After` or freshness.
+pub const MAX_HOLD: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How a refresh went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +41,8 @@ pub enum RefreshOutcome {
     },
     /// The source answered 304 (or the file is unchanged): nothing to parse.
     NotModified,
+    /// The source is disabled (410 Gone) until its config changes; nothing was fetched.
+    Disabled,
     /// The fetch or the parse failed; the reason is also in the source's state.
     Failed(String),
 }
@@ -34,54 +54,124 @@ impl RefreshOutcome {
     }
 }
 
-/// Fetches `source` once, stores what it gives and records the outcome in its state.
-/// Only a store failure is an error; a failing source is an outcome.
-pub async fn refresh(
-    source: &SourceConfig,
-    fetcher: &Fetcher,
-    store: &Store,
-) -> Result<RefreshOutcome, StoreError> {
+/// A digest of everything the config says about a source.
+pub fn fingerprint(source: &SourceConfig) -> String {
+    let text = format!(
+        "{}\n{}\n{:?}\n{}\n{:?}",
+        source.name,
+        source.url,
+        source.title,
+        source.schedule.expression(),
+        source.tags
+    );
+    hex(&Sha256::digest(text.as_bytes())[..8])
+}
+
+/// The state of `source` as the current config sees it: a new URL starts afresh, any other
+/// config change re-enables a disabled source.
+pub fn current_state(source: &SourceConfig, store: &Store) -> Result<SourceState, StoreError> {
     let mut state = store.source_state(&source.name)?.unwrap_or_default();
     let configured_url = source.url.to_string();
-    if state.url != configured_url {
-        // A new or changed URL: validators of another document must not be sent.
+    if state.config_url != configured_url {
         state = SourceState {
+            config_url: configured_url.clone(),
             url: configured_url,
             items: state.items,
             ..SourceState::default()
         };
     }
-    let fetched = fetcher.fetch(&source.url, &state.validators).await;
+    let print = fingerprint(source);
+    if state.config_fingerprint != print {
+        state.config_fingerprint = print;
+        state.disabled = false;
+        state.hold_until = None;
+    }
+    Ok(state)
+}
+
+/// When a source whose state is `state` should first be fetched by a daemon starting at
+/// `now`: at once if it is due by its schedule, but never before a hold (backoff,
+/// `Retry-After`) that survives restarts. `None` when it is disabled or never fires.
+pub fn first_fetch(
+    source: &SourceConfig,
+    state: &SourceState,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if state.disabled {
+        return None;
+    }
+    let by_schedule = if source.schedule.is_due(state.last_fetch, now) {
+        now
+    } else {
+        source.schedule.next_fetch(&source.name, now)?
+    };
+    Some(by_schedule.max(state.hold_until.unwrap_or(now)))
+}
+
+/// The delay after `failures` failures in a row: one minute doubling up to a day, plus up
+/// to a fifth more at random so that sources failing together retry apart.
+pub fn backoff(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let doubled =
+        BACKOFF_BASE.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(20)));
+    let jitter = rand::rng().random_range(0.0..0.2);
+    doubled.mul_f64(1.0 + jitter).min(MAX_HOLD)
+}
+
+/// Fetches `source` once (unless it is disabled), stores what it gives and records the
+/// outcome and the next fetch time in its state. Only a store failure is an error; a failing
+/// source is an outcome.
+pub async fn refresh(
+    source: &SourceConfig,
+    fetcher: &Fetcher,
+    store: &Store,
+) -> Result<RefreshOutcome, StoreError> {
+    let mut state = current_state(source, store)?;
+    if state.disabled {
+        store.save_state(&source.name, &state)?;
+        return Ok(RefreshOutcome::Disabled);
+    }
+    let url = Url::parse(&state.url).unwrap_or_else(|_| source.url.clone());
+    let fetched = fetcher.fetch(&url, &state.validators).await;
     let now = Utc::now();
     state.last_fetch = Some(now);
-    state.next_fetch = source.schedule.next_fetch(&source.name, now);
+
     let body = match fetched {
-        Ok(FetchOutcome::NotModified) => {
+        Ok(FetchOutcome::NotModified { fresh_for }) => {
             state.last_status = Some(304);
             state.last_error = None;
             state.consecutive_failures = 0;
+            plan(source, &mut state, now, hold(fresh_for));
             store.save_state(&source.name, &state)?;
             return Ok(RefreshOutcome::NotModified);
         }
-        Ok(FetchOutcome::Body(body)) => body,
-        Err(err) => {
-            state.last_status = err.status();
-            return fail(store, source, state, err.to_string());
-        }
+        Ok(FetchOutcome::Body(body)) => *body,
+        Err(err) => return fail_fetch(source, fetcher, store, state, now, err),
     };
     state.last_status = Some(body.status);
-    let parsed = match parse_feed(&body.bytes, body.content_type.as_deref(), &body.final_url) {
-        Ok(parsed) => parsed,
-        Err(err) => return fail(store, source, state, err.to_string()),
+    let (body, parsed) = match parse_or_discover(body, fetcher).await {
+        Ok(found) => found,
+        Err(reason) => return fail(source, store, state, now, reason, true, None),
     };
+    if let Some(moved) = &body.moved_to {
+        tracing::info!(source = %source.name, from = %state.url, to = %moved, "source moved permanently; following");
+        state.url = moved.to_string();
+    }
     state.last_error = None;
     state.consecutive_failures = 0;
     state.validators = body.validators;
     state.title = parsed.title;
     state.site_link = parsed.site_link;
+    let fresh_for = match (body.fresh_for, parsed.ttl) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    plan(source, &mut state, now, hold(fresh_for));
     let summary = store.commit_fetch(&source.name, &mut state, &parsed.entries, now)?;
     store.flush().await?;
-    tracing::debug!(source = %source.name, url = %source.url, new = summary.new, updated = summary.updated, "stored");
+    tracing::debug!(source = %source.name, url = %url, new = summary.new, updated = summary.updated, "stored");
     Ok(RefreshOutcome::Stored {
         status: body.status,
         entries: parsed.entries.len(),
@@ -89,15 +179,211 @@ pub async fn refresh(
     })
 }
 
-fn fail(
-    store: &Store,
+/// Parses a body; an HTML page that links to a feed is followed to that feed once.
+async fn parse_or_discover(
+    body: FetchedBody,
+    fetcher: &Fetcher,
+) -> Result<(FetchedBody, ParsedFeed), String> {
+    match parse_feed(&body.bytes, body.content_type.as_deref(), &body.final_url) {
+        Ok(parsed) => Ok((body, parsed)),
+        Err(ParseError::HtmlPage { links }) if !links.is_empty() => {
+            let feed_url = &links[0];
+            let fetched = fetcher.fetch(feed_url, &Validators::default()).await;
+            let discovered = match fetched {
+                Ok(FetchOutcome::Body(discovered)) => *discovered,
+                Ok(FetchOutcome::NotModified { .. }) => {
+                    return Err(format!("not a feed: HTML page linking to {feed_url}, which answered 304 to a plain GET"))
+                }
+                Err(err) => {
+                    return Err(format!("not a feed: HTML page linking to {feed_url}, which failed: {err}"))
+                }
+            };
+            let parsed = parse_feed(
+                &discovered.bytes,
+                discovered.content_type.as_deref(),
+                &discovered.final_url,
+            )
+            .map_err(|err| format!("HTML page linking to {feed_url}, which is {err}"))?;
+            // Discovery is as good as a permanent redirect: fetch the feed directly from now on.
+            let moved_to = Some(discovered.final_url.clone());
+            Ok((
+                FetchedBody {
+                    moved_to,
+                    ..discovered
+                },
+                parsed,
+            ))
+        }
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+fn hold(duration: Option<Duration>) -> Option<Duration> {
+    duration.map(|d| d.min(MAX_HOLD)).filter(|d| !d.is_zero())
+}
+
+/// Sets the next fetch: the schedule's next time, stretched (never shrunk) by `hold`.
+fn plan(
     source: &SourceConfig,
+    state: &mut SourceState,
+    now: DateTime<Utc>,
+    hold: Option<Duration>,
+) {
+    state.hold_until = hold
+        .and_then(|h| chrono::Duration::from_std(h).ok())
+        .map(|h| now + h);
+    let scheduled = source.schedule.next_fetch(&source.name, now);
+    state.next_fetch = match (scheduled, state.hold_until) {
+        (Some(s), Some(h)) => Some(s.max(h)),
+        (s, h) => s.or(h),
+    };
+}
+
+fn fail_fetch(
+    source: &SourceConfig,
+    fetcher: &Fetcher,
+    store: &Store,
     mut state: SourceState,
-    reason: String,
+    now: DateTime<Utc>,
+    err: FetchError,
 ) -> Result<RefreshOutcome, StoreError> {
-    tracing::warn!(source = %source.name, url = %source.url, error = %reason, "fetch failed");
+    state.last_status = err.status();
+    if err.status() == Some(410) {
+        state.disabled = true;
+        state.next_fetch = None;
+        state.hold_until = None;
+        state.last_error = Some(
+            "410 Gone: disabled (the source is gone; change its config to try again)".to_string(),
+        );
+        state.consecutive_failures += 1;
+        tracing::warn!(source = %source.name, url = %state.url, "410 Gone: source disabled until its config changes");
+        store.save_state(&source.name, &state)?;
+        return Ok(RefreshOutcome::Failed("410 Gone: disabled".to_string()));
+    }
+    let counted = !err.no_answer() || fetcher.network_answered_recently();
+    let reason = if counted {
+        err.to_string()
+    } else {
+        format!("{err} (no server has answered lately: our own network may be down; not counted toward backoff)")
+    };
+    fail(
+        source,
+        store,
+        state,
+        now,
+        reason,
+        counted,
+        err.retry_after(),
+    )
+}
+
+fn fail(
+    source: &SourceConfig,
+    store: &Store,
+    mut state: SourceState,
+    now: DateTime<Utc>,
+    reason: String,
+    counted: bool,
+    retry_after: Option<Duration>,
+) -> Result<RefreshOutcome, StoreError> {
+    tracing::warn!(source = %source.name, url = %state.url, error = %reason, "fetch failed");
     state.last_error = Some(reason.clone());
-    state.consecutive_failures += 1;
+    if counted {
+        state.consecutive_failures += 1;
+    }
+    let wait = backoff(state.consecutive_failures).max(retry_after.unwrap_or_default());
+    plan(source, &mut state, now, hold(Some(wait)));
     store.save_state(&source.name, &state)?;
     Ok(RefreshOutcome::Failed(reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_a_minute_to_a_day_with_jitter() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        for (failures, base) in [(1, 60), (2, 120), (3, 240), (6, 1920)] {
+            let d = backoff(failures).as_secs_f64();
+            assert!(d >= base as f64 && d < base as f64 * 1.2, "{failures}: {d}");
+        }
+        assert_eq!(backoff(12), MAX_HOLD);
+        assert_eq!(backoff(u32::MAX), MAX_HOLD);
+        let spread: std::collections::HashSet<u128> =
+            (0..20).map(|_| backoff(3).as_millis()).collect();
+        assert!(spread.len() > 1, "no jitter");
+    }
+
+    fn source(schedule: &str) -> SourceConfig {
+        SourceConfig {
+            name: "s".into(),
+            url: Url::parse("https://s.example/feed").expect("url"),
+            title: None,
+            schedule: crate::schedule::CronSchedule::parse(schedule).expect("cron"),
+            tags: vec![],
+        }
+    }
+
+    #[test]
+    fn holds_stretch_but_never_shrink_the_schedule() {
+        let source = source("*/30 * * * *");
+        let now = Utc::now();
+        let mut state = SourceState::default();
+        plan(
+            &source,
+            &mut state,
+            now,
+            hold(Some(Duration::from_secs(60))),
+        );
+        let scheduled = source.schedule.next_fetch("s", now).expect("fires");
+        assert_eq!(
+            state.next_fetch,
+            Some(scheduled),
+            "a short max-age must not shrink"
+        );
+        plan(
+            &source,
+            &mut state,
+            now,
+            hold(Some(Duration::from_secs(7200))),
+        );
+        assert_eq!(
+            state.next_fetch,
+            Some(now + chrono::Duration::seconds(7200))
+        );
+        plan(
+            &source,
+            &mut state,
+            now,
+            hold(Some(Duration::from_secs(10 * 86400))),
+        );
+        assert_eq!(
+            state.next_fetch,
+            Some(now + chrono::Duration::seconds(86400)),
+            "capped at a day"
+        );
+    }
+
+    #[test]
+    fn first_fetch_honours_holds_and_disabling() {
+        let source = source("* * * * * *");
+        let now = Utc::now();
+        let fresh = SourceState::default();
+        assert_eq!(first_fetch(&source, &fresh, now), Some(now));
+        let held = SourceState {
+            last_fetch: Some(now - chrono::Duration::hours(1)),
+            hold_until: Some(now + chrono::Duration::minutes(5)),
+            ..SourceState::default()
+        };
+        assert_eq!(
+            first_fetch(&source, &held, now),
+            Some(now + chrono::Duration::minutes(5))
+        );
+        let gone = SourceState {
+            disabled: true,
+            ..SourceState::default()
+        };
+        assert_eq!(first_fetch(&source, &gone, now), None);
+    }
 }

@@ -109,8 +109,14 @@ impl StoredEntry {
 
 /// What we know of one source between fetches.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SourceState {
-    /// The URL fetched (after permanent redirects).
+    /// The URL the config gave when this state began; a new one starts the state afresh.
+    pub config_url: String,
+    /// A digest of the source's whole config; a change re-enables a disabled source.
+    pub config_fingerprint: String,
+    /// The URL fetched: the configured one, or where permanent redirects or autodiscovery
+    /// led.
     pub url: String,
     /// The feed's own title.
     pub title: Option<String>,
@@ -126,6 +132,11 @@ pub struct SourceState {
     pub consecutive_failures: u32,
     /// When the next fetch is planned.
     pub next_fetch: Option<DateTime<Utc>>,
+    /// No fetch before this time (backoff, `Retry-After`, the server's freshness), even
+    /// across restarts.
+    pub hold_until: Option<DateTime<Utc>>,
+    /// Set when the source answered 410 Gone; it is not fetched until its config changes.
+    pub disabled: bool,
     /// Entries stored for this source.
     pub items: u64,
     /// The validators of the last 200 response.

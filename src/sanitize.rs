@@ -1,0 +1,155 @@
+//! HTML from feeds, made safe to republish: an allow-list sanitizer (ammonia) and a
+//! plain-text reduction for titles.
+//!
+//! Allowed: ammonia's default set of harmless formatting tags and attributes. Removed: script,
+//! style, iframe, object, embed, form elements, every event handler and `style` attribute.
+//! URLs: only http(s) survive, plus `data:` in `<img src>`; relative URLs are resolved against
+//! the entry's base, so the output holds no relative link.
+
+use std::collections::HashSet;
+
+use url::Url;
+
+/// The longest HTML field (summary or content) we keep, in bytes; longer text is cut before
+/// sanitizing (ammonia repairs the cut markup).
+pub const MAX_HTML_BYTES: usize = 1024 * 1024;
+/// The longest title we keep, in characters.
+pub const MAX_TITLE_CHARS: usize = 1000;
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn truncate_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Sanitizes item HTML and resolves its URLs against `base`.
+pub fn sanitize_html(html: &str, base: &Url) -> String {
+    let mut builder = ammonia::Builder::default();
+    builder
+        .url_schemes(HashSet::from(["http", "https", "data"]))
+        .link_rel(Some("noopener noreferrer nofollow"))
+        .url_relative(ammonia::UrlRelative::RewriteWithBase(base.clone()))
+        .attribute_filter(|element, attribute, value| {
+            let is_data = value
+                .trim_start()
+                .get(..5)
+                .is_some_and(|s| s.eq_ignore_ascii_case("data:"));
+            if is_data && !(element == "img" && attribute == "src") {
+                None
+            } else {
+                Some(value.into())
+            }
+        });
+    builder
+        .clean(truncate_bytes(html, MAX_HTML_BYTES))
+        .to_string()
+}
+
+/// Escapes plain text for use as HTML.
+pub fn text_to_html(text: &str) -> String {
+    html_escape::encode_text(truncate_bytes(text, MAX_HTML_BYTES)).into_owned()
+}
+
+/// HTML reduced to plain text: tags removed, entities decoded, white space folded, cut to
+/// [`MAX_TITLE_CHARS`].
+pub fn html_to_text(html: &str) -> String {
+    let without_tags = ammonia::Builder::empty()
+        .clean(truncate_bytes(html, MAX_HTML_BYTES))
+        .to_string();
+    fold_text(&html_escape::decode_html_entities(&without_tags))
+}
+
+/// White space folded and the text cut to [`MAX_TITLE_CHARS`].
+pub fn fold_text(text: &str) -> String {
+    let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match folded.char_indices().nth(MAX_TITLE_CHARS) {
+        Some((end, _)) => format!("{}…", &folded[..end]),
+        None => folded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("https://news.example/a/b.html").expect("valid")
+    }
+
+    #[test]
+    fn removes_active_content() {
+        let html = r#"<p onclick="steal()" style="color:red">ok</p><script>alert(1)</script>
+            <a href="javascript:alert(1)">j</a><a href="JaVaScRiPt:alert(1)">k</a>
+            <iframe src="https://evil.example/"></iframe><object data="x"></object><embed src="x">
+            <style>p{}</style><form action="/x"><input name="q"></form><svg onload="x()"></svg>
+            <img src="x.png" onerror="steal()"><a href="vbscript:x">v</a><a href="mailto:a@b">m</a>"#;
+        let clean = sanitize_html(html, &base());
+        for bad in [
+            "onclick",
+            "style",
+            "script",
+            "javascript",
+            "iframe",
+            "object",
+            "embed",
+            "form",
+            "input",
+            "onload",
+            "onerror",
+            "vbscript",
+            "mailto",
+        ] {
+            assert!(
+                !clean.to_ascii_lowercase().contains(bad),
+                "{bad} survived: {clean}"
+            );
+        }
+        assert!(clean.contains("<p>ok</p>"), "{clean}");
+        assert!(
+            clean.contains(r#"<img src="https://news.example/a/x.png">"#),
+            "{clean}"
+        );
+    }
+
+    #[test]
+    fn data_urls_only_in_images() {
+        let html = r#"<img src="data:image/png;base64,iVBORw0KGgo="><a href="data:text/html,<script>x</script>">d</a>"#;
+        let clean = sanitize_html(html, &base());
+        assert!(
+            clean.contains(r#"<img src="data:image/png;base64,iVBORw0KGgo=">"#),
+            "{clean}"
+        );
+        assert!(!clean.contains("data:text"), "{clean}");
+    }
+
+    #[test]
+    fn relative_links_become_absolute() {
+        let clean = sanitize_html(r#"<a href="../c.html">c</a><img src="/i.png">"#, &base());
+        assert!(
+            clean.contains(r#"href="https://news.example/c.html""#),
+            "{clean}"
+        );
+        assert!(
+            clean.contains(r#"src="https://news.example/i.png""#),
+            "{clean}"
+        );
+    }
+
+    #[test]
+    fn titles_become_plain_bounded_text() {
+        assert_eq!(
+            html_to_text("<b>Bold</b> &amp;\n  co &lt;3"),
+            "Bold & co <3"
+        );
+        let long = html_to_text(&"x".repeat(5 * 1024 * 1024));
+        assert_eq!(long.chars().count(), MAX_TITLE_CHARS + 1);
+        assert!(sanitize_html(&"<p>".repeat(10), &base()).len() < 100);
+        assert!(sanitize_html(&"y".repeat(3 * MAX_HTML_BYTES), &base()).len() <= MAX_HTML_BYTES);
+    }
+}
