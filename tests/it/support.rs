@@ -220,8 +220,11 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let status = blocking_get(&self.url("/status.json"))
+            .map(|(_, body)| String::from_utf8_lossy(&body).into_owned())
+            .unwrap_or_default();
         panic!(
-            "timed out waiting for {what}\n--- daemon log ---\n{}",
+            "timed out waiting for {what}\n--- status.json ---\n{status}\n--- daemon log ---\n{}",
             self.stderr()
         );
     }
