@@ -66,7 +66,7 @@ pub enum FetchError {
     #[error("timed out after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
     /// The body was longer than `max_body` once decompressed.
-    #[error("body larger than {}", bytesize::ByteSize::b(*.0).display().iec())]
+    #[error("body larger than {}", human_size(*.0))]
     TooLarge(u64),
     /// The server answered with an error status.
     #[error("HTTP {status}{}{}", reason.map(|r| format!(" {r}")).unwrap_or_default(),
@@ -370,6 +370,17 @@ fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String
         .map(str::to_string)
 }
 
+/// A size as people write it: "8 MiB", "512 KiB", else bytesize's rounding.
+pub fn human_size(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    match bytes {
+        b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b >= KIB && b % KIB == 0 => format!("{} KiB", b / KIB),
+        b => bytesize::ByteSize::b(b).display().iec().to_string(),
+    }
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -411,6 +422,16 @@ fn freshness(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_written() {
+        assert_eq!(
+            FetchError::TooLarge(8 * 1024 * 1024).to_string(),
+            "body larger than 8 MiB"
+        );
+        assert_eq!(human_size(512 * 1024), "512 KiB");
+        assert_eq!(human_size(1000), "1000 B");
+    }
 
     #[test]
     fn retry_after_takes_seconds_and_dates() {

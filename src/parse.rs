@@ -5,6 +5,7 @@
 //! relative links made absolute, links that are not http(s) are dropped, and every entry has a
 //! stable identity (never feed-rs's random UUID fallback).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -108,9 +109,13 @@ pub fn parse_feed(
             links: discover::feed_links(&html, url),
         });
     }
-    if utf8.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<') {
-        check_xml(utf8)?;
-    }
+    let checked;
+    let (utf8, entry_bases) = if utf8.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<') {
+        checked = check_xml(utf8, url)?;
+        (checked.document.as_ref(), checked.entry_bases.as_slice())
+    } else {
+        (utf8, &[][..])
+    };
     let parser = feed_rs::parser::Builder::new()
         .base_uri(Some(url.as_str()))
         .sanitize_content(false)
@@ -127,7 +132,8 @@ pub fn parse_feed(
         .entries
         .into_iter()
         .take(MAX_ENTRIES)
-        .map(|entry| normalize_entry(entry, url))
+        .enumerate()
+        .map(|(i, entry)| normalize_entry(entry, entry_bases.get(i).unwrap_or(url)))
         .filter(|entry| seen.insert(entry.identity.clone()))
         .collect();
     Ok(ParsedFeed {
@@ -140,11 +146,26 @@ pub fn parse_feed(
     })
 }
 
-/// Reads the XML once with quick-xml to report malformed or truncated documents with their
-/// line and column (feed-rs reports neither, and accepts a document cut off mid-way).
-fn check_xml(utf8: &[u8]) -> Result<(), ParseError> {
+/// What [`check_xml`] learned of a document.
+struct CheckedXml<'a> {
+    /// The document, cut after [`MAX_ENTRIES`] items.
+    document: Cow<'a, [u8]>,
+    /// The xml:base in effect at each item/entry, in document order.
+    entry_bases: Vec<Url>,
+}
+
+/// Reads the XML once with quick-xml, before feed-rs sees it:
+/// - to report malformed or truncated documents with their line and column (feed-rs reports
+///   neither, and accepts a document cut off mid-way);
+/// - to cut a document after its first [`MAX_ENTRIES`] items, so that a feed of 100,000 items
+///   costs the parser and the memory of 5,000;
+/// - to learn the xml:base inherited by each entry, which feed-rs uses for links but does
+///   not expose for resolving the entry's HTML.
+fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError> {
     let mut reader = quick_xml::Reader::from_reader(utf8);
-    let mut open: Vec<Vec<u8>> = Vec::new();
+    // Open elements with the base in effect inside each.
+    let mut open: Vec<(Vec<u8>, Url)> = Vec::new();
+    let mut entry_bases = Vec::new();
     let mut buf = Vec::new();
     let at = |offset: u64, message: String| {
         let (line, column) = line_col(utf8, offset as usize);
@@ -155,9 +176,41 @@ fn check_xml(utf8: &[u8]) -> Result<(), ParseError> {
         }
     };
     loop {
+        let before = reader.buffer_position() as usize;
         match reader.read_event_into(&mut buf) {
             Ok(quick_xml::events::Event::Start(start)) => {
-                open.push(start.name().into_inner().as_bytes().to_vec())
+                let parent = open.last().map_or(url, |(_, base)| base);
+                let base = start
+                    .attributes()
+                    .flatten()
+                    .find(|a| a.key.0 == "xml:base")
+                    .and_then(|a| {
+                        parent
+                            .join(
+                                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                    .ok()?
+                                    .trim(),
+                            )
+                            .ok()
+                    })
+                    .unwrap_or_else(|| parent.clone());
+                let is_item = matches!(start.local_name().into_inner(), "item" | "entry");
+                if is_item && open.len() <= 2 {
+                    if entry_bases.len() == MAX_ENTRIES {
+                        let mut cut = utf8[..before].to_vec();
+                        for (name, _) in open.iter().rev() {
+                            cut.extend_from_slice(b"</");
+                            cut.extend_from_slice(name);
+                            cut.push(b'>');
+                        }
+                        return Ok(CheckedXml {
+                            document: Cow::Owned(cut),
+                            entry_bases,
+                        });
+                    }
+                    entry_bases.push(base.clone());
+                }
+                open.push((start.name().0.as_bytes().to_vec(), base));
             }
             Ok(quick_xml::events::Event::End(_)) => {
                 open.pop();
@@ -169,8 +222,11 @@ fn check_xml(utf8: &[u8]) -> Result<(), ParseError> {
         buf.clear();
     }
     match open.last() {
-        None => Ok(()),
-        Some(name) => Err(at(
+        None => Ok(CheckedXml {
+            document: Cow::Borrowed(utf8),
+            entry_bases,
+        }),
+        Some((name, _)) => Err(at(
             reader.buffer_position(),
             format!(
                 "the document ends before <{}> is closed (truncated?)",
@@ -212,18 +268,17 @@ fn describe_parse_error(err: &feed_rs::parser::ParseFeedError) -> String {
     }
 }
 
-fn normalize_entry(entry: model::Entry, feed_url: &Url) -> Entry {
+/// Normalizes one entry; `entry_base` is the xml:base in effect at the entry (else the
+/// feed's URL).
+fn normalize_entry(entry: model::Entry, entry_base: &Url) -> Entry {
     let title = entry.title.as_ref().map(plain_text).unwrap_or_default();
     let link = alternate_link(&entry.links);
-    // feed-rs exposes only the xml:base of <content> itself, not the inherited one; the
-    // entry's link was resolved with the inherited base, so it stands in for it.
-    let inherited = link.as_deref().and_then(|l| Url::parse(l).ok());
-    let outer = inherited.as_ref().unwrap_or(feed_url);
+    // feed-rs keeps the xml:base of <content> itself; it refines the entry's.
     let base = entry
         .base
         .as_deref()
-        .and_then(|b| outer.join(b).ok())
-        .unwrap_or_else(|| outer.clone());
+        .and_then(|b| entry_base.join(b).ok())
+        .unwrap_or_else(|| entry_base.clone());
     let summary = entry
         .summary
         .as_ref()
@@ -441,6 +496,43 @@ mod tests {
         );
         let feed = parse_feed(&gbk, Some("text/xml; charset=GBK"), &url()).expect("parses");
         assert_eq!(feed.title.as_deref(), Some("内蒙古日报"));
+    }
+
+    #[test]
+    fn long_feeds_are_cut_at_the_entry_limit() {
+        let items: String = (0..MAX_ENTRIES + 10)
+            .map(|i| format!("<item><guid>{i}</guid><title>t{i}</title></item>"))
+            .collect();
+        let feed = parse(&format!(
+            "<rss version=\"2.0\"><channel><title>t</title>{items}</channel></rss>"
+        ));
+        assert_eq!(feed.entries.len(), MAX_ENTRIES);
+        assert_eq!(
+            feed.entries[MAX_ENTRIES - 1].identity,
+            (MAX_ENTRIES - 1).to_string()
+        );
+    }
+
+    #[test]
+    fn malformed_and_truncated_xml_name_the_line() {
+        let err = parse_feed(
+            b"<rss version=\"2.0\">\n<channel>\n<title>x</titel>",
+            None,
+            &url(),
+        )
+        .expect_err("malformed");
+        assert!(
+            err.to_string().starts_with("XML error at line 3, column"),
+            "{err}"
+        );
+        let err = parse_feed(
+            b"<rss version=\"2.0\">\n<channel><title>x</title>\n<item><title>cut",
+            None,
+            &url(),
+        )
+        .expect_err("truncated");
+        assert!(err.to_string().contains("line 3"), "{err}");
+        assert!(err.to_string().contains("truncated"), "{err}");
     }
 
     #[test]

@@ -453,5 +453,21 @@ fn render_json(
         feed_url: feed_url(base_url, &feed.name, Format::Json),
         items,
     };
-    serde_json::to_vec_pretty(&document).unwrap_or_default()
+    escape_json_html(&serde_json::to_vec_pretty(&document).unwrap_or_default())
+}
+
+/// Writes `<`, `>` and `&` in JSON strings as `\u003c`, `\u003e` and `\u0026` (as Go's
+/// encoder does): the same JSON to any parser, but a feed title like `<script>` can no longer
+/// break out of a page that embeds the document. Outside strings JSON has no such bytes.
+fn escape_json_html(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len() + json.len() / 16);
+    for &byte in json {
+        match byte {
+            b'<' => out.extend_from_slice(b"\\u003c"),
+            b'>' => out.extend_from_slice(b"\\u003e"),
+            b'&' => out.extend_from_slice(b"\\u0026"),
+            _ => out.push(byte),
+        }
+    }
+    out
 }

@@ -169,12 +169,21 @@ pub async fn refresh(
         (a, b) => a.or(b),
     };
     plan(source, &mut state, now, hold(fresh_for));
-    let summary = store.commit_fetch(&source.name, &mut state, &parsed.entries, now)?;
+    let entries = parsed.entries.len();
+    let summary = {
+        // Encoding and writing thousands of entries is blocking work too.
+        let (store, name) = (store.clone(), source.name.clone());
+        tokio::task::spawn_blocking(move || {
+            store.commit_fetch(&name, &mut state, &parsed.entries, now)
+        })
+        .await
+        .map_err(|join| StoreError::Task(join.to_string()))??
+    };
     store.flush().await?;
     tracing::debug!(source = %source.name, url = %url, new = summary.new, updated = summary.updated, "stored");
     Ok(RefreshOutcome::Stored {
         status: body.status,
-        entries: parsed.entries.len(),
+        entries,
         summary,
     })
 }
@@ -184,7 +193,7 @@ async fn parse_or_discover(
     body: FetchedBody,
     fetcher: &Fetcher,
 ) -> Result<(FetchedBody, ParsedFeed), String> {
-    match parse_feed(&body.bytes, body.content_type.as_deref(), &body.final_url) {
+    match parse_off_thread(&body).await {
         Ok(parsed) => Ok((body, parsed)),
         Err(ParseError::HtmlPage { links }) if !links.is_empty() => {
             let feed_url = &links[0];
@@ -198,12 +207,9 @@ async fn parse_or_discover(
                     return Err(format!("not a feed: HTML page linking to {feed_url}, which failed: {err}"))
                 }
             };
-            let parsed = parse_feed(
-                &discovered.bytes,
-                discovered.content_type.as_deref(),
-                &discovered.final_url,
-            )
-            .map_err(|err| format!("HTML page linking to {feed_url}, which is {err}"))?;
+            let parsed = parse_off_thread(&discovered)
+                .await
+                .map_err(|err| format!("HTML page linking to {feed_url}, which is {err}"))?;
             // Discovery is as good as a permanent redirect: fetch the feed directly from now on.
             let moved_to = Some(discovered.final_url.clone());
             Ok((
@@ -216,6 +222,19 @@ async fn parse_or_discover(
         }
         Err(err) => Err(err.to_string()),
     }
+}
+
+/// Parsing is CPU work that can take a while (a 100,000-item feed, a 5 MB title); it runs on
+/// the blocking pool so that it never stalls the timers and sockets of other sources.
+async fn parse_off_thread(body: &FetchedBody) -> Result<ParsedFeed, ParseError> {
+    let (bytes, content_type, url) = (
+        body.bytes.clone(),
+        body.content_type.clone(),
+        body.final_url.clone(),
+    );
+    tokio::task::spawn_blocking(move || parse_feed(&bytes, content_type.as_deref(), &url))
+        .await
+        .unwrap_or_else(|join| Err(ParseError::NotAFeed(format!("the parser failed: {join}"))))
 }
 
 fn hold(duration: Option<Duration>) -> Option<Duration> {

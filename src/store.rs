@@ -46,6 +46,9 @@ pub enum StoreError {
         /// The version found.
         found: u32,
     },
+    /// A blocking store task died.
+    #[error("a store task failed: {0}")]
+    Task(String),
     /// sled failed.
     #[error("store {}: {source}", path.display())]
     Db {

@@ -2,4 +2,5 @@
 
 mod cli;
 mod daemon;
+mod hostile;
 mod support;

@@ -31,9 +31,30 @@ pub struct Logged {
     pub status: u16,
 }
 
+/// How the server answers one path, on purpose well or badly.
+#[derive(Clone)]
+pub enum Behavior {
+    /// A document with validators; 304 to a matching `If-None-Match`.
+    Static(Served),
+    /// Any status, with extra headers and a body.
+    Status {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    },
+    /// A redirect to `location` (absolute or relative).
+    Redirect { status: u16, location: String },
+    /// A valid start, then one byte per `every`, forever.
+    Trickle { every: Duration },
+    /// A body that never ends.
+    Endless,
+    /// A body sent as it is with `Content-Encoding: gzip`.
+    Gzipped { body: Vec<u8>, content_type: String },
+}
+
 #[derive(Default)]
 struct Inner {
-    files: HashMap<String, Served>,
+    files: HashMap<String, Behavior>,
     log: Vec<Logged>,
     version: u64,
 }
@@ -73,19 +94,36 @@ impl FeedServer {
         let version = inner.version;
         inner.files.insert(
             path.to_string(),
-            Served {
+            Behavior::Static(Served {
                 body: body.into(),
                 content_type: content_type.to_string(),
                 etag: format!("\"v{version}\""),
                 last_modified: httpdate::fmt_http_date(
                     std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + version),
                 ),
-            },
+            }),
         );
     }
 
+    /// Answers `path` the way `behavior` says.
+    pub fn behave(&self, path: &str, behavior: Behavior) {
+        self.inner
+            .lock()
+            .expect("lock")
+            .files
+            .insert(path.to_string(), behavior);
+    }
+
+    /// How many requests `path` has had.
+    pub fn hits(&self, path: &str) -> usize {
+        self.log().iter().filter(|l| l.path == path).count()
+    }
+
     pub fn served(&self, path: &str) -> Served {
-        self.inner.lock().expect("lock").files[path].clone()
+        match &self.inner.lock().expect("lock").files[path] {
+            Behavior::Static(served) => served.clone(),
+            _ => panic!("{path} is not a static document"),
+        }
     }
 
     pub fn log(&self) -> Vec<Logged> {
@@ -109,16 +147,66 @@ async fn serve_file(
     let if_modified_since = header_text(header::IF_MODIFIED_SINCE);
     let response = match inner.files.get(&path) {
         None => (StatusCode::NOT_FOUND, "no such feed").into_response(),
-        Some(file) if if_none_match.as_deref() == Some(file.etag.as_str()) => Response::builder()
-            .status(StatusCode::NOT_MODIFIED)
-            .header(header::ETAG, &file.etag)
-            .body(Body::empty())
-            .expect("response"),
-        Some(file) => Response::builder()
+        Some(Behavior::Static(file)) if if_none_match.as_deref() == Some(file.etag.as_str()) => {
+            Response::builder()
+                .status(StatusCode::NOT_MODIFIED)
+                .header(header::ETAG, &file.etag)
+                .body(Body::empty())
+                .expect("response")
+        }
+        Some(Behavior::Static(file)) => Response::builder()
             .header(header::CONTENT_TYPE, &file.content_type)
             .header(header::ETAG, &file.etag)
             .header(header::LAST_MODIFIED, &file.last_modified)
             .body(Body::from(file.body.clone()))
+            .expect("response"),
+        Some(Behavior::Status {
+            status,
+            headers,
+            body,
+        }) => {
+            let mut response = Response::builder().status(*status);
+            for (name, value) in headers {
+                response = response.header(*name, value);
+            }
+            response.body(Body::from(body.clone())).expect("response")
+        }
+        Some(Behavior::Redirect { status, location }) => Response::builder()
+            .status(*status)
+            .header(header::LOCATION, location)
+            .body(Body::empty())
+            .expect("response"),
+        Some(Behavior::Trickle { every }) => {
+            let every = *every;
+            let start = futures_util::stream::once(async {
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+                    b"<rss version=\"2.0\"><channel><title>",
+                ))
+            });
+            let drip = futures_util::stream::unfold((), move |()| async move {
+                tokio::time::sleep(every).await;
+                Some((Ok(bytes::Bytes::from_static(b"x")), ()))
+            });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/rss+xml")
+                .body(Body::from_stream(futures_util::StreamExt::chain(
+                    start, drip,
+                )))
+                .expect("response")
+        }
+        Some(Behavior::Endless) => {
+            let chunk = bytes::Bytes::from("<item><title>again</title></item>".repeat(2000));
+            let endless =
+                futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/rss+xml")
+                .body(Body::from_stream(endless))
+                .expect("response")
+        }
+        Some(Behavior::Gzipped { body, content_type }) => Response::builder()
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONTENT_ENCODING, "gzip")
+            .body(Body::from(body.clone()))
             .expect("response"),
     };
     inner.log.push(Logged {
@@ -205,6 +293,25 @@ impl Daemon {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// The daemon's resident memory, from /proc, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("daemon running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// One source's report from `/status.json`.
+    pub fn source(&self, name: &str) -> serde_json::Value {
+        self.status()
+            .into_iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no source {name} in status.json"))
     }
 
     pub fn stderr(&self) -> String {
