@@ -28,6 +28,21 @@ fn truncate_bytes(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// Whether XML 1.0 allows `c` in a document: feeds carry control characters that would make
+/// our own output invalid (and unreadable for strict readers).
+fn xml_allowed(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// `text` without the characters XML 1.0 forbids.
+pub fn xml_safe(text: String) -> String {
+    if text.chars().all(xml_allowed) {
+        text
+    } else {
+        text.chars().filter(|c| xml_allowed(*c)).collect()
+    }
+}
+
 /// Sanitizes item HTML and resolves its URLs against `base`.
 pub fn sanitize_html(html: &str, base: &Url) -> String {
     let mut builder = ammonia::Builder::default();
@@ -46,14 +61,16 @@ pub fn sanitize_html(html: &str, base: &Url) -> String {
                 Some(value.into())
             }
         });
-    builder
-        .clean(truncate_bytes(html, MAX_HTML_BYTES))
-        .to_string()
+    xml_safe(
+        builder
+            .clean(truncate_bytes(html, MAX_HTML_BYTES))
+            .to_string(),
+    )
 }
 
 /// Escapes plain text for use as HTML.
 pub fn text_to_html(text: &str) -> String {
-    html_escape::encode_text(truncate_bytes(text, MAX_HTML_BYTES)).into_owned()
+    xml_safe(html_escape::encode_text(truncate_bytes(text, MAX_HTML_BYTES)).into_owned())
 }
 
 /// HTML reduced to plain text: tags removed, entities decoded, white space folded, cut to
@@ -67,7 +84,7 @@ pub fn html_to_text(html: &str) -> String {
 
 /// White space folded and the text cut to [`MAX_TITLE_CHARS`].
 pub fn fold_text(text: &str) -> String {
-    let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let folded = xml_safe(text.split_whitespace().collect::<Vec<_>>().join(" "));
     match folded.char_indices().nth(MAX_TITLE_CHARS) {
         Some((end, _)) => format!("{}…", &folded[..end]),
         None => folded,
@@ -139,6 +156,13 @@ mod tests {
             clean.contains(r#"src="https://news.example/i.png""#),
             "{clean}"
         );
+    }
+
+    #[test]
+    fn characters_xml_forbids_are_dropped() {
+        assert_eq!(fold_text("a\u{1}b\u{1b}[31mc\u{fffe}"), "ab[31mc");
+        assert_eq!(sanitize_html("<p>x\u{0}y</p>", &base()), "<p>xy</p>");
+        assert_eq!(text_to_html("\u{8}<"), "&lt;");
     }
 
     #[test]

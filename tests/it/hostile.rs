@@ -195,6 +195,16 @@ const CASES: &[Case] = &[
         path: "h/huge-title.rss",
         error: None,
     },
+    Case {
+        name: "max-age",
+        path: "h/max-age.rss",
+        error: None,
+    },
+    Case {
+        name: "ttl",
+        path: "h/ttl.rss",
+        error: None,
+    },
 ];
 
 fn serve_cases(server: &FeedServer) {
@@ -410,6 +420,25 @@ fn serve_cases(server: &FeedServer) {
         xml,
         rss("Huge", &item("big", &"B".repeat(5 * 1024 * 1024), "")),
     );
+    server.behave(
+        "h/max-age.rss",
+        Behavior::Status {
+            status: 200,
+            headers: vec![
+                ("cache-control", "public, max-age=3600".into()),
+                ("content-type", xml.into()),
+            ],
+            body: rss("Cached", &item("c1", "Cached one", "")).into_bytes(),
+        },
+    );
+    server.put(
+        "h/ttl.rss",
+        xml,
+        rss(
+            "TTL",
+            &format!("<ttl>90</ttl>{}", item("t1", "TTL one", "")),
+        ),
+    );
 }
 
 fn config(server: &FeedServer) -> String {
@@ -501,6 +530,26 @@ fn the_daemon_survives_the_hostile_web() {
         daemon.source("gone")["next_fetch"].is_null(),
         "a gone source must not be planned"
     );
+    // A server's max-age and a feed's <ttl> stretch the every-second schedule.
+    for (name, path, seconds) in [
+        ("max-age", "h/max-age.rss", 3500),
+        ("ttl", "h/ttl.rss", 5300),
+    ] {
+        let report = daemon.source(name);
+        let next = chrono::DateTime::parse_from_rfc3339(
+            report["next_fetch"].as_str().expect("next_fetch"),
+        )
+        .expect("date");
+        assert!(
+            next > chrono::Utc::now() + chrono::Duration::seconds(seconds),
+            "{name}: {report}"
+        );
+        assert_eq!(
+            server.hits(path),
+            1,
+            "{path} was fetched before it went stale"
+        );
+    }
 
     // A permanent move is followed and remembered; the old URL is not asked again.
     let moved = daemon.source("moved");
@@ -609,4 +658,41 @@ fn the_daemon_survives_the_hostile_web() {
         titles.contains(&"<script>alert('title')</script>Scripted one"),
         "titles are plain text, escaped on output: {titles:?}"
     );
+}
+
+/// When no server answers at all, the fault is more likely ours (the network is down) than
+/// every source's: such failures are reported but do not push the sources into backoff.
+#[test]
+fn a_network_outage_does_not_count_toward_backoff() {
+    let closed = crate::support::free_port();
+    let mut config = String::from("[fetch]\nschedule = \"* * * * * *\"\n");
+    for i in 0..3 {
+        config.push_str(&format!(
+            "[[source]]\nname = \"down{i}\"\nurl = \"http://127.0.0.1:{closed}/{i}.rss\"\n"
+        ));
+    }
+    config.push_str("[[feed]]\nname = \"all\"\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path(), &config);
+    daemon.wait_for("a first round of failed fetches", || {
+        Some(daemon.status().iter().all(|r| r["last_error"].is_string()))
+    });
+    let first: Vec<serde_json::Value> = daemon
+        .status()
+        .into_iter()
+        .map(|r| r["last_fetch"].clone())
+        .collect();
+    daemon.wait_for("two more rounds", || {
+        let now: Vec<serde_json::Value> = daemon
+            .status()
+            .into_iter()
+            .map(|r| r["last_fetch"].clone())
+            .collect();
+        Some(now.iter().zip(&first).all(|(a, b)| a != b))
+    });
+    for report in daemon.status() {
+        assert_eq!(report["consecutive_failures"], 0, "{report}");
+        let error = report["last_error"].as_str().expect("an error");
+        assert!(error.contains("our own network may be down"), "{report}");
+    }
 }

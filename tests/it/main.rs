@@ -3,4 +3,5 @@
 mod cli;
 mod daemon;
 mod hostile;
+mod properties;
 mod support;
