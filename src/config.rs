@@ -155,6 +155,8 @@ pub struct FeedConfig {
     pub exclude: Vec<Regex>,
     /// How many entries the document holds.
     pub limit: usize,
+    /// How many of those one source may fill.
+    pub max_per_source: usize,
     /// How duplicates across sources are merged.
     pub dedup: Dedup,
 }
@@ -245,6 +247,7 @@ struct RawFeed {
     #[serde(default)]
     exclude: Vec<Spanned<String>>,
     limit: Option<Spanned<usize>>,
+    max_per_source: Option<Spanned<usize>>,
     #[serde(default)]
     dedup: Dedup,
 }
@@ -411,10 +414,20 @@ impl Config {
                 Some(limit) => *limit.get_ref(),
                 None => DEFAULT_FEED_LIMIT,
             };
+            let max_per_source = match &raw_feed.max_per_source {
+                Some(cap) if *cap.get_ref() == 0 => {
+                    return Err(check.at(cap.span(), "max_per_source must be at least 1"))
+                }
+                Some(cap) => *cap.get_ref(),
+                // A flooding source may take half the document, never all of it.
+                None if selected.len() > 1 => limit.div_ceil(2),
+                None => limit,
+            };
             feeds.push(FeedConfig {
                 title: raw_feed.title.clone().unwrap_or_else(|| name.clone()),
                 name,
                 sources: selected,
+                max_per_source,
                 include: check.regexes(&raw_feed.include)?,
                 exclude: check.regexes(&raw_feed.exclude)?,
                 limit,
@@ -661,6 +674,10 @@ name = "all"
         assert_eq!(config.fetch.per_host, 2);
         assert_eq!(config.feeds[0].sources, vec!["a"]);
         assert_eq!(config.feeds[0].limit, 50);
+        assert_eq!(
+            config.feeds[0].max_per_source, 50,
+            "one source may fill its own feed"
+        );
         assert_eq!(config.feeds[0].dedup, Dedup::Content);
     }
 

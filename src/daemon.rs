@@ -17,6 +17,7 @@ use crate::config::{Config, FeedConfig, SourceConfig};
 use crate::fetch::{FetchError, Fetcher};
 use crate::publish::{Publisher, SourceInfo};
 use crate::refresh::{current_state, first_fetch, refresh, RefreshOutcome};
+use crate::select::select;
 use crate::serve::{router, ServeState};
 use crate::shutdown::{self, Shutdown};
 use crate::store::{Store, StoreError};
@@ -90,11 +91,8 @@ pub fn render_feed(
     publisher: &Publisher,
     sources: &HashMap<String, SourceInfo>,
 ) -> Result<(), StoreError> {
-    let entries = store.newest(&feed.sources, feed.limit, |stored| {
-        let text = stored.entry.html().unwrap_or_default();
-        feed.admits(&stored.entry.title, text)
-    })?;
-    publisher.publish(feed, &entries, sources, &config.server.base_url);
+    let stories = select(store, feed)?;
+    publisher.publish(feed, &stories, sources, &config.server.base_url);
     Ok(())
 }
 

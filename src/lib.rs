@@ -11,7 +11,9 @@
 //!   helped by [`encoding`] (charsets), [`dates`] (sloppy dates), [`sanitize`] (HTML) and
 //!   [`discover`] (feed links of HTML pages).
 //! - [`store`]: sled: entries, per-source state, the newest-first index.
+//! - [`dedup`]: canonical links and near-duplicate fingerprints (MinHash + LSH).
 //! - [`refresh`]: one fetch -> parse -> store of one source.
+//! - [`select`]: what an output feed shows: filters, one entry per story, per-source caps.
 //! - [`publish`]: Atom / RSS / JSON Feed documents, rendered once per change.
 //! - [`serve`]: the read-only HTTP interface.
 //! - [`status`]: per-source reports for `/status.json` and `feedmill sources`.
@@ -23,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dates;
+pub mod dedup;
 pub mod discover;
 pub mod encoding;
 pub mod fetch;
@@ -31,6 +34,7 @@ pub mod publish;
 pub mod refresh;
 pub mod sanitize;
 pub mod schedule;
+pub mod select;
 pub mod serve;
 pub mod shutdown;
 pub mod status;

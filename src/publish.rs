@@ -18,6 +18,7 @@ use url::Url;
 
 use crate::config::FeedConfig;
 use crate::parse::hex;
+use crate::select::Story;
 use crate::store::StoredEntry;
 
 /// The output formats.
@@ -128,12 +129,12 @@ impl Publisher {
             .cloned()
     }
 
-    /// Renders `feed` from `entries` and publishes it. A document whose bytes did not change
+    /// Renders `feed` from its stories and publishes it. A document whose bytes did not change
     /// keeps its ETag and Last-Modified.
     pub fn publish(
         &self,
         feed: &FeedConfig,
-        entries: &[StoredEntry],
+        stories: &[Story],
         sources: &HashMap<String, SourceInfo>,
         base_url: &Url,
     ) {
@@ -152,9 +153,9 @@ impl Publisher {
             }
         };
         let rendered = RenderedFeed {
-            atom: keep_or_new(Format::Atom, render_atom(feed, entries, sources, base_url)),
-            rss: keep_or_new(Format::Rss, render_rss(feed, entries, sources, base_url)),
-            json: keep_or_new(Format::Json, render_json(feed, entries, sources, base_url)),
+            atom: keep_or_new(Format::Atom, render_atom(feed, stories, sources, base_url)),
+            rss: keep_or_new(Format::Rss, render_rss(feed, stories, sources, base_url)),
+            json: keep_or_new(Format::Json, render_json(feed, stories, sources, base_url)),
         };
         self.feeds
             .write()
@@ -180,8 +181,12 @@ fn gzip(body: &[u8]) -> Bytes {
 
 /// The time the document was last updated: its newest entry's time, so that the same
 /// entries always render the same bytes.
-fn document_updated(entries: &[StoredEntry]) -> DateTime<Utc> {
-    entries.iter().map(entry_updated).max().unwrap_or_default()
+fn document_updated(stories: &[Story]) -> DateTime<Utc> {
+    stories
+        .iter()
+        .map(|s| entry_updated(&s.entry))
+        .max()
+        .unwrap_or_default()
 }
 
 fn entry_updated(stored: &StoredEntry) -> DateTime<Utc> {
@@ -213,7 +218,7 @@ fn source_of<'a>(
 
 fn render_atom(
     feed: &FeedConfig,
-    entries: &[StoredEntry],
+    stories: &[Story],
     sources: &HashMap<String, SourceInfo>,
     base_url: &Url,
 ) -> Vec<u8> {
@@ -225,11 +230,21 @@ fn render_atom(
         mime_type: mime.map(str::to_string),
         ..atom::Link::default()
     };
-    let atom_entries = entries
+    let atom_entries = stories
         .iter()
-        .map(|stored| {
+        .map(|story| {
+            let stored = &story.entry;
             let e = &stored.entry;
             let source = source_of(stored, sources);
+            // The other carriers of the story, as `via` links (RFC 4287: a source of the
+            // information), titled with their source.
+            let via = story.also.iter().filter_map(|other| {
+                let href = other.entry.link.as_deref()?;
+                Some(atom::Link {
+                    title: Some(source_of(other, sources).title.clone()),
+                    ..link(href, "via", Some("text/html"))
+                })
+            });
             let mut source_links = vec![];
             if let Some(site) = &source.site_link {
                 source_links.push(link(site, "alternate", Some("text/html")));
@@ -258,6 +273,7 @@ fn render_atom(
                     .link
                     .iter()
                     .map(|l| link(l, "alternate", Some("text/html")))
+                    .chain(via)
                     .collect(),
                 summary: e.summary.as_ref().map(|s| atom::Text::html(s.clone())),
                 content: e.content.as_ref().map(|c| atom::Content {
@@ -291,7 +307,7 @@ fn render_atom(
     let document = atom::Feed {
         id: self_url.clone(),
         title: atom::Text::plain(feed.title.clone()),
-        updated: fixed(document_updated(entries)),
+        updated: fixed(document_updated(stories)),
         links: vec![
             link(&self_url, "self", Some("application/atom+xml")),
             link(base_url.as_str(), "alternate", Some("text/html")),
@@ -309,14 +325,15 @@ fn render_atom(
 
 fn render_rss(
     feed: &FeedConfig,
-    entries: &[StoredEntry],
+    stories: &[Story],
     sources: &HashMap<String, SourceInfo>,
     base_url: &Url,
 ) -> Vec<u8> {
     let self_url = feed_url(base_url, &feed.name, Format::Rss);
-    let items = entries
+    let items = stories
         .iter()
-        .map(|stored| {
+        .map(|story| {
+            let stored = &story.entry;
             let e = &stored.entry;
             let source = source_of(stored, sources);
             rss::Item {
@@ -352,7 +369,7 @@ fn render_rss(
         link: base_url.to_string(),
         description: format!("{}: aggregated by feedmill", feed.title),
         generator: Some(format!("feedmill {}", env!("CARGO_PKG_VERSION"))),
-        last_build_date: Some(document_updated(entries).to_rfc2822()),
+        last_build_date: Some(document_updated(stories).to_rfc2822()),
         atom_ext: Some(rss::extension::atom::AtomExtension {
             links: vec![rss::extension::atom::Link {
                 href: self_url,
@@ -391,7 +408,7 @@ struct JsonItem<'a> {
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     tags: &'a [String],
     /// JSON Feed extensions start with an underscore.
-    _feedmill: JsonExtension,
+    _feedmill: JsonExtension<'a>,
 }
 
 #[derive(Serialize)]
@@ -400,9 +417,20 @@ struct JsonAuthor<'a> {
 }
 
 #[derive(Serialize)]
-struct JsonExtension {
+struct JsonExtension<'a> {
     about: &'static str,
     source: JsonSource,
+    /// The other carriers of the story.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    also: Vec<JsonAlso<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonAlso<'a> {
+    source: String,
+    title: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -416,13 +444,14 @@ struct JsonSource {
 
 fn render_json(
     feed: &FeedConfig,
-    entries: &[StoredEntry],
+    stories: &[Story],
     sources: &HashMap<String, SourceInfo>,
     base_url: &Url,
 ) -> Vec<u8> {
-    let items = entries
+    let items = stories
         .iter()
-        .map(|stored| {
+        .map(|story| {
+            let stored = &story.entry;
             let e = &stored.entry;
             let source = source_of(stored, sources).into_owned();
             JsonItem {
@@ -442,6 +471,15 @@ fn render_json(
                         feed_url: source.url,
                         home_page_url: source.site_link,
                     },
+                    also: story
+                        .also
+                        .iter()
+                        .map(|other| JsonAlso {
+                            source: source_of(other, sources).title.clone(),
+                            title: &other.entry.title,
+                            url: other.entry.link.as_deref(),
+                        })
+                        .collect(),
                 },
             }
         })

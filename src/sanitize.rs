@@ -76,10 +76,15 @@ pub fn text_to_html(text: &str) -> String {
 /// HTML reduced to plain text: tags removed, entities decoded, white space folded, cut to
 /// [`MAX_TITLE_CHARS`].
 pub fn html_to_text(html: &str) -> String {
+    fold_text(&html_to_plain(html))
+}
+
+/// HTML reduced to plain text, uncut (as far as [`MAX_HTML_BYTES`]), for comparing texts.
+pub fn html_to_plain(html: &str) -> String {
     let without_tags = ammonia::Builder::empty()
         .clean(truncate_bytes(html, MAX_HTML_BYTES))
         .to_string();
-    fold_text(&html_escape::decode_html_entities(&without_tags))
+    html_escape::decode_html_entities(&without_tags).into_owned()
 }
 
 /// White space folded and the text cut to [`MAX_TITLE_CHARS`].

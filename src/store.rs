@@ -11,21 +11,35 @@
 //! | `s:{source}`                          | [`SourceState`], JSON       |
 //! | `e:{source}\0{key}`                   | [`StoredEntry`], JSON       |
 //! | `i:{source}\0{!sort_ms}{key}`         | empty: newest-first index   |
+//! | `f:{source}\0{seen_ms}{key}`          | empty: oldest-first-seen index, for retention |
+//! | `c:{link_hash}{source}\0{key}`        | empty: canonical-link index, for dedup |
+//! | `b:{band}{band_hash}{source}\0{key}`  | empty: MinHash LSH index, for dedup |
+//! | `h:{source}\0{key}`                   | the entry's MinHash fingerprint |
 //!
 //! `{key}` is the 16-byte [`EntryKey`] of the entry's identity; `{!sort_ms}` is its sort time
 //! in milliseconds, order-inverted big-endian, so a prefix scan yields a source's newest first
 //! and "newest N of these sources" is a k-way merge that reads N index keys, not the store.
+//! Every index key of an entry is derived from the entry itself ([`derived_keys`]), so adding,
+//! updating and pruning can never leave one behind.
+//!
+//! Stories: when an entry is first stored it is matched against the entries of *other*
+//! sources (same canonical link; near-duplicate text) and remembers the first-seen entry of
+//! the story it joins ([`StoredEntry::same_link_as`], [`StoredEntry::same_text_as`]). Commits
+//! are serialized so that two sources carrying one story at the same moment still meet.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::dedup::{canonical_link, Fingerprint};
 use crate::fetch::Validators;
 use crate::parse::{hex, Entry};
+use crate::sanitize;
 
 /// The layout version written in `m:schema`; bump it with a migration when the layout changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -60,8 +74,19 @@ pub enum StoreError {
 }
 
 /// The stable 16-byte key of an entry: a hash of its source and identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct EntryKey(pub [u8; 16]);
+
+/// A reference to a stored entry, with the time it was first seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryRef {
+    /// The entry's source.
+    pub source: String,
+    /// The entry's key.
+    pub key: EntryKey,
+    /// When it was first seen.
+    pub first_seen: DateTime<Utc>,
+}
 
 impl EntryKey {
     /// The key of `identity` within `source`.
@@ -101,6 +126,12 @@ pub struct StoredEntry {
     pub first_seen: DateTime<Utc>,
     /// The time it sorts by: published, else updated, else first seen; never in the future.
     pub sort_time: DateTime<Utc>,
+    /// The first-seen entry of another source with the same canonical link, if any.
+    #[serde(default)]
+    pub same_link_as: Option<EntryRef>,
+    /// The first-seen entry of another source with the same link or nearly the same text.
+    #[serde(default)]
+    pub same_text_as: Option<EntryRef>,
 }
 
 impl StoredEntry {
@@ -108,6 +139,24 @@ impl StoredEntry {
     pub fn key(&self) -> EntryKey {
         EntryKey::new(&self.source, &self.entry.identity)
     }
+
+    /// A reference to this entry.
+    pub fn to_ref(&self) -> EntryRef {
+        EntryRef {
+            source: self.source.clone(),
+            key: self.key(),
+            first_seen: self.first_seen,
+        }
+    }
+}
+
+/// The plain text a fingerprint is made of: title and text, markup removed.
+pub fn fingerprint_text(entry: &Entry) -> String {
+    format!(
+        "{} {}",
+        entry.title,
+        sanitize::html_to_plain(entry.html().unwrap_or_default())
+    )
 }
 
 /// What we know of one source between fetches.
@@ -167,7 +216,29 @@ impl CommitSummary {
 pub struct Store {
     db: sled::Db,
     path: PathBuf,
+    /// Serializes writers, so that story matching sees every earlier commit.
+    commit_lock: Arc<Mutex<()>>,
 }
+
+/// What a visitor of [`Store::visit_newest`] wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    /// The next entry.
+    Next,
+    /// No more entries of this entry's source.
+    DropSource,
+    /// Nothing more.
+    Stop,
+}
+
+/// Entries written per sled batch. sled holds a whole batch in memory several times over
+/// (5,000 entries cost 65 MB at once, 250 at a time 8 MB); the source state with the new
+/// validators goes with the last batch, so validators still never get ahead of entries.
+const COMMIT_CHUNK: usize = 250;
+
+/// How many entries sharing one LSH band or one link are looked at, at most: a bucket that
+/// big is boilerplate, not a story.
+const MAX_CANDIDATES: usize = 200;
 
 fn entry_key(source: &str, key: &EntryKey) -> Vec<u8> {
     let mut k = Vec::with_capacity(3 + source.len() + 16);
@@ -197,6 +268,67 @@ fn index_key(source: &str, sort_time: DateTime<Utc>, key: &EntryKey) -> Vec<u8> 
     k.extend_from_slice(&inverted_millis(sort_time));
     k.extend_from_slice(&key.0);
     k
+}
+
+fn scoped(prefix: &[u8], source: &str, key: &EntryKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + source.len() + 17);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(source.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&key.0);
+    k
+}
+
+fn link_prefix(canonical: &str) -> Vec<u8> {
+    let mut k = b"c:".to_vec();
+    k.extend_from_slice(&Sha256::digest(canonical.as_bytes())[..16]);
+    k
+}
+
+fn band_prefix(band: u8, hash: u64) -> Vec<u8> {
+    let mut k = b"b:".to_vec();
+    k.push(band);
+    k.extend_from_slice(&hash.to_be_bytes());
+    k
+}
+
+fn fingerprint_key(source: &str, key: &EntryKey) -> Vec<u8> {
+    scoped(b"h:", source, key)
+}
+
+/// Every index key of a stored entry (not its `e:` and `h:` keys), derived from the entry and
+/// its fingerprint alone.
+pub fn derived_keys(stored: &StoredEntry, fingerprint: Option<&Fingerprint>) -> Vec<Vec<u8>> {
+    let key = stored.key();
+    let source = stored.source.as_str();
+    let mut keys = vec![index_key(source, stored.sort_time, &key)];
+    let mut seen = b"f:".to_vec();
+    seen.extend_from_slice(source.as_bytes());
+    seen.push(0);
+    seen.extend_from_slice(
+        &(!u64::from_be_bytes(inverted_millis(stored.first_seen))).to_be_bytes(),
+    );
+    seen.extend_from_slice(&key.0);
+    keys.push(seen);
+    if let Some(canonical) = stored.entry.link.as_deref().and_then(canonical_link) {
+        keys.push([link_prefix(&canonical), scoped(b"", source, &key)].concat());
+    }
+    for (band, hash) in fingerprint.into_iter().flat_map(|f| f.bands()) {
+        keys.push([band_prefix(band, hash), scoped(b"", source, &key)].concat());
+    }
+    keys
+}
+
+/// Splits the `{source}\0{key}` tail of an index key.
+fn split_scoped(tail: &[u8]) -> Option<(String, EntryKey)> {
+    if tail.len() < 18 {
+        return None;
+    }
+    let (source, key) = tail.split_at(tail.len() - 16);
+    let source = source.strip_suffix(&[0])?;
+    let mut k = [0u8; 16];
+    k.copy_from_slice(key);
+    Some((String::from_utf8(source.to_vec()).ok()?, EntryKey(k)))
 }
 
 fn state_key(source: &str) -> Vec<u8> {
@@ -244,6 +376,7 @@ impl Store {
         let store = Store {
             db,
             path: path.to_path_buf(),
+            commit_lock: Arc::new(Mutex::new(())),
         };
         store.check_schema()?;
         Ok(store)
@@ -295,9 +428,12 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the entries of one response together with the source's new state, atomically.
-    /// Known entries are updated in place (keeping their first-seen time), new ones added;
-    /// entries absent from `entries` are left alone. `state.items` is kept up to date.
+    /// Writes the entries of one response and then the source's new state. Large responses
+    /// go in several atomic batches ([`COMMIT_CHUNK`]); the new state, with its validators,
+    /// is in the last one.
+    /// Known entries are updated in place (keeping their first-seen time and story), new ones
+    /// added and matched against other sources' stories; entries absent from `entries` are
+    /// left alone. `state.items` is kept up to date.
     pub fn commit_fetch(
         &self,
         source: &str,
@@ -305,45 +441,69 @@ impl Store {
         entries: &[Entry],
         now: DateTime<Utc>,
     ) -> Result<CommitSummary, StoreError> {
+        let _serialized = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = sled::Batch::default();
         let mut summary = CommitSummary::default();
+        // The state as it was: written with each partial batch, so the item count stays
+        // exact while the new validators wait for the last batch.
+        let mut interim = self.source_state(source)?.unwrap_or_default();
+        let mut in_batch = 0;
         for (position, entry) in entries.iter().enumerate() {
             let key = EntryKey::new(source, &entry.identity);
             let ekey = entry_key(source, &key);
-            let old: Option<StoredEntry> = self
-                .db
-                .get(&ekey)
-                .map_err(|e| self.db_error(e))?
-                .and_then(|v| decode(&v, "entry"));
+            let old = self.entry(source, &key)?;
+            let fingerprint = Fingerprint::of(&fingerprint_text(entry));
             let stored = match old {
                 Some(old) if old.entry == *entry => continue,
                 Some(old) => {
-                    let sort = sort_time(entry, old.first_seen, now);
-                    if sort != old.sort_time {
-                        batch.remove(index_key(source, old.sort_time, &key));
+                    // Drop the old index keys; the new ones below may be the same, and the
+                    // later write wins within a batch.
+                    for k in derived_keys(&old, self.fingerprint(source, &key)?.as_ref()) {
+                        batch.remove(k);
                     }
                     summary.updated += 1;
                     StoredEntry {
-                        source: source.to_string(),
                         entry: entry.clone(),
-                        first_seen: old.first_seen,
-                        sort_time: sort,
+                        sort_time: sort_time(entry, old.first_seen, now),
+                        ..old
                     }
                 }
                 None => {
                     // Undated entries of one response keep their document order (newest first).
                     let first_seen = now - chrono::Duration::milliseconds(position as i64);
                     summary.new += 1;
+                    let (same_link_as, same_text_as) =
+                        self.find_story(source, entry, fingerprint.as_ref())?;
                     StoredEntry {
                         source: source.to_string(),
                         entry: entry.clone(),
                         first_seen,
                         sort_time: sort_time(entry, first_seen, now),
+                        same_link_as,
+                        same_text_as,
                     }
                 }
             };
-            batch.insert(index_key(source, stored.sort_time, &key), &[]);
+            for k in derived_keys(&stored, fingerprint.as_ref()) {
+                batch.insert(k, &[]);
+            }
+            match &fingerprint {
+                Some(f) => batch.insert(fingerprint_key(source, &key), f.to_bytes()),
+                None => batch.remove(fingerprint_key(source, &key)),
+            }
             batch.insert(ekey, serde_json::to_vec(&stored).unwrap_or_default());
+            in_batch += 1;
+            if in_batch == COMMIT_CHUNK {
+                interim.items = state.items + summary.new as u64;
+                batch.insert(
+                    state_key(source),
+                    serde_json::to_vec(&interim).unwrap_or_default(),
+                );
+                self.db
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(|e| self.db_error(e))?;
+                in_batch = 0;
+            }
         }
         state.items += summary.new as u64;
         batch.insert(
@@ -352,6 +512,181 @@ impl Store {
         );
         self.db.apply_batch(batch).map_err(|e| self.db_error(e))?;
         Ok(summary)
+    }
+
+    /// The stored entry `key` of `source`.
+    pub fn entry(&self, source: &str, key: &EntryKey) -> Result<Option<StoredEntry>, StoreError> {
+        Ok(self
+            .db
+            .get(entry_key(source, key))
+            .map_err(|e| self.db_error(e))?
+            .and_then(|v| decode(&v, "entry")))
+    }
+
+    fn fingerprint(&self, source: &str, key: &EntryKey) -> Result<Option<Fingerprint>, StoreError> {
+        Ok(self
+            .db
+            .get(fingerprint_key(source, key))
+            .map_err(|e| self.db_error(e))?
+            .and_then(|v| Fingerprint::from_bytes(&v)))
+    }
+
+    /// Entries of other sources under an index prefix (at most [`MAX_CANDIDATES`]).
+    fn candidates(
+        &self,
+        prefix: &[u8],
+        source: &str,
+    ) -> Result<Vec<(String, EntryKey)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(prefix).take(MAX_CANDIDATES) {
+            let (k, _) = item.map_err(|e| self.db_error(e))?;
+            if let Some((other, key)) = split_scoped(&k[prefix.len()..]) {
+                if other != source {
+                    out.push((other, key));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stories a new entry of `source` joins: the first-seen entry of another source
+    /// with the same canonical link, and with the same link or nearly the same text.
+    fn find_story(
+        &self,
+        source: &str,
+        entry: &Entry,
+        fingerprint: Option<&Fingerprint>,
+    ) -> Result<(Option<EntryRef>, Option<EntryRef>), StoreError> {
+        fn earlier(best: &mut Option<EntryRef>, candidate: EntryRef) {
+            let better = best.as_ref().is_none_or(|b| {
+                (candidate.first_seen, &candidate.source, candidate.key)
+                    < (b.first_seen, &b.source, b.key)
+            });
+            if better {
+                *best = Some(candidate);
+            }
+        }
+        let (mut by_link, mut by_text) = (None, None);
+        if let Some(canonical) = entry.link.as_deref().and_then(canonical_link) {
+            for (other, key) in self.candidates(&link_prefix(&canonical), source)? {
+                if let Some(found) = self.entry(&other, &key)? {
+                    earlier(
+                        &mut by_link,
+                        found.same_link_as.clone().unwrap_or_else(|| found.to_ref()),
+                    );
+                    earlier(
+                        &mut by_text,
+                        found.same_text_as.clone().unwrap_or_else(|| found.to_ref()),
+                    );
+                }
+            }
+        }
+        if let Some(fingerprint) = fingerprint {
+            let mut seen = HashSet::new();
+            for (band, hash) in fingerprint.bands() {
+                for candidate in self.candidates(&band_prefix(band, hash), source)? {
+                    if !seen.insert(candidate.clone()) {
+                        continue;
+                    }
+                    let (other, key) = candidate;
+                    let similar = self
+                        .fingerprint(&other, &key)?
+                        .is_some_and(|f| f.same_story(fingerprint));
+                    if similar {
+                        if let Some(found) = self.entry(&other, &key)? {
+                            earlier(
+                                &mut by_text,
+                                found.same_text_as.clone().unwrap_or_else(|| found.to_ref()),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // A story never holds two entries of one source: the root must be another's.
+        let by_link = by_link.filter(|r| r.source != source);
+        let by_text = by_text.filter(|r| r.source != source);
+        Ok((by_link, by_text))
+    }
+
+    /// Removes what retention says: entries first seen before `cutoff` (if any), and beyond
+    /// the newest `keep` of each source (if set), with every index key and fingerprint.
+    /// Works in small batches so that readers are never held up. Returns the entries removed
+    /// per source.
+    pub fn prune(
+        &self,
+        cutoff: Option<DateTime<Utc>>,
+        keep: Option<usize>,
+    ) -> Result<HashMap<String, usize>, StoreError> {
+        const BATCH: usize = 500;
+        let mut removed = HashMap::new();
+        for (source, _) in self.source_states()? {
+            let mut doomed: Vec<EntryKey> = Vec::new();
+            if let Some(cutoff) = cutoff {
+                let prefix = [b"f:".as_slice(), source.as_bytes(), &[0]].concat();
+                for item in self.db.scan_prefix(&prefix) {
+                    let (k, _) = item.map_err(|e| self.db_error(e))?;
+                    let tail = &k[prefix.len()..];
+                    if tail.len() != 24 {
+                        continue;
+                    }
+                    let mut ms = [0u8; 8];
+                    ms.copy_from_slice(&tail[..8]);
+                    let seen = from_millis((u64::from_be_bytes(ms) ^ (1 << 63)) as i64);
+                    if seen >= cutoff {
+                        break;
+                    }
+                    let mut key = [0u8; 16];
+                    key.copy_from_slice(&tail[8..]);
+                    doomed.push(EntryKey(key));
+                }
+            }
+            if let Some(keep) = keep {
+                let prefix = index_prefix(&source);
+                for item in self.db.scan_prefix(&prefix).skip(keep) {
+                    let (k, _) = item.map_err(|e| self.db_error(e))?;
+                    if let Some(key) = k
+                        .get(prefix.len() + 8..)
+                        .and_then(|t| <[u8; 16]>::try_from(t).ok())
+                    {
+                        doomed.push(EntryKey(key));
+                    }
+                }
+            }
+            doomed.sort_unstable();
+            doomed.dedup();
+            for chunk in doomed.chunks(BATCH) {
+                let _serialized = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+                let mut batch = sled::Batch::default();
+                let mut count = 0;
+                for key in chunk {
+                    let Some(stored) = self.entry(&source, key)? else {
+                        continue;
+                    };
+                    for k in derived_keys(&stored, self.fingerprint(&source, key)?.as_ref()) {
+                        batch.remove(k);
+                    }
+                    batch.remove(fingerprint_key(&source, key));
+                    batch.remove(entry_key(&source, key));
+                    count += 1;
+                }
+                if let Some(mut state) = self.source_state(&source)? {
+                    state.items = state.items.saturating_sub(count as u64);
+                    batch.insert(
+                        state_key(&source),
+                        serde_json::to_vec(&state).unwrap_or_default(),
+                    );
+                }
+                self.db.apply_batch(batch).map_err(|e| self.db_error(e))?;
+                *removed.entry(source.clone()).or_insert(0) += count;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The number of keys under a prefix (for tests and metrics).
+    pub fn count_prefix(&self, prefix: &[u8]) -> usize {
+        self.db.scan_prefix(prefix).count()
     }
 
     /// Waits until everything written so far is on disk.
@@ -369,14 +704,34 @@ impl Store {
     }
 
     /// The newest entries of `sources` that `accept` takes, newest first, at most `limit`.
-    /// Reads the per-source indexes in a k-way merge, so it touches about `limit` entries
-    /// whatever the size of the store. Ties are broken by source name, then key.
     pub fn newest(
         &self,
         sources: &[String],
         limit: usize,
         mut accept: impl FnMut(&StoredEntry) -> bool,
     ) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        self.visit_newest(sources, |stored| {
+            if accept(&stored) {
+                out.push(stored);
+            }
+            if out.len() >= limit {
+                Visit::Stop
+            } else {
+                Visit::Next
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Shows the entries of `sources` to `visit`, newest first, until it says stop. Reads the
+    /// per-source indexes in a k-way merge, so it touches only the entries it shows, whatever
+    /// the size of the store. Ties are broken by source name, then key.
+    pub fn visit_newest(
+        &self,
+        sources: &[String],
+        mut visit: impl FnMut(StoredEntry) -> Visit,
+    ) -> Result<(), StoreError> {
         let mut names: Vec<&str> = sources.iter().map(String::as_str).collect();
         names.sort_unstable();
         names.dedup();
@@ -391,25 +746,20 @@ impl Store {
                 heap.push(Reverse((head, i)));
             }
         }
-        let mut out = Vec::with_capacity(limit.min(1024));
-        while out.len() < limit {
-            let Some(Reverse(((_, key), i))) = heap.pop() else {
-                break;
+        while let Some(Reverse(((_, key), i))) = heap.pop() {
+            let Some(stored) = self.entry(names[i], &key)? else {
+                continue;
             };
+            match visit(stored) {
+                Visit::Stop => break,
+                Visit::DropSource => continue,
+                Visit::Next => {}
+            }
             if let Some(next) = self.next_index(&mut cursors[i], names[i])? {
                 heap.push(Reverse((next, i)));
             }
-            let value = self
-                .db
-                .get(entry_key(names[i], &key))
-                .map_err(|e| self.db_error(e))?;
-            if let Some(stored) = value.and_then(|v| decode::<StoredEntry>(&v, "entry")) {
-                if accept(&stored) {
-                    out.push(stored);
-                }
-            }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn next_index(

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use feedmill::config::{Dedup, FeedConfig};
 use feedmill::parse::parse_feed;
 use feedmill::publish::{Format, Publisher, SourceInfo};
+use feedmill::select::Story;
 use feedmill::store::{sort_time, StoredEntry};
 use proptest::prelude::*;
 use url::Url;
@@ -119,13 +120,18 @@ fn document(format: u8, items: &[GenItem]) -> String {
 
 fn render(entries: Vec<feedmill::parse::Entry>) -> [(Format, Vec<u8>); 3] {
     let now = chrono::Utc::now();
-    let stored: Vec<StoredEntry> = entries
+    let stories: Vec<Story> = entries
         .into_iter()
-        .map(|entry| StoredEntry {
-            source: "src".into(),
-            sort_time: sort_time(&entry, now, now),
-            first_seen: now,
-            entry,
+        .map(|entry| Story {
+            entry: StoredEntry {
+                source: "src".into(),
+                sort_time: sort_time(&entry, now, now),
+                first_seen: now,
+                entry,
+                same_link_as: None,
+                same_text_as: None,
+            },
+            also: vec![],
         })
         .collect();
     let feed = FeedConfig {
@@ -135,6 +141,7 @@ fn render(entries: Vec<feedmill::parse::Entry>) -> [(Format, Vec<u8>); 3] {
         include: vec![],
         exclude: vec![],
         limit: 100,
+        max_per_source: 100,
         dedup: Dedup::None,
     };
     let sources = HashMap::from([(
@@ -149,7 +156,7 @@ fn render(entries: Vec<feedmill::parse::Entry>) -> [(Format, Vec<u8>); 3] {
     let publisher = Publisher::default();
     publisher.publish(
         &feed,
-        &stored,
+        &stories,
         &sources,
         &Url::parse("http://127.0.0.1:8080/").expect("url"),
     );

@@ -1,0 +1,331 @@
+//! Telling the same story apart from different ones: canonical links and near-duplicate text.
+//!
+//! **Canonical links** compare URLs the way a person would: scheme (`http`/`https`), host
+//! case, default ports, fragments, tracking parameters, parameter order and a trailing slash
+//! do not make two links different.
+//!
+//! **Near-duplicate text** uses MinHash over shingles of three tokens of the entry's
+//! normalized text (markup removed; case, punctuation and typographic quotes folded; each
+//! CJK character a token, since Chinese and Japanese do not separate words). Two texts are
+//! the same story when the estimated Jaccard similarity of their shingle sets is at least
+//! [`SIMILARITY_THRESHOLD`]. A repost with a header line and changed quotes scores about 0.9;
+//! two different stories that share a footer or a "Source: ..." line score below 0.2. Texts
+//! shorter than [`MIN_TOKENS`] tokens get no fingerprint and never merge: there is too little
+//! to tell a story from boilerplate.
+//!
+//! Candidates are found in sub-linear time by locality-sensitive hashing: the 64 MinHash
+//! values are cut into 21 bands of 3; entries that agree on a whole band are candidates
+//! (for a true similarity of 0.6 the chance to be found is 99.4 %), then the full signatures
+//! are compared.
+
+use url::Url;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// MinHash values per fingerprint.
+pub const SIGNATURE_LEN: usize = 64;
+/// Rows per LSH band.
+const BAND_ROWS: usize = 3;
+/// LSH bands (the last values, beyond 21 × 3 = 63, are only used for comparing).
+pub const BANDS: usize = SIGNATURE_LEN / BAND_ROWS;
+/// Estimated Jaccard similarity from which two texts are the same story.
+pub const SIMILARITY_THRESHOLD: f64 = 0.6;
+/// Texts with fewer tokens than this are never merged by content.
+pub const MIN_TOKENS: usize = 20;
+
+/// Query parameters that only track the reader, dropped from canonical links.
+const TRACKING_PARAMETERS: &[&str] = &[
+    "fbclid",
+    "gclid",
+    "dclid",
+    "gbraid",
+    "wbraid",
+    "msclkid",
+    "yclid",
+    "twclid",
+    "igshid",
+    "mc_cid",
+    "mc_eid",
+    "ref",
+    "ref_src",
+    "ref_url",
+    "_ga",
+    "_gl",
+    "_hsenc",
+    "_hsmi",
+    "mkt_tok",
+    "oly_anon_id",
+    "oly_enc_id",
+    "vero_id",
+    "wickedid",
+    "spm",
+    "share_source",
+    "from_source",
+];
+
+fn is_tracking(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("utm_") || TRACKING_PARAMETERS.contains(&name.as_str())
+}
+
+/// The canonical form of a link, for comparing; `None` for what is not an http(s) URL.
+/// The scheme is left out, so `http` and `https` links compare equal.
+pub fn canonical_link(link: &str) -> Option<String> {
+    let url = Url::parse(link.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+    let port = match url.port() {
+        Some(443) | Some(80) | None => String::new(),
+        Some(port) => format!(":{port}"),
+    };
+    let path = url.path().trim_end_matches('/');
+    let mut params: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(name, _)| !is_tracking(name))
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    params.sort();
+    let query = if params.is_empty() {
+        String::new()
+    } else {
+        let mut serializer = url::form_urlencoded::Serializer::new(String::from("?"));
+        serializer.extend_pairs(&params);
+        serializer.finish()
+    };
+    Some(format!("{host}{port}{path}{query}"))
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c,
+        '\u{3040}'..='\u{30FF}' | '\u{3400}'..='\u{4DBF}' | '\u{4E00}'..='\u{9FFF}'
+        | '\u{AC00}'..='\u{D7AF}' | '\u{F900}'..='\u{FAFF}' | '\u{20000}'..='\u{2FFFF}')
+}
+
+/// The tokens of a plain text: lower-case words, and single CJK characters; punctuation and
+/// quotes are separators.
+pub fn tokens(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    for c in text.chars().flat_map(char::to_lowercase) {
+        if is_cjk(c) {
+            if !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+            out.push(c.to_string());
+        } else if c.is_alphanumeric() {
+            word.push(c);
+        } else if !word.is_empty() && c != '\'' && c != '’' {
+            // Apostrophes join ("don't"); everything else separates.
+            out.push(std::mem::take(&mut word));
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+/// A MinHash signature of a text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint(pub [u32; SIGNATURE_LEN]);
+
+/// Fixed multipliers and offsets of the hash family (splitmix64 from a fixed seed), so that
+/// fingerprints stored by one run compare with those of the next.
+fn permutations() -> &'static [(u64, u64); SIGNATURE_LEN] {
+    static TABLE: std::sync::OnceLock<[(u64, u64); SIGNATURE_LEN]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut state: u64 = 0x5eed_f00d_feed_1234;
+        let mut next = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        std::array::from_fn(|_| (next() | 1, next()))
+    })
+}
+
+impl Fingerprint {
+    /// The fingerprint of a plain text; `None` when it is too short to tell.
+    pub fn of(text: &str) -> Option<Fingerprint> {
+        let tokens = tokens(text);
+        if tokens.len() < MIN_TOKENS {
+            return None;
+        }
+        let mut signature = [u32::MAX; SIGNATURE_LEN];
+        let table = permutations();
+        for shingle in tokens.windows(3) {
+            let joined = shingle.join("\u{1f}");
+            let h = xxh3_64(joined.as_bytes());
+            for (slot, (a, b)) in signature.iter_mut().zip(table.iter()) {
+                let value = (a.wrapping_mul(h).wrapping_add(*b) >> 32) as u32;
+                if value < *slot {
+                    *slot = value;
+                }
+            }
+        }
+        Some(Fingerprint(signature))
+    }
+
+    /// The estimated Jaccard similarity of two texts.
+    pub fn similarity(&self, other: &Fingerprint) -> f64 {
+        let equal = self
+            .0
+            .iter()
+            .zip(other.0.iter())
+            .filter(|(a, b)| a == b)
+            .count();
+        equal as f64 / SIGNATURE_LEN as f64
+    }
+
+    /// Whether two texts are the same story.
+    pub fn same_story(&self, other: &Fingerprint) -> bool {
+        self.similarity(other) >= SIMILARITY_THRESHOLD
+    }
+
+    /// The LSH band hashes: (band number, hash of its rows).
+    pub fn bands(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
+        self.0
+            .chunks_exact(BAND_ROWS)
+            .take(BANDS)
+            .enumerate()
+            .map(|(i, rows)| {
+                let mut bytes = [0u8; BAND_ROWS * 4];
+                for (chunk, row) in bytes.chunks_exact_mut(4).zip(rows) {
+                    chunk.copy_from_slice(&row.to_le_bytes());
+                }
+                (i as u8, xxh3_64(&bytes))
+            })
+    }
+
+    /// The fingerprint as bytes, for the store.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    /// A fingerprint from [`Fingerprint::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Option<Fingerprint> {
+        if bytes.len() != SIGNATURE_LEN * 4 {
+            return None;
+        }
+        let mut signature = [0u32; SIGNATURE_LEN];
+        for (slot, chunk) in signature.iter_mut().zip(bytes.chunks_exact(4)) {
+            *slot = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+        Some(Fingerprint(signature))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_links_ignore_what_does_not_name_the_page() {
+        let base = canonical_link("https://imdaily.example/2026/11/27/reading-classes.html");
+        for variant in [
+            "http://imdaily.example/2026/11/27/reading-classes.html",
+            "HTTPS://IMDAILY.EXAMPLE:443/2026/11/27/reading-classes.html",
+            "https://imdaily.example/2026/11/27/reading-classes.html#comments",
+            "https://imdaily.example/2026/11/27/reading-classes.html?utm_source=portal&utm_medium=rss",
+            "https://imdaily.example/2026/11/27/reading-classes.html?fbclid=abc&gclid=x&mc_cid=1&mc_eid=2&ref=home",
+            "https://imdaily.example/2026/11/27/reading-classes.html/",
+            "http://imdaily.example:80/2026/11/27/reading-classes.html",
+        ] {
+            assert_eq!(canonical_link(variant), base, "{variant}");
+        }
+        assert_eq!(
+            canonical_link("https://x.example/a?b=2&a=1&utm_x=3"),
+            canonical_link("https://x.example/a/?a=1&b=2")
+        );
+        assert_ne!(
+            canonical_link("https://x.example/a?id=1"),
+            canonical_link("https://x.example/a?id=2")
+        );
+        assert_ne!(
+            canonical_link("https://x.example:8080/a"),
+            canonical_link("https://x.example/a")
+        );
+        assert_eq!(canonical_link("mailto:a@b.example"), None);
+        assert_eq!(canonical_link("not a url"), None);
+    }
+
+    const STORY: &str = "Departments across the Inner Mongolia Autonomous Region have organized themed education reading classes this month. Cadres studied the assigned texts in small groups, held discussions on how to apply them, and reported on the results in their daily work. Organizers said the classes would continue through the winter and that each department would publish a summary of what it had changed as a result. (Source: Inner Mongolia Daily News)";
+    const REPOST: &str = "Reposted from Inner Mongolia Daily. Departments across the Inner Mongolia Autonomous Region have organized “themed education” reading classes this month. Cadres studied the assigned texts in small groups, held discussions on how to apply them, and reported on the results in their daily work. Organizers said the classes would continue through the winter, and that each department would publish a summary of what it had changed as a result. (Source: Inner Mongolia Daily News)";
+    const OTHER: &str = "Two new bus lines connect the city centre of Hohhot with Baita International Airport from Monday, running every twenty minutes between six in the morning and midnight, the city transport bureau said. (Source: Inner Mongolia Daily News)";
+
+    fn similarity(a: &str, b: &str) -> f64 {
+        Fingerprint::of(a)
+            .expect("long")
+            .similarity(&Fingerprint::of(b).expect("long"))
+    }
+
+    #[test]
+    fn a_repost_with_a_header_and_other_quotes_is_the_same_story() {
+        let s = similarity(STORY, REPOST);
+        assert!(s >= 0.8, "repost similarity {s}");
+        assert!(Fingerprint::of(STORY)
+            .expect("long")
+            .same_story(&Fingerprint::of(REPOST).expect("long")));
+    }
+
+    #[test]
+    fn different_stories_sharing_a_footer_are_not() {
+        let s = similarity(STORY, OTHER);
+        assert!(s < 0.2, "different stories scored {s}");
+        let footer = " Copyright Inner Mongolia Daily. All rights reserved. Reproduction without permission is prohibited. Follow us for more regional news every day.";
+        let s = similarity(&format!("{OTHER}{footer}"), &format!("Heavy snow closed several county roads across the Xilingol grasslands on Wednesday and herders moved livestock into shelters.{footer}"));
+        assert!(
+            s < SIMILARITY_THRESHOLD,
+            "a shared footer merged two stories: {s}"
+        );
+    }
+
+    #[test]
+    fn the_threshold_is_tested_on_both_sides() {
+        // Keep the first k words of the story and replace the rest: similarity falls with k.
+        let words: Vec<&str> = STORY.split(' ').collect();
+        let changed = |keep: usize| {
+            let mut text: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+            for (i, w) in text.iter_mut().enumerate().skip(keep) {
+                *w = format!("other{i}");
+            }
+            text.join(" ")
+        };
+        let n = words.len();
+        assert!(similarity(STORY, &changed(n * 9 / 10)) >= SIMILARITY_THRESHOLD);
+        assert!(similarity(STORY, &changed(n / 3)) < SIMILARITY_THRESHOLD);
+    }
+
+    #[test]
+    fn chinese_text_is_fingerprinted_by_characters() {
+        let story = "内蒙古自治区各部门近日组织开展主题教育读书班，党员干部分组学习指定篇目，围绕如何学以致用展开讨论，并在日常工作中汇报学习成果。";
+        let repost = "转自内蒙古日报：内蒙古自治区各部门近日组织开展“主题教育”读书班，党员干部分组学习指定篇目，围绕如何学以致用展开讨论，并在日常工作中汇报学习成果。";
+        let other = "呼和浩特市开通两条直达白塔国际机场的公交线路，每二十分钟一班，首班车早上六点发车，末班车午夜发车，市交通局表示将根据客流调整。";
+        assert!(similarity(story, repost) >= SIMILARITY_THRESHOLD);
+        assert!(similarity(story, other) < 0.2);
+    }
+
+    #[test]
+    fn short_texts_get_no_fingerprint() {
+        assert!(
+            Fingerprint::of("Weather: sunny, 12 degrees. (Source: Inner Mongolia Daily)").is_none()
+        );
+    }
+
+    #[test]
+    fn fingerprints_round_trip_and_band() {
+        let f = Fingerprint::of(STORY).expect("long");
+        assert_eq!(Fingerprint::from_bytes(&f.to_bytes()), Some(f.clone()));
+        assert_eq!(f.bands().count(), BANDS);
+        let repost = Fingerprint::of(REPOST).expect("long");
+        let shared = f
+            .bands()
+            .zip(repost.bands())
+            .filter(|(a, b)| a == b)
+            .count();
+        assert!(shared > 0, "a repost must share a band to be found");
+    }
+}
