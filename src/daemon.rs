@@ -135,6 +135,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         changed,
         shutdown.clone(),
     ));
+    tasks.spawn(retention_loop(
+        config.clone(),
+        store.clone(),
+        publisher.clone(),
+        shutdown.clone(),
+    ));
     for source in &config.sources {
         tasks.spawn(source_loop(
             source.clone(),
@@ -244,6 +250,53 @@ async fn source_loop(
     }
     tracing::info!(source = %source.name, "no further fetch planned (disabled after 410 Gone, or the schedule never fires again)");
     shutdown.recv().await;
+}
+
+/// How often retention runs (and once at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
+
+/// Prunes the store as `[store]` says, at start and then hourly, and re-renders the feeds
+/// when anything went.
+async fn retention_loop(
+    config: Arc<Config>,
+    store: Store,
+    publisher: Arc<Publisher>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        if let Err(err) = apply_retention(&config, &store, &publisher).await {
+            tracing::error!("retention failed: {err}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
+            _ = shutdown.recv() => return,
+        }
+    }
+}
+
+/// One retention pass: prune off the async threads, then re-render if needed.
+pub async fn apply_retention(
+    config: &Config,
+    store: &Store,
+    publisher: &Publisher,
+) -> Result<usize, StoreError> {
+    let cutoff = (config.store.max_age_days > 0)
+        .then(|| Utc::now() - chrono::Duration::days(i64::from(config.store.max_age_days)));
+    let keep = (config.store.max_items_per_source > 0)
+        .then_some(config.store.max_items_per_source as usize);
+    if cutoff.is_none() && keep.is_none() {
+        return Ok(0);
+    }
+    let pruning = store.clone();
+    let removed = tokio::task::spawn_blocking(move || pruning.prune(cutoff, keep))
+        .await
+        .map_err(|join| StoreError::Task(join.to_string()))??;
+    let total: usize = removed.values().sum();
+    if total > 0 {
+        tracing::info!(removed = total, "retention pruned old entries");
+        render_all(config, store, publisher)?;
+    }
+    Ok(total)
 }
 
 /// Re-renders the output feeds whose sources changed. Changes that arrive while a render

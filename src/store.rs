@@ -946,6 +946,126 @@ mod tests {
         assert_eq!(titles(&store, &["s"], 10), ["A"]);
     }
 
+    fn article(source: &str, n: usize) -> Entry {
+        let words: String = (0..40).map(|w| format!("{source}word{n}x{w} ")).collect();
+        Entry {
+            link: Some(format!("https://{source}.example/{n}")),
+            summary: Some(format!("<p>{words}</p>")),
+            ..entry(&format!("{source}-{n}"), &format!("{source} {n}"), None)
+        }
+    }
+
+    #[test]
+    fn pruning_removes_exactly_what_retention_says_from_every_index() {
+        let (_dir, store) = open();
+        for source in ["a", "b"] {
+            let mut state = SourceState::default();
+            let old: Vec<Entry> = (0..5).map(|n| article(source, n)).collect();
+            let new: Vec<Entry> = (5..10).map(|n| article(source, n)).collect();
+            store
+                .commit_fetch(source, &mut state, &old, from_millis(1_000_000))
+                .expect("commit");
+            store
+                .commit_fetch(source, &mut state, &new, from_millis(2_000_000))
+                .expect("commit");
+            assert_eq!(state.items, 10);
+        }
+        let count = |prefix: &str| store.count_prefix(prefix.as_bytes());
+        assert_eq!(count("e:a\0"), 10);
+        assert_eq!(count("c:"), 20);
+        assert_eq!(count("b:"), 20 * crate::dedup::BANDS);
+
+        // By age: the five first seen before 1,500 s go.
+        let removed = store
+            .prune(Some(from_millis(1_500_000)), None)
+            .expect("prune");
+        assert_eq!(removed.get("a"), Some(&5));
+        assert_eq!(removed.get("b"), Some(&5));
+        // By count: the newest three of each source stay.
+        store.prune(None, Some(3)).expect("prune");
+        for source in ["a", "b"] {
+            for prefix in ["e:", "i:", "f:", "h:"] {
+                assert_eq!(count(&format!("{prefix}{source}\0")), 3, "{prefix}{source}");
+            }
+            let kept = titles(&store, &[source], 100);
+            // Undated: the first in the document is the newest.
+            assert_eq!(kept, [5, 6, 7].map(|n| format!("{source} {n}")));
+            assert_eq!(
+                store
+                    .source_state(source)
+                    .expect("read")
+                    .expect("state")
+                    .items,
+                3
+            );
+        }
+        assert_eq!(count("c:"), 6);
+        assert_eq!(count("b:"), 6 * crate::dedup::BANDS);
+        assert_eq!(count("e:"), 6);
+    }
+
+    #[test]
+    fn a_story_is_matched_across_sources_never_within_one() {
+        let (_dir, store) = open();
+        let mut state = SourceState::default();
+        let original = article("outlet", 1);
+        store
+            .commit_fetch(
+                "outlet",
+                &mut state,
+                &[original.clone()],
+                from_millis(1_000),
+            )
+            .expect("commit");
+        // A repost elsewhere: own identity and link, the same text.
+        let repost = Entry {
+            identity: "repost-1".into(),
+            link: Some("https://dept.example/r1".into()),
+            ..original.clone()
+        };
+        // The portal links to the original, with tracking parameters.
+        let portal = Entry {
+            identity: "portal-1".into(),
+            link: Some("http://outlet.example/1?utm_source=portal#top".into()),
+            summary: Some("<p>See the story.</p>".into()),
+            ..original.clone()
+        };
+        store
+            .commit_fetch("dept", &mut state, &[repost], from_millis(2_000))
+            .expect("commit");
+        store
+            .commit_fetch("portal", &mut state, &[portal], from_millis(3_000))
+            .expect("commit");
+        // The same text again in the outlet itself: never merged with its own source.
+        let again = Entry {
+            identity: "outlet-again".into(),
+            link: Some("https://outlet.example/again".into()),
+            ..original.clone()
+        };
+        store
+            .commit_fetch("outlet", &mut state, &[again], from_millis(4_000))
+            .expect("commit");
+
+        let root = EntryKey::new("outlet", &original.identity);
+        let dept = store
+            .entry("dept", &EntryKey::new("dept", "repost-1"))
+            .expect("read")
+            .expect("stored");
+        assert_eq!(dept.same_text_as.as_ref().map(|r| r.key), Some(root));
+        assert_eq!(dept.same_link_as, None);
+        let portal = store
+            .entry("portal", &EntryKey::new("portal", "portal-1"))
+            .expect("read")
+            .expect("stored");
+        assert_eq!(portal.same_link_as.as_ref().map(|r| r.key), Some(root));
+        assert_eq!(portal.same_text_as.as_ref().map(|r| r.key), Some(root));
+        let again = store
+            .entry("outlet", &EntryKey::new("outlet", "outlet-again"))
+            .expect("read")
+            .expect("stored");
+        assert_eq!(again.same_text_as, None, "merged with its own source");
+    }
+
     #[test]
     fn output_ids_are_stable_urns() {
         let key = EntryKey::new("imdaily", "urn:a");

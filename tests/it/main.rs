@@ -2,6 +2,7 @@
 
 mod cli;
 mod daemon;
+mod dedup;
 mod hostile;
 mod properties;
 mod support;
