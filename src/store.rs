@@ -1013,7 +1013,7 @@ mod tests {
             .commit_fetch(
                 "outlet",
                 &mut state,
-                &[original.clone()],
+                std::slice::from_ref(&original),
                 from_millis(1_000),
             )
             .expect("commit");
