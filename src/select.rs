@@ -35,6 +35,19 @@ fn story_key(stored: &StoredEntry, dedup: Dedup) -> StoryKey {
     }
 }
 
+/// The order in which a story's entries count as seen: by first-seen minute, then the
+/// earlier published. Sources fetched in one round (a start, a burst) are seen at the same
+/// moment for all that matters, and then the outlet that published first is the one kept,
+/// not whichever response happened to arrive first.
+fn seen_order(stored: &StoredEntry) -> (i64, chrono::DateTime<chrono::Utc>, &str, EntryKey) {
+    (
+        stored.first_seen.timestamp() / 60,
+        stored.sort_time,
+        &stored.source,
+        stored.key(),
+    )
+}
+
 fn admits(feed: &FeedConfig, stored: &StoredEntry) -> bool {
     feed.admits(&stored.entry.title, stored.entry.html().unwrap_or_default())
 }
@@ -83,9 +96,7 @@ pub fn select(store: &Store, feed: &FeedConfig) -> Result<Vec<Story>, StoreError
                 }
             }
         }
-        members.sort_by(|a, b| {
-            (a.first_seen, &a.source, a.key()).cmp(&(b.first_seen, &b.source, b.key()))
-        });
+        members.sort_by(|a, b| seen_order(a).cmp(&seen_order(b)));
         let mut members = members.into_iter();
         if let Some(entry) = members.next() {
             stories.push(Story {

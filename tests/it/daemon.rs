@@ -448,3 +448,48 @@ print(json.dumps(out))
         );
     }
 }
+
+/// The README's demo: the shipped feeds through `file://`, the shared story shown once as the
+/// outlet's, naming the department that reposted it.
+#[test]
+fn the_demo_serves_the_shared_story_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    std::fs::create_dir(dir.path().join("demo")).expect("mkdir");
+    for file in std::fs::read_dir(demo.join("demo")).expect("demo feeds") {
+        let file = file.expect("entry").path();
+        std::fs::copy(
+            &file,
+            dir.path()
+                .join("demo")
+                .join(file.file_name().expect("name")),
+        )
+        .expect("copy");
+    }
+    let config = std::fs::read_to_string(demo.join("demo.toml")).expect("demo.toml");
+    let sources = &config[config.find("[fetch]").expect("a [fetch] section")..];
+    let daemon = Daemon::start(dir.path(), sources);
+    daemon.wait_for("the demo entries", || {
+        let (_, body) = blocking_get(&daemon.url("/feeds/all.json"))?;
+        let doc: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        Some(doc["items"].as_array()?.len() == 7)
+    });
+    let (_, body) = blocking_get(&daemon.url("/feeds/all.json")).expect("answers");
+    let doc: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let story: Vec<&serde_json::Value> = doc["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| {
+            i["title"]
+                .as_str()
+                .is_some_and(|t| t.contains("Reading Classes"))
+        })
+        .collect();
+    assert_eq!(story.len(), 1, "{story:?}");
+    assert_eq!(story[0]["_feedmill"]["source"]["name"], "imdaily");
+    assert_eq!(
+        story[0]["_feedmill"]["also"][0]["source"],
+        "Department of Education of Inner Mongolia"
+    );
+}
