@@ -67,7 +67,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Import or export subscription lists (OPML).
+    #[command(subcommand)]
+    Opml(OpmlCommand),
 }
+
+#[derive(Debug, Subcommand)]
+enum OpmlCommand {
+    /// Print `[[source]]` TOML entries for every feed outline of an OPML file (nested
+    /// outlines too; folders become tags); exit 2 on a bad file.
+    Import {
+        /// The OPML file ("-" for standard input).
+        file: PathBuf,
+    },
+    /// Print the configured sources as OPML 2.0.
+    Export(ConfigArg),
+}
+
+/// An error in what the user gave us (a bad file): exit 2 like a config error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
@@ -77,7 +97,9 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            if err.downcast_ref::<ConfigError>().is_some() {
+            if err.downcast_ref::<ConfigError>().is_some()
+                || err.downcast_ref::<UsageError>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
@@ -116,6 +138,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Fetch { config, sources } => fetch(config.load()?, &sources),
+        Command::Opml(OpmlCommand::Import { file }) => {
+            let name = file.display().to_string();
+            let text = if name == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(&file)
+            }
+            .map_err(|err| UsageError(format!("cannot read {name}: {err}")))?;
+            let toml = crate::opml::import(&text, &name).map_err(|e| UsageError(e.to_string()))?;
+            print!("{toml}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Opml(OpmlCommand::Export(arg)) => {
+            print!("{}", crate::opml::export(&arg.load()?));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sources { config, json } => {
             let config = config.load()?;
             let store = Store::open(&config.store.path)?;
@@ -195,11 +233,12 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
         .collect();
     let store = Store::open(&config.store.path)?;
     let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let results = runtime()?.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         for (i, source) in selected.iter().cloned().enumerate() {
-            let (fetcher, store) = (fetcher.clone(), store.clone());
-            tasks.spawn(async move { (i, refresh(&source, &fetcher, &store).await) });
+            let (fetcher, store, metrics) = (fetcher.clone(), store.clone(), metrics.clone());
+            tasks.spawn(async move { (i, refresh(&source, &fetcher, &store, &metrics).await) });
         }
         let mut results = vec![None; selected.len()];
         let total = selected.len();

@@ -10,6 +10,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use regex::Regex;
@@ -96,7 +97,7 @@ pub struct StoreConfig {
 }
 
 /// `[fetch]`: how sources are fetched.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FetchConfig {
     /// The schedule of sources that do not name their own.
     pub schedule: CronSchedule,
@@ -636,6 +637,28 @@ fn select_sources(
         })
         .map(|s| s.name.clone())
         .collect())
+}
+
+/// The configuration in force, shared by the tasks of the daemon and replaced whole on
+/// reload: a reader always sees one consistent config.
+#[derive(Debug, Clone)]
+pub struct SharedConfig(Arc<RwLock<Arc<Config>>>);
+
+impl SharedConfig {
+    /// Shares `config`.
+    pub fn new(config: Config) -> SharedConfig {
+        SharedConfig(Arc::new(RwLock::new(Arc::new(config))))
+    }
+
+    /// The config in force now.
+    pub fn get(&self) -> Arc<Config> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts `config` in force.
+    pub fn replace(&self, config: Arc<Config>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
 }
 
 #[cfg(test)]

@@ -1,25 +1,28 @@
 //! The daemon: wires config -> schedule -> fetch -> parse -> store -> publish -> serve.
 //!
-//! Tasks: one per source (sleep until due, refresh, repeat), one renderer that re-renders the
-//! output feeds touched by a change (coalescing bursts), and the HTTP server. All of them hold
-//! a [`Shutdown`]; SIGTERM/SIGINT fire it, then the store is flushed.
+//! Tasks: the scheduler (one task per source, under a supervisor with a heartbeat), a
+//! renderer that re-renders the output feeds touched by a change (coalescing bursts),
+//! retention, the systemd watchdog, and the HTTP server. All of them hold a [`Shutdown`];
+//! SIGTERM/SIGINT fire it, then the store is flushed. SIGHUP reloads the config.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use sd_notify::NotifyState;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::{Config, FeedConfig, SourceConfig};
+use crate::config::{Config, FeedConfig, SharedConfig};
 use crate::fetch::{FetchError, Fetcher};
+use crate::metrics::Metrics;
 use crate::publish::{Publisher, SourceInfo};
-use crate::refresh::{current_state, first_fetch, refresh, RefreshOutcome};
+use crate::scheduler::{Command, Health, Scheduler};
 use crate::select::select;
-use crate::serve::{router, ServeState};
+use crate::serve::{router, serve, ServeState};
 use crate::shutdown::{self, Shutdown};
+use crate::status::source_reports;
 use crate::store::{Store, StoreError};
 
 /// Why the daemon could not start or had to stop.
@@ -49,6 +52,25 @@ pub enum DaemonError {
 /// How long shutdown waits for tasks before flushing the store and exiting anyway; the
 /// interface promises an exit within 10 seconds of SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(7);
+/// How often retention runs (and once at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
+/// How often `STATUS=` is refreshed when there is no watchdog to piggyback on.
+const STATUS_EVERY: Duration = Duration::from_secs(30);
+
+/// What the daemon's tasks share.
+#[derive(Clone)]
+pub struct Context {
+    /// The configuration in force.
+    pub config: SharedConfig,
+    /// The store.
+    pub store: Store,
+    /// The rendered documents.
+    pub publisher: Arc<Publisher>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// The scheduler's heartbeat.
+    pub health: Arc<Health>,
+}
 
 /// The titles and URLs that output entries name as their source.
 pub fn source_infos(
@@ -83,88 +105,78 @@ pub fn source_infos(
         .collect()
 }
 
-/// Renders one output feed from the store and publishes it.
-pub fn render_feed(
+/// Renders the output feeds `which` selects, from the store, and publishes them.
+fn render_feeds(
+    context: &Context,
     config: &Config,
-    feed: &FeedConfig,
-    store: &Store,
-    publisher: &Publisher,
-    sources: &HashMap<String, SourceInfo>,
+    which: impl Fn(&FeedConfig) -> bool,
 ) -> Result<(), StoreError> {
-    let stories = select(store, feed)?;
-    publisher.publish(feed, &stories, sources, &config.server.base_url);
-    Ok(())
-}
-
-/// Renders every output feed.
-pub fn render_all(config: &Config, store: &Store, publisher: &Publisher) -> Result<(), StoreError> {
-    let sources = source_infos(config, store)?;
-    for feed in &config.feeds {
-        render_feed(config, feed, store, publisher, &sources)?;
+    let sources = source_infos(config, &context.store)?;
+    for feed in config.feeds.iter().filter(|f| which(f)) {
+        let stories = select(&context.store, feed)?;
+        context
+            .publisher
+            .publish(feed, &stories, &sources, &config.server.base_url);
+        context.metrics.rendered();
     }
+    let names: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
+    context.publisher.retain(&names);
     Ok(())
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
+/// Renders every output feed of the config in force.
+pub fn render_all(context: &Context) -> Result<(), StoreError> {
+    render_feeds(context, &context.config.get(), |_| true)
+}
+
+/// Runs the daemon on the config at `config.path` until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let config = Arc::new(config);
     let store = Store::open(&config.store.path)?;
     let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
-    let publisher = Arc::new(Publisher::default());
+    let context = Context {
+        config: SharedConfig::new(config.clone()),
+        store: store.clone(),
+        publisher: Arc::new(Publisher::default()),
+        metrics: Arc::new(Metrics::new()),
+        health: Arc::new(Health::default()),
+    };
     // What the store already holds is served at once, before any fetch.
-    render_all(&config, &store, &publisher)?;
+    render_all(&context)?;
 
     let addr = config.server.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| DaemonError::Bind { addr, source })?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(DaemonError::Signals)?;
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(DaemonError::Signals)?;
+    let signal = |kind| tokio::signal::unix::signal(kind).map_err(DaemonError::Signals);
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup())?;
 
     let (trigger, shutdown) = shutdown::channel();
-    let scheduler_alive = Arc::new(AtomicBool::new(true));
     let (changes, changed) = mpsc::unbounded_channel();
+    let (commands, command_queue) = mpsc::unbounded_channel();
     let mut tasks = JoinSet::new();
 
-    tasks.spawn(renderer(
-        config.clone(),
+    let scheduler = Scheduler::new(
+        config.fetch.clone(),
+        fetcher,
         store.clone(),
-        publisher.clone(),
-        changed,
-        shutdown.clone(),
-    ));
-    tasks.spawn(retention_loop(
-        config.clone(),
-        store.clone(),
-        publisher.clone(),
-        shutdown.clone(),
-    ));
-    for source in &config.sources {
-        tasks.spawn(source_loop(
-            source.clone(),
-            fetcher.clone(),
-            store.clone(),
-            changes.clone(),
-            shutdown.clone(),
-        ));
-    }
+        context.metrics.clone(),
+        changes,
+    );
+    tasks.spawn(scheduler.run(context.health.clone(), command_queue, shutdown.clone()));
+    apply_sources(&commands, &config).await;
+    tasks.spawn(renderer(context.clone(), changed, shutdown.clone()));
+    tasks.spawn(retention_loop(context.clone(), shutdown.clone()));
+    tasks.spawn(watchdog(context.clone(), shutdown.clone()));
     let app = router(ServeState {
-        publisher: publisher.clone(),
+        publisher: context.publisher.clone(),
         store: store.clone(),
-        config: Arc::new(RwLock::new(config.clone())),
-        scheduler_alive: scheduler_alive.clone(),
+        config: context.config.clone(),
+        health: context.health.clone(),
+        metrics: context.metrics.clone(),
     });
-    let mut server_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { server_shutdown.recv().await })
-            .await;
-        if let Err(err) = served {
-            tracing::error!("HTTP server failed: {err}");
-        }
-    });
+    tasks.spawn(serve(listener, app, shutdown.clone()));
 
     tracing::info!(
         listen = %addr,
@@ -174,14 +186,24 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         "feedmill is running; feeds at {}feeds/",
         config.server.base_url
     );
-    notify(&[sd_notify::NotifyState::Ready]);
+    notify(&[NotifyState::Ready]);
+    notify_status(&context);
 
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => {
+                tracing::info!("SIGTERM received, shutting down");
+                break;
+            }
+            _ = interrupt.recv() => {
+                tracing::info!("SIGINT received, shutting down");
+                break;
+            }
+            _ = hangup.recv() => reload(&context, &commands).await,
+        }
     }
-    notify(&[sd_notify::NotifyState::Stopping]);
-    scheduler_alive.store(false, Ordering::SeqCst);
+    notify(&[NotifyState::Stopping]);
+    context.health.stop();
     trigger.fire();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
@@ -196,75 +218,121 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     Ok(())
 }
 
-fn notify(states: &[sd_notify::NotifyState]) {
+/// Hands the config's sources to the scheduler and waits until they are in force.
+async fn apply_sources(commands: &mpsc::UnboundedSender<Command>, config: &Config) {
+    let (done, applied) = tokio::sync::oneshot::channel();
+    let command = Command::Apply {
+        sources: config.sources.clone(),
+        fetch: config.fetch.clone(),
+        done,
+    };
+    if commands.send(command).is_ok() {
+        let _ = applied.await;
+    }
+}
+
+/// SIGHUP: re-reads the config file. An invalid config is logged and the running one kept;
+/// a valid one replaces it without a restart: added, changed and removed sources and feeds
+/// take effect, unchanged sources are left alone, connections stay open.
+async fn reload(context: &Context, commands: &mpsc::UnboundedSender<Command>) {
+    notify(&[NotifyState::Reloading]);
+    let old = context.config.get();
+    tracing::info!(config = %old.path.display(), "SIGHUP received, reloading the config");
+    match Config::load(&old.path) {
+        Err(err) => {
+            tracing::error!("the new config is invalid; keeping the running one: {err}");
+        }
+        Ok(new) => {
+            if new.server.listen != old.server.listen {
+                tracing::warn!(
+                    "[server] listen changed to {}; that takes a restart, still listening on {}",
+                    new.server.listen,
+                    old.server.listen
+                );
+            }
+            if new.store.path != old.store.path {
+                tracing::warn!(
+                    "[store] path changed; that takes a restart, still using {}",
+                    old.store.path.display()
+                );
+            }
+            let new = Arc::new(new);
+            context.config.replace(new.clone());
+            apply_sources(commands, &new).await;
+            if let Err(err) = render_all(context) {
+                tracing::error!("cannot render after reload: {err}");
+            }
+            tracing::info!(
+                sources = new.sources.len(),
+                feeds = new.feeds.len(),
+                "config reloaded"
+            );
+        }
+    }
+    notify(&[NotifyState::Ready]);
+    notify_status(context);
+}
+
+fn notify(states: &[NotifyState]) {
     if let Err(err) = sd_notify::notify(states) {
         tracing::warn!("cannot notify systemd: {err}");
     }
 }
 
-/// One source's life: fetch when due, then follow its schedule. A slow or failing source
-/// only ever delays itself.
-async fn source_loop(
-    source: SourceConfig,
-    fetcher: Arc<Fetcher>,
-    store: Store,
-    changes: mpsc::UnboundedSender<String>,
-    mut shutdown: Shutdown,
-) {
-    let mut due = match current_state(&source, &store) {
-        Ok(state) => first_fetch(&source, &state, Utc::now()),
-        Err(err) => {
-            tracing::error!(source = %source.name, "cannot read source state: {err}");
-            return;
+/// Tells systemd how things stand, for `systemctl status`.
+fn notify_status(context: &Context) {
+    let config = context.config.get();
+    let text = match source_reports(&config.sources, &context.store) {
+        Ok(reports) => {
+            let failing = reports.iter().filter(|r| r.last_error.is_some()).count();
+            let entries: u64 = reports.iter().map(|r| r.items).sum();
+            format!(
+                "{} sources: {} ok, {} failing; {} entries stored; {} feeds",
+                reports.len(),
+                reports.len() - failing,
+                failing,
+                entries,
+                config.feeds.len()
+            )
         }
+        Err(err) => format!("store unreadable: {err}"),
     };
-    while let Some(due_at) = due {
-        let wait = (due_at - Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.recv() => return,
-        }
-        let outcome = tokio::select! {
-            outcome = refresh(&source, &fetcher, &store) => outcome,
-            // A fetch in flight is abandoned; its response was never committed.
-            _ = shutdown.recv() => return,
-        };
-        match outcome {
-            Ok(outcome) if outcome.changed() => {
-                if let RefreshOutcome::Stored { summary, .. } = &outcome {
-                    tracing::info!(source = %source.name, new = summary.new, updated = summary.updated, "entries changed");
-                }
-                let _ = changes.send(source.name.clone());
-            }
-            Ok(_) => {}
-            Err(err) => tracing::error!(source = %source.name, "cannot store: {err}"),
-        }
-        // The refresh planned the next fetch (schedule, backoff, Retry-After, freshness).
-        due = match store.source_state(&source.name) {
-            Ok(state) => state.and_then(|s| s.next_fetch),
-            Err(err) => {
-                tracing::error!(source = %source.name, "cannot read source state: {err}");
-                source.schedule.next_fetch(&source.name, Utc::now())
-            }
-        };
-    }
-    tracing::info!(source = %source.name, "no further fetch planned (disabled after 410 Gone, or the schedule never fires again)");
-    shutdown.recv().await;
+    notify(&[NotifyState::Status(&text)]);
 }
 
-/// How often retention runs (and once at start).
-const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
-
-/// Prunes the store as `[store]` says, at start and then hourly, and re-renders the feeds
-/// when anything went.
-async fn retention_loop(
-    config: Arc<Config>,
-    store: Store,
-    publisher: Arc<Publisher>,
-    mut shutdown: Shutdown,
-) {
+/// Pings systemd's watchdog at half its interval while the scheduler beats and the store
+/// answers; a hung scheduler or store stops the pings and systemd restarts us. Also keeps
+/// `STATUS=` current.
+async fn watchdog(context: Context, mut shutdown: Shutdown) {
+    let interval = sd_notify::watchdog_enabled().map(|usec| usec / 2);
+    let mut tick = tokio::time::interval(interval.unwrap_or(STATUS_EVERY));
+    tick.tick().await;
     loop {
-        if let Err(err) = apply_retention(&config, &store, &publisher).await {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.recv() => return,
+        }
+        if interval.is_some() && context.health.alive() && store_answers(&context.store).await {
+            notify(&[NotifyState::Watchdog]);
+        }
+        notify_status(&context);
+    }
+}
+
+/// Whether a read of the store completes within a second.
+pub async fn store_answers(store: &Store) -> bool {
+    let probe = store.clone();
+    let read = tokio::task::spawn_blocking(move || probe.source_state("").is_ok());
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), read).await,
+        Ok(Ok(true))
+    )
+}
+
+/// Prunes the store as `[store]` says, at start and then hourly.
+async fn retention_loop(context: Context, mut shutdown: Shutdown) {
+    loop {
+        if let Err(err) = apply_retention(&context).await {
             tracing::error!("retention failed: {err}");
         }
         tokio::select! {
@@ -274,12 +342,9 @@ async fn retention_loop(
     }
 }
 
-/// One retention pass: prune off the async threads, then re-render if needed.
-pub async fn apply_retention(
-    config: &Config,
-    store: &Store,
-    publisher: &Publisher,
-) -> Result<usize, StoreError> {
+/// One retention pass: prune off the async threads, then re-render if anything went.
+pub async fn apply_retention(context: &Context) -> Result<usize, StoreError> {
+    let config = context.config.get();
     let cutoff = (config.store.max_age_days > 0)
         .then(|| Utc::now() - chrono::Duration::days(i64::from(config.store.max_age_days)));
     let keep = (config.store.max_items_per_source > 0)
@@ -287,14 +352,14 @@ pub async fn apply_retention(
     if cutoff.is_none() && keep.is_none() {
         return Ok(0);
     }
-    let pruning = store.clone();
+    let pruning = context.store.clone();
     let removed = tokio::task::spawn_blocking(move || pruning.prune(cutoff, keep))
         .await
         .map_err(|join| StoreError::Task(join.to_string()))??;
     let total: usize = removed.values().sum();
     if total > 0 {
         tracing::info!(removed = total, "retention pruned old entries");
-        render_all(config, store, publisher)?;
+        render_all(context)?;
     }
     Ok(total)
 }
@@ -302,9 +367,7 @@ pub async fn apply_retention(
 /// Re-renders the output feeds whose sources changed. Changes that arrive while a render
 /// runs are coalesced into the next one.
 async fn renderer(
-    config: Arc<Config>,
-    store: Store,
-    publisher: Arc<Publisher>,
+    context: Context,
     mut changed: mpsc::UnboundedReceiver<String>,
     mut shutdown: Shutdown,
 ) {
@@ -320,21 +383,18 @@ async fn renderer(
         while let Ok(name) = changed.try_recv() {
             dirty.insert(name);
         }
-        let sources = match source_infos(&config, &store) {
-            Ok(sources) => sources,
-            Err(err) => {
-                tracing::error!("cannot render: {err}");
-                continue;
-            }
-        };
-        for feed in config
-            .feeds
-            .iter()
-            .filter(|f| f.sources.iter().any(|s| dirty.contains(s)))
-        {
-            if let Err(err) = render_feed(&config, feed, &store, &publisher, &sources) {
-                tracing::error!(feed = %feed.name, "cannot render: {err}");
-            }
+        let config = context.config.get();
+        let rendering = context.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            render_feeds(&rendering, &config, |feed| {
+                feed.sources.iter().any(|s| dirty.contains(s))
+            })
+        })
+        .await;
+        match rendered {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!("cannot render: {err}"),
+            Err(err) => tracing::error!("the renderer failed: {err}"),
         }
     }
 }

@@ -17,6 +17,8 @@
 //! - [`publish`]: Atom / RSS / JSON Feed documents, rendered once per change.
 //! - [`serve`]: the read-only HTTP interface.
 //! - [`status`]: per-source reports for `/status.json` and `feedmill sources`.
+//! - [`scheduler`]: one task per source, started, restarted and stopped as the config says.
+//! - [`metrics`]: Prometheus metrics; [`opml`]: subscription lists in and out.
 //! - [`daemon`]: wires the stages together; [`shutdown`] stops them.
 //! - [`cli`]: the `feedmill` command line.
 #![deny(missing_docs)]
@@ -29,11 +31,14 @@ pub mod dedup;
 pub mod discover;
 pub mod encoding;
 pub mod fetch;
+pub mod metrics;
+pub mod opml;
 pub mod parse;
 pub mod publish;
 pub mod refresh;
 pub mod sanitize;
 pub mod schedule;
+pub mod scheduler;
 pub mod select;
 pub mod serve;
 pub mod shutdown;

@@ -19,6 +19,7 @@ use url::Url;
 
 use crate::config::SourceConfig;
 use crate::fetch::{FetchError, FetchOutcome, FetchedBody, Fetcher, Validators};
+use crate::metrics::{Metrics, Outcome};
 use crate::parse::{hex, parse_feed, ParseError, ParsedFeed};
 use crate::store::{CommitSummary, SourceState, Store, StoreError};
 
@@ -127,6 +128,26 @@ pub async fn refresh(
     source: &SourceConfig,
     fetcher: &Fetcher,
     store: &Store,
+    metrics: &Metrics,
+) -> Result<RefreshOutcome, StoreError> {
+    let started = std::time::Instant::now();
+    let mut bytes = 0;
+    let outcome = refresh_once(source, fetcher, store, &mut bytes).await?;
+    let (kind, new) = match &outcome {
+        RefreshOutcome::Stored { summary, .. } => (Outcome::stored, summary.new as u64),
+        RefreshOutcome::NotModified => (Outcome::not_modified, 0),
+        RefreshOutcome::Disabled => (Outcome::disabled, 0),
+        RefreshOutcome::Failed(_) => (Outcome::failed, 0),
+    };
+    metrics.fetched(kind, started.elapsed().as_secs_f64(), bytes, new);
+    Ok(outcome)
+}
+
+async fn refresh_once(
+    source: &SourceConfig,
+    fetcher: &Fetcher,
+    store: &Store,
+    bytes: &mut u64,
 ) -> Result<RefreshOutcome, StoreError> {
     let mut state = current_state(source, store)?;
     if state.disabled {
@@ -151,6 +172,7 @@ pub async fn refresh(
         Err(err) => return fail_fetch(source, fetcher, store, state, now, err),
     };
     state.last_status = Some(body.status);
+    *bytes = body.bytes.len() as u64;
     let (body, parsed) = match parse_or_discover(body, fetcher).await {
         Ok(found) => found,
         Err(reason) => return fail(source, store, state, now, reason, true, None),

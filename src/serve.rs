@@ -1,23 +1,38 @@
-//! Serving: the read-only HTTP interface (axum).
+//! Serving: the read-only HTTP interface (axum on hyper, HTTP/1.1).
 //!
 //! Feed documents are served from the bytes the publisher rendered, with ETag/Last-Modified
 //! validation and pre-compressed gzip. Nothing on this server changes state.
+//!
+//! Connections are bounded: axum's own `serve` sets no timer, so a client that opens a
+//! connection and sends nothing (or a byte a minute) would hold it forever. We serve through
+//! hyper with a timer: headers must arrive within [`HEADER_TIMEOUT`], and at most
+//! [`MAX_CONNECTIONS`] connections are open at once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 
-use crate::config::Config;
+use crate::config::SharedConfig;
+use crate::metrics::Metrics;
 use crate::publish::{Document, Format, Publisher};
+use crate::scheduler::Health;
+use crate::shutdown::Shutdown;
 use crate::status::source_reports;
 use crate::store::Store;
+
+/// How long a client may take to send a request's headers (also an idle keep-alive).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections at most; more wait in the kernel's accept queue.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -27,18 +42,11 @@ pub struct ServeState {
     /// The store, for status.
     pub store: Store,
     /// The configuration in force (replaced on reload).
-    pub config: Arc<RwLock<Arc<Config>>>,
-    /// Set while the scheduler runs.
-    pub scheduler_alive: Arc<AtomicBool>,
-}
-
-impl ServeState {
-    fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
+    pub config: SharedConfig,
+    /// The scheduler's heartbeat.
+    pub health: Arc<Health>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The router of every route.
@@ -47,8 +55,90 @@ pub fn router(state: ServeState) -> Router {
         .route("/feeds/{file}", get(feed))
         .route("/status.json", get(status))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/sources.opml", get(sources_opml))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_request,
+        ))
         .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown`, then lets requests in flight finish (for a
+/// few seconds at most).
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, mut shutdown: Shutdown) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.recv() => break,
+        };
+        let (stream, _) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: back off a little, keep serving.
+                tracing::warn!("accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    if tokio::time::timeout(Duration::from_secs(3), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some HTTP connections did not close in time");
+    }
+}
+
+async fn count_request(State(state): State<ServeState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(request).await;
+    state.metrics.request(&route, response.status().as_u16());
+    response
+}
+
+async fn metrics(State(state): State<ServeState>) -> Response {
+    let config = state.config.get();
+    let reports = source_reports(&config.sources, &state.store).unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(&reports),
+    )
+        .into_response()
+}
+
+async fn sources_opml(State(state): State<ServeState>) -> Response {
+    let config = state.config.get();
+    (
+        [
+            (header::CONTENT_TYPE, "text/x-opml; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        crate::opml::export(&config),
+    )
+        .into_response()
 }
 
 async fn not_found() -> Response {
@@ -73,7 +163,7 @@ async fn feed(
 }
 
 async fn status(State(state): State<ServeState>) -> Response {
-    let config = state.config();
+    let config = state.config.get();
     match source_reports(&config.sources, &state.store) {
         Ok(reports) => ([(header::CACHE_CONTROL, "no-cache")], axum::Json(reports)).into_response(),
         Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("{err}\n")).into_response(),
@@ -81,8 +171,8 @@ async fn status(State(state): State<ServeState>) -> Response {
 }
 
 async fn healthz(State(state): State<ServeState>) -> Response {
-    let store_ok = state.store.source_state("").is_ok();
-    let scheduler_ok = state.scheduler_alive.load(Ordering::SeqCst);
+    let store_ok = crate::daemon::store_answers(&state.store).await;
+    let scheduler_ok = state.health.alive();
     match (store_ok, scheduler_ok) {
         (true, true) => (StatusCode::OK, "ok\n").into_response(),
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response(),

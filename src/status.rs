@@ -25,6 +25,8 @@ pub struct SourceReport {
     pub next_fetch: Option<DateTime<Utc>>,
     /// Entries stored for this source.
     pub items: u64,
+    /// Whether the source is disabled (410 Gone) until its config changes.
+    pub disabled: bool,
 }
 
 /// The reports of `sources`, in config order; a source never fetched reports empty state.
@@ -49,6 +51,7 @@ pub fn source_reports(
                 consecutive_failures: state.consecutive_failures,
                 next_fetch: state.next_fetch,
                 items: state.items,
+                disabled: state.disabled,
             })
         })
         .collect()

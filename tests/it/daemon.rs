@@ -113,19 +113,25 @@ fn config(server: &FeedServer) -> String {
 
 /// An output document's entries as (id, title), in document order.
 fn entries(daemon: &Daemon, ext: &str) -> Vec<(String, String)> {
-    let (status, body) =
-        blocking_get(&daemon.url(&format!("/feeds/all.{ext}"))).expect("feed answers");
+    try_entries(daemon, ext).expect("the feed answers")
+}
+
+/// [`entries`] for polls: `None` when the daemon does not answer.
+fn try_entries(daemon: &Daemon, ext: &str) -> Option<Vec<(String, String)>> {
+    let (status, body) = blocking_get(&daemon.url(&format!("/feeds/all.{ext}")))?;
     assert_eq!(status, 200);
     let feed = feed_rs::parser::parse(body.as_slice())
         .unwrap_or_else(|e| panic!("all.{ext} does not parse: {e}"));
-    feed.entries
-        .into_iter()
-        .map(|e| (e.id, e.title.map(|t| t.content).unwrap_or_default()))
-        .collect()
+    Some(
+        feed.entries
+            .into_iter()
+            .map(|e| (e.id, e.title.map(|t| t.content).unwrap_or_default()))
+            .collect(),
+    )
 }
 
 fn all_fetched_with(daemon: &Daemon, status: u64) -> Option<bool> {
-    let reports = daemon.status();
+    let reports = daemon.try_status()?;
     Some(
         reports.len() == SOURCES
             && reports
@@ -151,7 +157,7 @@ fn thirty_sources_end_to_end() {
         .collect();
     // Wait for the stored items, not for a status: the next round (304) may come at once.
     daemon.wait_for("every source to be fetched", || {
-        let reports = daemon.status();
+        let reports = daemon.try_status()?;
         Some(
             reports.len() == SOURCES
                 && reports
@@ -160,7 +166,7 @@ fn thirty_sources_end_to_end() {
         )
     });
     daemon.wait_for("all entries in the output", || {
-        Some(entries(&daemon, "json").len() == SOURCES * ITEMS)
+        Some(try_entries(&daemon, "json")?.len() == SOURCES * ITEMS)
     });
     for ext in ["atom", "rss", "json"] {
         let got = entries(&daemon, ext);
@@ -225,7 +231,7 @@ fn thirty_sources_end_to_end() {
     publish(&server, 0, &[1, 2, 3, 4, 5]);
     publish(&server, 1, &[2, 3, 4, 5, 6]);
     daemon.wait_for("the new items", || {
-        let titles: HashSet<String> = entries(&daemon, "atom")
+        let titles: HashSet<String> = try_entries(&daemon, "atom")?
             .into_iter()
             .map(|(_, t)| t)
             .collect();
@@ -275,7 +281,7 @@ fn thirty_sources_end_to_end() {
         .collect();
     let daemon = daemon.restart();
     daemon.wait_for("the refetch after the restart", || {
-        let reports = daemon.status();
+        let reports = daemon.try_status()?;
         Some(
             reports
                 .iter()
@@ -358,7 +364,9 @@ fn outputs_parse_in_feedparser() {
     ));
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = Daemon::start(dir.path(), &config);
-    daemon.wait_for("all entries", || Some(entries(&daemon, "json").len() == 10));
+    daemon.wait_for("all entries", || {
+        Some(try_entries(&daemon, "json")?.len() == 10)
+    });
     for ext in ["atom", "rss", "json"] {
         // feedparser 6.0 reads Atom and RSS; JSON Feed goes through jsonfeed-util plus the
         // spec's own rules (content type, RFC 3339 dates).

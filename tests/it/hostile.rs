@@ -473,7 +473,12 @@ fn the_daemon_survives_the_hostile_web() {
 
     // Every source has been tried and the good ones keep flowing: three rounds of good-a.
     daemon.wait_for("every source to be tried", || {
-        Some(daemon.status().iter().all(|r| !r["last_fetch"].is_null()))
+        Some(
+            daemon
+                .try_status()?
+                .iter()
+                .all(|r| !r["last_fetch"].is_null()),
+        )
     });
     daemon.wait_for("three more rounds of the good sources", || {
         Some(server.hits("good/a.rss") >= 4 && server.hits("good/b.atom") >= 4)
@@ -675,7 +680,12 @@ fn a_network_outage_does_not_count_toward_backoff() {
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = Daemon::start(dir.path(), &config);
     daemon.wait_for("a first round of failed fetches", || {
-        Some(daemon.status().iter().all(|r| r["last_error"].is_string()))
+        Some(
+            daemon
+                .try_status()?
+                .iter()
+                .all(|r| r["last_error"].is_string()),
+        )
     });
     let first: Vec<serde_json::Value> = daemon
         .status()

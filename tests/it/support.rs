@@ -338,8 +338,14 @@ impl Daemon {
 
     /// `/status.json`, parsed.
     pub fn status(&self) -> Vec<serde_json::Value> {
-        let (_, body) = blocking_get(&self.url("/status.json")).expect("status.json");
-        serde_json::from_slice(&body).expect("status.json is JSON")
+        self.try_status().expect("status.json answers with JSON")
+    }
+
+    /// `/status.json`, parsed; `None` when it does not answer (for polls: a loaded machine
+    /// may be slow to answer once).
+    pub fn try_status(&self) -> Option<Vec<serde_json::Value>> {
+        let (_, body) = blocking_get(&self.url("/status.json"))?;
+        serde_json::from_slice(&body).ok()
     }
 
     /// Sends SIGTERM and waits for the exit.

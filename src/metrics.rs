@@ -1,0 +1,224 @@
+//! Metrics in the Prometheus text format (`GET /metrics`), with the prometheus-client crate.
+//!
+//! Counters and the latency histogram are updated where things happen (refresh, render,
+//! HTTP); per-source gauges (entries, failing sources) are read from the store at scrape time,
+//! so they are never stale.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::status::SourceReport;
+
+/// How a fetch ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    /// New content parsed and stored.
+    stored,
+    /// 304, nothing to do.
+    not_modified,
+    /// Fetch or parse failed.
+    failed,
+    /// Skipped: disabled after 410 Gone.
+    disabled,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabel {
+    route: String,
+    status: u16,
+}
+
+/// Every metric of the daemon.
+pub struct Metrics {
+    registry: Registry,
+    fetches: Family<OutcomeLabel, Counter>,
+    fetch_seconds: Histogram,
+    fetched_bytes: Counter,
+    entries_new: Counter,
+    entries_by_source: Family<SourceLabel, Gauge>,
+    entries_total: Gauge,
+    sources: Gauge,
+    sources_failing: Gauge,
+    sources_disabled: Gauge,
+    renders: Counter,
+    requests: Family<RequestLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric at zero.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("feedmill");
+        let metrics = Metrics {
+            fetches: Family::default(),
+            // 10 ms to about 80 s.
+            fetch_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            fetched_bytes: Counter::default(),
+            entries_new: Counter::default(),
+            entries_by_source: Family::default(),
+            entries_total: Gauge::default(),
+            sources: Gauge::default(),
+            sources_failing: Gauge::default(),
+            sources_disabled: Gauge::default(),
+            renders: Counter::default(),
+            requests: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("fetches", "Fetches by outcome", metrics.fetches.clone());
+        registry.register(
+            "fetch_duration_seconds",
+            "Time from request to parsed and stored",
+            metrics.fetch_seconds.clone(),
+        );
+        registry.register(
+            "fetched_bytes",
+            "Body bytes fetched, after decompression",
+            metrics.fetched_bytes.clone(),
+        );
+        registry.register(
+            "entries_new",
+            "Entries stored for the first time",
+            metrics.entries_new.clone(),
+        );
+        registry.register(
+            "source_entries",
+            "Entries stored per source",
+            metrics.entries_by_source.clone(),
+        );
+        registry.register(
+            "entries",
+            "Entries stored in all",
+            metrics.entries_total.clone(),
+        );
+        registry.register("sources", "Configured sources", metrics.sources.clone());
+        registry.register(
+            "sources_failing",
+            "Sources whose last fetch failed",
+            metrics.sources_failing.clone(),
+        );
+        registry.register(
+            "sources_disabled",
+            "Sources disabled after 410 Gone",
+            metrics.sources_disabled.clone(),
+        );
+        registry.register("renders", "Output feed renders", metrics.renders.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            metrics.requests.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Counts a fetch that took `seconds` and fetched `bytes`.
+    pub fn fetched(&self, outcome: Outcome, seconds: f64, bytes: u64, new_entries: u64) {
+        self.fetches.get_or_create(&OutcomeLabel { outcome }).inc();
+        if outcome != Outcome::disabled {
+            self.fetch_seconds.observe(seconds);
+        }
+        self.fetched_bytes.inc_by(bytes);
+        self.entries_new.inc_by(new_entries);
+    }
+
+    /// Counts one render of an output feed (three documents).
+    pub fn rendered(&self) {
+        self.renders.inc();
+    }
+
+    /// Counts an HTTP request.
+    pub fn request(&self, route: &str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabel {
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    /// The text exposition, with the per-source gauges set from `reports`.
+    pub fn encode(&self, reports: &[SourceReport]) -> String {
+        self.entries_by_source.clear();
+        for report in reports {
+            self.entries_by_source
+                .get_or_create(&SourceLabel {
+                    source: report.name.clone(),
+                })
+                .set(report.items as i64);
+        }
+        self.entries_total
+            .set(reports.iter().map(|r| r.items as i64).sum());
+        self.sources.set(reports.len() as i64);
+        self.sources_failing
+            .set(reports.iter().filter(|r| r.last_error.is_some()).count() as i64);
+        self.sources_disabled
+            .set(reports.iter().filter(|r| r.disabled).count() as i64);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_has_every_metric() {
+        let metrics = Metrics::new();
+        metrics.fetched(Outcome::stored, 0.2, 1234, 3);
+        metrics.fetched(Outcome::failed, 30.0, 0, 0);
+        metrics.rendered();
+        metrics.request("/feeds/{file}", 200);
+        let report = SourceReport {
+            name: "imdaily".into(),
+            url: "https://imdaily.example/rss".into(),
+            last_fetch: None,
+            last_status: Some(200),
+            last_error: None,
+            consecutive_failures: 0,
+            next_fetch: None,
+            items: 7,
+            disabled: false,
+        };
+        let text = metrics.encode(&[report]);
+        for line in [
+            "feedmill_fetches_total{outcome=\"stored\"} 1",
+            "feedmill_fetches_total{outcome=\"failed\"} 1",
+            "feedmill_fetch_duration_seconds_count 2",
+            "feedmill_fetched_bytes_total 1234",
+            "feedmill_entries_new_total 3",
+            "feedmill_source_entries{source=\"imdaily\"} 7",
+            "feedmill_entries 7",
+            "feedmill_sources_failing 0",
+            "feedmill_renders_total 1",
+            "feedmill_http_requests_total{route=\"/feeds/{file}\",status=\"200\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
