@@ -83,6 +83,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The public URL of the server; self links in the feeds are made from it. Ends with `/`.
     pub base_url: Url,
+    /// How long a client may take to send a request's headers, or stay idle between
+    /// requests, before its connection is closed.
+    pub header_timeout: Duration,
 }
 
 /// `[store]`: the sled directory and retention.
@@ -204,6 +207,7 @@ struct RawConfig {
 struct RawServer {
     listen: Option<Spanned<String>>,
     base_url: Option<Spanned<String>>,
+    header_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -306,6 +310,23 @@ impl Checker<'_> {
                 ),
             )
         })
+    }
+
+    /// A human duration longer than zero.
+    fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
+        let duration = humantime::parse_duration(value.get_ref()).map_err(|err| {
+            self.at(
+                value.span(),
+                format!(
+                    "{key} {:?} is not a duration ({err}); write e.g. \"30s\" or \"2m\"",
+                    value.get_ref()
+                ),
+            )
+        })?;
+        if duration.is_zero() {
+            return Err(self.at(value.span(), format!("{key} must be longer than zero")));
+        }
+        Ok(duration)
     }
 
     fn regexes(&self, patterns: &[Spanned<String>]) -> Result<Vec<Regex>, ConfigError> {
@@ -512,7 +533,15 @@ fn check_server(check: &Checker, raw: RawServer) -> Result<ServerConfig, ConfigE
         let path = format!("{}/", base_url.path());
         base_url.set_path(&path);
     }
-    Ok(ServerConfig { listen, base_url })
+    let header_timeout = match &raw.header_timeout {
+        Some(t) => check.duration(t, "header_timeout")?,
+        None => Duration::from_secs(10),
+    };
+    Ok(ServerConfig {
+        listen,
+        base_url,
+        header_timeout,
+    })
 }
 
 fn check_fetch(check: &Checker, raw: RawFetch) -> Result<FetchConfig, ConfigError> {
@@ -521,21 +550,7 @@ fn check_fetch(check: &Checker, raw: RawFetch) -> Result<FetchConfig, ConfigErro
         None => CronSchedule::parse(DEFAULT_SCHEDULE).map_err(|e| check.whole_file(e))?,
     };
     let timeout = match &raw.timeout {
-        Some(t) => {
-            let timeout = humantime::parse_duration(t.get_ref()).map_err(|err| {
-                check.at(
-                    t.span(),
-                    format!(
-                        "timeout {:?} is not a duration ({err}); write e.g. \"30s\" or \"2m\"",
-                        t.get_ref()
-                    ),
-                )
-            })?;
-            if timeout.is_zero() {
-                return Err(check.at(t.span(), "timeout must be longer than zero"));
-            }
-            timeout
-        }
+        Some(t) => check.duration(t, "timeout")?,
         None => Duration::from_secs(30),
     };
     let max_body = match &raw.max_body {

@@ -176,7 +176,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         health: context.health.clone(),
         metrics: context.metrics.clone(),
     });
-    tasks.spawn(serve(listener, app, shutdown.clone()));
+    tasks.spawn(serve(
+        listener,
+        app,
+        config.server.header_timeout,
+        shutdown.clone(),
+    ));
 
     tracing::info!(
         listen = %addr,

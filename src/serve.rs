@@ -5,7 +5,7 @@
 //!
 //! Connections are bounded: axum's own `serve` sets no timer, so a client that opens a
 //! connection and sends nothing (or a byte a minute) would hold it forever. We serve through
-//! hyper with a timer: headers must arrive within [`HEADER_TIMEOUT`], and at most
+//! hyper with a timer: headers must arrive within `[server] header_timeout`, and at most
 //! [`MAX_CONNECTIONS`] connections are open at once.
 
 use std::sync::Arc;
@@ -29,8 +29,6 @@ use crate::shutdown::Shutdown;
 use crate::status::source_reports;
 use crate::store::Store;
 
-/// How long a client may take to send a request's headers (also an idle keep-alive).
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open connections at most; more wait in the kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 1024;
 
@@ -67,7 +65,12 @@ pub fn router(state: ServeState) -> Router {
 
 /// Serves `app` on `listener` until `shutdown`, then lets requests in flight finish (for a
 /// few seconds at most).
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, mut shutdown: Shutdown) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    mut shutdown: Shutdown,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -89,7 +92,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, mut shutdown:
         };
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
+            .header_read_timeout(header_timeout)
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

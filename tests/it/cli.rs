@@ -136,3 +136,233 @@ fn usage_errors_exit_2_and_help_and_version_work() {
         assert!(!out.stdout.is_empty());
     }
 }
+
+fn feed_file(dir: &Path, name: &str, items: usize) -> std::path::PathBuf {
+    let items: String = (0..items)
+        .map(|i| format!("<item><guid>{name}{i}</guid><title>{name} {i}</title></item>"))
+        .collect();
+    let path = dir.join(format!("{name}.rss"));
+    std::fs::write(
+        &path,
+        format!("<rss version=\"2.0\"><channel><title>{name}</title><link>http://x/</link><description>d</description>{items}</channel></rss>"),
+    )
+    .expect("write feed");
+    path
+}
+
+#[test]
+fn fetch_prints_a_line_per_source_and_sources_reads_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    feed_file(dir.path(), "good", 3);
+    std::fs::write(dir.path().join("broken.rss"), "<rss><channel>").expect("write");
+    let config = write(
+        dir.path(),
+        "[store]\npath = \"store\"\n[[source]]\nname = \"good\"\nurl = \"good.rss\"\n[[source]]\nname = \"broken\"\nurl = \"broken.rss\"\n[[feed]]\nname = \"all\"\n",
+    );
+    let out = feedmill()
+        .arg("fetch")
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "one source worked: {stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("good")
+            && lines[0].contains("ok")
+            && lines[0].contains("3 entries (3 new"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("broken")
+            && lines[1].contains("FAILED")
+            && lines[1].contains("XML error"),
+        "{stdout}"
+    );
+    // Fetching one named source; the file is unchanged: 304-like.
+    let out = feedmill()
+        .args(["fetch", "good", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("not modified") && !stdout.contains("broken"),
+        "{stdout}"
+    );
+    // Only failures: exit 1.
+    let out = feedmill()
+        .args(["fetch", "broken", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    // An unknown name is a usage error.
+    let out = feedmill()
+        .args(["fetch", "nope", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [[source]] is named \"nope\""));
+
+    let out = feedmill()
+        .args(["sources", "--json", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(reports[0]["name"], "good");
+    assert_eq!(reports[0]["items"], 3);
+    assert_eq!(reports[0]["last_status"], 304);
+    assert_eq!(reports[1]["consecutive_failures"], 2);
+    for field in ["url", "last_fetch", "last_error", "next_fetch"] {
+        assert!(reports[1].get(field).is_some(), "{field} missing");
+    }
+    let out = feedmill()
+        .args(["sources", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.starts_with("SOURCE") && table.contains("good") && table.contains("XML error"),
+        "{table}"
+    );
+}
+
+#[test]
+fn commands_fail_at_once_while_a_daemon_holds_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    feed_file(dir.path(), "good", 1);
+    let daemon = crate::support::Daemon::start(
+        dir.path(),
+        "[[source]]\nname = \"good\"\nurl = \"good.rss\"\n[[feed]]\nname = \"all\"\n",
+    );
+    for command in ["fetch", "sources"] {
+        let started = std::time::Instant::now();
+        let out = feedmill()
+            .arg(command)
+            .arg("-c")
+            .arg(&daemon.config)
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.contains("in use by another feedmill process"),
+            "{stderr}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{command} hung"
+        );
+    }
+}
+
+const NESTED_OPML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<opml version="2.0">
+  <head><title>Subscriptions &amp; more</title></head>
+  <body>
+    <outline text="News">
+      <outline text="Inner Mongolia Daily" type="rss" xmlUrl="https://imdaily.example/rss.xml?x=1&amp;y=2" htmlUrl="https://imdaily.example/"/>
+      <outline text="Regional &#8211; North">
+        <outline text="North Wire" type="rss" xmlUrl="https://northwire.example/feed.json"/>
+      </outline>
+    </outline>
+    <outline text="Caf&#233; Notes" type="rss" xmlUrl="https://cafe.example/atom.xml"/>
+  </body>
+</opml>"#;
+
+#[test]
+fn opml_round_trip_through_import_check_and_export() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opml = dir.path().join("subs.opml");
+    std::fs::write(&opml, NESTED_OPML).expect("write");
+    let out = feedmill()
+        .args(["opml", "import"])
+        .arg(&opml)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let imported = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(imported.matches("[[source]]").count(), 3, "{imported}");
+    let config = write(
+        dir.path(),
+        &format!("{imported}\n[[feed]]\nname = \"all\"\n"),
+    );
+    let out = feedmill()
+        .arg("check")
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}\n{imported}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = feedmill()
+        .args(["opml", "export", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let exported = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(exported.contains("<opml version=\"2.0\">"), "{exported}");
+    assert!(
+        exported.contains("xmlUrl=\"https://imdaily.example/rss.xml?x=1&amp;y=2\""),
+        "{exported}"
+    );
+    assert!(exported.contains("title=\"Café Notes\""), "{exported}");
+    assert!(
+        exported.contains("category=\"/News,/Regional – North\""),
+        "{exported}"
+    );
+    // And what we export, we import again to the same sources.
+    std::fs::write(dir.path().join("again.opml"), &exported).expect("write");
+    let out = feedmill()
+        .args(["opml", "import"])
+        .arg(dir.path().join("again.opml"))
+        .output()
+        .expect("runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("[[source]]")
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn a_bad_opml_file_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text) in [
+        ("html.opml", "<html><body/></html>"),
+        ("broken.opml", "<opml><body><outline"),
+        ("empty.opml", "<opml><body/></opml>"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        let out = feedmill()
+            .args(["opml", "import"])
+            .arg(&path)
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(name), "{stderr}");
+    }
+    let out = feedmill()
+        .args(["opml", "import", "/nonexistent.opml"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+}

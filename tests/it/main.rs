@@ -5,4 +5,5 @@ mod daemon;
 mod dedup;
 mod hostile;
 mod properties;
+mod service;
 mod support;

@@ -218,6 +218,16 @@ async fn serve_file(
     response
 }
 
+fn write_config(path: &Path, port: u16, body: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"http://127.0.0.1:{port}/\"\n\n[store]\npath = \"store\"\n\n{body}"
+        ),
+    )
+    .expect("write config");
+}
+
 /// A free loopback port. Another process could take it before the daemon binds it, which
 /// only fails the test loudly; it does not make it flaky in practice on a test machine.
 pub fn free_port() -> u16 {
@@ -242,31 +252,67 @@ pub struct Daemon {
     pub port: u16,
     pub config: PathBuf,
     stderr_log: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
     /// Writes `config_body` (everything but `[server]` and `[store]`) and starts the daemon.
     pub fn start(dir: &Path, config_body: &str) -> Daemon {
+        Daemon::start_env(dir, config_body, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables.
+    pub fn start_env(dir: &Path, config_body: &str, env: &[(&str, &str)]) -> Daemon {
         let port = free_port();
         let config = dir.join("feedmill.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"http://127.0.0.1:{port}/\"\n\n[store]\npath = \"store\"\n\n{config_body}"
-            ),
-        )
-        .expect("write config");
-        Daemon::start_with(config, port)
+        write_config(&config, port, config_body);
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Daemon::start_with(config, port, env)
+    }
+
+    /// Replaces the config body (the `[server]` and `[store]` stay).
+    pub fn rewrite_config(&self, config_body: &str) {
+        write_config(&self.config, self.port, config_body);
     }
 
     /// Starts the daemon again on the same config and store.
     pub fn restart(mut self) -> Daemon {
         let status = self.stop();
         assert!(status.success(), "daemon exited with {status}");
-        Daemon::start_with(self.config.clone(), self.port)
+        Daemon::start_with(self.config.clone(), self.port, self.env.clone())
     }
 
-    fn start_with(config: PathBuf, port: u16) -> Daemon {
+    /// Sends a signal.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("daemon running").id();
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe { libc::kill(pid as i32, signal) };
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub fn kill9(mut self) -> (PathBuf, u16, Vec<(String, String)>) {
+        let mut child = self.child.take().expect("daemon running");
+        let _ = child.kill();
+        let _ = child.wait();
+        (self.config.clone(), self.port, self.env.clone())
+    }
+
+    /// Starts a daemon on what [`Daemon::kill9`] left.
+    pub fn start_again((config, port, env): (PathBuf, u16, Vec<(String, String)>)) -> Daemon {
+        Daemon::start_with(config, port, env)
+    }
+
+    /// Whether the process has exited, and how.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    fn start_with(config: PathBuf, port: u16, env: Vec<(String, String)>) -> Daemon {
         static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let stderr_log = config.with_extension(format!("run{run}.log"));
@@ -275,6 +321,7 @@ impl Daemon {
             .arg("run")
             .arg("-c")
             .arg(&config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -284,6 +331,7 @@ impl Daemon {
             port,
             config,
             stderr_log,
+            env,
         };
         daemon.wait_for("the daemon to answer /healthz", || {
             blocking_get(&daemon.url("/healthz")).map(|(status, _)| status == 200)
@@ -350,9 +398,8 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
         let mut child = self.child.take().expect("daemon running");
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
