@@ -269,7 +269,7 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
         daemon = Daemon::start_again(left);
     }
     // Let every source catch up with the last round.
-    let expected: usize = published.iter().map(|&n| n).sum();
+    let expected: usize = published.iter().sum();
     daemon.wait_for("every item", || {
         let (_, body) = blocking_get(&daemon.url("/feeds/all.json"))?;
         let doc: serde_json::Value = serde_json::from_slice(&body).ok()?;
