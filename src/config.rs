@@ -86,6 +86,12 @@ pub struct ServerConfig {
     /// How long a client may take to send a request's headers, or stay idle between
     /// requests, before its connection is closed.
     pub header_timeout: Duration,
+    /// The site's name on the HTML page.
+    pub title: String,
+    /// The language of the HTML page (`lang` attribute).
+    pub lang: String,
+    /// A WebSub hub the feeds name with `rel="hub"`, if any.
+    pub hub: Option<Url>,
 }
 
 /// `[store]`: the sled directory and retention.
@@ -208,6 +214,9 @@ struct RawServer {
     listen: Option<Spanned<String>>,
     base_url: Option<Spanned<String>>,
     header_timeout: Option<Spanned<String>>,
+    title: Option<String>,
+    lang: Option<Spanned<String>>,
+    hub: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -537,10 +546,47 @@ fn check_server(check: &Checker, raw: RawServer) -> Result<ServerConfig, ConfigE
         Some(t) => check.duration(t, "header_timeout")?,
         None => Duration::from_secs(10),
     };
+    let lang = match &raw.lang {
+        Some(lang) => {
+            let valid = !lang.get_ref().is_empty()
+                && lang
+                    .get_ref()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !valid {
+                return Err(check.at(
+                    lang.span(),
+                    format!(
+                        "lang {:?} is not a language tag such as \"en\" or \"zh-Hans\"",
+                        lang.get_ref()
+                    ),
+                ));
+            }
+            lang.get_ref().clone()
+        }
+        None => "en".to_string(),
+    };
+    let hub = match &raw.hub {
+        Some(hub) => Some(
+            Url::parse(hub.get_ref())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    check.at(
+                        hub.span(),
+                        format!("hub {:?} is not an http(s) URL", hub.get_ref()),
+                    )
+                })?,
+        ),
+        None => None,
+    };
     Ok(ServerConfig {
         listen,
         base_url,
         header_timeout,
+        title: raw.title.unwrap_or_else(|| "feedmill".to_string()),
+        lang,
+        hub,
     })
 }
 

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use crate::config::{Config, FeedConfig, SharedConfig};
 use crate::fetch::{FetchError, Fetcher};
 use crate::metrics::Metrics;
+use crate::page;
 use crate::publish::{Publisher, SourceInfo};
 use crate::scheduler::{Command, Health, Scheduler};
 use crate::select::select;
@@ -54,6 +55,8 @@ pub enum DaemonError {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(7);
 /// How often retention runs (and once at start).
 const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
+/// How often the home page is rendered again without a change of entries.
+const PAGE_EVERY: Duration = Duration::from_secs(60);
 /// How often `STATUS=` is refreshed when there is no watchdog to piggyback on.
 const STATUS_EVERY: Duration = Duration::from_secs(30);
 
@@ -105,22 +108,41 @@ pub fn source_infos(
         .collect()
 }
 
-/// Renders the output feeds `which` selects, from the store, and publishes them.
+/// Renders the output feeds `which` selects, from the store, and publishes them; then the
+/// home page.
 fn render_feeds(
     context: &Context,
     config: &Config,
     which: impl Fn(&FeedConfig) -> bool,
 ) -> Result<(), StoreError> {
     let sources = source_infos(config, &context.store)?;
+    let now = Utc::now();
     for feed in config.feeds.iter().filter(|f| which(f)) {
         let stories = select(&context.store, feed)?;
+        let html = page::render_feed_page(config, feed, &stories, &sources, now);
         context
             .publisher
-            .publish(feed, &stories, &sources, &config.server.base_url);
+            .publish(feed, &stories, &sources, &config.server.base_url, html);
         context.metrics.rendered();
     }
     let names: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
     context.publisher.retain(&names);
+    render_home(context, config, &sources)
+}
+
+/// Renders the home page: the river is the first output feed.
+fn render_home(
+    context: &Context,
+    config: &Config,
+    sources: &HashMap<String, SourceInfo>,
+) -> Result<(), StoreError> {
+    let river = match config.feeds.first() {
+        Some(feed) => select(&context.store, feed)?,
+        None => Vec::new(),
+    };
+    let reports = source_reports(&config.sources, &context.store)?;
+    let html = page::render_home(config, &river, &reports, sources, Utc::now());
+    context.publisher.publish_home(html);
     Ok(())
 }
 
@@ -376,12 +398,28 @@ async fn renderer(
     mut changed: mpsc::UnboundedReceiver<String>,
     mut shutdown: Shutdown,
 ) {
+    // The page shows source states and relative times, which change without new entries.
+    let mut refresh_page = tokio::time::interval(PAGE_EVERY);
+    refresh_page.tick().await;
     loop {
         let first = tokio::select! {
             name = changed.recv() => match name {
                 Some(name) => name,
                 None => break,
             },
+            _ = refresh_page.tick() => {
+                let rendering = context.clone();
+                let rendered = tokio::task::spawn_blocking(move || {
+                    let config = rendering.config.get();
+                    let sources = source_infos(&config, &rendering.store)?;
+                    render_home(&rendering, &config, &sources)
+                })
+                .await;
+                if let Ok(Err(err)) = rendered {
+                    tracing::error!("cannot render the home page: {err}");
+                }
+                continue;
+            }
             _ = shutdown.recv() => break,
         };
         let mut dirty = HashSet::from([first]);

@@ -15,6 +15,7 @@
 //! - [`refresh`]: one fetch -> parse -> store of one source.
 //! - [`select`]: what an output feed shows: filters, one entry per story, per-source caps.
 //! - [`publish`]: Atom / RSS / JSON Feed documents, rendered once per change.
+//! - [`page`]: the HTML page and feed views (askama templates in `src/templates/`).
 //! - [`serve`]: the read-only HTTP interface.
 //! - [`status`]: per-source reports for `/status.json` and `feedmill sources`.
 //! - [`scheduler`]: one task per source, started, restarted and stopped as the config says.
@@ -33,6 +34,7 @@ pub mod encoding;
 pub mod fetch;
 pub mod metrics;
 pub mod opml;
+pub mod page;
 pub mod parse;
 pub mod publish;
 pub mod refresh;

@@ -75,12 +75,13 @@ pub struct Document {
     pub last_modified: SystemTime,
 }
 
-/// The three documents of an output feed.
+/// The documents of an output feed: three feed formats and an HTML view.
 #[derive(Debug, Clone)]
 pub struct RenderedFeed {
     atom: Document,
     rss: Document,
     json: Document,
+    html: Document,
 }
 
 impl RenderedFeed {
@@ -91,6 +92,26 @@ impl RenderedFeed {
             Format::Rss => &self.rss,
             Format::Json => &self.json,
         }
+    }
+
+    /// The HTML view.
+    pub fn html(&self) -> &Document {
+        &self.html
+    }
+}
+
+/// `body` as a document, keeping `previous` (and its Last-Modified) when the bytes are the
+/// same.
+fn document(previous: Option<&Document>, body: Vec<u8>, now: SystemTime) -> Document {
+    let etag = format!("\"{}\"", hex(&Sha256::digest(&body)[..16]));
+    match previous {
+        Some(old) if old.etag == etag => old.clone(),
+        _ => Document {
+            gzip: gzip(&body),
+            body: Bytes::from(body),
+            etag,
+            last_modified: now,
+        },
     }
 }
 
@@ -117,6 +138,7 @@ pub fn feed_url(base_url: &Url, feed: &str, format: Format) -> String {
 #[derive(Default)]
 pub struct Publisher {
     feeds: RwLock<HashMap<String, Arc<RenderedFeed>>>,
+    home: RwLock<Option<Arc<Document>>>,
 }
 
 impl Publisher {
@@ -129,38 +151,43 @@ impl Publisher {
             .cloned()
     }
 
-    /// Renders `feed` from its stories and publishes it. A document whose bytes did not change
-    /// keeps its ETag and Last-Modified.
+    /// Renders `feed` from its stories and publishes it, with `html` as its HTML view. A
+    /// document whose bytes did not change keeps its ETag and Last-Modified.
     pub fn publish(
         &self,
         feed: &FeedConfig,
         stories: &[Story],
         sources: &HashMap<String, SourceInfo>,
         base_url: &Url,
+        html: String,
     ) {
         let previous = self.get(&feed.name);
         let now = SystemTime::now();
         let keep_or_new = |format: Format, body: Vec<u8>| {
-            let etag = format!("\"{}\"", hex(&Sha256::digest(&body)[..16]));
-            match previous.as_ref().map(|p| p.document(format)) {
-                Some(old) if old.etag == etag => old.clone(),
-                _ => Document {
-                    gzip: gzip(&body),
-                    body: Bytes::from(body),
-                    etag,
-                    last_modified: now,
-                },
-            }
+            document(previous.as_ref().map(|p| p.document(format)), body, now)
         };
         let rendered = RenderedFeed {
             atom: keep_or_new(Format::Atom, render_atom(feed, stories, sources, base_url)),
             rss: keep_or_new(Format::Rss, render_rss(feed, stories, sources, base_url)),
             json: keep_or_new(Format::Json, render_json(feed, stories, sources, base_url)),
+            html: document(previous.as_ref().map(|p| p.html()), html.into_bytes(), now),
         };
         self.feeds
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(feed.name.clone(), Arc::new(rendered));
+    }
+
+    /// The home page.
+    pub fn home(&self) -> Option<Arc<Document>> {
+        self.home.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Publishes the home page.
+    pub fn publish_home(&self, html: String) {
+        let previous = self.home();
+        let page = document(previous.as_deref(), html.into_bytes(), SystemTime::now());
+        *self.home.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(page));
     }
 
     /// Drops the documents of feeds that are no longer configured.

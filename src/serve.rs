@@ -50,12 +50,14 @@ pub struct ServeState {
 /// The router of every route.
 pub fn router(state: ServeState) -> Router {
     Router::new()
+        .route("/", get(home))
         .route("/feeds/{file}", get(feed))
         .route("/status.json", get(status))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/sources.opml", get(sources_opml))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(security_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_request,
@@ -148,21 +150,70 @@ async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
+/// The content type of the HTML pages.
+const HTML: &str = "text/html; charset=utf-8";
+
+async fn home(State(state): State<ServeState>, headers: HeaderMap) -> Response {
+    match state.publisher.home() {
+        Some(page) => serve_document(&page, HTML, &headers),
+        None => not_found().await,
+    }
+}
+
 async fn feed(
     State(state): State<ServeState>,
     Path(file): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    // `/feeds/{name}` is the HTML view; `/feeds/{name}.{atom,rss,json}` the documents.
+    if let Some(rendered) = state.publisher.get(&file) {
+        return serve_document(rendered.html(), HTML, &headers);
+    }
     let found = file.rsplit_once('.').and_then(|(name, ext)| {
         let format = Format::from_extension(ext)?;
         Some((state.publisher.get(name)?, format))
     });
     match found {
         Some((rendered, format)) => {
-            serve_document(rendered.document(format), format.content_type(), &headers)
+            let mut response =
+                serve_document(rendered.document(format), format.content_type(), &headers);
+            // Web-based readers fetch feeds from other origins.
+            response.headers_mut().insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+            response
         }
         None => not_found().await,
     }
+}
+
+/// The usual security headers on every response; the strict policy of HTML pages (no
+/// script, our stylesheet by hash) on everything, since nothing else we serve needs more.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if let Ok(policy) = HeaderValue::from_str(crate::page::content_security_policy()) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    headers.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
+    );
+    response
 }
 
 async fn status(State(state): State<ServeState>) -> Response {

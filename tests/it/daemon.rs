@@ -313,7 +313,7 @@ fn unknown_feeds_and_routes_are_404_and_nothing_changes_state() {
     for path in [
         "/feeds/nope.atom",
         "/feeds/all.xml",
-        "/feeds/all",
+        "/feeds/nope",
         "/nope",
         "/feeds/",
     ] {

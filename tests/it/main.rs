@@ -4,6 +4,7 @@ mod cli;
 mod daemon;
 mod dedup;
 mod hostile;
+mod page;
 mod properties;
 mod service;
 mod support;

@@ -159,6 +159,7 @@ fn render(entries: Vec<feedmill::parse::Entry>) -> [(Format, Vec<u8>); 3] {
         &stories,
         &sources,
         &Url::parse("http://127.0.0.1:8080/").expect("url"),
+        String::new(),
     );
     let rendered = publisher.get("all").expect("published");
     [Format::Atom, Format::Rss, Format::Json].map(|f| (f, rendered.document(f).body.to_vec()))

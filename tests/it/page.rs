@@ -1,0 +1,239 @@
+//! The HTML page as a person sees it: loaded in headless Chromium (Debian's `chromium`,
+//! installed by `.ci/run`), with a failing source and a source that carries script. A
+//! screenshot at phone width is kept in `target/test-artifacts/home-375.png`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{blocking_get, blocking_get_with, Behavior, Daemon, FeedServer};
+
+fn chromium() -> PathBuf {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("chromium is not installed: `bash .ci/run` installs it (apt-get install chromium)")
+}
+
+/// Runs headless Chromium the way it works on this closed network.
+fn headless(profile: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("chromium runs")
+}
+
+fn rss(title: &str, items: &str) -> String {
+    format!("<rss version=\"2.0\"><channel><title>{title}</title><link>http://{title}.example/</link><description>d</description>{items}</channel></rss>")
+}
+
+const STORY: &str = "Departments across the Inner Mongolia Autonomous Region have organized themed education reading classes this month. Cadres studied the assigned texts in small groups, held discussions on how to apply them, and reported on the results in their daily work.";
+
+#[test]
+fn the_page_shows_feeds_entries_and_sources_and_no_feed_script() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = runtime.block_on(FeedServer::start());
+    server.put(
+        "daily.rss",
+        "application/rss+xml",
+        rss(
+            "daily",
+            &format!("<item><guid>d1</guid><title>Reading classes across the region</title><link>https://daily.example/1</link><description>&lt;p&gt;{STORY}&lt;/p&gt;</description></item>\
+             <item><guid>d2</guid><title>内蒙古日报：冬季供暖开始</title><link>https://daily.example/2</link><description>呼和浩特市今日起正式供暖。</description></item>"),
+        ),
+    );
+    server.put(
+        "repost.rss",
+        "application/rss+xml",
+        rss("repost", &format!("<item><guid>r1</guid><title>Reading classes (repost)</title><link>https://repost.example/1</link><description>&lt;p&gt;Reposted. {STORY}&lt;/p&gt;</description></item>")),
+    );
+    server.put(
+        "evil.rss",
+        "application/rss+xml",
+        rss(
+            "evil",
+            "<item><guid>e1</guid><title>&lt;script&gt;document.title='pwned'&lt;/script&gt;Evil headline</title><link>javascript:alert(1)</link>\
+             <description><![CDATA[<p onmouseover=\"alert(2)\">Harmless text</p><script>document.body.innerHTML='pwned'</script><img src=x onerror=\"alert(3)\"><a href=\"javascript:alert(4)\">x</a>]]></description></item>",
+        ),
+    );
+    server.behave(
+        "down.rss",
+        Behavior::Status {
+            status: 500,
+            headers: vec![],
+            body: vec![],
+        },
+    );
+    let mut config = String::from("[fetch]\nschedule = \"0 0 1 1 *\"\n");
+    for name in ["daily", "repost", "evil", "down"] {
+        config.push_str(&format!(
+            "[[source]]\nname = \"{name}\"\nurl = \"{}\"\n",
+            server.url(&format!("{name}.rss"))
+        ));
+    }
+    config.push_str("[[feed]]\nname = \"all\"\ntitle = \"All the news\"\n[[feed]]\nname = \"daily-only\"\ntitle = \"Daily only\"\nsources = [\"daily\"]\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path(), &config);
+    daemon.wait_for("every source to be tried, and the page to show it", || {
+        let (_, body) = blocking_get(&daemon.url("/"))?;
+        let page = String::from_utf8_lossy(&body).into_owned();
+        Some(page.contains("Evil headline") && page.contains("failing"))
+    });
+
+    // The page answers with the security headers and validates like the feeds.
+    let (status, headers, _) = blocking_get_with(&daemon.url("/"), &[]).expect("answers");
+    assert_eq!(status, 200);
+    let policy = &headers["content-security-policy"];
+    assert!(
+        policy.starts_with("default-src 'none'") && !policy.contains("script-src"),
+        "{policy}"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let (status, _, _) =
+        blocking_get_with(&daemon.url("/"), &[("if-none-match", &headers["etag"])])
+            .expect("answers");
+    assert_eq!(status, 304);
+
+    let profile = tempfile::tempdir().expect("profile");
+    let out = headless(profile.path(), &["--dump-dom", &daemon.url("/")]);
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("<h1>"),
+        "no DOM from chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Feeds with subscribe links, and autodiscovery in the head.
+    assert!(
+        dom.contains("All the news") && dom.contains("Daily only"),
+        "{dom}"
+    );
+    for link in [
+        "/feeds/all.atom",
+        "/feeds/all.rss",
+        "/feeds/all.json",
+        "/feeds/daily-only.atom",
+    ] {
+        assert!(dom.contains(&daemon.url(link)), "{link} missing");
+    }
+    assert!(dom.contains("rel=\"alternate\" type=\"application/atom+xml\""));
+    // Entries: linked titles, their source, a time, an excerpt; the shared story once, with
+    // its other carrier named.
+    assert!(
+        dom.contains("href=\"https://daily.example/2\">内蒙古日报：冬季供暖开始</a>"),
+        "{dom}"
+    );
+    // Both are undated and seen in one round: either may be the one shown.
+    let shown = [
+        "href=\"https://daily.example/1\">Reading classes across the region</a></h3>",
+        "href=\"https://repost.example/1\">Reading classes (repost)</a></h3>",
+    ]
+    .iter()
+    .filter(|h| dom.contains(*h))
+    .count();
+    assert_eq!(shown, 1, "the shared story must show once: {dom}");
+    assert!(dom.contains("Also carried by"), "{dom}");
+    assert!(dom.contains("<time datetime="));
+    assert!(dom.contains("Departments across the Inner Mongolia"));
+    // Sources and their state, with the reason of the failure.
+    assert!(dom.contains("HTTP 500 Internal Server Error"), "{dom}");
+    assert!(dom.contains("sources.opml"));
+    // Nothing from a feed runs: no script element, no handler, no javascript: link; the
+    // feed's markup shows as text.
+    let lower = dom.to_lowercase();
+    for bad in [
+        "<script",
+        "onmouseover",
+        "onerror",
+        "javascript:",
+        "pwned</title>",
+    ] {
+        assert!(!lower.contains(bad), "{bad} in the DOM");
+    }
+    assert!(
+        dom.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;Evil headline"),
+        "{dom}"
+    );
+    assert!(dom.contains("Harmless text"));
+
+    // A screenshot at phone width, for people to look at.
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifact dir");
+    let shot = artifacts.join("home-375.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = headless(
+        profile.path(),
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=375,1800",
+            &daemon.url("/"),
+        ],
+    );
+    let png = std::fs::read(&shot)
+        .unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a blank screenshot?"
+    );
+
+    // The HTML view of one feed.
+    let out = headless(
+        profile.path(),
+        &["--dump-dom", &daemon.url("/feeds/daily-only")],
+    );
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("<h1>Daily only</h1>") && dom.contains("Reading classes across the region")
+    );
+    assert!(
+        !dom.contains("Evil headline"),
+        "another source's entry in a feed view"
+    );
+}
+
+/// `/sources.opml` as a feed reader imports it (Python's listparser).
+#[test]
+fn the_sources_opml_imports_in_a_reader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(
+        dir.path(),
+        "[[source]]\nname = \"a\"\nurl = \"https://a.example/feed?x=1&y=2\"\ntitle = \"A & B <news>\"\ntags = [\"news\"]\n\
+         [[source]]\nname = \"b\"\nurl = \"https://b.example/atom\"\n[[feed]]\nname = \"all\"\n[fetch]\nschedule = \"0 0 1 1 *\"\n",
+    );
+    let script = r#"
+import json, sys, listparser
+result = listparser.parse(sys.argv[1])
+print(json.dumps({"bozo": bool(result.bozo), "error": str(result.get("bozo_exception", "")),
+    "feeds": [[f.url, f.title] for f in result.feeds]}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(daemon.url("/sources.opml"))
+        .output()
+        .expect("python3 runs (bash .ci/run installs listparser)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(parsed["bozo"], false, "{}", parsed["error"]);
+    assert_eq!(
+        parsed["feeds"],
+        serde_json::json!([
+            ["https://a.example/feed?x=1&y=2", "A & B <news>"],
+            ["https://b.example/atom", "b"]
+        ])
+    );
+}
