@@ -122,7 +122,7 @@ fn render_feeds(
         let html = page::render_feed_page(config, feed, &stories, &sources, now);
         context
             .publisher
-            .publish(feed, &stories, &sources, &config.server.base_url, html);
+            .publish(feed, &stories, &sources, &config.server, html);
         context.metrics.rendered();
     }
     let names: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();

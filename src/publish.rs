@@ -16,7 +16,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::config::FeedConfig;
+use crate::config::{FeedConfig, ServerConfig};
 use crate::parse::hex;
 use crate::select::Story;
 use crate::store::StoredEntry;
@@ -158,7 +158,7 @@ impl Publisher {
         feed: &FeedConfig,
         stories: &[Story],
         sources: &HashMap<String, SourceInfo>,
-        base_url: &Url,
+        server: &ServerConfig,
         html: String,
     ) {
         let previous = self.get(&feed.name);
@@ -167,9 +167,9 @@ impl Publisher {
             document(previous.as_ref().map(|p| p.document(format)), body, now)
         };
         let rendered = RenderedFeed {
-            atom: keep_or_new(Format::Atom, render_atom(feed, stories, sources, base_url)),
-            rss: keep_or_new(Format::Rss, render_rss(feed, stories, sources, base_url)),
-            json: keep_or_new(Format::Json, render_json(feed, stories, sources, base_url)),
+            atom: keep_or_new(Format::Atom, render_atom(feed, stories, sources, server)),
+            rss: keep_or_new(Format::Rss, render_rss(feed, stories, sources, server)),
+            json: keep_or_new(Format::Json, render_json(feed, stories, sources, server)),
             html: document(previous.as_ref().map(|p| p.html()), html.into_bytes(), now),
         };
         self.feeds
@@ -247,8 +247,9 @@ fn render_atom(
     feed: &FeedConfig,
     stories: &[Story],
     sources: &HashMap<String, SourceInfo>,
-    base_url: &Url,
+    server: &ServerConfig,
 ) -> Vec<u8> {
+    let base_url = &server.base_url;
     use atom_syndication as atom;
     let self_url = feed_url(base_url, &feed.name, Format::Atom);
     let link = |href: &str, rel: &str, mime: Option<&str>| atom::Link {
@@ -335,10 +336,13 @@ fn render_atom(
         id: self_url.clone(),
         title: atom::Text::plain(feed.title.clone()),
         updated: fixed(document_updated(stories)),
-        links: vec![
+        links: [
             link(&self_url, "self", Some("application/atom+xml")),
             link(base_url.as_str(), "alternate", Some("text/html")),
-        ],
+        ]
+        .into_iter()
+        .chain(server.hub.iter().map(|hub| link(hub.as_str(), "hub", None)))
+        .collect(),
         generator: Some(atom::Generator {
             value: "feedmill".to_string(),
             uri: None,
@@ -354,8 +358,9 @@ fn render_rss(
     feed: &FeedConfig,
     stories: &[Story],
     sources: &HashMap<String, SourceInfo>,
-    base_url: &Url,
+    server: &ServerConfig,
 ) -> Vec<u8> {
+    let base_url = &server.base_url;
     let self_url = feed_url(base_url, &feed.name, Format::Rss);
     let items = stories
         .iter()
@@ -398,12 +403,18 @@ fn render_rss(
         generator: Some(format!("feedmill {}", env!("CARGO_PKG_VERSION"))),
         last_build_date: Some(document_updated(stories).to_rfc2822()),
         atom_ext: Some(rss::extension::atom::AtomExtension {
-            links: vec![rss::extension::atom::Link {
+            links: std::iter::once(rss::extension::atom::Link {
                 href: self_url,
                 rel: "self".to_string(),
                 mime_type: Some("application/rss+xml".to_string()),
                 ..rss::extension::atom::Link::default()
-            }],
+            })
+            .chain(server.hub.iter().map(|hub| rss::extension::atom::Link {
+                href: hub.to_string(),
+                rel: "hub".to_string(),
+                ..rss::extension::atom::Link::default()
+            }))
+            .collect(),
         }),
         items,
         ..rss::Channel::default()
@@ -417,7 +428,16 @@ struct JsonFeed<'a> {
     title: &'a str,
     home_page_url: &'a str,
     feed_url: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hubs: Vec<JsonHub<'a>>,
     items: Vec<JsonItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonHub<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: &'a str,
 }
 
 #[derive(Serialize)]
@@ -473,8 +493,9 @@ fn render_json(
     feed: &FeedConfig,
     stories: &[Story],
     sources: &HashMap<String, SourceInfo>,
-    base_url: &Url,
+    server: &ServerConfig,
 ) -> Vec<u8> {
+    let base_url = &server.base_url;
     let items = stories
         .iter()
         .map(|story| {
@@ -516,6 +537,14 @@ fn render_json(
         title: &feed.title,
         home_page_url: base_url.as_str(),
         feed_url: feed_url(base_url, &feed.name, Format::Json),
+        hubs: server
+            .hub
+            .iter()
+            .map(|hub| JsonHub {
+                kind: "WebSub",
+                url: hub.as_str(),
+            })
+            .collect(),
         items,
     };
     escape_json_html(&serde_json::to_vec_pretty(&document).unwrap_or_default())
@@ -535,4 +564,111 @@ fn escape_json_html(json: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Dedup;
+    use crate::parse::Entry;
+
+    fn stored(source: &str, id: &str, link: &str) -> StoredEntry {
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        StoredEntry {
+            source: source.into(),
+            entry: Entry {
+                identity: id.into(),
+                title: format!("Title {id}"),
+                link: Some(link.into()),
+                published: Some(now),
+                updated: None,
+                authors: vec![],
+                summary: Some("<p>text</p>".into()),
+                content: None,
+                categories: vec![],
+            },
+            first_seen: now,
+            sort_time: now,
+            same_link_as: None,
+            same_text_as: None,
+        }
+    }
+
+    fn publish_one(hub: Option<&str>) -> Arc<RenderedFeed> {
+        let feed = FeedConfig {
+            name: "all".into(),
+            title: "All".into(),
+            sources: vec!["a".into(), "b".into()],
+            include: vec![],
+            exclude: vec![],
+            limit: 10,
+            max_per_source: 10,
+            dedup: Dedup::Content,
+        };
+        let server = ServerConfig {
+            listen: "127.0.0.1:8080".parse().expect("address"),
+            base_url: Url::parse("https://news.example/planet/").expect("url"),
+            header_timeout: std::time::Duration::from_secs(10),
+            title: "t".into(),
+            lang: "en".into(),
+            hub: hub.map(|h| Url::parse(h).expect("url")),
+        };
+        let story = Story {
+            entry: stored("a", "1", "https://a.example/1"),
+            also: vec![stored("b", "2", "https://b.example/2")],
+        };
+        let publisher = Publisher::default();
+        publisher.publish(&feed, &[story], &HashMap::new(), &server, String::new());
+        publisher.get("all").expect("published")
+    }
+
+    fn text(rendered: &RenderedFeed, format: Format) -> String {
+        String::from_utf8(rendered.document(format).body.to_vec()).expect("utf-8")
+    }
+
+    #[test]
+    fn documents_name_themselves_their_hub_and_the_other_carriers() {
+        let rendered = publish_one(Some("https://hub.example/"));
+        let atom = text(&rendered, Format::Atom);
+        assert!(
+            atom.contains(r#"<link href="https://news.example/planet/feeds/all.atom" rel="self""#),
+            "{atom}"
+        );
+        assert!(
+            atom.contains(r#"<link href="https://hub.example/" rel="hub"/>"#),
+            "{atom}"
+        );
+        assert!(
+            atom.contains(
+                r#"<link href="https://b.example/2" rel="via" type="text/html" title="b"/>"#
+            ),
+            "{atom}"
+        );
+        let rss = text(&rendered, Format::Rss);
+        assert!(
+            rss.contains(r#"<atom:link href="https://hub.example/" rel="hub"/>"#),
+            "{rss}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&rendered.document(Format::Json).body).expect("json");
+        assert_eq!(json["hubs"][0]["url"], "https://hub.example/");
+        assert_eq!(
+            json["items"][0]["_feedmill"]["also"][0]["url"],
+            "https://b.example/2"
+        );
+        let plain = publish_one(None);
+        assert!(!text(&plain, Format::Atom).contains("rel=\"hub\""));
+    }
+
+    #[test]
+    fn the_same_entries_render_the_same_bytes() {
+        let (a, b) = (publish_one(None), publish_one(None));
+        for format in [Format::Atom, Format::Rss, Format::Json] {
+            assert_eq!(
+                a.document(format).etag,
+                b.document(format).etag,
+                "{format:?}"
+            );
+        }
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use feedmill::config::{Dedup, FeedConfig};
+use feedmill::config::{Dedup, FeedConfig, ServerConfig};
 use feedmill::parse::parse_feed;
 use feedmill::publish::{Format, Publisher, SourceInfo};
 use feedmill::select::Story;
@@ -158,7 +158,14 @@ fn render(entries: Vec<feedmill::parse::Entry>) -> [(Format, Vec<u8>); 3] {
         &feed,
         &stories,
         &sources,
-        &Url::parse("http://127.0.0.1:8080/").expect("url"),
+        &ServerConfig {
+            listen: "127.0.0.1:8080".parse().expect("address"),
+            base_url: Url::parse("http://127.0.0.1:8080/").expect("url"),
+            header_timeout: std::time::Duration::from_secs(10),
+            title: "feedmill".into(),
+            lang: "en".into(),
+            hub: Some(Url::parse("https://hub.example/").expect("url")),
+        },
         String::new(),
     );
     let rendered = publisher.get("all").expect("published");
