@@ -428,12 +428,17 @@ async fn renderer(
         }
         let config = context.config.get();
         let rendering = context.clone();
+        let started = std::time::Instant::now();
         let rendered = tokio::task::spawn_blocking(move || {
             render_feeds(&rendering, &config, |feed| {
                 feed.sources.iter().any(|s| dirty.contains(s))
             })
         })
         .await;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "rendered feeds"
+        );
         match rendered {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::error!("cannot render: {err}"),

@@ -43,8 +43,8 @@ pub fn xml_safe(text: String) -> String {
     }
 }
 
-/// Sanitizes item HTML and resolves its URLs against `base`.
-pub fn sanitize_html(html: &str, base: &Url) -> String {
+/// The allow-list sanitizer for item HTML, resolving relative URLs against `base`.
+fn builder(base: &Url) -> ammonia::Builder<'static> {
     let mut builder = ammonia::Builder::default();
     builder
         .url_schemes(HashSet::from(["http", "https", "data"]))
@@ -61,11 +61,28 @@ pub fn sanitize_html(html: &str, base: &Url) -> String {
                 Some(value.into())
             }
         });
-    xml_safe(
-        builder
-            .clean(truncate_bytes(html, MAX_HTML_BYTES))
-            .to_string(),
-    )
+    builder
+}
+
+thread_local! {
+    /// The last sanitizer built on this thread and its base: the entries of one feed share a
+    /// base, and building one costs more than cleaning a paragraph.
+    static LAST: std::cell::RefCell<Option<(Url, ammonia::Builder<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Sanitizes item HTML and resolves its URLs against `base`.
+pub fn sanitize_html(html: &str, base: &Url) -> String {
+    let html = truncate_bytes(html, MAX_HTML_BYTES);
+    let clean = LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.as_ref().is_none_or(|(b, _)| b != base) {
+            *last = Some((base.clone(), builder(base)));
+        }
+        last.as_ref()
+            .map(|(_, builder)| builder.clean(html).to_string())
+    });
+    xml_safe(clean.unwrap_or_else(|| builder(base).clean(html).to_string()))
 }
 
 /// Escapes plain text for use as HTML.
@@ -81,7 +98,9 @@ pub fn html_to_text(html: &str) -> String {
 
 /// HTML reduced to plain text, uncut (as far as [`MAX_HTML_BYTES`]), for comparing texts.
 pub fn html_to_plain(html: &str) -> String {
-    let without_tags = ammonia::Builder::empty()
+    static NO_TAGS: std::sync::OnceLock<ammonia::Builder<'static>> = std::sync::OnceLock::new();
+    let without_tags = NO_TAGS
+        .get_or_init(ammonia::Builder::empty)
         .clean(truncate_bytes(html, MAX_HTML_BYTES))
         .to_string();
     html_escape::decode_html_entities(&without_tags).into_owned()

@@ -1,0 +1,53 @@
+# Shared by the benchmark scripts: tools, a release build, nginx on a loopback port.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+FEEDMILL="$ROOT/target/release/feedmill"
+
+need_tools() {
+    local apt=()
+    command -v nginx >/dev/null 2>&1 || apt+=(nginx-light)
+    command -v wrk >/dev/null 2>&1 || apt+=(wrk)
+    [ -x /usr/bin/time ] || apt+=(time)
+    if [ "${#apt[@]}" -gt 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt[@]}" >/dev/null
+    fi
+    python3 -c 'import feedparser' 2>/dev/null ||
+        python3 -m pip install --quiet --root-user-action=ignore feedparser==6.0.14
+    (cd "$ROOT" && cargo build --release --locked --quiet)
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_nginx DIR PORT: serves DIR on 127.0.0.1:PORT (ETag and Last-Modified on, as nginx does
+# for static files), in the background; stop with stop_nginx DIR.
+start_nginx() {
+    local dir=$1 port=$2
+    mkdir -p "$dir/nginx"
+    cat > "$dir/nginx/nginx.conf" <<CONF
+worker_processes 1;
+error_log $dir/nginx/error.log warn;
+pid $dir/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    etag on;
+    keepalive_requests 100000;
+    types { application/rss+xml xml; application/atom+xml atom; }
+    server {
+        listen 127.0.0.1:$port;
+        root $dir/www;
+    }
+}
+CONF
+    nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf"
+}
+
+stop_nginx() {
+    local dir=$1
+    [ -f "$dir/nginx/nginx.pid" ] && kill "$(cat "$dir/nginx/nginx.pid")" 2>/dev/null || true
+}
+
+ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}' if b else 'inf')" "$1" "$2"; }

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Refresh: `feedmill fetch` of N feeds of 20 items behind nginx, cold (everything new) and
+# warm (every feed answers 304), against the Planet-style baseline (Python, 16 threads,
+# feedparser, no storage) in the same run, alternating A B A B. Prints feeds/s, the ratio to
+# the baseline and feedmill's peak RSS.   Usage: benches/scripts/refresh.sh [N] [ROUNDS]
+source "$(dirname "$0")/common.sh"
+N=${1:-1000}
+ROUNDS=${2:-2}
+need_tools
+work=$(mktemp -d)
+trap 'stop_nginx "$work"; rm -rf "$work"' EXIT
+python3 "$ROOT/benches/scripts/make_feeds.py" "$work/www" "$N" 20
+port=$(free_port)
+start_nginx "$work" "$port"
+: > "$work/urls.txt"
+{
+    echo "[store]"
+    echo "path = \"$work/store\""
+    echo "max_items_per_source = 0"
+    echo "[fetch]"
+    echo "concurrency = 32"
+    echo "per_host = 32"
+    for i in $(seq 0 $((N - 1))); do
+        echo "[[source]]"
+        echo "name = \"f$i\""
+        echo "url = \"http://127.0.0.1:$port/f/$i.xml\""
+        echo "http://127.0.0.1:$port/f/$i.xml" >> "$work/urls.txt"
+    done
+    echo "[[feed]]"
+    echo "name = \"all\""
+} > "$work/feedmill.toml"
+
+feedmill_run() { # prints: seconds peak_kib
+    /usr/bin/time -f "%e %M" -o "$work/time" "$FEEDMILL" fetch -c "$work/feedmill.toml" >"$work/fetch.out" 2>/dev/null || true
+    cat "$work/time"
+}
+baseline_run() { python3 "$ROOT/benches/scripts/planet_baseline.py" "$work/urls.txt" "$work/baseline-state.json" | cut -d' ' -f1; }
+
+printf '%-6s %-5s %10s %10s %12s %8s %10s\n' round kind baseline_s feedmill_s feeds/s ratio peak_MiB
+for round in $(seq 1 "$ROUNDS"); do
+    rm -rf "$work/store" "$work/baseline-state.json"
+    b_cold=$(baseline_run)
+    read -r f_cold rss_cold < <(feedmill_run)
+    b_warm=$(baseline_run)
+    read -r f_warm rss_warm < <(feedmill_run)
+    grep -q "304 not modified" "$work/fetch.out" || echo "warning: the warm run saw no 304"
+    for kind in cold warm; do
+        if [ $kind = cold ]; then b=$b_cold; f=$f_cold; r=$rss_cold; else b=$b_warm; f=$f_warm; r=$rss_warm; fi
+        printf '%-6s %-5s %10s %10s %12s %8s %10s\n' "$round" "$kind" "$b" "$f" \
+            "$(python3 -c "print(f'{$N / max($f, 0.001):.0f}')")" "$(ratio "$b" "$f")" "$((r / 1024))"
+    done
+done
+echo "N=$N feeds of 20 items; ratio = baseline time / feedmill time (higher is better)"
