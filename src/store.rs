@@ -237,8 +237,11 @@ pub enum Visit {
 const COMMIT_CHUNK: usize = 250;
 
 /// How many entries sharing one LSH band or one link are looked at, at most: a bucket that
-/// big is boilerplate, not a story.
-const MAX_CANDIDATES: usize = 200;
+/// big is boilerplate or a story already well known (its entries all name the same first
+/// entry), and reading more would only cost time.
+const MAX_CANDIDATES: usize = 32;
+/// The same for one canonical link: its entries all name the same first entry.
+const MAX_LINK_CANDIDATES: usize = 8;
 
 fn entry_key(source: &str, key: &EntryKey) -> Vec<u8> {
     let mut k = Vec::with_capacity(3 + source.len() + 16);
@@ -294,6 +297,35 @@ fn band_prefix(band: u8, hash: u64) -> Vec<u8> {
 
 fn fingerprint_key(source: &str, key: &EntryKey) -> Vec<u8> {
     scoped(b"h:", source, key)
+}
+
+/// The `h:` record of an entry: its fingerprint, then the first entry of its text story
+/// (first-seen milliseconds, key, source), so that matching reads one record per candidate.
+fn story_record(stored: &StoredEntry, fingerprint: &Fingerprint) -> Vec<u8> {
+    let root = stored
+        .same_text_as
+        .clone()
+        .unwrap_or_else(|| stored.to_ref());
+    let mut record = fingerprint.to_bytes();
+    record.extend_from_slice(&root.first_seen.timestamp_millis().to_be_bytes());
+    record.extend_from_slice(&root.key.0);
+    record.extend_from_slice(root.source.as_bytes());
+    record
+}
+
+fn read_story_record(bytes: &[u8]) -> Option<(Fingerprint, EntryRef)> {
+    const PRINT: usize = crate::dedup::SIGNATURE_LEN * 4;
+    let fingerprint = Fingerprint::from_bytes(bytes.get(..PRINT)?)?;
+    let rest = bytes.get(PRINT..)?;
+    let ms = i64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let key: [u8; 16] = rest.get(8..24)?.try_into().ok()?;
+    let source = std::str::from_utf8(rest.get(24..)?).ok()?.to_string();
+    let root = EntryRef {
+        source,
+        key: EntryKey(key),
+        first_seen: from_millis(ms),
+    };
+    Some((fingerprint, root))
 }
 
 /// Every index key of a stored entry (not its `e:` and `h:` keys), derived from the entry and
@@ -452,6 +484,9 @@ impl Store {
             let key = EntryKey::new(source, &entry.identity);
             let ekey = entry_key(source, &key);
             let old = self.entry(source, &key)?;
+            if old.as_ref().is_some_and(|old| old.entry == *entry) {
+                continue;
+            }
             let fingerprint = Fingerprint::of(&fingerprint_text(entry));
             let stored = match old {
                 Some(old) if old.entry == *entry => continue,
@@ -488,7 +523,7 @@ impl Store {
                 batch.insert(k, &[]);
             }
             match &fingerprint {
-                Some(f) => batch.insert(fingerprint_key(source, &key), f.to_bytes()),
+                Some(f) => batch.insert(fingerprint_key(source, &key), story_record(&stored, f)),
                 None => batch.remove(fingerprint_key(source, &key)),
             }
             batch.insert(ekey, serde_json::to_vec(&stored).unwrap_or_default());
@@ -524,21 +559,34 @@ impl Store {
     }
 
     fn fingerprint(&self, source: &str, key: &EntryKey) -> Result<Option<Fingerprint>, StoreError> {
-        Ok(self
+        Ok(self.story_record(source, key)?.map(|(f, _)| f))
+    }
+
+    /// An entry's fingerprint and the first entry of its story (itself when it leads).
+    fn story_record(
+        &self,
+        source: &str,
+        key: &EntryKey,
+    ) -> Result<Option<(Fingerprint, EntryRef)>, StoreError> {
+        let Some(bytes) = self
             .db
             .get(fingerprint_key(source, key))
             .map_err(|e| self.db_error(e))?
-            .and_then(|v| Fingerprint::from_bytes(&v)))
+        else {
+            return Ok(None);
+        };
+        Ok(read_story_record(&bytes))
     }
 
-    /// Entries of other sources under an index prefix (at most [`MAX_CANDIDATES`]).
+    /// Entries of other sources under an index prefix (at most `max`).
     fn candidates(
         &self,
         prefix: &[u8],
         source: &str,
+        max: usize,
     ) -> Result<Vec<(String, EntryKey)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.scan_prefix(prefix).take(MAX_CANDIDATES) {
+        for item in self.db.scan_prefix(prefix).take(max) {
             let (k, _) = item.map_err(|e| self.db_error(e))?;
             if let Some((other, key)) = split_scoped(&k[prefix.len()..]) {
                 if other != source {
@@ -568,7 +616,9 @@ impl Store {
         }
         let (mut by_link, mut by_text) = (None, None);
         if let Some(canonical) = entry.link.as_deref().and_then(canonical_link) {
-            for (other, key) in self.candidates(&link_prefix(&canonical), source)? {
+            for (other, key) in
+                self.candidates(&link_prefix(&canonical), source, MAX_LINK_CANDIDATES)?
+            {
                 if let Some(found) = self.entry(&other, &key)? {
                     earlier(
                         &mut by_link,
@@ -584,20 +634,21 @@ impl Store {
         if let Some(fingerprint) = fingerprint {
             let mut seen = HashSet::new();
             for (band, hash) in fingerprint.bands() {
-                for candidate in self.candidates(&band_prefix(band, hash), source)? {
+                // The bands after one that found the story would almost only find it again.
+                if by_text.is_some() {
+                    break;
+                }
+                for candidate in
+                    self.candidates(&band_prefix(band, hash), source, MAX_CANDIDATES)?
+                {
                     if !seen.insert(candidate.clone()) {
                         continue;
                     }
                     let (other, key) = candidate;
-                    let similar = self
-                        .fingerprint(&other, &key)?
-                        .is_some_and(|f| f.same_story(fingerprint));
-                    if similar {
-                        if let Some(found) = self.entry(&other, &key)? {
-                            earlier(
-                                &mut by_text,
-                                found.same_text_as.clone().unwrap_or_else(|| found.to_ref()),
-                            );
+                    // The record holds the candidate's story too: no entry to decode.
+                    if let Some((theirs, root)) = self.story_record(&other, &key)? {
+                        if theirs.same_story(fingerprint) {
+                            earlier(&mut by_text, root);
                         }
                     }
                 }
