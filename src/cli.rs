@@ -156,7 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sources { config, json } => {
             let config = config.load()?;
-            let store = Store::open(&config.store.path)?;
+            let store = Store::open_with_cache(&config.store.path, config.store.cache)?;
             let reports = source_reports(&config.sources, &store)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -231,7 +231,7 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
         .filter(|s| names.is_empty() || names.contains(&s.name))
         .cloned()
         .collect();
-    let store = Store::open(&config.store.path)?;
+    let store = Store::open_with_cache(&config.store.path, config.store.cache)?;
     let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let results = runtime()?.block_on(async {

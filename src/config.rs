@@ -103,6 +103,8 @@ pub struct StoreConfig {
     pub max_age_days: u32,
     /// The newest this many items are kept per source; 0 keeps all.
     pub max_items_per_source: u32,
+    /// The store's page cache, in bytes.
+    pub cache: u64,
 }
 
 /// `[fetch]`: how sources are fetched.
@@ -225,6 +227,7 @@ struct RawStore {
     path: Option<String>,
     max_age_days: Option<u32>,
     max_items_per_source: Option<u32>,
+    cache: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -321,6 +324,27 @@ impl Checker<'_> {
         })
     }
 
+    /// A human size larger than zero.
+    fn size(&self, value: &Spanned<String>, key: &str) -> Result<u64, ConfigError> {
+        let bytes = value
+            .get_ref()
+            .parse::<bytesize::ByteSize>()
+            .map_err(|err| {
+                self.at(
+                    value.span(),
+                    format!(
+                        "{key} {:?} is not a size ({err}); write e.g. \"8MiB\" or \"500KB\"",
+                        value.get_ref()
+                    ),
+                )
+            })?
+            .as_u64();
+        if bytes == 0 {
+            return Err(self.at(value.span(), format!("{key} must be larger than zero")));
+        }
+        Ok(bytes)
+    }
+
     /// A human duration longer than zero.
     fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
         let duration = humantime::parse_duration(value.get_ref()).map_err(|err| {
@@ -392,6 +416,10 @@ impl Config {
             ),
             max_age_days: raw.store.max_age_days.unwrap_or(365),
             max_items_per_source: raw.store.max_items_per_source.unwrap_or(1000),
+            cache: match &raw.store.cache {
+                Some(size) => check.size(size, "cache")?,
+                None => crate::store::DEFAULT_CACHE,
+            },
         };
         let fetch = check_fetch(&check, raw.fetch)?;
 
@@ -600,25 +628,7 @@ fn check_fetch(check: &Checker, raw: RawFetch) -> Result<FetchConfig, ConfigErro
         None => Duration::from_secs(30),
     };
     let max_body = match &raw.max_body {
-        Some(size) => {
-            let bytes = size
-                .get_ref()
-                .parse::<bytesize::ByteSize>()
-                .map_err(|err| {
-                    check.at(
-                        size.span(),
-                        format!(
-                            "max_body {:?} is not a size ({err}); write e.g. \"8MiB\" or \"500KB\"",
-                            size.get_ref()
-                        ),
-                    )
-                })?
-                .as_u64();
-            if bytes == 0 {
-                return Err(check.at(size.span(), "max_body must be larger than zero"));
-            }
-            bytes
-        }
+        Some(size) => check.size(size, "max_body")?,
         None => 8 * 1024 * 1024,
     };
     let positive = |value: &Option<Spanned<usize>>, default: usize, key: &str| match value {

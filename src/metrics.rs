@@ -39,7 +39,7 @@ struct SourceLabel {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabel {
-    route: String,
+    route: &'static str,
     status: u16,
 }
 
@@ -149,12 +149,9 @@ impl Metrics {
     }
 
     /// Counts an HTTP request.
-    pub fn request(&self, route: &str, status: u16) {
+    pub fn request(&self, route: &'static str, status: u16) {
         self.requests
-            .get_or_create(&RequestLabel {
-                route: route.to_string(),
-                status,
-            })
+            .get_or_create(&RequestLabel { route, status })
             .inc();
     }
 

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
+use axum::http::HeaderValue;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::Serialize;
@@ -73,6 +74,41 @@ pub struct Document {
     pub etag: String,
     /// When the bytes last changed.
     pub last_modified: SystemTime,
+    /// The response headers made once, not per request: `ETag` of the plain body, of the
+    /// gzip body (`-gz` suffix), and `Last-Modified`.
+    pub headers: DocumentHeaders,
+}
+
+/// Ready-made validator headers of a [`Document`].
+#[derive(Debug, Clone)]
+pub struct DocumentHeaders {
+    /// `ETag` of the plain body.
+    pub etag: HeaderValue,
+    /// `ETag` of the gzip body.
+    pub etag_gzip: HeaderValue,
+    /// `Last-Modified`.
+    pub last_modified: HeaderValue,
+}
+
+impl Document {
+    /// A document of `body` (and its gzip) with `etag`, last changed at `last_modified`.
+    pub fn new(body: Bytes, gzip: Bytes, etag: String, last_modified: SystemTime) -> Document {
+        let value = |text: &str| {
+            HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+        };
+        let headers = DocumentHeaders {
+            etag: value(&etag),
+            etag_gzip: value(&format!("{}-gz\"", etag.trim_end_matches('"'))),
+            last_modified: value(&httpdate::fmt_http_date(last_modified)),
+        };
+        Document {
+            body,
+            gzip,
+            etag,
+            last_modified,
+            headers,
+        }
+    }
 }
 
 /// The documents of an output feed: three feed formats and an HTML view.
@@ -106,12 +142,10 @@ fn document(previous: Option<&Document>, body: Vec<u8>, now: SystemTime) -> Docu
     let etag = format!("\"{}\"", hex(&Sha256::digest(&body)[..16]));
     match previous {
         Some(old) if old.etag == etag => old.clone(),
-        _ => Document {
-            gzip: gzip(&body),
-            body: Bytes::from(body),
-            etag,
-            last_modified: now,
-        },
+        _ => {
+            let compressed = gzip(&body);
+            Document::new(Bytes::from(body), compressed, etag, now)
+        }
     }
 }
 

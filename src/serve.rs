@@ -111,13 +111,22 @@ pub async fn serve(
 }
 
 async fn count_request(State(state): State<ServeState>, request: Request, next: Next) -> Response {
-    let route = request
+    // Route labels are our own route templates: no allocation per request.
+    let route = match request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+        .map(MatchedPath::as_str)
+    {
+        Some("/") => "/",
+        Some("/feeds/{file}") => "/feeds/{file}",
+        Some("/status.json") => "/status.json",
+        Some("/healthz") => "/healthz",
+        Some("/metrics") => "/metrics",
+        Some("/sources.opml") => "/sources.opml",
+        _ => "unmatched",
+    };
     let response = next.run(request).await;
-    state.metrics.request(&route, response.status().as_u16());
+    state.metrics.request(route, response.status().as_u16());
     response
 }
 
@@ -193,8 +202,11 @@ async fn feed(
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    if let Ok(policy) = HeaderValue::from_str(crate::page::content_security_policy()) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    static POLICY: std::sync::OnceLock<Option<HeaderValue>> = std::sync::OnceLock::new();
+    let policy =
+        POLICY.get_or_init(|| HeaderValue::from_str(crate::page::content_security_policy()).ok());
+    if let Some(policy) = policy {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy.clone());
     }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -284,12 +296,6 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 
 fn serve_document(doc: &Document, content_type: &'static str, headers: &HeaderMap) -> Response {
     let gzip = accepts_gzip(headers);
-    let etag = if gzip {
-        format!("{}-gz\"", doc.etag.trim_end_matches('"'))
-    } else {
-        doc.etag.clone()
-    };
-    let last_modified = httpdate::fmt_http_date(doc.last_modified);
     let mut response = if not_modified(doc, headers) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -310,12 +316,13 @@ fn serve_document(doc: &Document, content_type: &'static str, headers: &HeaderMa
         response
     };
     let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&last_modified) {
-        h.insert(header::LAST_MODIFIED, v);
-    }
+    let etag = if gzip {
+        &doc.headers.etag_gzip
+    } else {
+        &doc.headers.etag
+    };
+    h.insert(header::ETAG, etag.clone());
+    h.insert(header::LAST_MODIFIED, doc.headers.last_modified.clone());
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     h.insert(
         header::CACHE_CONTROL,
@@ -330,13 +337,12 @@ mod tests {
     use bytes::Bytes;
 
     fn doc() -> Document {
-        Document {
-            body: Bytes::from_static(b"<feed/>"),
-            gzip: Bytes::from_static(b"gz"),
-            etag: "\"abc\"".to_string(),
-            last_modified: httpdate::parse_http_date("Sat, 28 Nov 2026 10:00:00 GMT")
-                .expect("valid date"),
-        }
+        Document::new(
+            Bytes::from_static(b"<feed/>"),
+            Bytes::from_static(b"gz"),
+            "\"abc\"".to_string(),
+            httpdate::parse_http_date("Sat, 28 Nov 2026 10:00:00 GMT").expect("valid date"),
+        )
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

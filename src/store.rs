@@ -43,8 +43,10 @@ use crate::sanitize;
 
 /// The layout version written in `m:schema`; bump it with a migration when the layout changes.
 pub const SCHEMA_VERSION: u32 = 1;
-/// sled's page cache; its default (1 GiB) is far more than a small VPS can spare.
-const CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
+/// sled's page cache when the config does not say: its own default (1 GiB) is far more than
+/// a small VPS can spare, and below a few tens of MiB writes slow down (sled evicts and
+/// re-reads pages): 32 MiB makes a new entry cost twice what 64 MiB does.
+pub const DEFAULT_CACHE: u64 = 64 * 1024 * 1024;
 
 /// A store error, with the store's path where it helps.
 #[derive(Debug, thiserror::Error)]
@@ -380,13 +382,18 @@ impl Store {
     /// Opens (or creates) the store at `path`. A corrupt store is moved aside and rebuilt:
     /// it holds nothing that cannot be fetched again.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with_cache(path, DEFAULT_CACHE)
+    }
+
+    /// [`Store::open`] with a page cache of `cache` bytes.
+    pub fn open_with_cache(path: &Path, cache: u64) -> Result<Store, StoreError> {
         let db_error = |source| StoreError::Db {
             path: path.to_path_buf(),
             source,
         };
         let config = sled::Config::new()
             .path(path)
-            .cache_capacity(CACHE_CAPACITY)
+            .cache_capacity(cache)
             .flush_every_ms(Some(500));
         let db = match config.open() {
             Ok(db) => db,

@@ -25,6 +25,8 @@ free_port() {
 start_nginx() {
     local dir=$1 port=$2
     mkdir -p "$dir/nginx"
+    # nginx's workers run as another user; mktemp -d made the directory private.
+    chmod -R a+rX "$dir"
     cat > "$dir/nginx/nginx.conf" <<CONF
 worker_processes 1;
 error_log $dir/nginx/error.log warn;

@@ -8,7 +8,7 @@ N=${1:-1000}
 ROUNDS=${2:-2}
 need_tools
 work=$(mktemp -d)
-trap 'stop_nginx "$work"; rm -rf "$work"' EXIT
+trap 'stop_nginx "$work"; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 python3 "$ROOT/benches/scripts/make_feeds.py" "$work/www" "$N" 20
 port=$(free_port)
 start_nginx "$work" "$port"
@@ -31,8 +31,8 @@ start_nginx "$work" "$port"
 } > "$work/feedmill.toml"
 
 feedmill_run() { # prints: seconds peak_kib
-    /usr/bin/time -f "%e %M" -o "$work/time" "$FEEDMILL" fetch -c "$work/feedmill.toml" >"$work/fetch.out" 2>/dev/null || true
-    cat "$work/time"
+    /usr/bin/time -f "%e %M" -o "$work/time" "$FEEDMILL" fetch -c "$work/feedmill.toml" >"$work/fetch.out" 2>"$work/fetch.err" || { echo "feedmill fetch failed:" >&2; tail -3 "$work/fetch.err" >&2; }
+    tail -1 "$work/time"
 }
 baseline_run() { python3 "$ROOT/benches/scripts/planet_baseline.py" "$work/urls.txt" "$work/baseline-state.json" | cut -d' ' -f1; }
 
