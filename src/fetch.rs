@@ -173,6 +173,7 @@ impl Fetcher {
         validators: &Validators,
     ) -> Result<FetchOutcome, FetchError> {
         if url.scheme() == "file" {
+            let _slot = self.in_flight.acquire().await.ok();
             return self.fetch_file(url, validators).await;
         }
         let host_slots = self.host_semaphore(url.host_str().unwrap_or_default());

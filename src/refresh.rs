@@ -201,7 +201,6 @@ async fn refresh_once(
         .await
         .map_err(|join| StoreError::Task(join.to_string()))??
     };
-    store.flush().await?;
     tracing::debug!(source = %source.name, url = %url, new = summary.new, updated = summary.updated, "stored");
     Ok(RefreshOutcome::Stored {
         status: body.status,

@@ -461,6 +461,7 @@ impl Store {
     /// Saves the state of `source` alone (a failure, a 304).
     pub fn save_state(&self, source: &str, state: &SourceState) -> Result<(), StoreError> {
         let value = serde_json::to_vec(state).unwrap_or_default();
+        let _serialized = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.db
             .insert(state_key(source), value)
             .map_err(|e| self.db_error(e))?;
@@ -553,6 +554,9 @@ impl Store {
             serde_json::to_vec(state).unwrap_or_default(),
         );
         self.db.apply_batch(batch).map_err(|e| self.db_error(e))?;
+        // On disk before the refresh counts as done; under the lock, because sled 0.34 can
+        // deadlock when a flush runs beside a batch (seen with a thousand sources at once).
+        self.db.flush().map_err(|e| self.db_error(e))?;
         Ok(summary)
     }
 
@@ -748,16 +752,17 @@ impl Store {
     }
 
     /// Waits until everything written so far is on disk.
+    /// Never beside a write: see [`Store::commit_fetch`].
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db
-            .flush_async()
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.flush_blocking())
             .await
-            .map(|_| ())
-            .map_err(|e| self.db_error(e))
+            .map_err(|join| StoreError::Task(join.to_string()))?
     }
 
     /// Like [`Store::flush`], for callers outside an async runtime.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        let _serialized = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.db.flush().map(|_| ()).map_err(|e| self.db_error(e))
     }
 

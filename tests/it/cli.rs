@@ -366,3 +366,48 @@ fn a_bad_opml_file_exits_2() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Hundreds of sources committed at once: sled 0.34 deadlocked when a flush ran beside a
+/// batch, which a thousand `file://` sources fetched together once showed.
+#[test]
+fn fetch_of_many_sources_at_once_completes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = String::from("[store]\npath = \"store\"\n[fetch]\nconcurrency = 300\n");
+    for i in 0..300 {
+        feed_file(dir.path(), &format!("s{i}"), 2);
+        config.push_str(&format!(
+            "[[source]]\nname = \"s{i}\"\nurl = \"s{i}.rss\"\n"
+        ));
+    }
+    config.push_str("[[feed]]\nname = \"all\"\n");
+    let path = write(dir.path(), &config);
+    let mut child = feedmill()
+        .arg("fetch")
+        .arg("-c")
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("feedmill fetch hung with 300 sources");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success());
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)
+        .expect("read");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("2 entries (2 new"))
+            .count(),
+        300
+    );
+}
