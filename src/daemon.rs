@@ -117,28 +117,35 @@ fn render_feeds(
 ) -> Result<(), StoreError> {
     let sources = source_infos(config, &context.store)?;
     let now = Utc::now();
-    for feed in config.feeds.iter().filter(|f| which(f)) {
+    let mut river = None;
+    for (i, feed) in config.feeds.iter().enumerate().filter(|(_, f)| which(f)) {
         let stories = select(&context.store, feed)?;
         let html = page::render_feed_page(config, feed, &stories, &sources, now);
         context
             .publisher
             .publish(feed, &stories, &sources, &config.server, html);
         context.metrics.rendered();
+        if i == 0 {
+            river = Some(stories);
+        }
     }
     let names: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
     context.publisher.retain(&names);
-    render_home(context, config, &sources)
+    render_home(context, config, &sources, river)
 }
 
-/// Renders the home page: the river is the first output feed.
+/// Renders the home page: the river is the first output feed (`river`, when its stories
+/// were just selected).
 fn render_home(
     context: &Context,
     config: &Config,
     sources: &HashMap<String, SourceInfo>,
+    river: Option<Vec<crate::select::Story>>,
 ) -> Result<(), StoreError> {
-    let river = match config.feeds.first() {
-        Some(feed) => select(&context.store, feed)?,
-        None => Vec::new(),
+    let river = match (river, config.feeds.first()) {
+        (Some(stories), _) => stories,
+        (None, Some(feed)) => select(&context.store, feed)?,
+        (None, None) => Vec::new(),
     };
     let reports = source_reports(&config.sources, &context.store)?;
     let html = page::render_home(config, &river, &reports, sources, Utc::now());
@@ -412,7 +419,7 @@ async fn renderer(
                 let rendered = tokio::task::spawn_blocking(move || {
                     let config = rendering.config.get();
                     let sources = source_infos(&config, &rendering.store)?;
-                    render_home(&rendering, &config, &sources)
+                    render_home(&rendering, &config, &sources, None)
                 })
                 .await;
                 if let Ok(Err(err)) = rendered {
