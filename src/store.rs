@@ -1003,7 +1003,16 @@ mod tests {
                 )
                 .expect("commit");
         }
-        let store = Store::open(&path).expect("reopens");
+        // sled's flusher thread lets go of the file lock a moment after the last handle.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let store = loop {
+            match Store::open(&path) {
+                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.expect("reopens"),
+            }
+        };
         let state = store.source_state("s").expect("reads").expect("exists");
         assert_eq!(state.validators.etag.as_deref(), Some("\"x\""));
         assert_eq!(titles(&store, &["s"], 10), ["A"]);
