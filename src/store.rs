@@ -197,6 +197,17 @@ pub struct SourceState {
     pub validators: Validators,
 }
 
+impl SourceState {
+    /// The URL fetched: where redirects or autodiscovery led, else the configured one.
+    pub fn url_or(&self, configured: &url::Url) -> String {
+        if self.url.is_empty() {
+            configured.to_string()
+        } else {
+            self.url.clone()
+        }
+    }
+}
+
 /// What one commit changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitSummary {
@@ -497,7 +508,6 @@ impl Store {
             }
             let fingerprint = Fingerprint::of(&fingerprint_text(entry));
             let stored = match old {
-                Some(old) if old.entry == *entry => continue,
                 Some(old) => {
                     // Drop the old index keys; the new ones below may be the same, and the
                     // later write wins within a batch.
@@ -766,27 +776,6 @@ impl Store {
         self.db.flush().map(|_| ()).map_err(|e| self.db_error(e))
     }
 
-    /// The newest entries of `sources` that `accept` takes, newest first, at most `limit`.
-    pub fn newest(
-        &self,
-        sources: &[String],
-        limit: usize,
-        mut accept: impl FnMut(&StoredEntry) -> bool,
-    ) -> Result<Vec<StoredEntry>, StoreError> {
-        let mut out = Vec::with_capacity(limit.min(1024));
-        self.visit_newest(sources, |stored| {
-            if accept(&stored) {
-                out.push(stored);
-            }
-            if out.len() >= limit {
-                Visit::Stop
-            } else {
-                Visit::Next
-            }
-        })?;
-        Ok(out)
-    }
-
     /// Shows the entries of `sources` to `visit`, newest first, until it says stop. Reads the
     /// per-source indexes in a k-way merge, so it touches only the entries it shows, whatever
     /// the size of the store. Ties are broken by source name, then key.
@@ -901,14 +890,21 @@ mod tests {
         (dir, store)
     }
 
+    /// The titles of the newest `limit` entries of `sources`, as the merge reads them.
     fn titles(store: &Store, sources: &[&str], limit: usize) -> Vec<String> {
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        let mut out = Vec::new();
         store
-            .newest(&sources, limit, |_| true)
-            .expect("reads")
-            .into_iter()
-            .map(|s| s.entry.title)
-            .collect()
+            .visit_newest(&sources, |stored| {
+                out.push(stored.entry.title);
+                if out.len() >= limit {
+                    Visit::Stop
+                } else {
+                    Visit::Next
+                }
+            })
+            .expect("reads");
+        out
     }
 
     #[test]
