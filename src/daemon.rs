@@ -23,7 +23,7 @@ use crate::scheduler::{Command, Health, Scheduler};
 use crate::select::select;
 use crate::serve::{router, serve, ServeState};
 use crate::shutdown::{self, Shutdown};
-use crate::status::source_reports;
+use crate::status::{report, source_reports, SourceReport};
 use crate::store::{Store, StoreError};
 
 /// Why the daemon could not start or had to stop.
@@ -76,36 +76,33 @@ pub struct Context {
 }
 
 /// The titles and URLs that output entries name as their source.
+///
+/// Also the reports of the page's source table: both from one read of each source's state.
 pub fn source_infos(
     config: &Config,
     store: &Store,
-) -> Result<HashMap<String, SourceInfo>, StoreError> {
-    config
-        .sources
-        .iter()
-        .map(|source| {
-            let state = store.source_state(&source.name)?.unwrap_or_default();
-            let title = source
-                .title
-                .clone()
-                .or(state.title)
-                .unwrap_or_else(|| source.name.clone());
-            let url = if state.url.is_empty() {
-                source.url.to_string()
-            } else {
-                state.url
-            };
-            Ok((
-                source.name.clone(),
-                SourceInfo {
-                    name: source.name.clone(),
-                    title,
-                    url,
-                    site_link: state.site_link,
-                },
-            ))
-        })
-        .collect()
+) -> Result<(HashMap<String, SourceInfo>, Vec<SourceReport>), StoreError> {
+    let mut infos = HashMap::with_capacity(config.sources.len());
+    let mut reports = Vec::with_capacity(config.sources.len());
+    for source in &config.sources {
+        let state = store.source_state(&source.name)?.unwrap_or_default();
+        reports.push(report(source, &state));
+        let title = source
+            .title
+            .clone()
+            .or_else(|| state.title.clone())
+            .unwrap_or_else(|| source.name.clone());
+        infos.insert(
+            source.name.clone(),
+            SourceInfo {
+                name: source.name.clone(),
+                title,
+                url: state.url_or(&source.url),
+                site_link: state.site_link,
+            },
+        );
+    }
+    Ok((infos, reports))
 }
 
 /// Renders the output feeds `which` selects, from the store, and publishes them; then the
@@ -115,7 +112,7 @@ fn render_feeds(
     config: &Config,
     which: impl Fn(&FeedConfig) -> bool,
 ) -> Result<(), StoreError> {
-    let sources = source_infos(config, &context.store)?;
+    let (sources, reports) = source_infos(config, &context.store)?;
     let now = Utc::now();
     let mut river = None;
     for (i, feed) in config.feeds.iter().enumerate().filter(|(_, f)| which(f)) {
@@ -131,7 +128,7 @@ fn render_feeds(
     }
     let names: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
     context.publisher.retain(&names);
-    render_home(context, config, &sources, river)
+    render_home(context, config, &sources, &reports, river)
 }
 
 /// Renders the home page: the river is the first output feed (`river`, when its stories
@@ -140,6 +137,7 @@ fn render_home(
     context: &Context,
     config: &Config,
     sources: &HashMap<String, SourceInfo>,
+    reports: &[SourceReport],
     river: Option<Vec<crate::select::Story>>,
 ) -> Result<(), StoreError> {
     let river = match (river, config.feeds.first()) {
@@ -147,8 +145,7 @@ fn render_home(
         (None, Some(feed)) => select(&context.store, feed)?,
         (None, None) => Vec::new(),
     };
-    let reports = source_reports(&config.sources, &context.store)?;
-    let html = page::render_home(config, &river, &reports, sources, Utc::now());
+    let html = page::render_home(config, &river, reports, sources, Utc::now());
     context.publisher.publish_home(html);
     Ok(())
 }
@@ -418,8 +415,8 @@ async fn renderer(
                 let rendering = context.clone();
                 let rendered = tokio::task::spawn_blocking(move || {
                     let config = rendering.config.get();
-                    let sources = source_infos(&config, &rendering.store)?;
-                    render_home(&rendering, &config, &sources, None)
+                    let (sources, reports) = source_infos(&config, &rendering.store)?;
+                    render_home(&rendering, &config, &sources, &reports, None)
                 })
                 .await;
                 if let Ok(Err(err)) = rendered {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::SourceConfig;
-use crate::store::{Store, StoreError};
+use crate::store::{SourceState, Store, StoreError};
 
 /// One source's state, as the operator sees it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -38,21 +38,22 @@ pub fn source_reports(
         .iter()
         .map(|source| {
             let state = store.source_state(&source.name)?.unwrap_or_default();
-            Ok(SourceReport {
-                name: source.name.clone(),
-                url: if state.url.is_empty() {
-                    source.url.to_string()
-                } else {
-                    state.url
-                },
-                last_fetch: state.last_fetch,
-                last_status: state.last_status,
-                last_error: state.last_error,
-                consecutive_failures: state.consecutive_failures,
-                next_fetch: state.next_fetch,
-                items: state.items,
-                disabled: state.disabled,
-            })
+            Ok(report(source, &state))
         })
         .collect()
+}
+
+/// The report of one source in `state`.
+pub fn report(source: &SourceConfig, state: &SourceState) -> SourceReport {
+    SourceReport {
+        name: source.name.clone(),
+        url: state.url_or(&source.url),
+        last_fetch: state.last_fetch,
+        last_status: state.last_status,
+        last_error: state.last_error.clone(),
+        consecutive_failures: state.consecutive_failures,
+        next_fetch: state.next_fetch,
+        items: state.items,
+        disabled: state.disabled,
+    }
 }
