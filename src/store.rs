@@ -13,14 +13,15 @@
 //! | `i:{source}\0{!sort_ms}{key}`         | empty: newest-first index   |
 //! | `f:{source}\0{seen_ms}{key}`          | empty: oldest-first-seen index, for retention |
 //! | `c:{link_hash}{source}\0{key}`        | empty: canonical-link index, for dedup |
-//! | `b:{band}{band_hash}{source}\0{key}`  | empty: MinHash LSH index, for dedup |
-//! | `h:{source}\0{key}`                   | the entry's MinHash fingerprint |
+//! | `h:{!seen_ms}{source}\0{key}`         | the entry's MinHash fingerprint and story |
 //!
 //! `{key}` is the 16-byte [`EntryKey`] of the entry's identity; `{!sort_ms}` is its sort time
 //! in milliseconds, order-inverted big-endian, so a prefix scan yields a source's newest first
 //! and "newest N of these sources" is a k-way merge that reads N index keys, not the store.
 //! Every index key of an entry is derived from the entry itself ([`derived_keys`]), so adding,
-//! updating and pruning can never leave one behind.
+//! updating and pruning can never leave one behind. Fingerprint records are ordered newest
+//! first across all sources, so the in-memory LSH index of recent entries
+//! ([`recent::RecentEntries`]) is rebuilt from the newest [`recent::WINDOW`] of them.
 //!
 //! Stories: when an entry is first stored it is matched against the entries of *other*
 //! sources (same canonical link; near-duplicate text) and remembers the first-seen entry of
@@ -30,7 +31,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -41,8 +42,13 @@ use crate::fetch::Validators;
 use crate::parse::{hex, Entry};
 use crate::sanitize;
 
+mod recent;
+use recent::RecentEntries;
+
 /// The layout version written in `m:schema`; bump it with a migration when the layout changes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 1: LSH band keys (`b:`) in the store, fingerprint records keyed by source.
+/// 2: the LSH index in memory, fingerprint records keyed newest first.
+pub const SCHEMA_VERSION: u32 = 2;
 /// sled's page cache when the config does not say: its own default (1 GiB) is far more than
 /// a small VPS can spare, and below a few tens of MiB writes slow down (sled evicts and
 /// re-reads pages): 32 MiB makes a new entry cost twice what 64 MiB does.
@@ -229,8 +235,9 @@ impl CommitSummary {
 pub struct Store {
     db: sled::Db,
     path: PathBuf,
-    /// Serializes writers, so that story matching sees every earlier commit.
-    commit_lock: Arc<Mutex<()>>,
+    /// Serializes writers, so that story matching sees every earlier commit; holds the
+    /// recent entries' LSH index, loaded by the first commit that needs it.
+    commits: Arc<Mutex<Option<RecentEntries>>>,
 }
 
 /// What a visitor of [`Store::visit_newest`] wants next.
@@ -249,11 +256,9 @@ pub enum Visit {
 /// validators goes with the last batch, so validators still never get ahead of entries.
 const COMMIT_CHUNK: usize = 250;
 
-/// How many entries sharing one LSH band or one link are looked at, at most: a bucket that
-/// big is boilerplate or a story already well known (its entries all name the same first
-/// entry), and reading more would only cost time.
-const MAX_CANDIDATES: usize = 32;
-/// The same for one canonical link: its entries all name the same first entry.
+/// How many entries sharing one canonical link are looked at, at most: a link shared that
+/// widely is a story already well known (its entries all name the same first entry), and
+/// reading more would only cost time.
 const MAX_LINK_CANDIDATES: usize = 8;
 
 fn entry_key(source: &str, key: &EntryKey) -> Vec<u8> {
@@ -275,8 +280,15 @@ fn index_prefix(source: &str) -> Vec<u8> {
 
 /// Newest first: the order-inverted, sign-corrected milliseconds of `time`.
 fn inverted_millis(time: DateTime<Utc>) -> [u8; 8] {
-    let ordered = (time.timestamp_millis() as u64) ^ (1 << 63);
-    (!ordered).to_be_bytes()
+    inverted(time.timestamp_millis())
+}
+
+fn inverted(ms: i64) -> [u8; 8] {
+    (!((ms as u64) ^ (1 << 63))).to_be_bytes()
+}
+
+fn uninverted(bytes: [u8; 8]) -> i64 {
+    (!u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
 }
 
 fn index_key(source: &str, sort_time: DateTime<Utc>, key: &EntryKey) -> Vec<u8> {
@@ -301,15 +313,18 @@ fn link_prefix(canonical: &str) -> Vec<u8> {
     k
 }
 
-fn band_prefix(band: u8, hash: u64) -> Vec<u8> {
-    let mut k = b"b:".to_vec();
-    k.push(band);
-    k.extend_from_slice(&hash.to_be_bytes());
-    k
+/// Newest first across sources; `first_seen_ms` is the entry's first-seen time.
+fn fingerprint_key(source: &str, key: &EntryKey, first_seen_ms: i64) -> Vec<u8> {
+    let mut prefix = b"h:".to_vec();
+    prefix.extend_from_slice(&inverted(first_seen_ms));
+    scoped(&prefix, source, key)
 }
 
-fn fingerprint_key(source: &str, key: &EntryKey) -> Vec<u8> {
-    scoped(b"h:", source, key)
+/// The first-seen milliseconds, source and key of an `h:` key.
+fn split_fingerprint_key(k: &[u8]) -> Option<(i64, String, EntryKey)> {
+    let ms: [u8; 8] = k.get(2..10)?.try_into().ok()?;
+    let (source, key) = split_scoped(k.get(10..)?)?;
+    Some((uninverted(ms), source, key))
 }
 
 /// The `h:` record of an entry: its fingerprint, then the first entry of its text story
@@ -341,9 +356,9 @@ fn read_story_record(bytes: &[u8]) -> Option<(Fingerprint, EntryRef)> {
     Some((fingerprint, root))
 }
 
-/// Every index key of a stored entry (not its `e:` and `h:` keys), derived from the entry and
-/// its fingerprint alone.
-pub fn derived_keys(stored: &StoredEntry, fingerprint: Option<&Fingerprint>) -> Vec<Vec<u8>> {
+/// Every index key of a stored entry (not its `e:` and `h:` keys), derived from the entry
+/// alone.
+pub fn derived_keys(stored: &StoredEntry) -> Vec<Vec<u8>> {
     let key = stored.key();
     let source = stored.source.as_str();
     let mut keys = vec![index_key(source, stored.sort_time, &key)];
@@ -357,9 +372,6 @@ pub fn derived_keys(stored: &StoredEntry, fingerprint: Option<&Fingerprint>) -> 
     keys.push(seen);
     if let Some(canonical) = stored.entry.link.as_deref().and_then(canonical_link) {
         keys.push([link_prefix(&canonical), scoped(b"", source, &key)].concat());
-    }
-    for (band, hash) in fingerprint.into_iter().flat_map(|f| f.bands()) {
-        keys.push([band_prefix(band, hash), scoped(b"", source, &key)].concat());
     }
     keys
 }
@@ -426,7 +438,7 @@ impl Store {
         let store = Store {
             db,
             path: path.to_path_buf(),
-            commit_lock: Arc::new(Mutex::new(())),
+            commits: Arc::new(Mutex::new(None)),
         };
         store.check_schema()?;
         Ok(store)
@@ -450,6 +462,7 @@ impl Store {
                 path: self.path.clone(),
                 found,
             }),
+            Some(1) => self.migrate_from_1(),
             Some(_) => Ok(()),
             None => {
                 self.db
@@ -458,6 +471,75 @@ impl Store {
                 Ok(())
             }
         }
+    }
+
+    /// Schema 1 to 2: drops the `b:` band keys (the LSH index moved to memory) and re-keys
+    /// the fingerprint records newest first. Batches of a thousand keys; the schema version
+    /// is written last, so an interrupted migration runs again.
+    fn migrate_from_1(&self) -> Result<(), StoreError> {
+        tracing::info!(store = %self.path.display(), "updating the store's layout to schema 2");
+        let mut batch = sled::Batch::default();
+        let mut pending = 0;
+        let apply = |batch: &mut sled::Batch, pending: &mut usize, force: bool| {
+            if *pending >= 1000 || (force && *pending > 0) {
+                *pending = 0;
+                self.db
+                    .apply_batch(std::mem::take(batch))
+                    .map_err(|e| self.db_error(e))
+            } else {
+                Ok(())
+            }
+        };
+        for item in self.db.scan_prefix(b"b:") {
+            let (k, _) = item.map_err(|e| self.db_error(e))?;
+            batch.remove(k);
+            pending += 1;
+            apply(&mut batch, &mut pending, false)?;
+        }
+        for item in self.db.scan_prefix(b"h:") {
+            let (k, record) = item.map_err(|e| self.db_error(e))?;
+            // Schema 2's keys begin with 0x7f 0xff (times to the year 2^52), never UTF-8:
+            // a key that parses as a schema 1 key is one.
+            let Some((source, key)) = split_scoped(&k[2..]) else {
+                continue;
+            };
+            batch.remove(k);
+            if let Some(stored) = self.entry(&source, &key)? {
+                let seen = stored.first_seen.timestamp_millis();
+                batch.insert(fingerprint_key(&source, &key, seen), record);
+            }
+            pending += 1;
+            apply(&mut batch, &mut pending, false)?;
+        }
+        apply(&mut batch, &mut pending, true)?;
+        self.db
+            .insert(b"m:schema", SCHEMA_VERSION.to_string().as_bytes())
+            .map_err(|e| self.db_error(e))?;
+        Ok(())
+    }
+
+    /// Takes the commit lock and, on first use, loads the recent entries' LSH index from the
+    /// newest [`recent::WINDOW`] fingerprint records.
+    fn lock_commits(&self) -> Result<MutexGuard<'_, Option<RecentEntries>>, StoreError> {
+        let mut guard = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let mut newest_first = Vec::new();
+            for item in self.db.scan_prefix(b"h:").take(recent::WINDOW) {
+                let (k, record) = item.map_err(|e| self.db_error(e))?;
+                let (Some((seen, source, key)), Some((fingerprint, _))) =
+                    (split_fingerprint_key(&k), read_story_record(&record))
+                else {
+                    continue;
+                };
+                newest_first.push((source, key, seen, fingerprint));
+            }
+            let mut recent = RecentEntries::new(recent::WINDOW);
+            for (source, key, seen, fingerprint) in newest_first.iter().rev() {
+                recent.insert(source, *key, *seen, fingerprint);
+            }
+            *guard = Some(recent);
+        }
+        Ok(guard)
     }
 
     /// The saved state of `source`, if it was ever fetched.
@@ -472,7 +554,7 @@ impl Store {
     /// Saves the state of `source` alone (a failure, a 304).
     pub fn save_state(&self, source: &str, state: &SourceState) -> Result<(), StoreError> {
         let value = serde_json::to_vec(state).unwrap_or_default();
-        let _serialized = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _serialized = self.commits.lock().unwrap_or_else(|p| p.into_inner());
         self.db
             .insert(state_key(source), value)
             .map_err(|e| self.db_error(e))?;
@@ -492,26 +574,42 @@ impl Store {
         entries: &[Entry],
         now: DateTime<Utc>,
     ) -> Result<CommitSummary, StoreError> {
-        let _serialized = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Outside the lock, the costly part that needs no other source: which entries changed
+        // and their fingerprints.
+        let mut changed = Vec::new();
+        for (position, entry) in entries.iter().enumerate() {
+            let key = EntryKey::new(source, &entry.identity);
+            let old = self.entry(source, &key)?;
+            if old.is_some_and(|old| old.entry == *entry) {
+                continue;
+            }
+            changed.push((
+                position,
+                entry,
+                key,
+                Fingerprint::of(&fingerprint_text(entry)),
+            ));
+        }
+        let mut guard = self.lock_commits()?;
+        let recent = guard.get_or_insert_with(|| RecentEntries::new(recent::WINDOW));
         let mut batch = sled::Batch::default();
         let mut summary = CommitSummary::default();
         // The state as it was: written with each partial batch, so the item count stays
         // exact while the new validators wait for the last batch.
         let mut interim = self.source_state(source)?.unwrap_or_default();
         let mut in_batch = 0;
-        for (position, entry) in entries.iter().enumerate() {
-            let key = EntryKey::new(source, &entry.identity);
+        for (position, entry, key, fingerprint) in changed {
             let ekey = entry_key(source, &key);
+            // Read again under the lock: this is the version every check relies on.
             let old = self.entry(source, &key)?;
             if old.as_ref().is_some_and(|old| old.entry == *entry) {
                 continue;
             }
-            let fingerprint = Fingerprint::of(&fingerprint_text(entry));
             let stored = match old {
                 Some(old) => {
                     // Drop the old index keys; the new ones below may be the same, and the
                     // later write wins within a batch.
-                    for k in derived_keys(&old, self.fingerprint(source, &key)?.as_ref()) {
+                    for k in derived_keys(&old) {
                         batch.remove(k);
                     }
                     summary.updated += 1;
@@ -526,7 +624,7 @@ impl Store {
                     let first_seen = now - chrono::Duration::milliseconds(position as i64);
                     summary.new += 1;
                     let (same_link_as, same_text_as) =
-                        self.find_story(source, entry, fingerprint.as_ref())?;
+                        self.find_story(source, entry, fingerprint.as_ref(), recent)?;
                     StoredEntry {
                         source: source.to_string(),
                         entry: entry.clone(),
@@ -537,12 +635,17 @@ impl Store {
                     }
                 }
             };
-            for k in derived_keys(&stored, fingerprint.as_ref()) {
+            for k in derived_keys(&stored) {
                 batch.insert(k, &[]);
             }
+            let seen = stored.first_seen.timestamp_millis();
+            let fingerprint_key = fingerprint_key(source, &key, seen);
             match &fingerprint {
-                Some(f) => batch.insert(fingerprint_key(source, &key), story_record(&stored, f)),
-                None => batch.remove(fingerprint_key(source, &key)),
+                Some(f) => {
+                    batch.insert(fingerprint_key, story_record(&stored, f));
+                    recent.insert(source, key, seen, f);
+                }
+                None => batch.remove(fingerprint_key),
             }
             batch.insert(ekey, serde_json::to_vec(&stored).unwrap_or_default());
             in_batch += 1;
@@ -579,19 +682,16 @@ impl Store {
             .and_then(|v| decode(&v, "entry")))
     }
 
-    fn fingerprint(&self, source: &str, key: &EntryKey) -> Result<Option<Fingerprint>, StoreError> {
-        Ok(self.story_record(source, key)?.map(|(f, _)| f))
-    }
-
     /// An entry's fingerprint and the first entry of its story (itself when it leads).
     fn story_record(
         &self,
         source: &str,
         key: &EntryKey,
+        first_seen_ms: i64,
     ) -> Result<Option<(Fingerprint, EntryRef)>, StoreError> {
         let Some(bytes) = self
             .db
-            .get(fingerprint_key(source, key))
+            .get(fingerprint_key(source, key, first_seen_ms))
             .map_err(|e| self.db_error(e))?
         else {
             return Ok(None);
@@ -625,8 +725,13 @@ impl Store {
         source: &str,
         entry: &Entry,
         fingerprint: Option<&Fingerprint>,
+        recent: &RecentEntries,
     ) -> Result<(Option<EntryRef>, Option<EntryRef>), StoreError> {
-        fn earlier(best: &mut Option<EntryRef>, candidate: EntryRef) {
+        // A story never holds two entries of one source: the root must be another's.
+        let earlier = |best: &mut Option<EntryRef>, candidate: EntryRef| {
+            if candidate.source == source {
+                return;
+            }
             let better = best.as_ref().is_none_or(|b| {
                 (candidate.first_seen, &candidate.source, candidate.key)
                     < (b.first_seen, &b.source, b.key)
@@ -634,7 +739,7 @@ impl Store {
             if better {
                 *best = Some(candidate);
             }
-        }
+        };
         let (mut by_link, mut by_text) = (None, None);
         if let Some(canonical) = entry.link.as_deref().and_then(canonical_link) {
             for (other, key) in
@@ -659,15 +764,17 @@ impl Store {
                 if by_text.is_some() {
                     break;
                 }
-                for candidate in
-                    self.candidates(&band_prefix(band, hash), source, MAX_CANDIDATES)?
-                {
-                    if !seen.insert(candidate.clone()) {
+                for carrier in recent.carriers(band, hash) {
+                    if !seen.insert(carrier) {
                         continue;
                     }
-                    let (other, key) = candidate;
-                    // The record holds the candidate's story too: no entry to decode.
-                    if let Some((theirs, root)) = self.story_record(&other, &key)? {
+                    // The record holds the carrier's story too: no entry to decode. It is
+                    // gone when retention removed the entry. A carrier of this source still
+                    // counts: the story it joined may be another's.
+                    let other = recent.source(&carrier);
+                    if let Some((theirs, root)) =
+                        self.story_record(other, &carrier.key, carrier.first_seen_ms)?
+                    {
                         if theirs.same_story(fingerprint) {
                             earlier(&mut by_text, root);
                         }
@@ -675,9 +782,6 @@ impl Store {
                 }
             }
         }
-        // A story never holds two entries of one source: the root must be another's.
-        let by_link = by_link.filter(|r| r.source != source);
-        let by_text = by_text.filter(|r| r.source != source);
         Ok((by_link, by_text))
     }
 
@@ -728,17 +832,18 @@ impl Store {
             doomed.sort_unstable();
             doomed.dedup();
             for chunk in doomed.chunks(BATCH) {
-                let _serialized = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+                let _serialized = self.commits.lock().unwrap_or_else(|p| p.into_inner());
                 let mut batch = sled::Batch::default();
                 let mut count = 0;
                 for key in chunk {
                     let Some(stored) = self.entry(&source, key)? else {
                         continue;
                     };
-                    for k in derived_keys(&stored, self.fingerprint(&source, key)?.as_ref()) {
+                    for k in derived_keys(&stored) {
                         batch.remove(k);
                     }
-                    batch.remove(fingerprint_key(&source, key));
+                    let seen = stored.first_seen.timestamp_millis();
+                    batch.remove(fingerprint_key(&source, key, seen));
                     batch.remove(entry_key(&source, key));
                     count += 1;
                 }
@@ -772,7 +877,7 @@ impl Store {
 
     /// Like [`Store::flush`], for callers outside an async runtime.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        let _serialized = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _serialized = self.commits.lock().unwrap_or_else(|p| p.into_inner());
         self.db.flush().map(|_| ()).map_err(|e| self.db_error(e))
     }
 
@@ -999,19 +1104,110 @@ mod tests {
                 )
                 .expect("commit");
         }
+        let store = reopen(&path);
+        let state = store.source_state("s").expect("reads").expect("exists");
+        assert_eq!(state.validators.etag.as_deref(), Some("\"x\""));
+        assert_eq!(titles(&store, &["s"], 10), ["A"]);
+    }
+
+    /// Opens the store at `path` again once the last handle is gone.
+    fn reopen(path: &Path) -> Store {
         // sled's flusher thread lets go of the file lock a moment after the last handle.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let store = loop {
-            match Store::open(&path) {
+        loop {
+            match Store::open(path) {
                 Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 other => break other.expect("reopens"),
             }
+        }
+    }
+
+    /// Stores `article(outlet, 1)`, then, through `between`, the same text from "dept",
+    /// and says which entry the repost names as its story's first.
+    fn repost_root(path: &Path, between: impl FnOnce(Store) -> Store) -> Option<EntryKey> {
+        let store = Store::open(path).expect("opens");
+        let original = article("outlet", 1);
+        store
+            .commit_fetch(
+                "outlet",
+                &mut SourceState::default(),
+                std::slice::from_ref(&original),
+                from_millis(1_000),
+            )
+            .expect("commit");
+        let store = between(store);
+        let repost = Entry {
+            identity: "repost-1".into(),
+            link: Some("https://dept.example/r1".into()),
+            ..original
         };
-        let state = store.source_state("s").expect("reads").expect("exists");
-        assert_eq!(state.validators.etag.as_deref(), Some("\"x\""));
-        assert_eq!(titles(&store, &["s"], 10), ["A"]);
+        store
+            .commit_fetch(
+                "dept",
+                &mut SourceState::default(),
+                &[repost],
+                from_millis(2_000),
+            )
+            .expect("commit");
+        let stored = store
+            .entry("dept", &EntryKey::new("dept", "repost-1"))
+            .expect("read")
+            .expect("stored");
+        stored.same_text_as.map(|r| r.key)
+    }
+
+    #[test]
+    fn stories_are_matched_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let root = repost_root(&path, |store| {
+            drop(store);
+            reopen(&path)
+        });
+        assert_eq!(root, Some(EntryKey::new("outlet", "outlet-1")));
+    }
+
+    #[test]
+    fn a_schema_1_store_is_migrated_and_its_stories_still_match() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let root = repost_root(&path, |store| {
+            // Turn the store back into schema 1: band keys, records keyed by source.
+            for item in store.db.scan_prefix(b"h:") {
+                let (k, record) = item.expect("reads");
+                let (_, source, key) = split_fingerprint_key(&k).expect("a schema 2 key");
+                store.db.remove(&k).expect("removes");
+                store
+                    .db
+                    .insert(scoped(b"h:", &source, &key), record)
+                    .expect("inserts");
+                store
+                    .db
+                    .insert(
+                        [b"b:\x03".as_slice(), &[7; 8], &scoped(b"", &source, &key)].concat(),
+                        &[],
+                    )
+                    .expect("inserts");
+            }
+            store.db.insert(b"m:schema", b"1").expect("inserts");
+            store.flush_blocking().expect("flushes");
+            drop(store);
+            let store = reopen(&path);
+            assert_eq!(store.count_prefix(b"b:"), 0);
+            assert_eq!(store.count_prefix(b"h:"), 1);
+            assert!(store.db.scan_prefix(b"h:").all(|item| item
+                .ok()
+                .and_then(|(k, _)| split_fingerprint_key(&k))
+                .is_some_and(|(seen, source, _)| seen == 1_000 && source == "outlet")));
+            assert_eq!(
+                store.db.get(b"m:schema").expect("reads").as_deref(),
+                Some(b"2".as_slice())
+            );
+            store
+        });
+        assert_eq!(root, Some(EntryKey::new("outlet", "outlet-1")));
     }
 
     fn article(source: &str, n: usize) -> Entry {
@@ -1041,7 +1237,7 @@ mod tests {
         let count = |prefix: &str| store.count_prefix(prefix.as_bytes());
         assert_eq!(count("e:a\0"), 10);
         assert_eq!(count("c:"), 20);
-        assert_eq!(count("b:"), 20 * crate::dedup::BANDS);
+        assert_eq!(count("h:"), 20);
 
         // By age: the five first seen before 1,500 s go.
         let removed = store
@@ -1052,7 +1248,7 @@ mod tests {
         // By count: the newest three of each source stay.
         store.prune(None, Some(3)).expect("prune");
         for source in ["a", "b"] {
-            for prefix in ["e:", "i:", "f:", "h:"] {
+            for prefix in ["e:", "i:", "f:"] {
                 assert_eq!(count(&format!("{prefix}{source}\0")), 3, "{prefix}{source}");
             }
             let kept = titles(&store, &[source], 100);
@@ -1068,7 +1264,7 @@ mod tests {
             );
         }
         assert_eq!(count("c:"), 6);
-        assert_eq!(count("b:"), 6 * crate::dedup::BANDS);
+        assert_eq!(count("h:"), 6);
         assert_eq!(count("e:"), 6);
     }
 

@@ -1,0 +1,152 @@
+//! Story matching's memory of recent entries: which entry last carried each LSH band value.
+//!
+//! The LSH index lives in memory, not in the store: kept in sled it was 21 keys per entry,
+//! two thirds of a new entry's write cost and most of the store's size, and 21 prefix scans
+//! per new entry. News stories meet within hours or days, so a new entry is matched against
+//! the most recent [`WINDOW`] entries by text (by canonical link, against everything stored).
+//!
+//! Memory is bounded without remembering each entry's band keys: two generations of half the
+//! window each; when the current one is full, the previous one is dropped whole. A band value
+//! remembers only the latest entry that carried it: any member of a story leads to the story's
+//! first entry, which the member's record names.
+
+use std::collections::HashMap;
+
+use super::EntryKey;
+use crate::dedup::Fingerprint;
+
+/// How many of the most recent entries a new entry's text is matched against, at least half
+/// of it and at most all of it (about 300 bytes of memory per entry).
+pub const WINDOW: usize = 100_000;
+
+/// An entry the index remembers: enough to read its story record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Remembered {
+    source: u32,
+    /// The entry's key.
+    pub key: EntryKey,
+    /// When it was first seen, in milliseconds.
+    pub first_seen_ms: i64,
+}
+
+#[derive(Default)]
+struct Generation {
+    /// Band key ([`band_key`]) to the position in `entries` of the latest entry with it.
+    bands: HashMap<u32, u32>,
+    entries: Vec<Remembered>,
+}
+
+/// The recent entries' LSH bands; see the module documentation.
+pub struct RecentEntries {
+    current: Generation,
+    previous: Generation,
+    per_generation: usize,
+    /// Source names, interned: an entry costs four bytes for its source.
+    sources: Vec<String>,
+    source_ids: HashMap<String, u32>,
+}
+
+/// The band number in the top five bits and 27 bits of the band's hash: a collision only
+/// costs one record read whose fingerprint then fails to match.
+fn band_key(band: u8, hash: u64) -> u32 {
+    (u32::from(band) << 27) | (hash as u32 & ((1 << 27) - 1))
+}
+
+impl RecentEntries {
+    /// An empty index remembering up to `window` entries.
+    pub fn new(window: usize) -> RecentEntries {
+        RecentEntries {
+            current: Generation::default(),
+            previous: Generation::default(),
+            per_generation: (window / 2).max(1),
+            sources: Vec::new(),
+            source_ids: HashMap::new(),
+        }
+    }
+
+    /// Remembers an entry of `source` (call oldest first: a later entry wins its bands).
+    pub fn insert(
+        &mut self,
+        source: &str,
+        key: EntryKey,
+        first_seen_ms: i64,
+        fingerprint: &Fingerprint,
+    ) {
+        if self.current.entries.len() >= self.per_generation {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        let source = match self.source_ids.get(source) {
+            Some(id) => *id,
+            None => {
+                let id = self.sources.len() as u32;
+                self.sources.push(source.to_string());
+                self.source_ids.insert(source.to_string(), id);
+                id
+            }
+        };
+        let position = self.current.entries.len() as u32;
+        self.current.entries.push(Remembered {
+            source,
+            key,
+            first_seen_ms,
+        });
+        for (band, hash) in fingerprint.bands() {
+            self.current.bands.insert(band_key(band, hash), position);
+        }
+    }
+
+    /// The remembered entries (at most two) that carried `hash` in `band`, newest first.
+    pub fn carriers(&self, band: u8, hash: u64) -> impl Iterator<Item = Remembered> + '_ {
+        let key = band_key(band, hash);
+        [&self.current, &self.previous]
+            .into_iter()
+            .filter_map(move |generation| {
+                let position = *generation.bands.get(&key)?;
+                generation.entries.get(position as usize).copied()
+            })
+    }
+
+    /// The source name of a remembered entry.
+    pub fn source(&self, remembered: &Remembered) -> &str {
+        self.sources
+            .get(remembered.source as usize)
+            .map_or("", String::as_str)
+    }
+
+    /// How many entries are remembered.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.current.entries.len() + self.previous.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn print(seed: u32) -> Fingerprint {
+        Fingerprint(std::array::from_fn(|i| seed.wrapping_mul(7919) ^ i as u32))
+    }
+
+    #[test]
+    fn finds_the_latest_carrier_of_a_band_and_forgets_beyond_the_window() {
+        let mut recent = RecentEntries::new(4);
+        let (a, b) = (EntryKey([1; 16]), EntryKey([2; 16]));
+        recent.insert("x", a, 1, &print(1));
+        let (band, hash) = print(1).bands().next().expect("a band");
+        let found: Vec<_> = recent.carriers(band, hash).collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!((recent.source(&found[0]), found[0].key), ("x", a));
+        // A later entry with the same band value wins it.
+        recent.insert("y", b, 2, &print(1));
+        let found: Vec<_> = recent.carriers(band, hash).collect();
+        assert_eq!(found[0].key, b);
+        assert_eq!(recent.source(&found[0]), "y");
+        // Two generations of two: after four more entries the first two are forgotten.
+        for n in 10..14 {
+            recent.insert("z", EntryKey([n as u8; 16]), n, &print(n as u32));
+        }
+        assert_eq!(recent.carriers(band, hash).count(), 0);
+        assert_eq!(recent.len(), 4);
+    }
+}
