@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The Planet-style baseline: fetch and parse every feed with feedparser on 16 threads, no
-storage. With a state file it sends the ETag/Last-Modified of the previous run (warm).
-Prints one line: seconds, feeds, feeds that answered 304."""
+storage. Usage: planet_baseline.py URLS STATE [--conditional]
+
+It always writes the ETag/Last-Modified it got to STATE; only with --conditional does it send
+the ones already there (a reference for the warm case: a stateless Planet downloads and
+parses every feed again). Prints one line: seconds, feeds, feeds that answered 304."""
 import json
 import sys
 import time
@@ -17,10 +20,12 @@ def fetch(url, state):
 def main():
     urls = [line.strip() for line in open(sys.argv[1]) if line.strip()]
     state_file = sys.argv[2]
-    try:
-        state = json.load(open(state_file))
-    except (OSError, ValueError):
-        state = {}
+    state = {}
+    if "--conditional" in sys.argv[3:]:
+        try:
+            state = json.load(open(state_file))
+        except (OSError, ValueError):
+            pass
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(lambda u: fetch(u, state), urls))
