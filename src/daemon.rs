@@ -21,7 +21,7 @@ use crate::page;
 use crate::publish::{Publisher, SourceInfo};
 use crate::scheduler::{Command, Health, Scheduler};
 use crate::select::select;
-use crate::serve::{router, serve, ServeState};
+use crate::serve::{serve, App, ServeState};
 use crate::shutdown::{self, Shutdown};
 use crate::status::{report, source_reports, SourceReport};
 use crate::store::{Store, StoreError};
@@ -195,7 +195,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tasks.spawn(renderer(context.clone(), changed, shutdown.clone()));
     tasks.spawn(retention_loop(context.clone(), shutdown.clone()));
     tasks.spawn(watchdog(context.clone(), shutdown.clone()));
-    let app = router(ServeState {
+    let app = App::new(ServeState {
         publisher: context.publisher.clone(),
         store: store.clone(),
         config: context.config.clone(),

@@ -7,19 +7,24 @@
 //! connection and sends nothing (or a byte a minute) would hold it forever. We serve through
 //! hyper with a timer: headers must arrive within `[server] header_timeout`, and at most
 //! [`MAX_CONNECTIONS`] connections are open at once.
+//!
+//! Feed documents are the hot path (readers poll them, mostly to hear 304): [`App`] answers
+//! `GET /feeds/{file}` itself, without the router, boxed middleware futures or a copy of the
+//! request's headers, and sends everything else through the router. Every response gets the
+//! security headers and is counted in one place.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use tower::ServiceExt;
 
 use crate::config::SharedConfig;
 use crate::metrics::Metrics;
@@ -47,29 +52,71 @@ pub struct ServeState {
     pub metrics: Arc<Metrics>,
 }
 
-/// The router of every route.
-pub fn router(state: ServeState) -> Router {
-    Router::new()
-        .route("/", get(home))
-        .route("/feeds/{file}", get(feed))
-        .route("/status.json", get(status))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/sources.opml", get(sources_opml))
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn(security_headers))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            count_request,
-        ))
-        .with_state(state)
+/// The HTTP application: feed documents directly, the rest through the router; see the
+/// module documentation. Cheap to clone (one per connection).
+#[derive(Clone)]
+pub struct App {
+    state: ServeState,
+    router: Router,
+}
+
+impl App {
+    /// The application serving `state`.
+    pub fn new(state: ServeState) -> App {
+        let router = Router::new()
+            .route("/", get(home))
+            .route("/feeds/{file}", get(feed))
+            .route("/status.json", get(status))
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics))
+            .route("/sources.opml", get(sources_opml))
+            .fallback(not_found)
+            .with_state(state.clone());
+        App { state, router }
+    }
+
+    /// Answers one request.
+    pub async fn handle(self, request: axum::http::Request<hyper::body::Incoming>) -> Response {
+        let route = route_label(request.uri().path());
+        let mut response = match request.uri().path().strip_prefix("/feeds/") {
+            // HEAD and percent-encoded names go through the router, which handles both.
+            Some(file) if request.method() == Method::GET && !file.contains(['/', '%']) => {
+                feed_response(&self.state, file, request.headers())
+            }
+            _ => match self.router.oneshot(request.map(Body::new)).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            },
+        };
+        add_security_headers(response.headers_mut());
+        self.state
+            .metrics
+            .request(route, response.status().as_u16());
+        response
+    }
+}
+
+/// The metrics label of a path: one of our route templates, never the path itself (whose
+/// variety is the client's to choose).
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/" => "/",
+        "/status.json" => "/status.json",
+        "/healthz" => "/healthz",
+        "/metrics" => "/metrics",
+        "/sources.opml" => "/sources.opml",
+        _ => match path.strip_prefix("/feeds/") {
+            Some(file) if !file.is_empty() && !file.contains('/') => "/feeds/{file}",
+            _ => "unmatched",
+        },
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown`, then lets requests in flight finish (for a
 /// few seconds at most).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    app: Router,
+    app: App,
     header_timeout: Duration,
     mut shutdown: Shutdown,
 ) {
@@ -92,10 +139,15 @@ pub async fn serve(
                 continue;
             }
         };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(app.handle(request).await) }
+        });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+            .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             let _ = connection.await;
@@ -108,26 +160,6 @@ pub async fn serve(
     {
         tracing::warn!("some HTTP connections did not close in time");
     }
-}
-
-async fn count_request(State(state): State<ServeState>, request: Request, next: Next) -> Response {
-    // Route labels are our own route templates: no allocation per request.
-    let route = match request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str)
-    {
-        Some("/") => "/",
-        Some("/feeds/{file}") => "/feeds/{file}",
-        Some("/status.json") => "/status.json",
-        Some("/healthz") => "/healthz",
-        Some("/metrics") => "/metrics",
-        Some("/sources.opml") => "/sources.opml",
-        _ => "unmatched",
-    };
-    let response = next.run(request).await;
-    state.metrics.request(route, response.status().as_u16());
-    response
 }
 
 async fn metrics(State(state): State<ServeState>) -> Response {
@@ -174,9 +206,13 @@ async fn feed(
     Path(file): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    // `/feeds/{name}` is the HTML view; `/feeds/{name}.{atom,rss,json}` the documents.
-    if let Some(rendered) = state.publisher.get(&file) {
-        return serve_document(rendered.html(), HTML, &headers);
+    feed_response(&state, &file, &headers)
+}
+
+/// `/feeds/{name}` is the HTML view; `/feeds/{name}.{atom,rss,json}` the documents.
+fn feed_response(state: &ServeState, file: &str, headers: &HeaderMap) -> Response {
+    if let Some(rendered) = state.publisher.get(file) {
+        return serve_document(rendered.html(), HTML, headers);
     }
     let found = file.rsplit_once('.').and_then(|(name, ext)| {
         let format = Format::from_extension(ext)?;
@@ -185,7 +221,7 @@ async fn feed(
     match found {
         Some((rendered, format)) => {
             let mut response =
-                serve_document(rendered.document(format), format.content_type(), &headers);
+                serve_document(rendered.document(format), format.content_type(), headers);
             // Web-based readers fetch feeds from other origins.
             response.headers_mut().insert(
                 header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -193,15 +229,13 @@ async fn feed(
             );
             response
         }
-        None => not_found().await,
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
 }
 
 /// The usual security headers on every response; the strict policy of HTML pages (no
 /// script, our stylesheet by hash) on everything, since nothing else we serve needs more.
-async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+fn add_security_headers(headers: &mut HeaderMap) {
     static POLICY: std::sync::OnceLock<Option<HeaderValue>> = std::sync::OnceLock::new();
     let policy =
         POLICY.get_or_init(|| HeaderValue::from_str(crate::page::content_security_policy()).ok());
@@ -225,7 +259,6 @@ async fn security_headers(request: Request, next: Next) -> Response {
         "permissions-policy",
         HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
     );
-    response
 }
 
 async fn status(State(state): State<ServeState>) -> Response {

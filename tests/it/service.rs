@@ -321,7 +321,22 @@ fn metrics_and_health_tell_the_truth() {
                 .all(|r| !r["last_fetch"].is_null()),
         )
     });
-    let _ = blocking_get(&daemon.url("/feeds/all.atom"));
+    // A document, then the same again conditionally: both counted, both with the security
+    // headers and CORS (documents are answered without the router).
+    let (status, headers, _) =
+        crate::support::blocking_get_with(&daemon.url("/feeds/all.atom"), &[]).expect("answers");
+    assert_eq!(status, 200);
+    let (status, again, _) = crate::support::blocking_get_with(
+        &daemon.url("/feeds/all.atom"),
+        &[("if-none-match", &headers["etag"])],
+    )
+    .expect("answers");
+    assert_eq!(status, 304);
+    for headers in [&headers, &again] {
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["access-control-allow-origin"], "*");
+        assert!(headers.contains_key("content-security-policy"));
+    }
     let _ = blocking_get(&daemon.url("/nope"));
     let (status, headers, body) =
         crate::support::blocking_get_with(&daemon.url("/metrics"), &[]).expect("answers");
@@ -336,6 +351,7 @@ fn metrics_and_health_tell_the_truth() {
         "feedmill_sources_failing 1",
         "feedmill_entries 4",
         "feedmill_http_requests_total{route=\"/feeds/{file}\",status=\"200\"} 1",
+        "feedmill_http_requests_total{route=\"/feeds/{file}\",status=\"304\"} 1",
         "feedmill_http_requests_total{route=\"unmatched\",status=\"404\"} 1",
         "feedmill_fetch_duration_seconds_count 2",
     ] {
