@@ -102,27 +102,31 @@ fn is_cjk(c: char) -> bool {
         | '\u{AC00}'..='\u{D7AF}' | '\u{F900}'..='\u{FAFF}' | '\u{20000}'..='\u{2FFFF}')
 }
 
-/// The tokens of a plain text: lower-case words, and single CJK characters; punctuation and
-/// quotes are separators.
-pub fn tokens(text: &str) -> Vec<String> {
+/// The tokens of a plain text, hashed: lower-case words, and single CJK characters;
+/// punctuation and quotes are separators. Hashes, not strings: a fingerprint needs nothing
+/// else, and a string per token was a third of its cost.
+pub fn token_hashes(text: &str) -> Vec<u64> {
     let mut out = Vec::new();
     let mut word = String::new();
+    let mut end_word = |word: &mut String, out: &mut Vec<u64>| {
+        if !word.is_empty() {
+            out.push(xxh3_64(word.as_bytes()));
+            word.clear();
+        }
+    };
     for c in text.chars().flat_map(char::to_lowercase) {
         if is_cjk(c) {
-            if !word.is_empty() {
-                out.push(std::mem::take(&mut word));
-            }
-            out.push(c.to_string());
+            end_word(&mut word, &mut out);
+            let mut buf = [0u8; 4];
+            out.push(xxh3_64(c.encode_utf8(&mut buf).as_bytes()));
         } else if c.is_alphanumeric() {
             word.push(c);
-        } else if !word.is_empty() && c != '\'' && c != '’' {
+        } else if c != '\'' && c != '’' {
             // Apostrophes join ("don't"); everything else separates.
-            out.push(std::mem::take(&mut word));
+            end_word(&mut word, &mut out);
         }
     }
-    if !word.is_empty() {
-        out.push(word);
-    }
+    end_word(&mut word, &mut out);
     out
 }
 
@@ -150,15 +154,18 @@ fn permutations() -> &'static [(u64, u64); SIGNATURE_LEN] {
 impl Fingerprint {
     /// The fingerprint of a plain text; `None` when it is too short to tell.
     pub fn of(text: &str) -> Option<Fingerprint> {
-        let tokens = tokens(text);
+        let tokens = token_hashes(text);
         if tokens.len() < MIN_TOKENS {
             return None;
         }
         let mut signature = [u32::MAX; SIGNATURE_LEN];
         let table = permutations();
         for shingle in tokens.windows(3) {
-            let joined = shingle.join("\u{1f}");
-            let h = xxh3_64(joined.as_bytes());
+            let mut bytes = [0u8; 24];
+            for (chunk, token) in bytes.chunks_exact_mut(8).zip(shingle) {
+                chunk.copy_from_slice(&token.to_le_bytes());
+            }
+            let h = xxh3_64(&bytes);
             for (slot, (a, b)) in signature.iter_mut().zip(table.iter()) {
                 let value = (a.wrapping_mul(h).wrapping_add(*b) >> 32) as u32;
                 if value < *slot {

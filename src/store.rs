@@ -47,7 +47,7 @@ use recent::RecentEntries;
 
 /// The layout version written in `m:schema`; bump it with a migration when the layout changes.
 /// 1: LSH band keys (`b:`) in the store, fingerprint records keyed by source.
-/// 2: the LSH index in memory, fingerprint records keyed newest first.
+/// 2: the LSH index in memory, fingerprint records keyed newest first, tokens hashed once.
 pub const SCHEMA_VERSION: u32 = 2;
 /// sled's page cache when the config does not say: its own default (1 GiB) is far more than
 /// a small VPS can spare, and below a few tens of MiB writes slow down (sled evicts and
@@ -473,8 +473,8 @@ impl Store {
         }
     }
 
-    /// Schema 1 to 2: drops the `b:` band keys (the LSH index moved to memory) and re-keys
-    /// the fingerprint records newest first. Batches of a thousand keys; the schema version
+    /// Schema 1 to 2: drops the `b:` band keys (the LSH index moved to memory) and writes
+    /// the fingerprint records again, keyed newest first and with the new token hashing. Batches of a thousand keys; the schema version
     /// is written last, so an interrupted migration runs again.
     fn migrate_from_1(&self) -> Result<(), StoreError> {
         tracing::info!(store = %self.path.display(), "updating the store's layout to schema 2");
@@ -497,16 +497,22 @@ impl Store {
             apply(&mut batch, &mut pending, false)?;
         }
         for item in self.db.scan_prefix(b"h:") {
-            let (k, record) = item.map_err(|e| self.db_error(e))?;
+            let (k, _) = item.map_err(|e| self.db_error(e))?;
             // Schema 2's keys begin with 0x7f 0xff (times to the year 2^52), never UTF-8:
             // a key that parses as a schema 1 key is one.
             let Some((source, key)) = split_scoped(&k[2..]) else {
                 continue;
             };
             batch.remove(k);
+            // Recomputed: schema 2 hashes tokens, not token strings, so values differ.
             if let Some(stored) = self.entry(&source, &key)? {
-                let seen = stored.first_seen.timestamp_millis();
-                batch.insert(fingerprint_key(&source, &key, seen), record);
+                if let Some(fingerprint) = Fingerprint::of(&fingerprint_text(&stored.entry)) {
+                    let seen = stored.first_seen.timestamp_millis();
+                    batch.insert(
+                        fingerprint_key(&source, &key, seen),
+                        story_record(&stored, &fingerprint),
+                    );
+                }
             }
             pending += 1;
             apply(&mut batch, &mut pending, false)?;

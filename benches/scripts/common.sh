@@ -28,7 +28,7 @@ start_nginx() {
     # nginx's workers run as another user; mktemp -d made the directory private.
     chmod -R a+rX "$dir"
     cat > "$dir/nginx/nginx.conf" <<CONF
-worker_processes 1;
+worker_processes ${NGINX_WORKERS:-auto};
 error_log $dir/nginx/error.log warn;
 pid $dir/nginx/nginx.pid;
 events { worker_connections 4096; }
