@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sd_notify::NotifyState;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -75,18 +75,34 @@ pub struct Context {
     pub health: Arc<Health>,
 }
 
-/// The titles and URLs that output entries name as their source.
-///
-/// Also the reports of the page's source table: both from one read of each source's state.
-pub fn source_infos(
-    config: &Config,
-    store: &Store,
-) -> Result<(HashMap<String, SourceInfo>, Vec<SourceReport>), StoreError> {
+/// What rendering needs of every source, from one read of each source's state.
+pub struct SourcesNow {
+    /// The titles and URLs that output entries name as their source.
+    pub infos: HashMap<String, SourceInfo>,
+    /// The reports of the page's source table.
+    pub reports: Vec<SourceReport>,
+    /// Each source's newest sort time, where known.
+    pub newest: HashMap<String, DateTime<Utc>>,
+}
+
+impl SourcesNow {
+    /// The newest sort time of `source`, where known.
+    pub fn newest(&self, source: &str) -> Option<DateTime<Utc>> {
+        self.newest.get(source).copied()
+    }
+}
+
+/// Reads [`SourcesNow`] from the store.
+pub fn source_infos(config: &Config, store: &Store) -> Result<SourcesNow, StoreError> {
     let mut infos = HashMap::with_capacity(config.sources.len());
     let mut reports = Vec::with_capacity(config.sources.len());
+    let mut newest = HashMap::with_capacity(config.sources.len());
     for source in &config.sources {
         let state = store.source_state(&source.name)?.unwrap_or_default();
         reports.push(report(source, &state));
+        if let Some(time) = state.newest {
+            newest.insert(source.name.clone(), time);
+        }
         let title = source
             .title
             .clone()
@@ -102,7 +118,11 @@ pub fn source_infos(
             },
         );
     }
-    Ok((infos, reports))
+    Ok(SourcesNow {
+        infos,
+        reports,
+        newest,
+    })
 }
 
 /// Renders the output feeds `which` selects, from the store, and publishes them; then the
@@ -112,15 +132,16 @@ fn render_feeds(
     config: &Config,
     which: impl Fn(&FeedConfig) -> bool,
 ) -> Result<(), StoreError> {
-    let (sources, reports) = source_infos(config, &context.store)?;
+    let now_sources = source_infos(config, &context.store)?;
+    let sources = &now_sources.infos;
     let now = Utc::now();
     let mut river = None;
     for (i, feed) in config.feeds.iter().enumerate().filter(|(_, f)| which(f)) {
-        let stories = select(&context.store, feed)?;
-        let html = page::render_feed_page(config, feed, &stories, &sources, now);
+        let stories = select(&context.store, feed, &|s| now_sources.newest(s))?;
+        let html = page::render_feed_page(config, feed, &stories, sources, now);
         context
             .publisher
-            .publish(feed, &stories, &sources, &config.server, html);
+            .publish(feed, &stories, sources, &config.server, html);
         context.metrics.rendered();
         if i == 0 {
             river = Some(stories);
@@ -128,7 +149,7 @@ fn render_feeds(
     }
     let names: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
     context.publisher.retain(&names);
-    render_home(context, config, &sources, &reports, river)
+    render_home(context, config, &now_sources, river)
 }
 
 /// Renders the home page: the river is the first output feed (`river`, when its stories
@@ -136,16 +157,15 @@ fn render_feeds(
 fn render_home(
     context: &Context,
     config: &Config,
-    sources: &HashMap<String, SourceInfo>,
-    reports: &[SourceReport],
+    sources: &SourcesNow,
     river: Option<Vec<crate::select::Story>>,
 ) -> Result<(), StoreError> {
     let river = match (river, config.feeds.first()) {
         (Some(stories), _) => stories,
-        (None, Some(feed)) => select(&context.store, feed)?,
+        (None, Some(feed)) => select(&context.store, feed, &|s| sources.newest(s))?,
         (None, None) => Vec::new(),
     };
-    let html = page::render_home(config, &river, reports, sources, Utc::now());
+    let html = page::render_home(config, &river, &sources.reports, &sources.infos, Utc::now());
     context.publisher.publish_home(html);
     Ok(())
 }
@@ -415,8 +435,8 @@ async fn renderer(
                 let rendering = context.clone();
                 let rendered = tokio::task::spawn_blocking(move || {
                     let config = rendering.config.get();
-                    let (sources, reports) = source_infos(&config, &rendering.store)?;
-                    render_home(&rendering, &config, &sources, &reports, None)
+                    let sources = source_infos(&config, &rendering.store)?;
+                    render_home(&rendering, &config, &sources, None)
                 })
                 .await;
                 if let Ok(Err(err)) = rendered {

@@ -108,7 +108,7 @@ fn is_cjk(c: char) -> bool {
 pub fn token_hashes(text: &str) -> Vec<u64> {
     let mut out = Vec::new();
     let mut word = String::new();
-    let mut end_word = |word: &mut String, out: &mut Vec<u64>| {
+    let end_word = |word: &mut String, out: &mut Vec<u64>| {
         if !word.is_empty() {
             out.push(xxh3_64(word.as_bytes()));
             word.clear();

@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
+
 use crate::config::{Dedup, FeedConfig};
 use crate::store::{EntryKey, Store, StoreError, StoredEntry, Visit};
 
@@ -52,13 +54,18 @@ fn admits(feed: &FeedConfig, stored: &StoredEntry) -> bool {
     feed.admits(&stored.entry.title, stored.entry.html().unwrap_or_default())
 }
 
-/// The stories of `feed`, newest first, at most `feed.limit`.
-pub fn select(store: &Store, feed: &FeedConfig) -> Result<Vec<Story>, StoreError> {
+/// The stories of `feed`, newest first, at most `feed.limit`. `newest` tells each source's
+/// newest sort time where known (see [`Store::visit_newest`]).
+pub fn select(
+    store: &Store,
+    feed: &FeedConfig,
+    newest: &dyn Fn(&str) -> Option<DateTime<Utc>>,
+) -> Result<Vec<Story>, StoreError> {
     let cap = feed.max_per_source;
     let mut groups: Vec<(StoryKey, Vec<StoredEntry>)> = Vec::new();
     let mut by_key: HashMap<StoryKey, usize> = HashMap::new();
     let mut per_source: HashMap<String, usize> = HashMap::new();
-    store.visit_newest(&feed.sources, |stored| {
+    store.visit_newest(&feed.sources, newest, |stored| {
         if !admits(feed, &stored) {
             return Visit::Next;
         }

@@ -5,19 +5,22 @@
 //! per new entry. News stories meet within hours or days, so a new entry is matched against
 //! the most recent [`WINDOW`] entries by text (by canonical link, against everything stored).
 //!
-//! Memory is bounded without remembering each entry's band keys: two generations of half the
-//! window each; when the current one is full, the previous one is dropped whole. A band value
-//! remembers only the latest entry that carried it: any member of a story leads to the story's
-//! first entry, which the member's record names.
+//! Memory is bounded without remembering each entry's band keys: [`GENERATIONS`] generations
+//! of an equal part of the window; when the current one is full it is sealed (its hash map
+//! becomes a sorted array, 8 bytes a band) and the oldest sealed one is dropped whole. A band
+//! value remembers only the latest entry that carried it: any member of a story leads to the
+//! story's first entry, which the member's record names.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::EntryKey;
 use crate::dedup::Fingerprint;
 
-/// How many of the most recent entries a new entry's text is matched against, at least half
-/// of it and at most all of it (about 300 bytes of memory per entry).
+/// How many of the most recent entries a new entry's text is matched against: at least
+/// three quarters of it, at most all of it (about 200 bytes of memory per entry).
 pub const WINDOW: usize = 100_000;
+/// The window's generations: the current one and the sealed ones.
+const GENERATIONS: usize = 4;
 
 /// An entry the index remembers: enough to read its story record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,6 +32,7 @@ pub struct Remembered {
     pub first_seen_ms: i64,
 }
 
+/// The generation being filled.
 #[derive(Default)]
 struct Generation {
     /// Band key ([`band_key`]) to the position in `entries` of the latest entry with it.
@@ -36,10 +40,41 @@ struct Generation {
     entries: Vec<Remembered>,
 }
 
+/// A full generation: the same, with the map as a sorted array.
+struct Sealed {
+    bands: Vec<(u32, u32)>,
+    entries: Vec<Remembered>,
+}
+
+impl Generation {
+    fn carrier(&self, key: u32) -> Option<Remembered> {
+        let position = *self.bands.get(&key)?;
+        self.entries.get(position as usize).copied()
+    }
+
+    fn seal(self) -> Sealed {
+        let mut bands: Vec<(u32, u32)> = self.bands.into_iter().collect();
+        bands.sort_unstable();
+        Sealed {
+            bands,
+            entries: self.entries,
+        }
+    }
+}
+
+impl Sealed {
+    fn carrier(&self, key: u32) -> Option<Remembered> {
+        let found = self.bands.binary_search_by_key(&key, |(k, _)| *k).ok()?;
+        let (_, position) = self.bands.get(found)?;
+        self.entries.get(*position as usize).copied()
+    }
+}
+
 /// The recent entries' LSH bands; see the module documentation.
 pub struct RecentEntries {
     current: Generation,
-    previous: Generation,
+    /// Newest first.
+    sealed: VecDeque<Sealed>,
     per_generation: usize,
     /// Source names, interned: an entry costs four bytes for its source.
     sources: Vec<String>,
@@ -57,8 +92,8 @@ impl RecentEntries {
     pub fn new(window: usize) -> RecentEntries {
         RecentEntries {
             current: Generation::default(),
-            previous: Generation::default(),
-            per_generation: (window / 2).max(1),
+            sealed: VecDeque::new(),
+            per_generation: (window / GENERATIONS).max(1),
             sources: Vec::new(),
             source_ids: HashMap::new(),
         }
@@ -73,7 +108,9 @@ impl RecentEntries {
         fingerprint: &Fingerprint,
     ) {
         if self.current.entries.len() >= self.per_generation {
-            self.previous = std::mem::take(&mut self.current);
+            let full = std::mem::take(&mut self.current);
+            self.sealed.push_front(full.seal());
+            self.sealed.truncate(GENERATIONS - 1);
         }
         let source = match self.source_ids.get(source) {
             Some(id) => *id,
@@ -95,15 +132,15 @@ impl RecentEntries {
         }
     }
 
-    /// The remembered entries (at most two) that carried `hash` in `band`, newest first.
+    /// The remembered entries (one per generation at most) that carried `hash` in `band`,
+    /// newest first.
     pub fn carriers(&self, band: u8, hash: u64) -> impl Iterator<Item = Remembered> + '_ {
         let key = band_key(band, hash);
-        [&self.current, &self.previous]
-            .into_iter()
-            .filter_map(move |generation| {
-                let position = *generation.bands.get(&key)?;
-                generation.entries.get(position as usize).copied()
-            })
+        self.current.carrier(key).into_iter().chain(
+            self.sealed
+                .iter()
+                .filter_map(move |sealed| sealed.carrier(key)),
+        )
     }
 
     /// The source name of a remembered entry.
@@ -116,7 +153,7 @@ impl RecentEntries {
     /// How many entries are remembered.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.current.entries.len() + self.previous.entries.len()
+        self.current.entries.len() + self.sealed.iter().map(|s| s.entries.len()).sum::<usize>()
     }
 }
 
@@ -130,7 +167,7 @@ mod tests {
 
     #[test]
     fn finds_the_latest_carrier_of_a_band_and_forgets_beyond_the_window() {
-        let mut recent = RecentEntries::new(4);
+        let mut recent = RecentEntries::new(8);
         let (a, b) = (EntryKey([1; 16]), EntryKey([2; 16]));
         recent.insert("x", a, 1, &print(1));
         let (band, hash) = print(1).bands().next().expect("a band");
@@ -142,11 +179,16 @@ mod tests {
         let found: Vec<_> = recent.carriers(band, hash).collect();
         assert_eq!(found[0].key, b);
         assert_eq!(recent.source(&found[0]), "y");
-        // Two generations of two: after four more entries the first two are forgotten.
-        for n in 10..14 {
+        // Still found once its generation is sealed.
+        for n in 10..12 {
+            recent.insert("z", EntryKey([n as u8; 16]), n, &print(n as u32));
+        }
+        assert_eq!(recent.carriers(band, hash).next().map(|r| r.key), Some(b));
+        // Four generations of two: after eight more entries the first two are forgotten.
+        for n in 12..18 {
             recent.insert("z", EntryKey([n as u8; 16]), n, &print(n as u32));
         }
         assert_eq!(recent.carriers(band, hash).count(), 0);
-        assert_eq!(recent.len(), 4);
+        assert_eq!(recent.len(), 8);
     }
 }
