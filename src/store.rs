@@ -244,6 +244,9 @@ pub struct Store {
     commits: Arc<Mutex<Option<RecentEntries>>>,
 }
 
+/// An index entry: the inverted sort time and the key.
+type IndexHead = ([u8; 8], EntryKey);
+
 /// What a visitor of [`Store::visit_newest`] wants next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Visit {
@@ -920,7 +923,7 @@ impl Store {
         let mut unopened = unopened.into_iter().peekable();
         let mut cursors: Vec<Option<sled::Iter>> = names.iter().map(|_| None).collect();
         // Min-heap on (inverted time, source position, key): the smallest is the newest.
-        let mut heap: BinaryHeap<Reverse<(([u8; 8], EntryKey), usize)>> = BinaryHeap::new();
+        let mut heap: BinaryHeap<Reverse<(IndexHead, usize)>> = BinaryHeap::new();
         loop {
             // Open every source that may hold something as new as the heap's newest.
             while let Some(&(bound, i)) = unopened.peek() {
@@ -962,7 +965,7 @@ impl Store {
         &self,
         cursor: &mut sled::Iter,
         source: &str,
-    ) -> Result<Option<([u8; 8], EntryKey)>, StoreError> {
+    ) -> Result<Option<IndexHead>, StoreError> {
         let prefix_len = index_prefix(source).len();
         match cursor.next() {
             None => Ok(None),
