@@ -5,23 +5,23 @@
 //! ETag/Last-Modified are written together or not at all, so a crash can never record a
 //! validator for entries we did not keep.
 //!
-//! | key                                   | value                       |
-//! |---------------------------------------|-----------------------------|
-//! | `m:schema`                            | schema version, decimal     |
-//! | `s:{source}`                          | [`SourceState`], JSON       |
-//! | `e:{source}\0{key}`                   | [`StoredEntry`], JSON       |
-//! | `i:{source}\0{!sort_ms}{key}`         | empty: newest-first index   |
-//! | `f:{source}\0{seen_ms}{key}`          | empty: oldest-first-seen index, for retention |
-//! | `c:{link_hash}{source}\0{key}`        | empty: canonical-link index, for dedup |
-//! | `h:{!seen_ms}{source}\0{key}`         | the entry's MinHash fingerprint and story |
+//! | key                 | value                                                      |
+//! |---------------------|------------------------------------------------------------|
+//! | `m:schema`          | schema version, decimal                                    |
+//! | `s:{source}`        | [`SourceState`], JSON                                      |
+//! | `n:{source}`        | the source's index: 32 bytes per entry, newest first       |
+//! | `e:{source}\0{key}` | match record (link hash, fingerprint), then [`StoredEntry`] JSON |
 //!
-//! `{key}` is the 16-byte [`EntryKey`] of the entry's identity; `{!sort_ms}` is its sort time
-//! in milliseconds, order-inverted big-endian, so a prefix scan yields a source's newest first
-//! and "newest N of these sources" is a k-way merge that reads N index keys, not the store.
-//! Every index key of an entry is derived from the entry itself ([`derived_keys`]), so adding,
-//! updating and pruning can never leave one behind. Fingerprint records are ordered newest
-//! first across all sources, so the in-memory LSH index of recent entries
-//! ([`recent::RecentEntries`]) is rebuilt from the newest [`recent::WINDOW`] of them.
+//! `{key}` is the 16-byte [`EntryKey`] of the entry's identity. A source's index holds, per
+//! entry, its sort time (order-inverted, so that byte order is newest first), key and
+//! first-seen time: "newest N of these sources" is a k-way merge of indexes, retention reads
+//! one value per source, and an entry costs one sled key. sled's memory and start-up time
+//! grow with its number of pages, which is about a tenth of its number of keys: with one key
+//! per entry (schema 2 had five, schema 1 twenty-six), a million entries fit a small VPS.
+//!
+//! Story matching looks only at recent entries, through an in-memory index
+//! ([`recent::RecentEntries`]) rebuilt from the newest [`recent::WINDOW`] entries' match
+//! records by the first commit after opening.
 //!
 //! Stories: when an entry is first stored it is matched against the entries of *other*
 //! sources (same canonical link; near-duplicate text) and remembers the first-seen entry of
@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::dedup::{canonical_link, Fingerprint};
 use crate::fetch::Validators;
@@ -46,9 +47,10 @@ mod recent;
 use recent::RecentEntries;
 
 /// The layout version written in `m:schema`; bump it with a migration when the layout changes.
-/// 1: LSH band keys (`b:`) in the store, fingerprint records keyed by source.
-/// 2: the LSH index in memory, fingerprint records keyed newest first, tokens hashed once.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 1: a key per entry in each of five indexes and 21 LSH band keys.
+/// 2: (never released) the LSH index in memory.
+/// 3: one key per entry, one index value per source; see the module documentation.
+pub const SCHEMA_VERSION: u32 = 3;
 /// sled's page cache when the config does not say: its own default (1 GiB) is far more than
 /// a small VPS can spare, and below a few tens of MiB writes slow down (sled evicts and
 /// re-reads pages): 32 MiB makes a new entry cost twice what 64 MiB does.
@@ -240,12 +242,9 @@ pub struct Store {
     db: sled::Db,
     path: PathBuf,
     /// Serializes writers, so that story matching sees every earlier commit; holds the
-    /// recent entries' LSH index, loaded by the first commit that needs it.
+    /// recent entries' matching index, loaded by the first commit after opening.
     commits: Arc<Mutex<Option<RecentEntries>>>,
 }
-
-/// An index entry: the inverted sort time and the key.
-type IndexHead = ([u8; 8], EntryKey);
 
 /// What a visitor of [`Store::visit_newest`] wants next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,10 +262,9 @@ pub enum Visit {
 /// validators goes with the last batch, so validators still never get ahead of entries.
 const COMMIT_CHUNK: usize = 250;
 
-/// How many entries sharing one canonical link are looked at, at most: a link shared that
-/// widely is a story already well known (its entries all name the same first entry), and
-/// reading more would only cost time.
-const MAX_LINK_CANDIDATES: usize = 8;
+/// The first byte of an entry value that carries a [`MatchRecord`] (a JSON-only value, as
+/// schema 1 wrote them, starts with `{`).
+const RECORD_FORMAT: u8 = 1;
 
 fn entry_key(source: &str, key: &EntryKey) -> Vec<u8> {
     let mut k = Vec::with_capacity(3 + source.len() + 16);
@@ -277,126 +275,136 @@ fn entry_key(source: &str, key: &EntryKey) -> Vec<u8> {
     k
 }
 
-fn index_prefix(source: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(3 + source.len() + 24);
-    k.extend_from_slice(b"i:");
-    k.extend_from_slice(source.as_bytes());
-    k.push(0);
-    k
-}
-
-/// Newest first: the order-inverted, sign-corrected milliseconds of `time`.
-fn inverted_millis(time: DateTime<Utc>) -> [u8; 8] {
-    inverted(time.timestamp_millis())
-}
-
-fn inverted(ms: i64) -> [u8; 8] {
-    (!((ms as u64) ^ (1 << 63))).to_be_bytes()
-}
-
-fn uninverted(bytes: [u8; 8]) -> i64 {
-    (!u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
-}
-
-fn index_key(source: &str, sort_time: DateTime<Utc>, key: &EntryKey) -> Vec<u8> {
-    let mut k = index_prefix(source);
-    k.extend_from_slice(&inverted_millis(sort_time));
-    k.extend_from_slice(&key.0);
-    k
-}
-
-fn scoped(prefix: &[u8], source: &str, key: &EntryKey) -> Vec<u8> {
-    let mut k = Vec::with_capacity(prefix.len() + source.len() + 17);
-    k.extend_from_slice(prefix);
-    k.extend_from_slice(source.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&key.0);
-    k
-}
-
-fn link_prefix(canonical: &str) -> Vec<u8> {
-    let mut k = b"c:".to_vec();
-    k.extend_from_slice(&Sha256::digest(canonical.as_bytes())[..16]);
-    k
-}
-
-/// Newest first across sources; `first_seen_ms` is the entry's first-seen time.
-fn fingerprint_key(source: &str, key: &EntryKey, first_seen_ms: i64) -> Vec<u8> {
-    let mut prefix = b"h:".to_vec();
-    prefix.extend_from_slice(&inverted(first_seen_ms));
-    scoped(&prefix, source, key)
-}
-
-/// The first-seen milliseconds, source and key of an `h:` key.
-fn split_fingerprint_key(k: &[u8]) -> Option<(i64, String, EntryKey)> {
-    let ms: [u8; 8] = k.get(2..10)?.try_into().ok()?;
-    let (source, key) = split_scoped(k.get(10..)?)?;
-    Some((uninverted(ms), source, key))
-}
-
-/// The `h:` record of an entry: its fingerprint, then the first entry of its text story
-/// (first-seen milliseconds, key, source), so that matching reads one record per candidate.
-fn story_record(stored: &StoredEntry, fingerprint: &Fingerprint) -> Vec<u8> {
-    let root = stored
-        .same_text_as
-        .clone()
-        .unwrap_or_else(|| stored.to_ref());
-    let mut record = fingerprint.to_bytes();
-    record.extend_from_slice(&root.first_seen.timestamp_millis().to_be_bytes());
-    record.extend_from_slice(&root.key.0);
-    record.extend_from_slice(root.source.as_bytes());
-    record
-}
-
-fn read_story_record(bytes: &[u8]) -> Option<(Fingerprint, EntryRef)> {
-    const PRINT: usize = crate::dedup::SIGNATURE_LEN * 4;
-    let fingerprint = Fingerprint::from_bytes(bytes.get(..PRINT)?)?;
-    let rest = bytes.get(PRINT..)?;
-    let ms = i64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
-    let key: [u8; 16] = rest.get(8..24)?.try_into().ok()?;
-    let source = std::str::from_utf8(rest.get(24..)?).ok()?.to_string();
-    let root = EntryRef {
-        source,
-        key: EntryKey(key),
-        first_seen: from_millis(ms),
-    };
-    Some((fingerprint, root))
-}
-
-/// Every index key of a stored entry (not its `e:` and `h:` keys), derived from the entry
-/// alone.
-pub fn derived_keys(stored: &StoredEntry) -> Vec<Vec<u8>> {
-    let key = stored.key();
-    let source = stored.source.as_str();
-    let mut keys = vec![index_key(source, stored.sort_time, &key)];
-    let mut seen = b"f:".to_vec();
-    seen.extend_from_slice(source.as_bytes());
-    seen.push(0);
-    seen.extend_from_slice(
-        &(!u64::from_be_bytes(inverted_millis(stored.first_seen))).to_be_bytes(),
-    );
-    seen.extend_from_slice(&key.0);
-    keys.push(seen);
-    if let Some(canonical) = stored.entry.link.as_deref().and_then(canonical_link) {
-        keys.push([link_prefix(&canonical), scoped(b"", source, &key)].concat());
-    }
-    keys
-}
-
-/// Splits the `{source}\0{key}` tail of an index key.
-fn split_scoped(tail: &[u8]) -> Option<(String, EntryKey)> {
+/// Splits the `{source}\0{key}` tail of an entry key.
+fn split_entry_key(k: &[u8]) -> Option<(String, EntryKey)> {
+    let tail = k.strip_prefix(b"e:")?;
     if tail.len() < 18 {
         return None;
     }
     let (source, key) = tail.split_at(tail.len() - 16);
     let source = source.strip_suffix(&[0])?;
-    let mut k = [0u8; 16];
-    k.copy_from_slice(key);
-    Some((String::from_utf8(source.to_vec()).ok()?, EntryKey(k)))
+    Some((
+        String::from_utf8(source.to_vec()).ok()?,
+        EntryKey(key.try_into().ok()?),
+    ))
+}
+
+fn index_key(source: &str) -> Vec<u8> {
+    [b"n:".as_slice(), source.as_bytes()].concat()
 }
 
 fn state_key(source: &str) -> Vec<u8> {
     [b"s:".as_slice(), source.as_bytes()].concat()
+}
+
+/// Newest first: the order-inverted, sign-corrected milliseconds of `time`.
+fn inverted_millis(time: DateTime<Utc>) -> [u8; 8] {
+    (!((time.timestamp_millis() as u64) ^ (1 << 63))).to_be_bytes()
+}
+
+/// One entry in its source's index: ordered newest first (inverted sort time, then key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Indexed {
+    sort: [u8; 8],
+    key: EntryKey,
+    seen_ms: i64,
+}
+
+impl Indexed {
+    const LEN: usize = 32;
+
+    fn of(stored: &StoredEntry) -> Indexed {
+        Indexed {
+            sort: inverted_millis(stored.sort_time),
+            key: stored.key(),
+            seen_ms: stored.first_seen.timestamp_millis(),
+        }
+    }
+}
+
+fn encode_index(index: &[Indexed]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(index.len() * Indexed::LEN);
+    for item in index {
+        out.extend_from_slice(&item.sort);
+        out.extend_from_slice(&item.key.0);
+        out.extend_from_slice(&item.seen_ms.to_be_bytes());
+    }
+    out
+}
+
+fn decode_index(bytes: &[u8]) -> Vec<Indexed> {
+    bytes
+        .chunks_exact(Indexed::LEN)
+        .filter_map(|chunk| {
+            Some(Indexed {
+                sort: chunk.get(..8)?.try_into().ok()?,
+                key: EntryKey(chunk.get(8..24)?.try_into().ok()?),
+                seen_ms: i64::from_be_bytes(chunk.get(24..32)?.try_into().ok()?),
+            })
+        })
+        .collect()
+}
+
+/// What story matching needs of an entry, stored ahead of its JSON so that a candidate is
+/// checked without decoding it.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct MatchRecord {
+    /// The hash of its canonical link.
+    link: Option<u64>,
+    /// Its text's fingerprint.
+    fingerprint: Option<Fingerprint>,
+}
+
+impl MatchRecord {
+    fn of(entry: &Entry) -> MatchRecord {
+        MatchRecord {
+            link: entry
+                .link
+                .as_deref()
+                .and_then(canonical_link)
+                .map(|canonical| xxh3_64(canonical.as_bytes())),
+            fingerprint: Fingerprint::of(&fingerprint_text(entry)),
+        }
+    }
+}
+
+/// An entry value: format byte, flags, link hash, fingerprint, then the entry's JSON.
+fn encode_entry(stored: &StoredEntry, record: &MatchRecord) -> Vec<u8> {
+    let mut out = vec![
+        RECORD_FORMAT,
+        u8::from(record.link.is_some()) | (u8::from(record.fingerprint.is_some()) << 1),
+    ];
+    if let Some(link) = record.link {
+        out.extend_from_slice(&link.to_be_bytes());
+    }
+    if let Some(fingerprint) = &record.fingerprint {
+        out.extend_from_slice(&fingerprint.to_bytes());
+    }
+    out.extend_from_slice(&serde_json::to_vec(stored).unwrap_or_default());
+    out
+}
+
+/// The record and the JSON of an entry value (of either format).
+fn split_entry(bytes: &[u8]) -> Option<(MatchRecord, &[u8])> {
+    match bytes.first()? {
+        b'{' => Some((MatchRecord::default(), bytes)),
+        &RECORD_FORMAT => {
+            let flags = *bytes.get(1)?;
+            let mut rest = bytes.get(2..)?;
+            let mut record = MatchRecord::default();
+            if flags & 1 != 0 {
+                record.link = Some(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?));
+                rest = rest.get(8..)?;
+            }
+            if flags & 2 != 0 {
+                const PRINT: usize = crate::dedup::SIGNATURE_LEN * 4;
+                record.fingerprint = Some(Fingerprint::from_bytes(rest.get(..PRINT)?)?);
+                rest = rest.get(PRINT..)?;
+            }
+            Some((record, rest))
+        }
+        _ => None,
+    }
 }
 
 /// The sort time of an entry first seen at `first_seen`, as of `now`.
@@ -469,7 +477,7 @@ impl Store {
                 path: self.path.clone(),
                 found,
             }),
-            Some(1) => self.migrate_from_1(),
+            Some(found) if found < SCHEMA_VERSION => self.migrate(found),
             Some(_) => Ok(()),
             None => {
                 self.db
@@ -480,11 +488,12 @@ impl Store {
         }
     }
 
-    /// Schema 1 to 2: drops the `b:` band keys (the LSH index moved to memory) and writes
-    /// the fingerprint records again, keyed newest first and with the new token hashing. Batches of a thousand keys; the schema version
-    /// is written last, so an interrupted migration runs again.
-    fn migrate_from_1(&self) -> Result<(), StoreError> {
-        tracing::info!(store = %self.path.display(), "updating the store's layout to schema 2");
+    /// Schemas 1 and 2 to 3: every entry value gets its match record, each source's index
+    /// becomes one `n:` value, and the per-entry index keys (`i:`, `f:`, `c:`, `b:`, `h:`)
+    /// go. Entries and source states are kept. The schema version is written last and every
+    /// step reads both value formats, so an interrupted migration simply runs again.
+    fn migrate(&self, from: u32) -> Result<(), StoreError> {
+        tracing::info!(store = %self.path.display(), from, to = SCHEMA_VERSION, "updating the store's layout");
         let mut batch = sled::Batch::default();
         let mut pending = 0;
         let apply = |batch: &mut sled::Batch, pending: &mut usize, force: bool| {
@@ -497,30 +506,35 @@ impl Store {
                 Ok(())
             }
         };
-        for item in self.db.scan_prefix(b"b:") {
-            let (k, _) = item.map_err(|e| self.db_error(e))?;
-            batch.remove(k);
+        let mut indexes: HashMap<String, Vec<Indexed>> = HashMap::new();
+        for item in self.db.scan_prefix(b"e:") {
+            let (k, v) = item.map_err(|e| self.db_error(e))?;
+            let Some((source, _)) = split_entry_key(&k) else {
+                continue;
+            };
+            let Some(stored) = split_entry(&v).and_then(|(_, json)| decode(json, "entry")) else {
+                continue;
+            };
+            let stored: StoredEntry = stored;
+            indexes
+                .entry(source)
+                .or_default()
+                .push(Indexed::of(&stored));
+            batch.insert(k, encode_entry(&stored, &MatchRecord::of(&stored.entry)));
             pending += 1;
             apply(&mut batch, &mut pending, false)?;
         }
-        for item in self.db.scan_prefix(b"h:") {
-            let (k, _) = item.map_err(|e| self.db_error(e))?;
-            // Schema 2's keys begin with 0x7f 0xff (times to the year 2^52), never UTF-8:
-            // a key that parses as a schema 1 key is one.
-            let Some((source, key)) = split_scoped(&k[2..]) else {
-                continue;
-            };
-            batch.remove(k);
-            // Recomputed: schema 2 hashes tokens, not token strings, so values differ.
-            if let Some(stored) = self.entry(&source, &key)? {
-                if let Some(fingerprint) = Fingerprint::of(&fingerprint_text(&stored.entry)) {
-                    let seen = stored.first_seen.timestamp_millis();
-                    batch.insert(
-                        fingerprint_key(&source, &key, seen),
-                        story_record(&stored, &fingerprint),
-                    );
-                }
+        for prefix in [b"i:", b"f:", b"c:", b"b:", b"h:"] {
+            for item in self.db.scan_prefix(prefix) {
+                let (k, _) = item.map_err(|e| self.db_error(e))?;
+                batch.remove(k);
+                pending += 1;
+                apply(&mut batch, &mut pending, false)?;
             }
+        }
+        for (source, mut index) in indexes {
+            index.sort_unstable();
+            batch.insert(index_key(&source), encode_index(&index));
             pending += 1;
             apply(&mut batch, &mut pending, false)?;
         }
@@ -531,24 +545,36 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the commit lock and, on first use, loads the recent entries' LSH index from the
-    /// newest [`recent::WINDOW`] fingerprint records.
+    /// Takes the commit lock and, on first use, loads the matching index of the newest
+    /// [`recent::WINDOW`] entries by first-seen time (their match records, not their JSON).
     fn lock_commits(&self) -> Result<MutexGuard<'_, Option<RecentEntries>>, StoreError> {
         let mut guard = self.commits.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
-            let mut newest_first = Vec::new();
-            for item in self.db.scan_prefix(b"h:").take(recent::WINDOW) {
-                let (k, record) = item.map_err(|e| self.db_error(e))?;
-                let (Some((seen, source, key)), Some((fingerprint, _))) =
-                    (split_fingerprint_key(&k), read_story_record(&record))
+            // The newest WINDOW (first seen, source, key), with a bounded min-heap.
+            let mut newest: BinaryHeap<Reverse<(i64, Arc<str>, EntryKey)>> = BinaryHeap::new();
+            for item in self.db.scan_prefix(b"n:") {
+                let (k, v) = item.map_err(|e| self.db_error(e))?;
+                let source: Arc<str> = String::from_utf8_lossy(&k[2..]).into();
+                for indexed in decode_index(&v) {
+                    newest.push(Reverse((indexed.seen_ms, source.clone(), indexed.key)));
+                    if newest.len() > recent::WINDOW {
+                        newest.pop();
+                    }
+                }
+            }
+            let mut recent = RecentEntries::new(recent::WINDOW);
+            // Oldest first: a later entry wins a shared band.
+            for Reverse((seen, source, key)) in newest.into_sorted_vec().into_iter().rev() {
+                let Some(value) = self
+                    .db
+                    .get(entry_key(&source, &key))
+                    .map_err(|e| self.db_error(e))?
                 else {
                     continue;
                 };
-                newest_first.push((source, key, seen, fingerprint));
-            }
-            let mut recent = RecentEntries::new(recent::WINDOW);
-            for (source, key, seen, fingerprint) in newest_first.iter().rev() {
-                recent.insert(source, *key, *seen, fingerprint);
+                if let Some((record, _)) = split_entry(&value) {
+                    recent.insert(&source, key, seen, &record);
+                }
             }
             *guard = Some(recent);
         }
@@ -574,6 +600,16 @@ impl Store {
         Ok(())
     }
 
+    /// The index of `source`, newest first.
+    fn index(&self, source: &str) -> Result<Vec<Indexed>, StoreError> {
+        Ok(self
+            .db
+            .get(index_key(source))
+            .map_err(|e| self.db_error(e))?
+            .map(|v| decode_index(&v))
+            .unwrap_or_default())
+    }
+
     /// Writes the entries of one response and then the source's new state. Large responses
     /// go in several atomic batches ([`COMMIT_CHUNK`]); the new state, with its validators,
     /// is in the last one.
@@ -588,7 +624,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<CommitSummary, StoreError> {
         // Outside the lock, the costly part that needs no other source: which entries changed
-        // and their fingerprints.
+        // and their match records.
         let mut changed = Vec::new();
         for (position, entry) in entries.iter().enumerate() {
             let key = EntryKey::new(source, &entry.identity);
@@ -596,12 +632,7 @@ impl Store {
             if old.is_some_and(|old| old.entry == *entry) {
                 continue;
             }
-            changed.push((
-                position,
-                entry,
-                key,
-                Fingerprint::of(&fingerprint_text(entry)),
-            ));
+            changed.push((position, entry, key, MatchRecord::of(entry)));
         }
         let mut guard = self.lock_commits()?;
         let recent = guard.get_or_insert_with(|| RecentEntries::new(recent::WINDOW));
@@ -610,9 +641,9 @@ impl Store {
         // The state as it was: written with each partial batch, so the item count stays
         // exact while the new validators wait for the last batch.
         let mut interim = self.source_state(source)?.unwrap_or_default();
+        let mut index = self.index(source)?;
         let mut in_batch = 0;
-        for (position, entry, key, fingerprint) in changed {
-            let ekey = entry_key(source, &key);
+        for (position, entry, key, record) in changed {
             // Read again under the lock: this is the version every check relies on.
             let old = self.entry(source, &key)?;
             if old.as_ref().is_some_and(|old| old.entry == *entry) {
@@ -620,11 +651,7 @@ impl Store {
             }
             let stored = match old {
                 Some(old) => {
-                    // Drop the old index keys; the new ones below may be the same, and the
-                    // later write wins within a batch.
-                    for k in derived_keys(&old) {
-                        batch.remove(k);
-                    }
+                    index.retain(|i| i.key != key);
                     summary.updated += 1;
                     StoredEntry {
                         entry: entry.clone(),
@@ -637,7 +664,7 @@ impl Store {
                     let first_seen = now - chrono::Duration::milliseconds(position as i64);
                     summary.new += 1;
                     let (same_link_as, same_text_as) =
-                        self.find_story(source, entry, fingerprint.as_ref(), recent)?;
+                        self.find_story(source, entry, &record, recent)?;
                     StoredEntry {
                         source: source.to_string(),
                         entry: entry.clone(),
@@ -648,23 +675,15 @@ impl Store {
                     }
                 }
             };
-            for k in derived_keys(&stored) {
-                batch.insert(k, &[]);
-            }
-            let seen = stored.first_seen.timestamp_millis();
-            let fingerprint_key = fingerprint_key(source, &key, seen);
-            match &fingerprint {
-                Some(f) => {
-                    batch.insert(fingerprint_key, story_record(&stored, f));
-                    recent.insert(source, key, seen, f);
-                }
-                None => batch.remove(fingerprint_key),
-            }
-            batch.insert(ekey, serde_json::to_vec(&stored).unwrap_or_default());
+            index.push(Indexed::of(&stored));
+            recent.insert(source, key, stored.first_seen.timestamp_millis(), &record);
+            batch.insert(entry_key(source, &key), encode_entry(&stored, &record));
             state.newest = state.newest.max(Some(stored.sort_time));
             interim.newest = state.newest;
             in_batch += 1;
             if in_batch == COMMIT_CHUNK {
+                index.sort_unstable();
+                batch.insert(index_key(source), encode_index(&index));
                 interim.items = state.items + summary.new as u64;
                 batch.insert(
                     state_key(source),
@@ -675,6 +694,10 @@ impl Store {
                     .map_err(|e| self.db_error(e))?;
                 in_batch = 0;
             }
+        }
+        if in_batch > 0 {
+            index.sort_unstable();
+            batch.insert(index_key(source), encode_index(&index));
         }
         state.items += summary.new as u64;
         batch.insert(
@@ -694,52 +717,18 @@ impl Store {
             .db
             .get(entry_key(source, key))
             .map_err(|e| self.db_error(e))?
-            .and_then(|v| decode(&v, "entry")))
-    }
-
-    /// An entry's fingerprint and the first entry of its story (itself when it leads).
-    fn story_record(
-        &self,
-        source: &str,
-        key: &EntryKey,
-        first_seen_ms: i64,
-    ) -> Result<Option<(Fingerprint, EntryRef)>, StoreError> {
-        let Some(bytes) = self
-            .db
-            .get(fingerprint_key(source, key, first_seen_ms))
-            .map_err(|e| self.db_error(e))?
-        else {
-            return Ok(None);
-        };
-        Ok(read_story_record(&bytes))
-    }
-
-    /// Entries of other sources under an index prefix (at most `max`).
-    fn candidates(
-        &self,
-        prefix: &[u8],
-        source: &str,
-        max: usize,
-    ) -> Result<Vec<(String, EntryKey)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.db.scan_prefix(prefix).take(max) {
-            let (k, _) = item.map_err(|e| self.db_error(e))?;
-            if let Some((other, key)) = split_scoped(&k[prefix.len()..]) {
-                if other != source {
-                    out.push((other, key));
-                }
-            }
-        }
-        Ok(out)
+            .and_then(|v| decode(split_entry(&v)?.1, "entry")))
     }
 
     /// The stories a new entry of `source` joins: the first-seen entry of another source
-    /// with the same canonical link, and with the same link or nearly the same text.
+    /// with the same canonical link, and with the same link or nearly the same text. Only
+    /// recent entries are candidates (see [`recent`]); each is checked against its stored
+    /// match record, and decoded only when it matches.
     fn find_story(
         &self,
         source: &str,
         entry: &Entry,
-        fingerprint: Option<&Fingerprint>,
+        record: &MatchRecord,
         recent: &RecentEntries,
     ) -> Result<(Option<EntryRef>, Option<EntryRef>), StoreError> {
         // A story never holds two entries of one source: the root must be another's.
@@ -756,23 +745,29 @@ impl Store {
             }
         };
         let (mut by_link, mut by_text) = (None, None);
-        if let Some(canonical) = entry.link.as_deref().and_then(canonical_link) {
-            for (other, key) in
-                self.candidates(&link_prefix(&canonical), source, MAX_LINK_CANDIDATES)?
-            {
-                if let Some(found) = self.entry(&other, &key)? {
-                    earlier(
-                        &mut by_link,
-                        found.same_link_as.clone().unwrap_or_else(|| found.to_ref()),
-                    );
-                    earlier(
-                        &mut by_text,
-                        found.same_text_as.clone().unwrap_or_else(|| found.to_ref()),
-                    );
+        if let (Some(link), Some(canonical)) =
+            (record.link, entry.link.as_deref().and_then(canonical_link))
+        {
+            for carrier in recent.link_carriers(link) {
+                let other = recent.source(&carrier);
+                let Some(found) = self.entry(other, &carrier.key)? else {
+                    continue;
+                };
+                // The same link, not only the same hash.
+                if found.entry.link.as_deref().and_then(canonical_link) != Some(canonical.clone()) {
+                    continue;
                 }
+                earlier(
+                    &mut by_link,
+                    found.same_link_as.clone().unwrap_or_else(|| found.to_ref()),
+                );
+                earlier(
+                    &mut by_text,
+                    found.same_text_as.clone().unwrap_or_else(|| found.to_ref()),
+                );
             }
         }
-        if let Some(fingerprint) = fingerprint {
+        if let Some(fingerprint) = &record.fingerprint {
             let mut seen = HashSet::new();
             for (band, hash) in fingerprint.bands() {
                 // The bands after one that found the story would almost only find it again.
@@ -783,16 +778,30 @@ impl Store {
                     if !seen.insert(carrier) {
                         continue;
                     }
-                    // The record holds the carrier's story too: no entry to decode. It is
-                    // gone when retention removed the entry. A carrier of this source still
-                    // counts: the story it joined may be another's.
+                    // Gone when retention removed it. A carrier of this source still counts:
+                    // the story it joined may be another's.
                     let other = recent.source(&carrier);
-                    if let Some((theirs, root)) =
-                        self.story_record(other, &carrier.key, carrier.first_seen_ms)?
+                    let Some(value) = self
+                        .db
+                        .get(entry_key(other, &carrier.key))
+                        .map_err(|e| self.db_error(e))?
+                    else {
+                        continue;
+                    };
+                    let Some((theirs, json)) = split_entry(&value) else {
+                        continue;
+                    };
+                    if !theirs
+                        .fingerprint
+                        .is_some_and(|theirs| theirs.same_story(fingerprint))
                     {
-                        if theirs.same_story(fingerprint) {
-                            earlier(&mut by_text, root);
-                        }
+                        continue;
+                    }
+                    if let Some(found) = decode::<StoredEntry>(json, "entry") {
+                        earlier(
+                            &mut by_text,
+                            found.same_text_as.clone().unwrap_or_else(|| found.to_ref()),
+                        );
                     }
                 }
             }
@@ -801,76 +810,54 @@ impl Store {
     }
 
     /// Removes what retention says: entries first seen before `cutoff` (if any), and beyond
-    /// the newest `keep` of each source (if set), with every index key and fingerprint.
-    /// Works in small batches so that readers are never held up. Returns the entries removed
-    /// per source.
+    /// the newest `keep` of each source (if set). Works in small batches so that commits are
+    /// never held up for long. Returns the entries removed per source.
     pub fn prune(
         &self,
         cutoff: Option<DateTime<Utc>>,
         keep: Option<usize>,
     ) -> Result<HashMap<String, usize>, StoreError> {
         const BATCH: usize = 500;
+        let cutoff_ms = cutoff.map(|c| c.timestamp_millis());
         let mut removed = HashMap::new();
         for (source, _) in self.source_states()? {
-            let mut doomed: Vec<EntryKey> = Vec::new();
-            if let Some(cutoff) = cutoff {
-                let prefix = [b"f:".as_slice(), source.as_bytes(), &[0]].concat();
-                for item in self.db.scan_prefix(&prefix) {
-                    let (k, _) = item.map_err(|e| self.db_error(e))?;
-                    let tail = &k[prefix.len()..];
-                    if tail.len() != 24 {
-                        continue;
-                    }
-                    let mut ms = [0u8; 8];
-                    ms.copy_from_slice(&tail[..8]);
-                    let seen = from_millis((u64::from_be_bytes(ms) ^ (1 << 63)) as i64);
-                    if seen >= cutoff {
-                        break;
-                    }
-                    let mut key = [0u8; 16];
-                    key.copy_from_slice(&tail[8..]);
-                    doomed.push(EntryKey(key));
-                }
-            }
-            if let Some(keep) = keep {
-                let prefix = index_prefix(&source);
-                for item in self.db.scan_prefix(&prefix).skip(keep) {
-                    let (k, _) = item.map_err(|e| self.db_error(e))?;
-                    if let Some(key) = k
-                        .get(prefix.len() + 8..)
-                        .and_then(|t| <[u8; 16]>::try_from(t).ok())
-                    {
-                        doomed.push(EntryKey(key));
-                    }
-                }
-            }
-            doomed.sort_unstable();
-            doomed.dedup();
-            for chunk in doomed.chunks(BATCH) {
+            loop {
                 let _serialized = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-                let mut batch = sled::Batch::default();
-                let mut count = 0;
-                for key in chunk {
-                    let Some(stored) = self.entry(&source, key)? else {
-                        continue;
-                    };
-                    for k in derived_keys(&stored) {
-                        batch.remove(k);
-                    }
-                    let seen = stored.first_seen.timestamp_millis();
-                    batch.remove(fingerprint_key(&source, key, seen));
-                    batch.remove(entry_key(&source, key));
-                    count += 1;
+                let index = self.index(&source)?;
+                let doomed = |(position, item): &(usize, &Indexed)| {
+                    cutoff_ms.is_some_and(|c| item.seen_ms < c)
+                        || keep.is_some_and(|k| *position >= k)
+                };
+                let (gone, kept): (Vec<_>, Vec<_>) =
+                    index.iter().enumerate().partition(|pair| doomed(pair));
+                if gone.is_empty() {
+                    break;
                 }
+                let mut batch = sled::Batch::default();
+                let this_time = gone.len().min(BATCH);
+                for (_, item) in &gone[..this_time] {
+                    batch.remove(entry_key(&source, &item.key));
+                }
+                let left: Vec<Indexed> = kept
+                    .into_iter()
+                    .chain(gone[this_time..].iter().copied())
+                    .map(|(_, item)| *item)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                batch.insert(index_key(&source), encode_index(&left));
                 if let Some(mut state) = self.source_state(&source)? {
-                    state.items = state.items.saturating_sub(count as u64);
+                    state.items = state.items.saturating_sub(this_time as u64);
                     batch.insert(
                         state_key(&source),
                         serde_json::to_vec(&state).unwrap_or_default(),
                     );
                 }
                 self.db.apply_batch(batch).map_err(|e| self.db_error(e))?;
-                *removed.entry(source.clone()).or_insert(0) += count;
+                *removed.entry(source.clone()).or_insert(0) += this_time;
+                if this_time == gone.len() {
+                    break;
+                }
             }
         }
         Ok(removed)
@@ -897,13 +884,13 @@ impl Store {
         self.db.flush().map(|_| ()).map_err(|e| self.db_error(e))
     }
 
-    /// Shows the entries of `sources` to `visit`, newest first, until it says stop. Reads the
-    /// per-source indexes in a k-way merge, so it touches only the entries it shows, whatever
-    /// the size of the store. Ties are broken by source name, then key.
+    /// Shows the entries of `sources` to `visit`, newest first, until it says stop. A k-way
+    /// merge of the sources' indexes (one value each), so it decodes only the entries it
+    /// shows, whatever the size of the store. Ties are broken by source name, then key.
     ///
-    /// `newest` gives each source's [`SourceState::newest`] where known: a source is opened
-    /// only once the merge reaches its newest time, so a feed of the newest 50 of ten thousand
-    /// sources reads about 50 indexes, not ten thousand.
+    /// `newest` gives each source's [`SourceState::newest`] where known: a source's index is
+    /// read only once the merge reaches its newest time, so a feed of the newest 50 of ten
+    /// thousand sources reads a few dozen indexes, not ten thousand.
     pub fn visit_newest(
         &self,
         sources: &[String],
@@ -913,7 +900,7 @@ impl Store {
         let mut names: Vec<&str> = sources.iter().map(String::as_str).collect();
         names.sort_unstable();
         names.dedup();
-        // Unknown first (opened at once), then newest first, as inverted times.
+        // Unknown first (read at once), then newest first, as inverted times.
         let mut unopened: Vec<(Option<[u8; 8]>, usize)> = names
             .iter()
             .enumerate()
@@ -921,66 +908,44 @@ impl Store {
             .collect();
         unopened.sort_unstable();
         let mut unopened = unopened.into_iter().peekable();
-        let mut cursors: Vec<Option<sled::Iter>> = names.iter().map(|_| None).collect();
+        let mut indexes: Vec<(Vec<Indexed>, usize)> =
+            names.iter().map(|_| (Vec::new(), 0)).collect();
         // Min-heap on (inverted time, source position, key): the smallest is the newest.
-        let mut heap: BinaryHeap<Reverse<(IndexHead, usize)>> = BinaryHeap::new();
+        let mut heap: BinaryHeap<Reverse<([u8; 8], usize, EntryKey)>> = BinaryHeap::new();
         loop {
-            // Open every source that may hold something as new as the heap's newest.
+            // Read every source that may hold something as new as the heap's newest.
             while let Some(&(bound, i)) = unopened.peek() {
                 let may_lead = match (bound, heap.peek()) {
-                    (Some(bound), Some(Reverse(((top, _), _)))) => bound <= *top,
+                    (Some(bound), Some(Reverse((top, _, _)))) => bound <= *top,
                     _ => true,
                 };
                 if !may_lead {
                     break;
                 }
                 unopened.next();
-                let mut cursor = self.db.scan_prefix(index_prefix(names[i]));
-                if let Some(head) = self.next_index(&mut cursor, names[i])? {
-                    heap.push(Reverse((head, i)));
+                let index = self.index(names[i])?;
+                if let Some(head) = index.first() {
+                    heap.push(Reverse((head.sort, i, head.key)));
                 }
-                cursors[i] = Some(cursor);
+                indexes[i] = (index, 0);
             }
-            let Some(Reverse(((_, key), i))) = heap.pop() else {
+            let Some(Reverse((_, i, key))) = heap.pop() else {
                 break;
             };
+            let (index, position) = &mut indexes[i];
+            *position += 1;
+            let next = index.get(*position).map(|n| Reverse((n.sort, i, n.key)));
             let Some(stored) = self.entry(names[i], &key)? else {
+                heap.extend(next);
                 continue;
             };
             match visit(stored) {
                 Visit::Stop => break,
                 Visit::DropSource => continue,
-                Visit::Next => {}
-            }
-            if let Some(cursor) = cursors[i].as_mut() {
-                if let Some(next) = self.next_index(cursor, names[i])? {
-                    heap.push(Reverse((next, i)));
-                }
+                Visit::Next => heap.extend(next),
             }
         }
         Ok(())
-    }
-
-    fn next_index(
-        &self,
-        cursor: &mut sled::Iter,
-        source: &str,
-    ) -> Result<Option<IndexHead>, StoreError> {
-        let prefix_len = index_prefix(source).len();
-        match cursor.next() {
-            None => Ok(None),
-            Some(Err(e)) => Err(self.db_error(e)),
-            Some(Ok((k, _))) => {
-                let rest = &k[prefix_len..];
-                let (mut time, mut key) = ([0u8; 8], [0u8; 16]);
-                if rest.len() != 24 {
-                    return Ok(None);
-                }
-                time.copy_from_slice(&rest[..8]);
-                key.copy_from_slice(&rest[8..]);
-                Ok(Some((time, EntryKey(key))))
-            }
-        }
     }
 
     /// The state of every source that was ever fetched, by name.
@@ -1261,36 +1226,37 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
         let root = repost_root(&path, |store| {
-            // Turn the store back into schema 1: band keys, records keyed by source.
-            for item in store.db.scan_prefix(b"h:") {
-                let (k, record) = item.expect("reads");
-                let (_, source, key) = split_fingerprint_key(&k).expect("a schema 2 key");
-                store.db.remove(&k).expect("removes");
-                store
-                    .db
-                    .insert(scoped(b"h:", &source, &key), record)
-                    .expect("inserts");
-                store
-                    .db
-                    .insert(
-                        [b"b:\x03".as_slice(), &[7; 8], &scoped(b"", &source, &key)].concat(),
-                        &[],
-                    )
-                    .expect("inserts");
+            // Turn the store back into schema 1: JSON-only entry values, an index key per
+            // entry and band, no index values.
+            for item in store.db.scan_prefix(b"e:") {
+                let (k, v) = item.expect("reads");
+                let (_, json) = split_entry(&v).expect("an entry value");
+                let json = json.to_vec();
+                store.db.insert(&k, json).expect("inserts");
+                for prefix in [b"i:", b"f:", b"c:", b"b:", b"h:"] {
+                    let old_key = [prefix.as_slice(), &k[2..]].concat();
+                    store.db.insert(old_key, &[]).expect("inserts");
+                }
+            }
+            for item in store.db.scan_prefix(b"n:") {
+                store.db.remove(item.expect("reads").0).expect("removes");
             }
             store.db.insert(b"m:schema", b"1").expect("inserts");
             store.flush_blocking().expect("flushes");
             drop(store);
             let store = reopen(&path);
-            assert_eq!(store.count_prefix(b"b:"), 0);
-            assert_eq!(store.count_prefix(b"h:"), 1);
-            assert!(store.db.scan_prefix(b"h:").all(|item| item
+            for prefix in ["i:", "f:", "c:", "b:", "h:"] {
+                assert_eq!(store.count_prefix(prefix.as_bytes()), 0, "{prefix}");
+            }
+            assert_eq!(store.count_prefix(b"n:"), 1);
+            assert!(store.db.scan_prefix(b"e:").all(|item| item
                 .ok()
-                .and_then(|(k, _)| split_fingerprint_key(&k))
-                .is_some_and(|(seen, source, _)| seen == 1_000 && source == "outlet")));
+                .and_then(|(_, v)| split_entry(&v).map(|(record, _)| record))
+                .is_some_and(|record| record.fingerprint.is_some() && record.link.is_some())));
+            assert_eq!(titles(&store, &["outlet"], 10), ["outlet 1"]);
             assert_eq!(
                 store.db.get(b"m:schema").expect("reads").as_deref(),
-                Some(b"2".as_slice())
+                Some(SCHEMA_VERSION.to_string().as_bytes())
             );
             store
         });
@@ -1323,8 +1289,8 @@ mod tests {
         }
         let count = |prefix: &str| store.count_prefix(prefix.as_bytes());
         assert_eq!(count("e:a\0"), 10);
-        assert_eq!(count("c:"), 20);
-        assert_eq!(count("h:"), 20);
+        assert_eq!(count("e:"), 20);
+        assert_eq!(count("n:"), 2);
 
         // By age: the five first seen before 1,500 s go.
         let removed = store
@@ -1335,9 +1301,8 @@ mod tests {
         // By count: the newest three of each source stay.
         store.prune(None, Some(3)).expect("prune");
         for source in ["a", "b"] {
-            for prefix in ["e:", "i:", "f:"] {
-                assert_eq!(count(&format!("{prefix}{source}\0")), 3, "{prefix}{source}");
-            }
+            assert_eq!(count(&format!("e:{source}\0")), 3, "{source}");
+            assert_eq!(store.index(source).expect("reads").len(), 3, "{source}");
             let kept = titles(&store, &[source], 100);
             // Undated: the first in the document is the newest.
             assert_eq!(kept, [5, 6, 7].map(|n| format!("{source} {n}")));
@@ -1350,8 +1315,6 @@ mod tests {
                 3
             );
         }
-        assert_eq!(count("c:"), 6);
-        assert_eq!(count("h:"), 6);
         assert_eq!(count("e:"), 6);
     }
 

@@ -1,9 +1,10 @@
-//! Story matching's memory of recent entries: which entry last carried each LSH band value.
+//! Story matching's memory of recent entries: which entry last carried each LSH band value
+//! and each canonical link.
 //!
-//! The LSH index lives in memory, not in the store: kept in sled it was 21 keys per entry,
-//! two thirds of a new entry's write cost and most of the store's size, and 21 prefix scans
-//! per new entry. News stories meet within hours or days, so a new entry is matched against
-//! the most recent [`WINDOW`] entries by text (by canonical link, against everything stored).
+//! This index lives in memory, not in the store: kept in sled it was 22 keys per entry, most
+//! of a new entry's write cost and of the store's size, and 22 prefix scans per new entry.
+//! News outlets carry a story within hours or days of each other, so a new entry is matched
+//! against the most recent [`WINDOW`] entries.
 //!
 //! Memory is bounded without remembering each entry's band keys: [`GENERATIONS`] generations
 //! of an equal part of the window; when the current one is full it is sealed (its hash map
@@ -13,8 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::EntryKey;
-use crate::dedup::Fingerprint;
+use super::{EntryKey, MatchRecord};
 
 /// How many of the most recent entries a new entry's text is matched against: at least
 /// three quarters of it, at most all of it (about 200 bytes of memory per entry).
@@ -87,6 +87,9 @@ fn band_key(band: u8, hash: u64) -> u32 {
     (u32::from(band) << 27) | (hash as u32 & ((1 << 27) - 1))
 }
 
+/// Canonical links share the map with the bands, as band 31 (there are 21).
+const LINK_BAND: u8 = 31;
+
 impl RecentEntries {
     /// An empty index remembering up to `window` entries.
     pub fn new(window: usize) -> RecentEntries {
@@ -105,8 +108,11 @@ impl RecentEntries {
         source: &str,
         key: EntryKey,
         first_seen_ms: i64,
-        fingerprint: &Fingerprint,
+        record: &MatchRecord,
     ) {
+        if record.link.is_none() && record.fingerprint.is_none() {
+            return;
+        }
         if self.current.entries.len() >= self.per_generation {
             let full = std::mem::take(&mut self.current);
             self.sealed.push_front(full.seal());
@@ -127,9 +133,16 @@ impl RecentEntries {
             key,
             first_seen_ms,
         });
-        for (band, hash) in fingerprint.bands() {
+        let bands = record.fingerprint.iter().flat_map(|f| f.bands());
+        for (band, hash) in bands.chain(record.link.map(|link| (LINK_BAND, link))) {
             self.current.bands.insert(band_key(band, hash), position);
         }
+    }
+
+    /// The remembered entries (one per generation at most) whose canonical link has the hash
+    /// `link`, newest first.
+    pub fn link_carriers(&self, link: u64) -> impl Iterator<Item = Remembered> + '_ {
+        self.carriers(LINK_BAND, link)
     }
 
     /// The remembered entries (one per generation at most) that carried `hash` in `band`,
@@ -160,9 +173,23 @@ impl RecentEntries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dedup::Fingerprint;
 
-    fn print(seed: u32) -> Fingerprint {
-        Fingerprint(std::array::from_fn(|i| seed.wrapping_mul(7919) ^ i as u32))
+    fn print(seed: u32) -> MatchRecord {
+        MatchRecord {
+            link: Some(u64::from(seed) * 31),
+            fingerprint: Some(Fingerprint(std::array::from_fn(|i| {
+                seed.wrapping_mul(7919) ^ i as u32
+            }))),
+        }
+    }
+
+    fn first_band(record: &MatchRecord) -> (u8, u64) {
+        record
+            .fingerprint
+            .as_ref()
+            .and_then(|f| f.bands().next())
+            .expect("a band")
     }
 
     #[test]
@@ -170,7 +197,8 @@ mod tests {
         let mut recent = RecentEntries::new(8);
         let (a, b) = (EntryKey([1; 16]), EntryKey([2; 16]));
         recent.insert("x", a, 1, &print(1));
-        let (band, hash) = print(1).bands().next().expect("a band");
+        let (band, hash) = first_band(&print(1));
+        assert_eq!(recent.link_carriers(31).next().map(|r| r.key), Some(a));
         let found: Vec<_> = recent.carriers(band, hash).collect();
         assert_eq!(found.len(), 1);
         assert_eq!((recent.source(&found[0]), found[0].key), ("x", a));
