@@ -180,7 +180,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let store = Store::open_with_cache(&config.store.path, config.store.cache)?;
     let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
     let context = Context {
-        config: SharedConfig::new(config.clone()),
+        config: SharedConfig::new(config),
         store: store.clone(),
         publisher: Arc::new(Publisher::default()),
         metrics: Arc::new(Metrics::new()),
@@ -189,6 +189,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     // What the store already holds is served at once, before any fetch.
     render_all(&context)?;
 
+    // The one copy of the config, shared (ten thousand sources take megabytes).
+    let config = context.config.get();
     let addr = config.server.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

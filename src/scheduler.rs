@@ -232,7 +232,9 @@ async fn source_loop(
             _ = stop.recv() => return,
         }
         let outcome = tokio::select! {
-            outcome = refresh(&source, &fetcher, &store, &metrics) => outcome,
+            // Boxed: the fetch's state is large and needed only while it runs, not by the
+            // thousands of tasks that are waiting.
+            outcome = Box::pin(refresh(&source, &fetcher, &store, &metrics)) => outcome,
             // A fetch in flight is abandoned; its response was never committed.
             _ = stop.recv() => return,
         };

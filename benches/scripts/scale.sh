@@ -53,6 +53,8 @@ measure() { # items -> prints one result line
     # re-rendering the feeds took.
     sed -i 's#<item>#<item><title>Breaking news</title><guid>breaking</guid><link>https://x.example/b</link></item><item>#' "$dir/www/f/0.xml"
     until curl -sf "http://127.0.0.1:$port/feeds/all.atom" | grep -q "Breaking news"; do sleep 0.05; done
+    # The renderer logs its time just after it publishes.
+    until grep -q 'rendered feeds' "$dir/daemon.log"; do sleep 0.05; done
     local render rss
     render=$(grep -o 'rendered feeds.*elapsed_ms=[0-9.]*' "$dir/daemon.log" | tail -1 | grep -o '[0-9.]*$')
     rss=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$daemon/status")
