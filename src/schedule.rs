@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,8 +16,10 @@ use sha2::{Digest, Sha256};
 /// A parsed cron schedule that remembers the expression it was written as.
 #[derive(Clone)]
 pub struct CronSchedule {
-    expression: String,
-    schedule: cron::Schedule,
+    expression: Arc<str>,
+    /// Shared: the sources without a schedule of their own all clone the default one, and a
+    /// parsed schedule holds a few kilobytes of value sets.
+    schedule: Arc<cron::Schedule>,
 }
 
 impl fmt::Debug for CronSchedule {
@@ -54,8 +57,8 @@ impl CronSchedule {
             return Err("it never fires again".to_string());
         }
         Ok(CronSchedule {
-            expression: expression.to_string(),
-            schedule,
+            expression: expression.into(),
+            schedule: Arc::new(schedule),
         })
     }
 
