@@ -1,6 +1,7 @@
-//! Matching a new entry against the stories already stored: the time per entry must not grow
-//! with the store (LSH finds candidates by band, not by scanning). Stores of 1,000, 10,000
-//! and 100,000 fingerprinted entries; `docs/benchmarks.md` has the figures.
+//! Matching and storing a new entry against the stories already stored: the time per entry
+//! must not grow with the store (an in-memory LSH index finds candidates by band, not by
+//! scanning). Stores of 1,000, 10,000 and 100,000 fingerprinted entries; `docs/benchmarks.md`
+//! has the figures.
 
 use std::hint::black_box;
 

@@ -409,6 +409,8 @@ pub async fn apply_retention(context: &Context) -> Result<usize, StoreError> {
     let removed = tokio::task::spawn_blocking(move || pruning.prune(cutoff, keep))
         .await
         .map_err(|join| StoreError::Task(join.to_string()))??;
+    // Retention read every source's index.
+    crate::memory::trim();
     let total: usize = removed.values().sum();
     if total > 0 {
         tracing::info!(removed = total, "retention pruned old entries");
@@ -461,6 +463,7 @@ async fn renderer(
             })
         })
         .await;
+        crate::memory::trim();
         tracing::debug!(
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "rendered feeds"

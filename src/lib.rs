@@ -32,6 +32,7 @@ pub mod dedup;
 pub mod discover;
 pub mod encoding;
 pub mod fetch;
+pub mod memory;
 pub mod metrics;
 pub mod opml;
 pub mod page;

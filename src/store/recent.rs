@@ -16,11 +16,11 @@ use std::collections::{HashMap, VecDeque};
 
 use super::{EntryKey, MatchRecord};
 
-/// How many of the most recent entries a new entry's text is matched against: at least
-/// three quarters of it, at most all of it (about 200 bytes of memory per entry).
+/// How many of the most recent entries a new entry is matched against: at least seven eighths
+/// of it, at most all of it (about 200 bytes of memory per entry).
 pub const WINDOW: usize = 100_000;
 /// The window's generations: the current one and the sealed ones.
-const GENERATIONS: usize = 4;
+const GENERATIONS: usize = 8;
 
 /// An entry the index remembers: enough to read its story record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -194,7 +194,8 @@ mod tests {
 
     #[test]
     fn finds_the_latest_carrier_of_a_band_and_forgets_beyond_the_window() {
-        let mut recent = RecentEntries::new(8);
+        // Generations of two entries.
+        let mut recent = RecentEntries::new(2 * GENERATIONS);
         let (a, b) = (EntryKey([1; 16]), EntryKey([2; 16]));
         recent.insert("x", a, 1, &print(1));
         let (band, hash) = first_band(&print(1));
@@ -205,18 +206,19 @@ mod tests {
         // A later entry with the same band value wins it.
         recent.insert("y", b, 2, &print(1));
         let found: Vec<_> = recent.carriers(band, hash).collect();
-        assert_eq!(found[0].key, b);
-        assert_eq!(recent.source(&found[0]), "y");
+        assert_eq!(found.len(), 1);
+        assert_eq!((recent.source(&found[0]), found[0].key), ("y", b));
         // Still found once its generation is sealed.
         for n in 10..12 {
             recent.insert("z", EntryKey([n as u8; 16]), n, &print(n as u32));
         }
         assert_eq!(recent.carriers(band, hash).next().map(|r| r.key), Some(b));
-        // Four generations of two: after eight more entries the first two are forgotten.
-        for n in 12..18 {
+        // A window's worth of newer entries later, the first two are forgotten.
+        for n in 12..(10 + 2 * GENERATIONS as i64) {
             recent.insert("z", EntryKey([n as u8; 16]), n, &print(n as u32));
         }
         assert_eq!(recent.carriers(band, hash).count(), 0);
-        assert_eq!(recent.len(), 8);
+        assert_eq!(recent.link_carriers(31).count(), 0);
+        assert_eq!(recent.len(), 2 * GENERATIONS);
     }
 }
