@@ -49,14 +49,15 @@ fn match_new_entry(c: &mut Criterion) {
         let mut n = 0usize;
         group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
             b.iter(|| {
-                // A new entry of a new source each time: matched against everything stored.
+                // A new entry of a new source each time: matched against everything stored
+                // (and no source's index grows across iterations, as retention ensures).
                 n += 1;
                 let mut state = SourceState::default();
                 let entry = article(1_000_000 + n, n);
                 let now = Utc.timestamp_opt(1_900_000_000, 0).single().expect("time");
                 black_box(
                     store
-                        .commit_fetch("incoming", &mut state, &[entry], now)
+                        .commit_fetch(&format!("incoming{n}"), &mut state, &[entry], now)
                         .expect("commit"),
                 )
             })

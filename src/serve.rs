@@ -55,7 +55,9 @@ pub struct ServeState {
 /// The HTTP application: feed documents directly, the rest through the router; see the
 /// module documentation. Cheap to clone (one per connection).
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppParts>);
+
+struct AppParts {
     state: ServeState,
     router: Router,
 }
@@ -72,7 +74,7 @@ impl App {
             .route("/sources.opml", get(sources_opml))
             .fallback(not_found)
             .with_state(state.clone());
-        App { state, router }
+        App(Arc::new(AppParts { state, router }))
     }
 
     /// Answers one request.
@@ -81,15 +83,16 @@ impl App {
         let mut response = match request.uri().path().strip_prefix("/feeds/") {
             // HEAD and percent-encoded names go through the router, which handles both.
             Some(file) if request.method() == Method::GET && !file.contains(['/', '%']) => {
-                feed_response(&self.state, file, request.headers())
+                feed_response(&self.0.state, file, request.headers())
             }
-            _ => match self.router.oneshot(request.map(Body::new)).await {
+            _ => match self.0.router.clone().oneshot(request.map(Body::new)).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             },
         };
         add_security_headers(response.headers_mut());
-        self.state
+        self.0
+            .state
             .metrics
             .request(route, response.status().as_u16());
         response
@@ -211,13 +214,16 @@ async fn feed(
 
 /// `/feeds/{name}` is the HTML view; `/feeds/{name}.{atom,rss,json}` the documents.
 fn feed_response(state: &ServeState, file: &str, headers: &HeaderMap) -> Response {
-    if let Some(rendered) = state.publisher.get(file) {
-        return serve_document(rendered.html(), HTML, headers);
+    // A document's extension first: one lookup for the requests readers make.
+    let document = file
+        .rsplit_once('.')
+        .and_then(|(name, ext)| Some((name, Format::from_extension(ext)?)));
+    if document.is_none() {
+        if let Some(rendered) = state.publisher.get(file) {
+            return serve_document(rendered.html(), HTML, headers);
+        }
     }
-    let found = file.rsplit_once('.').and_then(|(name, ext)| {
-        let format = Format::from_extension(ext)?;
-        Some((state.publisher.get(name)?, format))
-    });
+    let found = document.and_then(|(name, format)| Some((state.publisher.get(name)?, format)));
     match found {
         Some((rendered, format)) => {
             let mut response =

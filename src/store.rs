@@ -245,6 +245,10 @@ pub struct Store {
     /// Serializes writers, so that story matching sees every earlier commit; holds the
     /// recent entries' matching index, loaded by the first commit after opening.
     commits: Arc<Mutex<Option<RecentEntries>>>,
+    /// The source states read or written since opening (`None`: none stored): every render
+    /// and `/status.json` read all of them, and ten thousand decodes took most of a render.
+    /// Written through: a state is cached only after its write went to sled.
+    states: Arc<Mutex<HashMap<String, Option<SourceState>>>>,
 }
 
 /// What a visitor of [`Store::visit_newest`] wants next.
@@ -455,6 +459,7 @@ impl Store {
             db,
             path: path.to_path_buf(),
             commits: Arc::new(Mutex::new(None)),
+            states: Arc::new(Mutex::new(HashMap::new())),
         };
         store.check_schema()?;
         Ok(store)
@@ -586,11 +591,28 @@ impl Store {
 
     /// The saved state of `source`, if it was ever fetched.
     pub fn source_state(&self, source: &str) -> Result<Option<SourceState>, StoreError> {
+        if let Some(known) = self.cached_states().get(source) {
+            return Ok(known.clone());
+        }
         let value = self
             .db
             .get(state_key(source))
             .map_err(|e| self.db_error(e))?;
-        Ok(value.and_then(|v| decode(&v, "source state")))
+        let state: Option<SourceState> = value.and_then(|v| decode(&v, "source state"));
+        self.cached_states()
+            .entry(source.to_string())
+            .or_insert_with(|| state.clone());
+        Ok(state)
+    }
+
+    fn cached_states(&self) -> MutexGuard<'_, HashMap<String, Option<SourceState>>> {
+        self.states.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a state that is now in sled.
+    fn cache_state(&self, source: &str, state: &SourceState) {
+        self.cached_states()
+            .insert(source.to_string(), Some(state.clone()));
     }
 
     /// Saves the state of `source` alone (a failure, a 304).
@@ -600,6 +622,7 @@ impl Store {
         self.db
             .insert(state_key(source), value)
             .map_err(|e| self.db_error(e))?;
+        self.cache_state(source, state);
         Ok(())
     }
 
@@ -695,6 +718,7 @@ impl Store {
                 self.db
                     .apply_batch(std::mem::take(&mut batch))
                     .map_err(|e| self.db_error(e))?;
+                self.cache_state(source, &interim);
                 in_batch = 0;
             }
         }
@@ -711,6 +735,7 @@ impl Store {
         // validators with it, so the next fetch is unconditional and stores it again. A flush
         // per commit was a quarter of a cold refresh's time.
         self.db.apply_batch(batch).map_err(|e| self.db_error(e))?;
+        self.cache_state(source, state);
         Ok(summary)
     }
 
@@ -849,14 +874,18 @@ impl Store {
                     .into_iter()
                     .collect();
                 batch.insert(index_key(&source), encode_index(&left));
-                if let Some(mut state) = self.source_state(&source)? {
+                let state = self.source_state(&source)?.map(|mut state| {
                     state.items = state.items.saturating_sub(this_time as u64);
                     batch.insert(
                         state_key(&source),
                         serde_json::to_vec(&state).unwrap_or_default(),
                     );
-                }
+                    state
+                });
                 self.db.apply_batch(batch).map_err(|e| self.db_error(e))?;
+                if let Some(state) = state {
+                    self.cache_state(&source, &state);
+                }
                 *removed.entry(source.clone()).or_insert(0) += this_time;
                 if this_time == gone.len() {
                     break;
