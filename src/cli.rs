@@ -258,7 +258,15 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
         }
         results
     });
-    store.flush_blocking()?;
+    let wrote = results.iter().any(|result| {
+        matches!(result, Some(Ok(RefreshOutcome::Stored { summary, .. })) if summary.changed())
+    });
+    if wrote {
+        // The daemon that opens the store next then starts without replaying this fetch.
+        store.close_with_snapshot()?;
+    } else {
+        store.flush_blocking()?;
+    }
     let mut failed = 0;
     for (source, result) in selected.iter().zip(results) {
         let line = match result {
