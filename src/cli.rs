@@ -156,7 +156,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sources { config, json } => {
             let config = config.load()?;
-            let store = Store::open_with_cache(&config.store.path, config.store.cache)?;
+            let store = Store::open_with_cache(&config.store.path, config.store.cache)?
+                .with_match_window(config.store.match_window);
             let reports = source_reports(&config.sources, &store)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -231,7 +232,8 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
         .filter(|s| names.is_empty() || names.contains(&s.name))
         .cloned()
         .collect();
-    let store = Store::open_with_cache(&config.store.path, config.store.cache)?;
+    let store = Store::open_with_cache(&config.store.path, config.store.cache)?
+        .with_match_window(config.store.match_window);
     let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let results = runtime()?.block_on(async {

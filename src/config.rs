@@ -105,6 +105,8 @@ pub struct StoreConfig {
     pub max_items_per_source: u32,
     /// The store's page cache, in bytes.
     pub cache: u64,
+    /// How many of the most recent entries a new one is matched against; 0: none.
+    pub match_window: usize,
 }
 
 /// `[fetch]`: how sources are fetched.
@@ -228,6 +230,7 @@ struct RawStore {
     max_age_days: Option<u32>,
     max_items_per_source: Option<u32>,
     cache: Option<Spanned<String>>,
+    match_window: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -420,6 +423,10 @@ impl Config {
                 Some(size) => check.size(size, "cache")?,
                 None => crate::store::DEFAULT_CACHE,
             },
+            match_window: raw
+                .store
+                .match_window
+                .map_or(crate::store::DEFAULT_MATCH_WINDOW, |n| n as usize),
         };
         let fetch = check_fetch(&check, raw.fetch)?;
 
@@ -887,6 +894,22 @@ name = "all"
         .expect("valid");
         assert_eq!(config.fetch.timeout, Duration::from_secs(90));
         assert_eq!(config.fetch.max_body, 512 * 1024);
+    }
+
+    #[test]
+    fn the_store_section_has_defaults_and_takes_its_keys() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.store.cache, crate::store::DEFAULT_CACHE);
+        assert_eq!(
+            config.store.match_window,
+            crate::store::DEFAULT_MATCH_WINDOW
+        );
+        let config = parse(&format!(
+            "[store]\ncache = \"64MiB\"\nmatch_window = 200000\n{MINIMAL}"
+        ))
+        .expect("valid");
+        assert_eq!(config.store.cache, 64 * 1024 * 1024);
+        assert_eq!(config.store.match_window, 200_000);
     }
 
     #[test]

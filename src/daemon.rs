@@ -177,7 +177,8 @@ pub fn render_all(context: &Context) -> Result<(), StoreError> {
 
 /// Runs the daemon on the config at `config.path` until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let store = Store::open_with_cache(&config.store.path, config.store.cache)?;
+    let store = Store::open_with_cache(&config.store.path, config.store.cache)?
+        .with_match_window(config.store.match_window);
     let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
     let context = Context {
         config: SharedConfig::new(config),

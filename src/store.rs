@@ -20,8 +20,8 @@
 //! per entry (schema 2 had five, schema 1 twenty-six), a million entries fit a small VPS.
 //!
 //! Story matching looks only at recent entries, through an in-memory index
-//! ([`recent::RecentEntries`]) rebuilt from the newest [`recent::WINDOW`] entries' match
-//! records by the first commit after opening.
+//! ([`recent::RecentEntries`]) rebuilt from the newest `match_window` entries' match records
+//! by the first commit after opening.
 //!
 //! Stories: when an entry is first stored it is matched against the entries of *other*
 //! sources (same canonical link; near-duplicate text) and remembers the first-seen entry of
@@ -56,6 +56,11 @@ pub const SCHEMA_VERSION: u32 = 3;
 /// refresh of 20,000 entries differs within the noise) and keeps the daemon with ten
 /// thousand sources and a million entries under 150 MB.
 pub const DEFAULT_CACHE: u64 = 16 * 1024 * 1024;
+/// How many of the most recent entries a new one is matched against when the config does not
+/// say (`[store] match_window`): news outlets carry a story within hours or days of each
+/// other, and at about 200 bytes an entry this keeps a daemon with ten thousand sources and a
+/// million entries under 150 MB.
+pub const DEFAULT_MATCH_WINDOW: usize = 50_000;
 
 /// A store error, with the store's path where it helps.
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +248,8 @@ pub struct Store {
     db: sled::Db,
     path: PathBuf,
     cache: u64,
+    /// How many of the most recent entries a new one is matched against.
+    match_window: usize,
     /// Serializes writers, so that story matching sees every earlier commit; holds the
     /// recent entries' matching index, loaded by the first commit after opening.
     commits: Arc<Mutex<Option<RecentEntries>>>,
@@ -423,6 +430,13 @@ pub fn sort_time(entry: &Entry, first_seen: DateTime<Utc>, now: DateTime<Utc>) -
 }
 
 impl Store {
+    /// The store matching new entries against the most recent `window` entries (call before
+    /// the first commit; 0 turns story matching off).
+    pub fn with_match_window(mut self, window: usize) -> Store {
+        self.match_window = window;
+        self
+    }
+
     /// Opens (or creates) the store at `path`. A corrupt store is moved aside and rebuilt:
     /// it holds nothing that cannot be fetched again.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -460,6 +474,7 @@ impl Store {
             db,
             path: path.to_path_buf(),
             cache,
+            match_window: DEFAULT_MATCH_WINDOW,
             commits: Arc::new(Mutex::new(None)),
             states: Arc::new(Mutex::new(HashMap::new())),
         };
@@ -554,7 +569,7 @@ impl Store {
     }
 
     /// Takes the commit lock and, on first use, loads the matching index of the newest
-    /// [`recent::WINDOW`] entries by first-seen time (their match records, not their JSON).
+    /// `match_window` entries by first-seen time (their match records, not their JSON).
     fn lock_commits(&self) -> Result<MutexGuard<'_, Option<RecentEntries>>, StoreError> {
         let mut guard = self.commits.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
@@ -565,12 +580,12 @@ impl Store {
                 let source: Arc<str> = String::from_utf8_lossy(&k[2..]).into();
                 for indexed in decode_index(&v) {
                     newest.push(Reverse((indexed.seen_ms, source.clone(), indexed.key)));
-                    if newest.len() > recent::WINDOW {
+                    if newest.len() > self.match_window {
                         newest.pop();
                     }
                 }
             }
-            let mut recent = RecentEntries::new(recent::WINDOW);
+            let mut recent = RecentEntries::new(self.match_window);
             // Oldest first: a later entry wins a shared band.
             for Reverse((seen, source, key)) in newest.into_sorted_vec().into_iter().rev() {
                 let Some(value) = self
@@ -663,7 +678,7 @@ impl Store {
             changed.push((position, entry, key, MatchRecord::of(entry)));
         }
         let mut guard = self.lock_commits()?;
-        let recent = guard.get_or_insert_with(|| RecentEntries::new(recent::WINDOW));
+        let recent = guard.get_or_insert_with(|| RecentEntries::new(self.match_window));
         let mut batch = sled::Batch::default();
         let mut summary = CommitSummary::default();
         // The state as it was: written with each partial batch, so the item count stays

@@ -4,7 +4,8 @@
 //! This index lives in memory, not in the store: kept in sled it was 22 keys per entry, most
 //! of a new entry's write cost and of the store's size, and 22 prefix scans per new entry.
 //! News outlets carry a story within hours or days of each other, so a new entry is matched
-//! against the most recent [`WINDOW`] entries.
+//! against the most recent entries: `[store] match_window` of them
+//! ([`super::DEFAULT_MATCH_WINDOW`] unless the config says).
 //!
 //! Memory is bounded without remembering each entry's band keys: [`GENERATIONS`] generations
 //! of an equal part of the window; when the current one is full it is sealed (its hash map
@@ -16,9 +17,6 @@ use std::collections::{HashMap, VecDeque};
 
 use super::{EntryKey, MatchRecord};
 
-/// How many of the most recent entries a new entry is matched against: at least seven eighths
-/// of it, at most all of it (about 200 bytes of memory per entry).
-pub const WINDOW: usize = 100_000;
 /// The window's generations: the current one and the sealed ones.
 const GENERATIONS: usize = 8;
 
@@ -76,6 +74,7 @@ pub struct RecentEntries {
     /// Newest first.
     sealed: VecDeque<Sealed>,
     per_generation: usize,
+    window: usize,
     /// Source names, interned: an entry costs four bytes for its source.
     sources: Vec<String>,
     source_ids: HashMap<String, u32>,
@@ -91,12 +90,14 @@ fn band_key(band: u8, hash: u64) -> u32 {
 const LINK_BAND: u8 = 31;
 
 impl RecentEntries {
-    /// An empty index remembering up to `window` entries.
+    /// An empty index remembering the most recent `window` entries: at least seven eighths
+    /// of them, at most all (about 200 bytes of memory per entry). 0 remembers nothing.
     pub fn new(window: usize) -> RecentEntries {
         RecentEntries {
             current: Generation::default(),
             sealed: VecDeque::new(),
             per_generation: (window / GENERATIONS).max(1),
+            window,
             sources: Vec::new(),
             source_ids: HashMap::new(),
         }
@@ -110,7 +111,7 @@ impl RecentEntries {
         first_seen_ms: i64,
         record: &MatchRecord,
     ) {
-        if record.link.is_none() && record.fingerprint.is_none() {
+        if self.window == 0 || (record.link.is_none() && record.fingerprint.is_none()) {
             return;
         }
         if self.current.entries.len() >= self.per_generation {
@@ -220,5 +221,11 @@ mod tests {
         assert_eq!(recent.carriers(band, hash).count(), 0);
         assert_eq!(recent.link_carriers(31).count(), 0);
         assert_eq!(recent.len(), 2 * GENERATIONS);
+
+        // A window of 0 remembers nothing: matching is off.
+        let mut off = RecentEntries::new(0);
+        off.insert("x", a, 1, &print(1));
+        assert_eq!(off.carriers(band, hash).count(), 0);
+        assert_eq!(off.len(), 0);
     }
 }
