@@ -125,6 +125,13 @@ pub struct Fetcher {
     timeout: Duration,
     max_body: u64,
     in_flight: Arc<Semaphore>,
+    /// Refreshes under way (fetch, parse, store), at most `concurrency`: a fetched body and
+    /// its parsed entries are held until stored, so this bounds the memory of a start with
+    /// thousands of sources due at once (without it, 800 MiB for ten thousand).
+    refreshing: Semaphore,
+    /// Parses and commits at once, at most one per core: more only contend for the cores
+    /// while each holds its entries in memory.
+    cpu_work: Semaphore,
     per_host_limit: usize,
     per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// When any server last answered anything (ms since the epoch; 0: never).
@@ -160,6 +167,10 @@ impl Fetcher {
             timeout: config.timeout,
             max_body: config.max_body,
             in_flight: Arc::new(Semaphore::new(config.concurrency)),
+            refreshing: Semaphore::new(config.concurrency),
+            cpu_work: Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ),
             per_host_limit: config.per_host,
             per_host: Mutex::new(HashMap::new()),
             last_answer_ms: AtomicI64::new(0),
@@ -185,6 +196,17 @@ impl Fetcher {
             Ok(result) => result,
             Err(_) => Err(FetchError::Timeout(self.timeout)),
         }
+    }
+
+    /// A slot for one refresh of a source, from its fetch to its commit. Semaphores are never
+    /// closed, so this always gets one (after waiting its turn).
+    pub async fn refresh_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.refreshing.acquire().await.ok()
+    }
+
+    /// A slot for CPU-bound work (parsing, storing); see [`Fetcher::refresh_slot`].
+    pub async fn cpu_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.cpu_work.acquire().await.ok()
     }
 
     /// Whether any server answered (with any status) within the last fifteen minutes.

@@ -130,6 +130,7 @@ pub async fn refresh(
     store: &Store,
     metrics: &Metrics,
 ) -> Result<RefreshOutcome, StoreError> {
+    let _slot = fetcher.refresh_slot().await;
     let started = std::time::Instant::now();
     let mut bytes = 0;
     let outcome = refresh_once(source, fetcher, store, &mut bytes).await?;
@@ -195,6 +196,7 @@ async fn refresh_once(
     let summary = {
         // Encoding and writing thousands of entries is blocking work too.
         let (store, name) = (store.clone(), source.name.clone());
+        let _cpu = fetcher.cpu_slot().await;
         tokio::task::spawn_blocking(move || {
             store.commit_fetch(&name, &mut state, &parsed.entries, now)
         })
@@ -214,7 +216,7 @@ async fn parse_or_discover(
     body: FetchedBody,
     fetcher: &Fetcher,
 ) -> Result<(FetchedBody, ParsedFeed), String> {
-    match parse_off_thread(&body).await {
+    match parse_off_thread(&body, fetcher).await {
         Ok(parsed) => Ok((body, parsed)),
         Err(ParseError::HtmlPage { links }) if !links.is_empty() => {
             let feed_url = &links[0];
@@ -228,7 +230,7 @@ async fn parse_or_discover(
                     return Err(format!("not a feed: HTML page linking to {feed_url}, which failed: {err}"))
                 }
             };
-            let parsed = parse_off_thread(&discovered)
+            let parsed = parse_off_thread(&discovered, fetcher)
                 .await
                 .map_err(|err| format!("HTML page linking to {feed_url}, which is {err}"))?;
             // Discovery is as good as a permanent redirect: fetch the feed directly from now on.
@@ -247,7 +249,8 @@ async fn parse_or_discover(
 
 /// Parsing is CPU work that can take a while (a 100,000-item feed, a 5 MB title); it runs on
 /// the blocking pool so that it never stalls the timers and sockets of other sources.
-async fn parse_off_thread(body: &FetchedBody) -> Result<ParsedFeed, ParseError> {
+async fn parse_off_thread(body: &FetchedBody, fetcher: &Fetcher) -> Result<ParsedFeed, ParseError> {
+    let _cpu = fetcher.cpu_slot().await;
     let (bytes, content_type, url) = (
         body.bytes.clone(),
         body.content_type.clone(),
