@@ -2,7 +2,8 @@
 //!
 //! Every read is bounded: the whole request (body included) by `timeout`, the body by
 //! `max_body` counted after decompression (so a gzip bomb stops at the limit instead of
-//! inflating), and the number of requests in flight by a global and a per-host semaphore.
+//! inflating), and the number of requests in flight by the refresh slots
+//! ([`Fetcher::refresh_slot`], which every fetch is made under) and a per-host semaphore.
 //! Content-Length is never trusted.
 
 use std::collections::HashMap;
@@ -124,8 +125,8 @@ pub struct Fetcher {
     client: reqwest::Client,
     timeout: Duration,
     max_body: u64,
-    in_flight: Arc<Semaphore>,
-    /// Refreshes under way (fetch, parse, store), at most `concurrency`: a fetched body and
+    /// Refreshes under way (fetch, parse, store), at most `concurrency`, and so the requests
+    /// in flight too: a fetched body and
     /// its parsed entries are held until stored, so this bounds the memory of a start with
     /// thousands of sources due at once (without it, 800 MiB for ten thousand).
     refreshing: Semaphore,
@@ -166,7 +167,6 @@ impl Fetcher {
             client,
             timeout: config.timeout,
             max_body: config.max_body,
-            in_flight: Arc::new(Semaphore::new(config.concurrency)),
             refreshing: Semaphore::new(config.concurrency),
             cpu_work: Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
@@ -177,20 +177,19 @@ impl Fetcher {
         })
     }
 
-    /// Fetches `url`, sending `validators` for a conditional GET.
+    /// Fetches `url`, sending `validators` for a conditional GET. Call it under a
+    /// [`Fetcher::refresh_slot`]: that is what bounds the requests in flight.
     pub async fn fetch(
         &self,
         url: &Url,
         validators: &Validators,
     ) -> Result<FetchOutcome, FetchError> {
         if url.scheme() == "file" {
-            let _slot = self.in_flight.acquire().await.ok();
             return self.fetch_file(url, validators).await;
         }
         let host_slots = self.host_semaphore(url.host_str().unwrap_or_default());
         // Semaphores are never closed, so acquiring cannot fail; a closed one would only
         // mean no limit, which is the safer failure for a fetch in progress.
-        let _global = self.in_flight.acquire().await.ok();
         let _host = host_slots.acquire().await.ok();
         match tokio::time::timeout(self.timeout, self.fetch_http(url, validators)).await {
             Ok(result) => result,
