@@ -868,28 +868,28 @@ impl Store {
         for (source, _) in self.source_states()? {
             loop {
                 let _serialized = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-                let index = self.index(&source)?;
-                let doomed = |(position, item): &(usize, &Indexed)| {
-                    cutoff_ms.is_some_and(|c| item.seen_ms < c)
-                        || keep.is_some_and(|k| *position >= k)
-                };
-                let (gone, kept): (Vec<_>, Vec<_>) =
-                    index.iter().enumerate().partition(|pair| doomed(pair));
-                if gone.is_empty() {
+                // The first BATCH entries retention removes, in index order; the rest stay
+                // in order, so the index needs no sorting.
+                let (mut left, mut removing) = (Vec::new(), Vec::new());
+                let mut more = false;
+                for (position, item) in self.index(&source)?.into_iter().enumerate() {
+                    let doomed = cutoff_ms.is_some_and(|c| item.seen_ms < c)
+                        || keep.is_some_and(|k| position >= k);
+                    if doomed && removing.len() < BATCH {
+                        removing.push(item);
+                    } else {
+                        more |= doomed;
+                        left.push(item);
+                    }
+                }
+                if removing.is_empty() {
                     break;
                 }
+                let this_time = removing.len();
                 let mut batch = sled::Batch::default();
-                let this_time = gone.len().min(BATCH);
-                for (_, item) in &gone[..this_time] {
+                for item in &removing {
                     batch.remove(entry_key(&source, &item.key));
                 }
-                let left: Vec<Indexed> = kept
-                    .into_iter()
-                    .chain(gone[this_time..].iter().copied())
-                    .map(|(_, item)| *item)
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
                 batch.insert(index_key(&source), encode_index(&left));
                 let state = self.source_state(&source)?.map(|mut state| {
                     state.items = state.items.saturating_sub(this_time as u64);
@@ -904,7 +904,7 @@ impl Store {
                     self.cache_state(&source, &state);
                 }
                 *removed.entry(source.clone()).or_insert(0) += this_time;
-                if this_time == gone.len() {
+                if !more {
                     break;
                 }
             }
