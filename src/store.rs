@@ -935,16 +935,27 @@ impl Store {
         self.flush_blocking()?;
         let (path, cache) = (self.path.clone(), self.cache);
         drop(self);
-        // sled's flusher thread lets go of the file lock a moment after the last handle.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        match Store::open_when_free(&path, cache, std::time::Duration::from_secs(5)) {
+            Ok(reopened) => reopened.flush_blocking(),
+            Err(StoreError::Locked(_)) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// [`Store::open_with_cache`], waiting up to `wait` while the store is locked: sled's
+    /// flusher thread lets go of the file lock a moment after the last handle is dropped.
+    pub fn open_when_free(
+        path: &Path,
+        cache: u64,
+        wait: std::time::Duration,
+    ) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + wait;
         loop {
-            match Store::open_with_cache(&path, cache) {
-                Ok(reopened) => return reopened.flush_blocking(),
+            match Store::open_with_cache(path, cache) {
                 Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
-                Err(StoreError::Locked(_)) => return Ok(()),
-                Err(err) => return Err(err),
+                other => return other,
             }
         }
     }
@@ -1194,16 +1205,8 @@ mod tests {
 
     /// Opens the store at `path` again once the last handle is gone.
     fn reopen(path: &Path) -> Store {
-        // sled's flusher thread lets go of the file lock a moment after the last handle.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match Store::open(path) {
-                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other.expect("reopens"),
-            }
-        }
+        Store::open_when_free(path, DEFAULT_CACHE, std::time::Duration::from_secs(10))
+            .expect("reopens")
     }
 
     /// Stores `article(outlet, 1)`, then, through `between`, the same text from "dept",
