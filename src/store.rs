@@ -799,7 +799,14 @@ impl Store {
                     continue;
                 };
                 // The same link, not only the same hash.
-                if found.entry.link.as_deref().and_then(canonical_link) != Some(canonical.clone()) {
+                if found
+                    .entry
+                    .link
+                    .as_deref()
+                    .and_then(canonical_link)
+                    .as_deref()
+                    != Some(canonical.as_str())
+                {
                     continue;
                 }
                 earlier(
