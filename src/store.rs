@@ -44,7 +44,7 @@ use crate::parse::{hex, Entry};
 use crate::sanitize;
 
 mod recent;
-use recent::RecentEntries;
+use recent::{MatchKeys, RecentEntries};
 
 /// The layout version written in `m:schema`; bump it with a migration when the layout changes.
 /// 1: a key per entry in each of five indexes and 21 LSH band keys.
@@ -368,15 +368,27 @@ struct MatchRecord {
     fingerprint: Option<Fingerprint>,
 }
 
-impl MatchRecord {
-    fn of(entry: &Entry) -> MatchRecord {
-        MatchRecord {
-            link: entry
-                .link
+/// What a new or changed entry of a response needs for matching, computed before the
+/// commit lock is taken.
+struct Prepared {
+    record: MatchRecord,
+    keys: MatchKeys,
+    canonical_link: Option<String>,
+}
+
+impl Prepared {
+    fn of(entry: &Entry) -> Prepared {
+        let canonical_link = entry.link.as_deref().and_then(canonical_link);
+        let record = MatchRecord {
+            link: canonical_link
                 .as_deref()
-                .and_then(canonical_link)
                 .map(|canonical| xxh3_64(canonical.as_bytes())),
             fingerprint: Fingerprint::of(&fingerprint_text(entry)),
+        };
+        Prepared {
+            keys: MatchKeys::of(&record),
+            record,
+            canonical_link,
         }
     }
 }
@@ -543,7 +555,7 @@ impl Store {
                 .entry(source)
                 .or_default()
                 .push(Indexed::of(&stored));
-            batch.insert(k, encode_entry(&stored, &MatchRecord::of(&stored.entry)));
+            batch.insert(k, encode_entry(&stored, &Prepared::of(&stored.entry).record));
             pending += 1;
             apply(&mut batch, &mut pending, false)?;
         }
@@ -596,7 +608,7 @@ impl Store {
                     continue;
                 };
                 if let Some((record, _)) = split_entry(&value) {
-                    recent.insert(&source, key, seen, &record);
+                    recent.insert(&source, key, seen, &MatchKeys::of(&record));
                 }
             }
             *guard = Some(recent);
@@ -675,7 +687,7 @@ impl Store {
             if old.is_some_and(|old| old.entry == *entry) {
                 continue;
             }
-            changed.push((position, entry, key, MatchRecord::of(entry)));
+            changed.push((position, entry, key, Prepared::of(entry)));
         }
         let mut guard = self.lock_commits()?;
         let recent = guard.get_or_insert_with(|| RecentEntries::new(self.match_window));
@@ -686,7 +698,7 @@ impl Store {
         let mut interim = self.source_state(source)?.unwrap_or_default();
         let mut index = self.index(source)?;
         let mut in_batch = 0;
-        for (position, entry, key, record) in changed {
+        for (position, entry, key, prepared) in changed {
             // Read again under the lock: this is the version every check relies on.
             let old = self.entry(source, &key)?;
             if old.as_ref().is_some_and(|old| old.entry == *entry) {
@@ -707,7 +719,7 @@ impl Store {
                     let first_seen = now - chrono::Duration::milliseconds(position as i64);
                     summary.new += 1;
                     let (same_link_as, same_text_as) =
-                        self.find_story(source, entry, &record, recent)?;
+                        self.find_story(source, &prepared, recent)?;
                     StoredEntry {
                         source: source.to_string(),
                         entry: entry.clone(),
@@ -719,8 +731,13 @@ impl Store {
                 }
             };
             index.push(Indexed::of(&stored));
-            recent.insert(source, key, stored.first_seen.timestamp_millis(), &record);
-            batch.insert(entry_key(source, &key), encode_entry(&stored, &record));
+            recent.insert(
+                source,
+                key,
+                stored.first_seen.timestamp_millis(),
+                &prepared.keys,
+            );
+            batch.insert(entry_key(source, &key), encode_entry(&stored, &prepared.record));
             state.newest = state.newest.max(Some(stored.sort_time));
             interim.newest = state.newest;
             in_batch += 1;
@@ -772,8 +789,7 @@ impl Store {
     fn find_story(
         &self,
         source: &str,
-        entry: &Entry,
-        record: &MatchRecord,
+        prepared: &Prepared,
         recent: &RecentEntries,
     ) -> Result<(Option<EntryRef>, Option<EntryRef>), StoreError> {
         // A story never holds two entries of one source: the root must be another's.
@@ -790,10 +806,8 @@ impl Store {
             }
         };
         let (mut by_link, mut by_text) = (None, None);
-        if let (Some(link), Some(canonical)) =
-            (record.link, entry.link.as_deref().and_then(canonical_link))
-        {
-            for carrier in recent.link_carriers(link) {
+        if let (Some(link), Some(canonical)) = (prepared.keys.link, &prepared.canonical_link) {
+            for carrier in recent.carriers(link) {
                 let other = recent.source(&carrier);
                 let Some(found) = self.entry(other, &carrier.key)? else {
                     continue;
@@ -819,14 +833,14 @@ impl Store {
                 );
             }
         }
-        if let Some(fingerprint) = &record.fingerprint {
+        if let Some(fingerprint) = &prepared.record.fingerprint {
             let mut seen = HashSet::new();
-            for (band, hash) in fingerprint.bands() {
+            for &band in &prepared.keys.bands {
                 // The bands after one that found the story would almost only find it again.
                 if by_text.is_some() {
                     break;
                 }
-                for carrier in recent.carriers(band, hash) {
+                for carrier in recent.carriers(band) {
                     if !seen.insert(carrier) {
                         continue;
                     }

@@ -7,18 +7,24 @@
 //! against the most recent entries: `[store] match_window` of them
 //! ([`super::DEFAULT_MATCH_WINDOW`] unless the config says).
 //!
-//! Memory is bounded without remembering each entry's band keys: [`GENERATIONS`] generations
-//! of an equal part of the window; when the current one is full it is sealed (its hash map
-//! becomes a sorted array, 8 bytes a band) and the oldest sealed one is dropped whole. A band
-//! value remembers only the latest entry that carried it: any member of a story leads to the
-//! story's first entry, which the member's record names.
+//! Memory is bounded without remembering each entry's band keys: the window is cut into
+//! [`GENERATIONS`] equal parts. The part being filled is a hash map; when it is full its
+//! keys are merged into one sorted array of all older keys (8 bytes a key), and the oldest
+//! part is forgotten. A lookup is then one hash probe and one short scan of the array,
+//! found through a directory of the keys' top 16 bits, whatever the window's size. A band
+//! value remembers only the latest entry of each part that carried it: any member of a
+//! story leads to the story's first entry, which the member's record names.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 
 use super::{EntryKey, MatchRecord};
 
-/// The window's generations: the current one and the sealed ones.
+/// The window's parts: the one being filled and the sealed ones.
 const GENERATIONS: usize = 8;
+/// The sorted array's directory is indexed by this many top bits of a key.
+const DIRECTORY_BITS: u32 = 16;
 
 /// An entry the index remembers: enough to read its story record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,54 +36,33 @@ pub struct Remembered {
     pub first_seen_ms: i64,
 }
 
-/// The generation being filled.
-#[derive(Default)]
-struct Generation {
-    /// Band key ([`band_key`]) to the position in `entries` of the latest entry with it.
-    bands: HashMap<u32, u32>,
-    entries: Vec<Remembered>,
+/// The keys an entry is found by: one per LSH band of its fingerprint and one for its
+/// canonical link. Computed before the commit lock is taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MatchKeys {
+    /// The link's key, if the entry has a canonical link.
+    pub link: Option<u32>,
+    /// The bands' keys, in band order; empty without a fingerprint.
+    pub bands: Vec<u32>,
 }
 
-/// A full generation: the same, with the map as a sorted array.
-struct Sealed {
-    bands: Vec<(u32, u32)>,
-    entries: Vec<Remembered>,
-}
-
-impl Generation {
-    fn carrier(&self, key: u32) -> Option<Remembered> {
-        let position = *self.bands.get(&key)?;
-        self.entries.get(position as usize).copied()
-    }
-
-    fn seal(self) -> Sealed {
-        let mut bands: Vec<(u32, u32)> = self.bands.into_iter().collect();
-        bands.sort_unstable();
-        Sealed {
-            bands,
-            entries: self.entries,
+impl MatchKeys {
+    /// The keys of an entry with `record`.
+    pub fn of(record: &MatchRecord) -> MatchKeys {
+        MatchKeys {
+            link: record.link.map(|link| band_key(LINK_BAND, link)),
+            bands: record
+                .fingerprint
+                .iter()
+                .flat_map(|f| f.bands())
+                .map(|(band, hash)| band_key(band, hash))
+                .collect(),
         }
     }
-}
 
-impl Sealed {
-    fn carrier(&self, key: u32) -> Option<Remembered> {
-        let found = self.bands.binary_search_by_key(&key, |(k, _)| *k).ok()?;
-        let (_, position) = self.bands.get(found)?;
-        self.entries.get(*position as usize).copied()
+    fn all(&self) -> impl Iterator<Item = u32> + '_ {
+        self.bands.iter().copied().chain(self.link)
     }
-}
-
-/// The recent entries' LSH bands; see the module documentation.
-pub struct RecentEntries {
-    current: Generation,
-    /// Newest first.
-    sealed: VecDeque<Sealed>,
-    per_generation: usize,
-    window: usize,
-    /// Source names, interned: an entry costs four bytes for its source.
-    sources: Vec<String>,
-    source_ids: HashMap<String, u32>,
 }
 
 /// The band number in the top five bits and 27 bits of the band's hash: a collision only
@@ -86,38 +71,55 @@ fn band_key(band: u8, hash: u64) -> u32 {
     (u32::from(band) << 27) | (hash as u32 & ((1 << 27) - 1))
 }
 
-/// Canonical links share the map with the bands, as band 31 (there are 21).
+/// Canonical links share the keys with the bands, as band 31 (there are 21).
 const LINK_BAND: u8 = 31;
+
+/// The recent entries' LSH bands; see the module documentation.
+pub struct RecentEntries {
+    /// Oldest first; `entries[i]` has the sequence number `first_seq + i` (wrapping).
+    entries: VecDeque<Remembered>,
+    first_seq: u32,
+    /// How many of the newest entries are in `current` rather than `sealed`.
+    current_len: usize,
+    /// Key to the sequence number of the latest entry of the part being filled with it.
+    current: FxHashMap<u32, u32>,
+    /// (key, sequence number) of the sealed parts, by key; newer first among equal keys.
+    sealed: Vec<(u32, u32)>,
+    /// `sealed[directory[p]..directory[p + 1]]` holds the keys whose top bits are `p`.
+    directory: Vec<u32>,
+    per_generation: usize,
+    window: usize,
+    /// Source names, interned: an entry costs four bytes for its source.
+    sources: Vec<String>,
+    source_ids: FxHashMap<String, u32>,
+}
 
 impl RecentEntries {
     /// An empty index remembering the most recent `window` entries: at least seven eighths
     /// of them, at most all (about 200 bytes of memory per entry). 0 remembers nothing.
     pub fn new(window: usize) -> RecentEntries {
         RecentEntries {
-            current: Generation::default(),
-            sealed: VecDeque::new(),
+            entries: VecDeque::new(),
+            first_seq: 0,
+            current_len: 0,
+            current: FxHashMap::default(),
+            sealed: Vec::new(),
+            directory: Vec::new(),
             per_generation: (window / GENERATIONS).max(1),
             window,
             sources: Vec::new(),
-            source_ids: HashMap::new(),
+            source_ids: FxHashMap::default(),
         }
     }
 
-    /// Remembers an entry of `source` (call oldest first: a later entry wins its bands).
-    pub fn insert(
-        &mut self,
-        source: &str,
-        key: EntryKey,
-        first_seen_ms: i64,
-        record: &MatchRecord,
-    ) {
-        if self.window == 0 || (record.link.is_none() && record.fingerprint.is_none()) {
+    /// Remembers an entry of `source` found by `keys` (call oldest first: a later entry
+    /// wins its keys).
+    pub fn insert(&mut self, source: &str, key: EntryKey, first_seen_ms: i64, keys: &MatchKeys) {
+        if self.window == 0 || (keys.link.is_none() && keys.bands.is_empty()) {
             return;
         }
-        if self.current.entries.len() >= self.per_generation {
-            let full = std::mem::take(&mut self.current);
-            self.sealed.push_front(full.seal());
-            self.sealed.truncate(GENERATIONS - 1);
+        if self.current_len >= self.per_generation {
+            self.seal();
         }
         let source = match self.source_ids.get(source) {
             Some(id) => *id,
@@ -128,33 +130,84 @@ impl RecentEntries {
                 id
             }
         };
-        let position = self.current.entries.len() as u32;
-        self.current.entries.push(Remembered {
+        let seq = self.first_seq.wrapping_add(self.entries.len() as u32);
+        self.entries.push_back(Remembered {
             source,
             key,
             first_seen_ms,
         });
-        let bands = record.fingerprint.iter().flat_map(|f| f.bands());
-        for (band, hash) in bands.chain(record.link.map(|link| (LINK_BAND, link))) {
-            self.current.bands.insert(band_key(band, hash), position);
+        self.current_len += 1;
+        for band_key in keys.all() {
+            self.current.insert(band_key, seq);
         }
     }
 
-    /// The remembered entries (one per generation at most) whose canonical link has the hash
-    /// `link`, newest first.
-    pub fn link_carriers(&self, link: u64) -> impl Iterator<Item = Remembered> + '_ {
-        self.carriers(LINK_BAND, link)
+    /// Seals the part being filled: forgets the oldest part beyond the window and merges
+    /// the current keys into the sorted array, in place, from the back.
+    fn seal(&mut self) {
+        let keep = (GENERATIONS - 1) * self.per_generation;
+        let forget = self.entries.len().saturating_sub(keep);
+        self.entries.drain(..forget);
+        self.first_seq = self.first_seq.wrapping_add(forget as u32);
+        let (first, len) = (self.first_seq, self.entries.len() as u32);
+        self.sealed.retain(|&(_, seq)| seq.wrapping_sub(first) < len);
+
+        let mut fresh: Vec<(u32, u32)> = self.current.drain().collect();
+        fresh.sort_unstable();
+        let mut old = self.sealed.len();
+        let mut new = fresh.len();
+        self.sealed.resize(old + new, (0, 0));
+        let mut at = self.sealed.len();
+        while new > 0 {
+            at -= 1;
+            // On equal keys the older one goes last: newer first among equals.
+            if old > 0 && self.sealed[old - 1].0 >= fresh[new - 1].0 {
+                self.sealed[at] = self.sealed[old - 1];
+                old -= 1;
+            } else {
+                self.sealed[at] = fresh[new - 1];
+                new -= 1;
+            }
+        }
+        self.current_len = 0;
+
+        let buckets = 1usize << DIRECTORY_BITS;
+        self.directory.clear();
+        self.directory.reserve_exact(buckets + 1);
+        let mut position = 0;
+        for bucket in 0..=buckets {
+            while position < self.sealed.len()
+                && ((self.sealed[position].0 >> (32 - DIRECTORY_BITS)) as usize) < bucket
+            {
+                position += 1;
+            }
+            self.directory.push(position as u32);
+        }
     }
 
-    /// The remembered entries (one per generation at most) that carried `hash` in `band`,
-    /// newest first.
-    pub fn carriers(&self, band: u8, hash: u64) -> impl Iterator<Item = Remembered> + '_ {
-        let key = band_key(band, hash);
-        self.current.carrier(key).into_iter().chain(
-            self.sealed
-                .iter()
-                .filter_map(move |sealed| sealed.carrier(key)),
-        )
+    /// The remembered entries (one per part at most) found by `key`, newest first: a
+    /// band key or a link key of [`MatchKeys`].
+    pub fn carriers(&self, key: u32) -> impl Iterator<Item = Remembered> + '_ {
+        let bucket = (key >> (32 - DIRECTORY_BITS)) as usize;
+        let range = match (self.directory.get(bucket), self.directory.get(bucket + 1)) {
+            (Some(&start), Some(&end)) => start as usize..end as usize,
+            _ => 0..0,
+        };
+        let in_bucket = self.sealed.get(range).unwrap_or_default();
+        let from = in_bucket.partition_point(|&(k, _)| k < key);
+        let sealed = in_bucket[from..]
+            .iter()
+            .take_while(move |&&(k, _)| k == key)
+            .map(|&(_, seq)| seq);
+        self.current
+            .get(&key)
+            .copied()
+            .into_iter()
+            .chain(sealed)
+            .filter_map(|seq| {
+                let position = seq.wrapping_sub(self.first_seq) as usize;
+                self.entries.get(position).copied()
+            })
     }
 
     /// The source name of a remembered entry.
@@ -167,7 +220,7 @@ impl RecentEntries {
     /// How many entries are remembered.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.current.entries.len() + self.sealed.iter().map(|s| s.entries.len()).sum::<usize>()
+        self.entries.len()
     }
 }
 
@@ -185,47 +238,71 @@ mod tests {
         }
     }
 
-    fn first_band(record: &MatchRecord) -> (u8, u64) {
-        record
-            .fingerprint
-            .as_ref()
-            .and_then(|f| f.bands().next())
-            .expect("a band")
+    fn keys(seed: u32) -> MatchKeys {
+        MatchKeys::of(&print(seed))
+    }
+
+    fn keys_of(recent: &RecentEntries, key: u32) -> Vec<(String, EntryKey)> {
+        recent
+            .carriers(key)
+            .map(|r| (recent.source(&r).to_string(), r.key))
+            .collect()
     }
 
     #[test]
     fn finds_the_latest_carrier_of_a_band_and_forgets_beyond_the_window() {
-        // Generations of two entries.
+        // Parts of two entries.
         let mut recent = RecentEntries::new(2 * GENERATIONS);
         let (a, b) = (EntryKey([1; 16]), EntryKey([2; 16]));
-        recent.insert("x", a, 1, &print(1));
-        let (band, hash) = first_band(&print(1));
-        assert_eq!(recent.link_carriers(31).next().map(|r| r.key), Some(a));
-        let found: Vec<_> = recent.carriers(band, hash).collect();
-        assert_eq!(found.len(), 1);
-        assert_eq!((recent.source(&found[0]), found[0].key), ("x", a));
+        recent.insert("x", a, 1, &keys(1));
+        let band = keys(1).bands[0];
+        let link = keys(1).link.expect("a link key");
+        assert_eq!(keys_of(&recent, link), vec![("x".to_string(), a)]);
+        assert_eq!(keys_of(&recent, band), vec![("x".to_string(), a)]);
         // A later entry with the same band value wins it.
-        recent.insert("y", b, 2, &print(1));
-        let found: Vec<_> = recent.carriers(band, hash).collect();
-        assert_eq!(found.len(), 1);
-        assert_eq!((recent.source(&found[0]), found[0].key), ("y", b));
-        // Still found once its generation is sealed.
+        recent.insert("y", b, 2, &keys(1));
+        assert_eq!(keys_of(&recent, band), vec![("y".to_string(), b)]);
+        // Still found once its part is sealed, newest first among the parts.
         for n in 10..12 {
-            recent.insert("z", EntryKey([n as u8; 16]), n, &print(n as u32));
+            recent.insert("z", EntryKey([n as u8; 16]), n, &keys(n as u32));
         }
-        assert_eq!(recent.carriers(band, hash).next().map(|r| r.key), Some(b));
-        // A window's worth of newer entries later, the first two are forgotten.
-        for n in 12..(10 + 2 * GENERATIONS as i64) {
-            recent.insert("z", EntryKey([n as u8; 16]), n, &print(n as u32));
+        recent.insert("w", EntryKey([3; 16]), 12, &keys(1));
+        assert_eq!(
+            keys_of(&recent, band),
+            vec![("w".to_string(), EntryKey([3; 16])), ("y".to_string(), b)]
+        );
+        // A window's worth of newer entries later, the first ones are forgotten.
+        for n in 13..(13 + 2 * GENERATIONS as i64) {
+            recent.insert("z", EntryKey([n as u8; 16]), n, &keys(n as u32));
         }
-        assert_eq!(recent.carriers(band, hash).count(), 0);
-        assert_eq!(recent.link_carriers(31).count(), 0);
-        assert_eq!(recent.len(), 2 * GENERATIONS);
+        assert_eq!(recent.carriers(band).count(), 0);
+        assert_eq!(recent.carriers(link).count(), 0);
+        assert!(recent.len() <= 2 * GENERATIONS);
+        assert!(recent.len() >= 2 * (GENERATIONS - 1));
 
         // A window of 0 remembers nothing: matching is off.
         let mut off = RecentEntries::new(0);
-        off.insert("x", a, 1, &print(1));
-        assert_eq!(off.carriers(band, hash).count(), 0);
+        off.insert("x", a, 1, &keys(1));
+        assert_eq!(off.carriers(band).count(), 0);
         assert_eq!(off.len(), 0);
+    }
+
+    #[test]
+    fn every_remembered_key_is_found_across_many_parts() {
+        let window = 8 * 50;
+        let mut recent = RecentEntries::new(window);
+        let total = 3 * window as u32;
+        for n in 0..total {
+            recent.insert("s", EntryKey([0; 16]), i64::from(n), &keys(n));
+        }
+        let remembered = recent.len() as u32;
+        assert!(remembered >= (window - window / 8) as u32 && remembered <= window as u32);
+        for n in 0..total {
+            let wanted = n >= total - remembered;
+            for key in keys(n).all() {
+                let found: Vec<i64> = recent.carriers(key).map(|r| r.first_seen_ms).collect();
+                assert_eq!(found.contains(&i64::from(n)), wanted, "entry {n} key {key:#x}");
+            }
+        }
     }
 }
