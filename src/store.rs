@@ -31,9 +31,10 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, TimeZone, Utc};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::xxh3_64;
@@ -250,13 +251,59 @@ pub struct Store {
     cache: u64,
     /// How many of the most recent entries a new one is matched against.
     match_window: usize,
-    /// Serializes writers, so that story matching sees every earlier commit; holds the
-    /// recent entries' matching index, loaded by the first commit after opening.
-    commits: Arc<Mutex<Option<RecentEntries>>>,
+    /// What commits share: story matching's index and the entries being written. Held
+    /// only while a commit matches its new entries, so that matching sees every earlier
+    /// commit; the writing itself runs beside other commits.
+    commits: Arc<Mutex<Commits>>,
+    /// Signalled when a commit ends, for a commit of the same source waiting its turn.
+    commit_ended: Arc<Condvar>,
+    /// Held for reading by every write, and for writing by a flush and by retention:
+    /// sled 0.34 can deadlock when a flush runs beside a batch (seen with a thousand
+    /// sources committing at once), and retention rewrites sources' indexes.
+    writes: Arc<RwLock<()>>,
     /// The source states read or written since opening (`None`: none stored): every render
     /// and `/status.json` read all of them, and ten thousand decodes took most of a render.
     /// Written through: a state is cached only after its write went to sled.
     states: Arc<Mutex<HashMap<String, Option<SourceState>>>>,
+}
+
+/// The state commits share; see [`Store::commits`].
+#[derive(Default)]
+struct Commits {
+    /// The recent entries' matching index, loaded by the first commit after opening.
+    recent: Option<RecentEntries>,
+    /// Entries a commit has matched but not yet written: a commit beside it finds them here.
+    pending: FxHashMap<EntryKey, Arc<Written>>,
+    /// Sources with a commit in flight: a source commits one response at a time.
+    committing: FxHashSet<String>,
+}
+
+/// An entry as a commit writes it.
+struct Written {
+    stored: StoredEntry,
+    record: MatchRecord,
+    /// Not stored before.
+    new: bool,
+}
+
+/// A source's turn to commit (see [`Store::commit_turn`]); ending it forgets the pending
+/// entries it wrote, written or not (a failed write is fetched again in full).
+struct CommitTurn<'a> {
+    store: &'a Store,
+    source: String,
+    written: Vec<EntryKey>,
+}
+
+impl Drop for CommitTurn<'_> {
+    fn drop(&mut self) {
+        let mut commits = self.store.commits.lock().unwrap_or_else(|p| p.into_inner());
+        for key in &self.written {
+            commits.pending.remove(key);
+        }
+        commits.committing.remove(&self.source);
+        drop(commits);
+        self.store.commit_ended.notify_all();
+    }
 }
 
 /// What a visitor of [`Store::visit_newest`] wants next.
@@ -487,7 +534,9 @@ impl Store {
             path: path.to_path_buf(),
             cache,
             match_window: DEFAULT_MATCH_WINDOW,
-            commits: Arc::new(Mutex::new(None)),
+            commits: Arc::new(Mutex::new(Commits::default())),
+            commit_ended: Arc::new(Condvar::new()),
+            writes: Arc::new(RwLock::new(())),
             states: Arc::new(Mutex::new(HashMap::new())),
         };
         store.check_schema()?;
@@ -555,7 +604,10 @@ impl Store {
                 .entry(source)
                 .or_default()
                 .push(Indexed::of(&stored));
-            batch.insert(k, encode_entry(&stored, &Prepared::of(&stored.entry).record));
+            batch.insert(
+                k,
+                encode_entry(&stored, &Prepared::of(&stored.entry).record),
+            );
             pending += 1;
             apply(&mut batch, &mut pending, false)?;
         }
@@ -582,9 +634,9 @@ impl Store {
 
     /// Takes the commit lock and, on first use, loads the matching index of the newest
     /// `match_window` entries by first-seen time (their match records, not their JSON).
-    fn lock_commits(&self) -> Result<MutexGuard<'_, Option<RecentEntries>>, StoreError> {
+    fn lock_commits(&self) -> Result<MutexGuard<'_, Commits>, StoreError> {
         let mut guard = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
+        if guard.recent.is_none() {
             // The newest WINDOW (first seen, source, key), with a bounded min-heap.
             let mut newest: BinaryHeap<Reverse<(i64, Arc<str>, EntryKey)>> = BinaryHeap::new();
             for item in self.db.scan_prefix(b"n:") {
@@ -611,7 +663,7 @@ impl Store {
                     recent.insert(&source, key, seen, &MatchKeys::of(&record));
                 }
             }
-            *guard = Some(recent);
+            guard.recent = Some(recent);
             // Reading a hundred thousand entries went through sled's cache and the heap.
             crate::memory::trim();
         }
@@ -647,7 +699,7 @@ impl Store {
     /// Saves the state of `source` alone (a failure, a 304).
     pub fn save_state(&self, source: &str, state: &SourceState) -> Result<(), StoreError> {
         let value = serde_json::to_vec(state).unwrap_or_default();
-        let _serialized = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        let _writing = self.writes.read().unwrap_or_else(|p| p.into_inner());
         self.db
             .insert(state_key(source), value)
             .map_err(|e| self.db_error(e))?;
@@ -678,99 +730,149 @@ impl Store {
         entries: &[Entry],
         now: DateTime<Utc>,
     ) -> Result<CommitSummary, StoreError> {
-        // Outside the lock, the costly part that needs no other source: which entries changed
-        // and their match records.
+        let _writing = self.writes.read().unwrap_or_else(|p| p.into_inner());
+        let mut turn = self.commit_turn(source);
+        // The source's entries, index and state are ours until the turn ends. First the
+        // costly part that needs no other source: which entries changed, their match records.
         let mut changed = Vec::new();
         for (position, entry) in entries.iter().enumerate() {
             let key = EntryKey::new(source, &entry.identity);
             let old = self.entry(source, &key)?;
-            if old.is_some_and(|old| old.entry == *entry) {
+            if old.as_ref().is_some_and(|old| old.entry == *entry) {
                 continue;
             }
-            changed.push((position, entry, key, Prepared::of(entry)));
+            changed.push((position, entry, key, old, Prepared::of(entry)));
         }
-        let mut guard = self.lock_commits()?;
-        let recent = guard.get_or_insert_with(|| RecentEntries::new(self.match_window));
-        let mut batch = sled::Batch::default();
+        // Matching, under the commits lock: each new entry joins the stories of every commit
+        // before it, written or still pending.
+        let mut written = Vec::with_capacity(changed.len());
         let mut summary = CommitSummary::default();
+        {
+            let mut commits = self.lock_commits()?;
+            let Commits {
+                recent, pending, ..
+            } = &mut *commits;
+            let recent = recent.get_or_insert_with(|| RecentEntries::new(self.match_window));
+            for (position, entry, key, old, prepared) in changed {
+                let new = old.is_none();
+                let stored = match old {
+                    Some(old) => {
+                        summary.updated += 1;
+                        StoredEntry {
+                            entry: entry.clone(),
+                            sort_time: sort_time(entry, old.first_seen, now),
+                            ..old
+                        }
+                    }
+                    None => {
+                        // Undated entries of one response keep their document order (newest
+                        // first).
+                        let first_seen = now - chrono::Duration::milliseconds(position as i64);
+                        summary.new += 1;
+                        let (same_link_as, same_text_as) =
+                            self.find_story(source, &prepared, recent, pending)?;
+                        StoredEntry {
+                            source: source.to_string(),
+                            entry: entry.clone(),
+                            first_seen,
+                            sort_time: sort_time(entry, first_seen, now),
+                            same_link_as,
+                            same_text_as,
+                        }
+                    }
+                };
+                recent.insert(
+                    source,
+                    key,
+                    stored.first_seen.timestamp_millis(),
+                    &prepared.keys,
+                );
+                let written_entry = Arc::new(Written {
+                    stored,
+                    record: prepared.record,
+                    new,
+                });
+                pending.insert(key, written_entry.clone());
+                turn.written.push(key);
+                written.push((key, written_entry));
+            }
+        }
+        self.write_commit(source, state, &written)?;
+        Ok(summary)
+    }
+
+    /// Waits for `source`'s turn to commit: one commit per source at a time, so that its
+    /// entries, index and state are read and written by one commit alone.
+    fn commit_turn(&self, source: &str) -> CommitTurn<'_> {
+        let mut commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        while commits.committing.contains(source) {
+            commits = self
+                .commit_ended
+                .wait(commits)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        commits.committing.insert(source.to_string());
+        CommitTurn {
+            store: self,
+            source: source.to_string(),
+            written: Vec::new(),
+        }
+    }
+
+    /// Writes a commit's matched entries, the source's index and its state, in batches of
+    /// [`COMMIT_CHUNK`] entries; the last one has the new state.
+    fn write_commit(
+        &self,
+        source: &str,
+        state: &mut SourceState,
+        written: &[(EntryKey, Arc<Written>)],
+    ) -> Result<(), StoreError> {
         // The state as it was: written with each partial batch, so the item count stays
         // exact while the new validators wait for the last batch.
         let mut interim = self.source_state(source)?.unwrap_or_default();
         let mut index = self.index(source)?;
-        let mut in_batch = 0;
-        for (position, entry, key, prepared) in changed {
-            // Read again under the lock: this is the version every check relies on.
-            let old = self.entry(source, &key)?;
-            if old.as_ref().is_some_and(|old| old.entry == *entry) {
-                continue;
+        let mut new_so_far = 0;
+        let chunks = written.chunks(COMMIT_CHUNK).count().max(1);
+        let mut parts = written.chunks(COMMIT_CHUNK);
+        for part in 1..=chunks {
+            let mut batch = sled::Batch::default();
+            let entries = parts.next().unwrap_or_default();
+            for (key, entry) in entries {
+                if entry.new {
+                    new_so_far += 1;
+                } else {
+                    index.retain(|i| i.key != *key);
+                }
+                index.push(Indexed::of(&entry.stored));
+                batch.insert(
+                    entry_key(source, key),
+                    encode_entry(&entry.stored, &entry.record),
+                );
+                state.newest = state.newest.max(Some(entry.stored.sort_time));
             }
-            let stored = match old {
-                Some(old) => {
-                    index.retain(|i| i.key != key);
-                    summary.updated += 1;
-                    StoredEntry {
-                        entry: entry.clone(),
-                        sort_time: sort_time(entry, old.first_seen, now),
-                        ..old
-                    }
-                }
-                None => {
-                    // Undated entries of one response keep their document order (newest first).
-                    let first_seen = now - chrono::Duration::milliseconds(position as i64);
-                    summary.new += 1;
-                    let (same_link_as, same_text_as) =
-                        self.find_story(source, &prepared, recent)?;
-                    StoredEntry {
-                        source: source.to_string(),
-                        entry: entry.clone(),
-                        first_seen,
-                        sort_time: sort_time(entry, first_seen, now),
-                        same_link_as,
-                        same_text_as,
-                    }
-                }
-            };
-            index.push(Indexed::of(&stored));
-            recent.insert(
-                source,
-                key,
-                stored.first_seen.timestamp_millis(),
-                &prepared.keys,
-            );
-            batch.insert(entry_key(source, &key), encode_entry(&stored, &prepared.record));
-            state.newest = state.newest.max(Some(stored.sort_time));
-            interim.newest = state.newest;
-            in_batch += 1;
-            if in_batch == COMMIT_CHUNK {
+            if !entries.is_empty() {
                 index.sort_unstable();
                 batch.insert(index_key(source), encode_index(&index));
-                interim.items = state.items + summary.new as u64;
-                batch.insert(
-                    state_key(source),
-                    serde_json::to_vec(&interim).unwrap_or_default(),
-                );
-                self.db
-                    .apply_batch(std::mem::take(&mut batch))
-                    .map_err(|e| self.db_error(e))?;
-                self.cache_state(source, &interim);
-                in_batch = 0;
             }
+            let last = part == chunks;
+            if last {
+                state.items += new_so_far;
+            } else {
+                interim.newest = state.newest;
+                interim.items = state.items + new_so_far;
+            }
+            let now_state = if last { &*state } else { &interim };
+            batch.insert(
+                state_key(source),
+                serde_json::to_vec(now_state).unwrap_or_default(),
+            );
+            // Not flushed here: sled flushes every 500 ms, and a commit lost to a crash takes
+            // its validators with it, so the next fetch is unconditional and stores it again.
+            // A flush per commit was a quarter of a cold refresh's time.
+            self.db.apply_batch(batch).map_err(|e| self.db_error(e))?;
+            self.cache_state(source, now_state);
         }
-        if in_batch > 0 {
-            index.sort_unstable();
-            batch.insert(index_key(source), encode_index(&index));
-        }
-        state.items += summary.new as u64;
-        batch.insert(
-            state_key(source),
-            serde_json::to_vec(state).unwrap_or_default(),
-        );
-        // Not flushed here: sled flushes every 500 ms, and a commit lost to a crash takes its
-        // validators with it, so the next fetch is unconditional and stores it again. A flush
-        // per commit was a quarter of a cold refresh's time.
-        self.db.apply_batch(batch).map_err(|e| self.db_error(e))?;
-        self.cache_state(source, state);
-        Ok(summary)
+        Ok(())
     }
 
     /// The stored entry `key` of `source`.
@@ -784,13 +886,14 @@ impl Store {
 
     /// The stories a new entry of `source` joins: the first-seen entry of another source
     /// with the same canonical link, and with the same link or nearly the same text. Only
-    /// recent entries are candidates (see [`recent`]); each is checked against its stored
-    /// match record, and decoded only when it matches.
+    /// recent entries are candidates (see [`recent`]); each is checked against its match
+    /// record, and decoded only when it matches.
     fn find_story(
         &self,
         source: &str,
         prepared: &Prepared,
         recent: &RecentEntries,
+        pending: &FxHashMap<EntryKey, Arc<Written>>,
     ) -> Result<(Option<EntryRef>, Option<EntryRef>), StoreError> {
         // A story never holds two entries of one source: the root must be another's.
         let earlier = |best: &mut Option<EntryRef>, candidate: EntryRef| {
@@ -808,8 +911,8 @@ impl Store {
         let (mut by_link, mut by_text) = (None, None);
         if let (Some(link), Some(canonical)) = (prepared.keys.link, &prepared.canonical_link) {
             for carrier in recent.carriers(link) {
-                let other = recent.source(&carrier);
-                let Some(found) = self.entry(other, &carrier.key)? else {
+                let same_hash = |theirs: &MatchRecord| theirs.link == prepared.record.link;
+                let Some(found) = self.candidate(pending, recent, &carrier, same_hash)? else {
                     continue;
                 };
                 // The same link, not only the same hash.
@@ -818,8 +921,8 @@ impl Store {
                     .link
                     .as_deref()
                     .and_then(canonical_link)
-                    .as_deref()
-                    != Some(canonical.as_str())
+                    .as_ref()
+                    != Some(canonical)
                 {
                     continue;
                 }
@@ -835,35 +938,24 @@ impl Store {
         }
         if let Some(fingerprint) = &prepared.record.fingerprint {
             let mut seen = HashSet::new();
+            let same_story = |theirs: &MatchRecord| {
+                theirs
+                    .fingerprint
+                    .as_ref()
+                    .is_some_and(|theirs| theirs.same_story(fingerprint))
+            };
             for &band in &prepared.keys.bands {
                 // The bands after one that found the story would almost only find it again.
                 if by_text.is_some() {
                     break;
                 }
                 for carrier in recent.carriers(band) {
+                    // A carrier of this source still counts: the story it joined may be
+                    // another's.
                     if !seen.insert(carrier) {
                         continue;
                     }
-                    // Gone when retention removed it. A carrier of this source still counts:
-                    // the story it joined may be another's.
-                    let other = recent.source(&carrier);
-                    let Some(value) = self
-                        .db
-                        .get(entry_key(other, &carrier.key))
-                        .map_err(|e| self.db_error(e))?
-                    else {
-                        continue;
-                    };
-                    let Some((theirs, json)) = split_entry(&value) else {
-                        continue;
-                    };
-                    if !theirs
-                        .fingerprint
-                        .is_some_and(|theirs| theirs.same_story(fingerprint))
-                    {
-                        continue;
-                    }
-                    if let Some(found) = decode::<StoredEntry>(json, "entry") {
+                    if let Some(found) = self.candidate(pending, recent, &carrier, same_story)? {
                         earlier(
                             &mut by_text,
                             found.same_text_as.clone().unwrap_or_else(|| found.to_ref()),
@@ -873,6 +965,32 @@ impl Store {
             }
         }
         Ok((by_link, by_text))
+    }
+
+    /// A remembered entry, if its match record passes `check`: from a commit still being
+    /// written, else from sled (gone when retention removed it). Decoded only if it passes.
+    fn candidate(
+        &self,
+        pending: &FxHashMap<EntryKey, Arc<Written>>,
+        recent: &RecentEntries,
+        carrier: &recent::Remembered,
+        check: impl FnOnce(&MatchRecord) -> bool,
+    ) -> Result<Option<StoredEntry>, StoreError> {
+        if let Some(written) = pending.get(&carrier.key) {
+            return Ok(check(&written.record).then(|| written.stored.clone()));
+        }
+        let value = self
+            .db
+            .get(entry_key(recent.source(carrier), &carrier.key))
+            .map_err(|e| self.db_error(e))?;
+        let Some((record, json)) = value.as_deref().and_then(split_entry) else {
+            return Ok(None);
+        };
+        Ok(if check(&record) {
+            decode(json, "entry")
+        } else {
+            None
+        })
     }
 
     /// Removes what retention says: entries first seen before `cutoff` (if any), and beyond
@@ -888,7 +1006,7 @@ impl Store {
         let mut removed = HashMap::new();
         for (source, _) in self.source_states()? {
             loop {
-                let _serialized = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+                let _alone = self.writes.write().unwrap_or_else(|p| p.into_inner());
                 // The first BATCH entries retention removes, in index order; the rest stay
                 // in order, so the index needs no sorting.
                 let (mut left, mut removing) = (Vec::new(), Vec::new());
@@ -938,9 +1056,8 @@ impl Store {
         self.db.scan_prefix(prefix).count()
     }
 
-    /// Waits until everything written so far is on disk. Under the commit lock, because
-    /// sled 0.34 can deadlock when a flush runs beside a batch (seen with a thousand sources
-    /// committing at once).
+    /// Waits until everything written so far is on disk. Alone (see [`Store::writes`]):
+    /// sled 0.34 can deadlock when a flush runs beside a batch.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.flush_blocking())
@@ -983,7 +1100,7 @@ impl Store {
 
     /// Like [`Store::flush`], for callers outside an async runtime.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        let _serialized = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        let _alone = self.writes.write().unwrap_or_else(|p| p.into_inner());
         self.db.flush().map(|_| ()).map_err(|e| self.db_error(e))
     }
 
@@ -1439,6 +1556,89 @@ mod tests {
             );
         }
         assert_eq!(count("e:"), 6);
+    }
+
+    #[test]
+    fn a_story_still_being_written_is_found_by_the_commit_beside_it() {
+        let (_dir, store) = open();
+        let original = article("outlet", 1);
+        let first_seen = from_millis(1_000);
+        let key = EntryKey::new("outlet", &original.identity);
+        let prepared = Prepared::of(&original);
+        // Matched and remembered by a commit that has not written it yet.
+        let mut commits = store.lock_commits().expect("locks");
+        let Commits {
+            recent, pending, ..
+        } = &mut *commits;
+        let recent = recent.get_or_insert_with(|| RecentEntries::new(100));
+        recent.insert("outlet", key, 1_000, &prepared.keys);
+        pending.insert(
+            key,
+            Arc::new(Written {
+                stored: StoredEntry {
+                    source: "outlet".into(),
+                    entry: original.clone(),
+                    first_seen,
+                    sort_time: first_seen,
+                    same_link_as: None,
+                    same_text_as: None,
+                },
+                record: prepared.record,
+                new: true,
+            }),
+        );
+        let repost = Entry {
+            identity: "repost-1".into(),
+            link: Some("https://outlet.example/1?utm_source=x".into()),
+            ..original.clone()
+        };
+        let (by_link, by_text) = store
+            .find_story("dept", &Prepared::of(&repost), recent, pending)
+            .expect("matches");
+        assert_eq!(by_link.map(|r| r.key), Some(key));
+        assert_eq!(by_text.map(|r| r.key), Some(key));
+        assert_eq!(store.entry("outlet", &key).expect("reads"), None);
+    }
+
+    #[test]
+    fn concurrent_commits_of_one_source_lose_nothing() {
+        let (_dir, store) = open();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for round in 0..5 {
+                        let mut state = store
+                            .source_state("shared")
+                            .expect("reads")
+                            .unwrap_or_default();
+                        let entries: Vec<Entry> = (0..10)
+                            .map(|n| article("shared", t * 100 + round * 10 + n))
+                            .collect();
+                        store
+                            .commit_fetch("shared", &mut state, &entries, from_millis(1_000))
+                            .expect("commits");
+                        let own = format!("own{t}");
+                        let mut own_state = SourceState::default();
+                        store
+                            .commit_fetch(&own, &mut own_state, &entries[..2], from_millis(1_000))
+                            .expect("commits");
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("joins");
+        }
+        assert_eq!(store.index("shared").expect("reads").len(), 400);
+        assert_eq!(
+            store.count_prefix(&entry_key("shared", &EntryKey([0; 16]))[..9]),
+            400
+        );
+        for t in 0..8 {
+            assert_eq!(store.index(&format!("own{t}")).expect("reads").len(), 10);
+        }
+        assert!(store.commits.lock().expect("locks").pending.is_empty());
     }
 
     #[test]

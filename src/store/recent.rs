@@ -150,7 +150,8 @@ impl RecentEntries {
         self.entries.drain(..forget);
         self.first_seq = self.first_seq.wrapping_add(forget as u32);
         let (first, len) = (self.first_seq, self.entries.len() as u32);
-        self.sealed.retain(|&(_, seq)| seq.wrapping_sub(first) < len);
+        self.sealed
+            .retain(|&(_, seq)| seq.wrapping_sub(first) < len);
 
         let mut fresh: Vec<(u32, u32)> = self.current.drain().collect();
         fresh.sort_unstable();
@@ -301,7 +302,11 @@ mod tests {
             let wanted = n >= total - remembered;
             for key in keys(n).all() {
                 let found: Vec<i64> = recent.carriers(key).map(|r| r.first_seen_ms).collect();
-                assert_eq!(found.contains(&i64::from(n)), wanted, "entry {n} key {key:#x}");
+                assert_eq!(
+                    found.contains(&i64::from(n)),
+                    wanted,
+                    "entry {n} key {key:#x}"
+                );
             }
         }
     }
