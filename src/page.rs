@@ -201,7 +201,7 @@ fn entry_views(
                 when_exact: when.format("%Y-%m-%d %H:%M UTC").to_string(),
                 when_relative: relative_time(when, now),
                 excerpt: excerpt(
-                    &sanitize::html_to_plain(entry.html().unwrap_or_default()),
+                    &sanitize::sanitized_to_plain(entry.html().unwrap_or_default()),
                     280,
                 ),
                 also: story

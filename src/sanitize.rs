@@ -106,6 +106,34 @@ pub fn html_to_plain(html: &str) -> String {
     html_escape::decode_html_entities(&without_tags).into_owned()
 }
 
+/// [`html_to_plain`] of HTML that [`sanitize_html`] or [`text_to_html`] wrote, without an
+/// HTML parser: that HTML is serialized by html5ever, so every `<` opens a tag and every
+/// attribute value is double-quoted; text comes out in document order. Markup whose parse
+/// would move or drop text (a table's stray text, the newline after `<pre>`) goes through
+/// the parser. Story matching reduces every new entry's text, and the parser was most of it.
+pub fn sanitized_to_plain(html: &str) -> String {
+    let html = truncate_bytes(html, MAX_HTML_BYTES);
+    if ["<table", "<pre", "<textarea", "<listing"]
+        .iter()
+        .any(|tag| html.contains(tag))
+    {
+        return html_to_plain(html);
+    }
+    let mut text = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        let mut quoted = false;
+        let close = rest[open..].bytes().position(|b| {
+            quoted ^= b == b'"';
+            b == b'>' && !quoted
+        });
+        rest = close.map_or("", |close| &rest[open + close + 1..]);
+    }
+    text.push_str(rest);
+    html_escape::decode_html_entities(&text).into_owned()
+}
+
 /// White space folded and the text cut to [`MAX_TITLE_CHARS`].
 pub fn fold_text(text: &str) -> String {
     let folded = xml_safe(text.split_whitespace().collect::<Vec<_>>().join(" "));
@@ -121,6 +149,36 @@ mod tests {
 
     fn base() -> Url {
         Url::parse("https://news.example/a/b.html").expect("valid")
+    }
+
+    #[test]
+    fn sanitized_html_reduces_to_the_same_text_without_the_parser() {
+        let samples = [
+            "<p>Plain <b>bold</b> and <a href=\"x?a=1&amp;b=2\" title=\"a > b\">link</a>.</p>",
+            "<div>a<br>b<img src=\"i.png\" alt=\"<not a tag>\">c&nbsp;d &amp; e &lt;p&gt; \u{a0}f</div>",
+            "<p>unclosed <i>italic <b>both</p> after</i> tail",
+            "<ul><li>one<li>two</ul><p>para<p>graph</p><h1>Head</h1>",
+            "<table><tr><td>cell</td></tr>stray</table><pre>\n\ncode\n</pre>",
+            "<script>alert(1)</script><style>p{}</style>kept<!-- comment -->text",
+            "<form action=x>in form<input value=\"v\"></form><select><option>o</select>",
+            "<p title='single \"quoted\" > value'>q</p><q cite=\"https://x\">cite</q>",
+            "北京时间<strong>11月27日</strong>，国务院召开常务会议。&#x4e2d;&#20013;",
+            "AT&T &copy; 2026 &notanentity; &#0; &#xD800; < 3 > 2",
+            "<p>cut in the middle of a <a href=\"https://x.example/",
+            "",
+        ];
+        for sample in samples {
+            let clean = sanitize_html(sample, &base());
+            assert_eq!(
+                sanitized_to_plain(&clean),
+                html_to_plain(&clean),
+                "{sample} sanitized to {clean}"
+            );
+            let escaped = text_to_html(sample);
+            assert_eq!(sanitized_to_plain(&escaped), html_to_plain(&escaped));
+        }
+        // Older html5ever left `>` unescaped in attribute values.
+        assert_eq!(sanitized_to_plain(r#"<a title="a > b">x</a>y"#), "xy");
     }
 
     #[test]

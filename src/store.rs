@@ -172,7 +172,7 @@ pub fn fingerprint_text(entry: &Entry) -> String {
     format!(
         "{} {}",
         entry.title,
-        sanitize::html_to_plain(entry.html().unwrap_or_default())
+        sanitize::sanitized_to_plain(entry.html().unwrap_or_default())
     )
 }
 
