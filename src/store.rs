@@ -317,11 +317,6 @@ pub enum Visit {
     Stop,
 }
 
-/// Entries written per sled batch. sled holds a whole batch in memory several times over
-/// (5,000 entries cost 65 MB at once, 250 at a time 8 MB); the source state with the new
-/// validators goes with the last batch, so validators still never get ahead of entries.
-const COMMIT_CHUNK: usize = 250;
-
 /// The first byte of an entry value that carries a [`MatchRecord`] (a JSON-only value, as
 /// schema 1 wrote them, starts with `{`).
 const RECORD_FORMAT: u8 = 1;
@@ -717,12 +712,12 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Writes the entries of one response and then the source's new state. Large responses
-    /// go in several atomic batches ([`COMMIT_CHUNK`]); the new state, with its validators,
-    /// is in the last one.
+    /// Writes the entries of one response, then the source's index, then its new state
+    /// with the validators (see [`Store::write_commit`]).
     /// Known entries are updated in place (keeping their first-seen time and story), new ones
     /// added and matched against other sources' stories; entries absent from `entries` are
-    /// left alone. `state.items` is kept up to date.
+    /// left alone. `state.items` is kept up to date. An entry stored by a commit that a crash
+    /// cut short before the index was written is indexed by the next commit that sees it.
     pub fn commit_fetch(
         &self,
         source: &str,
@@ -734,11 +729,15 @@ impl Store {
         let mut turn = self.commit_turn(source);
         // The source's entries, index and state are ours until the turn ends. First the
         // costly part that needs no other source: which entries changed, their match records.
+        let index = self.index(source)?;
+        let indexed: FxHashSet<EntryKey> = index.iter().map(|i| i.key).collect();
         let mut changed = Vec::new();
         for (position, entry) in entries.iter().enumerate() {
             let key = EntryKey::new(source, &entry.identity);
             let old = self.entry(source, &key)?;
-            if old.as_ref().is_some_and(|old| old.entry == *entry) {
+            // An entry written by a commit that a crash cut short before its index is
+            // written again, and indexed.
+            if old.as_ref().is_some_and(|old| old.entry == *entry) && indexed.contains(&key) {
                 continue;
             }
             changed.push((position, entry, key, old, Prepared::of(entry)));
@@ -797,7 +796,7 @@ impl Store {
                 written.push((key, written_entry));
             }
         }
-        self.write_commit(source, state, &written)?;
+        self.write_commit(source, state, index, &written)?;
         Ok(summary)
     }
 
@@ -819,59 +818,49 @@ impl Store {
         }
     }
 
-    /// Writes a commit's matched entries, the source's index and its state, in batches of
-    /// [`COMMIT_CHUNK`] entries; the last one has the new state.
+    /// Writes a commit's matched entries, then the source's index, then its state. One
+    /// write each, not one sled batch: sled 0.34 runs a batch alone, holding up every other
+    /// read and write, and commits stood in line for it. The order keeps the promise a batch
+    /// kept: sled recovers its log in order, so validators are never ahead of the entries
+    /// (see [`Store::commit_fetch`] for entries written without their index).
     fn write_commit(
         &self,
         source: &str,
         state: &mut SourceState,
+        mut index: Vec<Indexed>,
         written: &[(EntryKey, Arc<Written>)],
     ) -> Result<(), StoreError> {
-        // The state as it was: written with each partial batch, so the item count stays
-        // exact while the new validators wait for the last batch.
-        let mut interim = self.source_state(source)?.unwrap_or_default();
-        let mut index = self.index(source)?;
-        let mut new_so_far = 0;
-        let chunks = written.chunks(COMMIT_CHUNK).count().max(1);
-        let mut parts = written.chunks(COMMIT_CHUNK);
-        for part in 1..=chunks {
-            let mut batch = sled::Batch::default();
-            let entries = parts.next().unwrap_or_default();
-            for (key, entry) in entries {
-                if entry.new {
-                    new_so_far += 1;
-                } else {
-                    index.retain(|i| i.key != *key);
-                }
-                index.push(Indexed::of(&entry.stored));
-                batch.insert(
+        for (key, entry) in written {
+            if !entry.new {
+                index.retain(|i| i.key != *key);
+            }
+            index.push(Indexed::of(&entry.stored));
+            state.newest = state.newest.max(Some(entry.stored.sort_time));
+            self.db
+                .insert(
                     entry_key(source, key),
                     encode_entry(&entry.stored, &entry.record),
-                );
-                state.newest = state.newest.max(Some(entry.stored.sort_time));
-            }
-            if !entries.is_empty() {
-                index.sort_unstable();
-                batch.insert(index_key(source), encode_index(&index));
-            }
-            let last = part == chunks;
-            if last {
-                state.items += new_so_far;
-            } else {
-                interim.newest = state.newest;
-                interim.items = state.items + new_so_far;
-            }
-            let now_state = if last { &*state } else { &interim };
-            batch.insert(
-                state_key(source),
-                serde_json::to_vec(now_state).unwrap_or_default(),
-            );
-            // Not flushed here: sled flushes every 500 ms, and a commit lost to a crash takes
-            // its validators with it, so the next fetch is unconditional and stores it again.
-            // A flush per commit was a quarter of a cold refresh's time.
-            self.db.apply_batch(batch).map_err(|e| self.db_error(e))?;
-            self.cache_state(source, now_state);
+                )
+                .map_err(|e| self.db_error(e))?;
         }
+        if !written.is_empty() {
+            index.sort_unstable();
+            self.db
+                .insert(index_key(source), encode_index(&index))
+                .map_err(|e| self.db_error(e))?;
+        }
+        // The index is the truth; a count kept by adding up could drift after a crash.
+        state.items = index.len() as u64;
+        // Not flushed here: sled flushes every 500 ms, and a commit lost to a crash takes its
+        // validators with it, so the next fetch is unconditional and stores it again. A flush
+        // per commit was a quarter of a cold refresh's time.
+        self.db
+            .insert(
+                state_key(source),
+                serde_json::to_vec(state).unwrap_or_default(),
+            )
+            .map_err(|e| self.db_error(e))?;
+        self.cache_state(source, state);
         Ok(())
     }
 
@@ -1598,6 +1587,30 @@ mod tests {
         assert_eq!(by_link.map(|r| r.key), Some(key));
         assert_eq!(by_text.map(|r| r.key), Some(key));
         assert_eq!(store.entry("outlet", &key).expect("reads"), None);
+    }
+
+    #[test]
+    fn entries_written_without_their_index_are_indexed_by_the_next_commit() {
+        let (_dir, store) = open();
+        let entries: Vec<Entry> = (0..3).map(|n| article("cut", n)).collect();
+        let mut state = SourceState::default();
+        store
+            .commit_fetch("cut", &mut state, &entries, from_millis(1_000))
+            .expect("commits");
+        // A crash after the entries were written, before the index and the state.
+        store.db.remove(index_key("cut")).expect("removes");
+        assert!(titles(&store, &["cut"], 10).is_empty());
+        let mut state = SourceState::default();
+        let summary = store
+            .commit_fetch("cut", &mut state, &entries, from_millis(2_000))
+            .expect("commits");
+        assert_eq!(summary.new, 0);
+        assert_eq!(titles(&store, &["cut"], 10).len(), 3);
+        assert_eq!(state.items, 3);
+        assert_eq!(
+            store.source_state("cut").expect("reads").map(|s| s.items),
+            Some(3)
+        );
     }
 
     #[test]
