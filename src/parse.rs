@@ -163,10 +163,11 @@ struct CheckedXml<'a> {
 ///   not expose for resolving the entry's HTML.
 fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError> {
     let mut reader = quick_xml::Reader::from_reader(utf8);
-    // Open elements with the base in effect inside each.
-    let mut open: Vec<(Vec<u8>, Url)> = Vec::new();
+    // Open elements with the base in effect inside each, as a position in `bases`: most
+    // documents have one base, and a URL per element was most of this pass.
+    let mut open: Vec<(Vec<u8>, usize)> = Vec::new();
+    let mut bases: Vec<Url> = vec![url.clone()];
     let mut entry_bases = Vec::new();
-    let mut buf = Vec::new();
     let at = |offset: u64, message: String| {
         let (line, column) = line_col(utf8, offset as usize);
         ParseError::Xml {
@@ -177,23 +178,29 @@ fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError
     };
     loop {
         let before = reader.buffer_position() as usize;
-        match reader.read_event_into(&mut buf) {
+        match reader.read_event() {
             Ok(quick_xml::events::Event::Start(start)) => {
-                let parent = open.last().map_or(url, |(_, base)| base);
-                let base = start
+                let parent = open.last().map_or(0, |(_, base)| *base);
+                let declared = start
                     .attributes()
                     .flatten()
                     .find(|a| a.key.0 == "xml:base")
                     .and_then(|a| {
-                        parent
+                        bases[parent]
                             .join(
                                 a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
                                     .ok()?
                                     .trim(),
                             )
                             .ok()
-                    })
-                    .unwrap_or_else(|| parent.clone());
+                    });
+                let base = match declared {
+                    Some(declared) => {
+                        bases.push(declared);
+                        bases.len() - 1
+                    }
+                    None => parent,
+                };
                 let is_item = matches!(start.local_name().into_inner(), "item" | "entry");
                 if is_item && open.len() <= 2 {
                     if entry_bases.len() == MAX_ENTRIES {
@@ -208,18 +215,19 @@ fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError
                             entry_bases,
                         });
                     }
-                    entry_bases.push(base.clone());
+                    entry_bases.push(bases[base].clone());
                 }
                 open.push((start.name().0.as_bytes().to_vec(), base));
             }
             Ok(quick_xml::events::Event::End(_)) => {
                 open.pop();
+                // Only the bases of open elements are needed.
+                bases.truncate(open.last().map_or(0, |(_, base)| *base) + 1);
             }
             Ok(quick_xml::events::Event::Eof) => break,
             Ok(_) => {}
             Err(err) => return Err(at(reader.error_position(), err.to_string())),
         }
-        buf.clear();
     }
     match open.last() {
         None => Ok(CheckedXml {
@@ -477,6 +485,34 @@ mod tests {
         }
         assert!(html.contains("<p>ok</p>"), "{html}");
         assert_eq!(entry.title, "<script>alert(1)</script>Hi");
+    }
+
+    #[test]
+    fn each_entry_resolves_against_the_xml_base_in_effect_where_it_is() {
+        let atom = r#"<feed xmlns="http://www.w3.org/2005/Atom" xml:base="http://a.example/x/"><title>B</title><id>urn:b</id>
+<entry xml:base="sub/"><id>urn:1</id><title>One</title><content type="html">&lt;a href="p"&gt;one&lt;/a&gt;</content></entry>
+<entry><id>urn:2</id><title>Two</title><content type="html">&lt;a href="p"&gt;two&lt;/a&gt;</content></entry>
+<entry xml:base="http://c.example/"><id>urn:3</id><title>Three</title><content xml:base="deeper/" type="html">&lt;a href="p"&gt;three&lt;/a&gt;</content></entry>
+</feed>"#;
+        let url = Url::parse("http://feed.example/feed.atom").expect("url");
+        let parsed = parse_feed(atom.as_bytes(), None, &url).expect("parses");
+        let hrefs: Vec<String> = parsed
+            .entries
+            .iter()
+            .map(|e| {
+                let html = e.html().unwrap_or_default();
+                let start = html.find("href=\"").expect("a link") + 6;
+                html[start..][..html[start..].find('"').expect("closed")].to_string()
+            })
+            .collect();
+        assert_eq!(
+            hrefs,
+            [
+                "http://a.example/x/sub/p",
+                "http://a.example/x/p",
+                "http://c.example/deeper/p"
+            ]
+        );
     }
 
     #[test]
