@@ -169,11 +169,12 @@ impl StoredEntry {
 
 /// The plain text a fingerprint is made of: title and text, markup removed.
 pub fn fingerprint_text(entry: &Entry) -> String {
-    format!(
-        "{} {}",
-        entry.title,
-        sanitize::sanitized_to_plain(entry.html().unwrap_or_default())
-    )
+    let mut text = entry.title.clone();
+    text.push(' ');
+    text.push_str(&sanitize::sanitized_to_plain(
+        entry.html().unwrap_or_default(),
+    ));
+    text
 }
 
 /// What we know of one source between fetches.
@@ -437,17 +438,22 @@ impl Prepared {
 
 /// An entry value: format byte, flags, link hash, fingerprint, then the entry's JSON.
 fn encode_entry(stored: &StoredEntry, record: &MatchRecord) -> Vec<u8> {
-    let mut out = vec![
+    // Room for the record and a typical entry's JSON: one allocation.
+    let mut out = Vec::with_capacity(
+        266 + stored.entry.html().map_or(0, str::len) + stored.entry.title.len() + 512,
+    );
+    out.extend_from_slice(&[
         RECORD_FORMAT,
         u8::from(record.link.is_some()) | (u8::from(record.fingerprint.is_some()) << 1),
-    ];
+    ]);
     if let Some(link) = record.link {
         out.extend_from_slice(&link.to_be_bytes());
     }
     if let Some(fingerprint) = &record.fingerprint {
         out.extend_from_slice(&fingerprint.to_bytes());
     }
-    out.extend_from_slice(&serde_json::to_vec(stored).unwrap_or_default());
+    // Writing to a Vec cannot fail, nor can serializing these types.
+    let _ = serde_json::to_writer(&mut out, stored);
     out
 }
 
@@ -717,7 +723,7 @@ impl Store {
     /// Known entries are updated in place (keeping their first-seen time and story), new ones
     /// added and matched against other sources' stories; entries absent from `entries` are
     /// left alone. `state.items` is kept up to date. An entry stored by a commit that a crash
-    /// cut short before the index was written is indexed by the next commit that sees it.
+    /// cut short before the index was written is stored anew by the next commit that sees it.
     pub fn commit_fetch(
         &self,
         source: &str,
@@ -734,10 +740,14 @@ impl Store {
         let mut changed = Vec::new();
         for (position, entry) in entries.iter().enumerate() {
             let key = EntryKey::new(source, &entry.identity);
-            let old = self.entry(source, &key)?;
-            // An entry written by a commit that a crash cut short before its index is
-            // written again, and indexed.
-            if old.as_ref().is_some_and(|old| old.entry == *entry) && indexed.contains(&key) {
+            // An entry outside the index is new: either never stored, or written by a
+            // commit that a crash cut short before its index, and never shown.
+            let old = if indexed.contains(&key) {
+                self.entry(source, &key)?
+            } else {
+                None
+            };
+            if old.as_ref().is_some_and(|old| old.entry == *entry) {
                 continue;
             }
             changed.push((position, entry, key, old, Prepared::of(entry)));
@@ -1604,7 +1614,8 @@ mod tests {
         let summary = store
             .commit_fetch("cut", &mut state, &entries, from_millis(2_000))
             .expect("commits");
-        assert_eq!(summary.new, 0);
+        // Stored anew: they were never shown.
+        assert_eq!(summary.new, 3);
         assert_eq!(titles(&store, &["cut"], 10).len(), 3);
         assert_eq!(state.items, 3);
         assert_eq!(
