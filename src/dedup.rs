@@ -147,9 +147,15 @@ pub fn token_hashes(text: &str) -> Vec<u64> {
 pub struct Fingerprint(pub [u32; SIGNATURE_LEN]);
 
 /// Fixed multipliers and offsets of the hash family (splitmix64 from a fixed seed), so that
-/// fingerprints stored by one run compare with those of the next.
-fn permutations() -> &'static [(u64, u64); SIGNATURE_LEN] {
-    static TABLE: std::sync::OnceLock<[(u64, u64); SIGNATURE_LEN]> = std::sync::OnceLock::new();
+/// fingerprints stored by one run compare with those of the next. Multipliers and offsets
+/// apart, so that the slots are computed a vector at a time.
+struct Permutations {
+    multipliers: [u64; SIGNATURE_LEN],
+    offsets: [u64; SIGNATURE_LEN],
+}
+
+fn permutations() -> &'static Permutations {
+    static TABLE: std::sync::OnceLock<Permutations> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
         let mut state: u64 = 0x5eed_f00d_feed_1234;
         let mut next = || {
@@ -159,8 +165,42 @@ fn permutations() -> &'static [(u64, u64); SIGNATURE_LEN] {
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^ (z >> 31)
         };
-        std::array::from_fn(|_| (next() | 1, next()))
+        let mut table = Permutations {
+            multipliers: [0; SIGNATURE_LEN],
+            offsets: [0; SIGNATURE_LEN],
+        };
+        for slot in 0..SIGNATURE_LEN {
+            table.multipliers[slot] = next() | 1;
+            table.offsets[slot] = next();
+        }
+        table
     })
+}
+
+/// Lowers each slot of `signature` to the slot's hash of each shingle hash in `shingles`.
+#[inline(always)]
+fn fold_shingles(signature: &mut [u32; SIGNATURE_LEN], shingles: &[u64], table: &Permutations) {
+    for &h in shingles {
+        for slot in 0..SIGNATURE_LEN {
+            let value = (table.multipliers[slot]
+                .wrapping_mul(h)
+                .wrapping_add(table.offsets[slot])
+                >> 32) as u32;
+            signature[slot] = signature[slot].min(value);
+        }
+    }
+}
+
+/// [`fold_shingles`] compiled for AVX2: four slots at a time, most of a fingerprint's cost
+/// otherwise (x86-64's baseline has no vector multiply of 64-bit numbers).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn fold_shingles_avx2(
+    signature: &mut [u32; SIGNATURE_LEN],
+    shingles: &[u64],
+    table: &Permutations,
+) {
+    fold_shingles(signature, shingles, table);
 }
 
 impl Fingerprint {
@@ -170,21 +210,25 @@ impl Fingerprint {
         if tokens.len() < MIN_TOKENS {
             return None;
         }
+        let shingles: Vec<u64> = tokens
+            .windows(3)
+            .map(|shingle| {
+                let mut bytes = [0u8; 24];
+                for (chunk, token) in bytes.chunks_exact_mut(8).zip(shingle) {
+                    chunk.copy_from_slice(&token.to_le_bytes());
+                }
+                xxh3_64(&bytes)
+            })
+            .collect();
         let mut signature = [u32::MAX; SIGNATURE_LEN];
         let table = permutations();
-        for shingle in tokens.windows(3) {
-            let mut bytes = [0u8; 24];
-            for (chunk, token) in bytes.chunks_exact_mut(8).zip(shingle) {
-                chunk.copy_from_slice(&token.to_le_bytes());
-            }
-            let h = xxh3_64(&bytes);
-            for (slot, (a, b)) in signature.iter_mut().zip(table.iter()) {
-                let value = (a.wrapping_mul(h).wrapping_add(*b) >> 32) as u32;
-                if value < *slot {
-                    *slot = value;
-                }
-            }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, as checked just above.
+            unsafe { fold_shingles_avx2(&mut signature, &shingles, table) };
+            return Some(Fingerprint(signature));
         }
+        fold_shingles(&mut signature, &shingles, table);
         Some(Fingerprint(signature))
     }
 
@@ -263,6 +307,27 @@ mod tests {
             out.push(xxh3_64(word.as_bytes()));
         }
         out
+    }
+
+    #[test]
+    fn fingerprints_are_the_same_as_stored_ones_on_every_cpu() {
+        // Computed by the first version; stored fingerprints are compared with new ones.
+        let text = "Feed 0 story 0: reading classes across the region rzjgs mctg opvotbnea smcvbkv vubr wvvgk udivghwmh lfbs juppcyng fdd mvpjfsvh gcnt wnmtocldz zddvpgy ltrfetfbj dwwa biboe plimnm jhf 北京时间11月27日，国务院召开常务会议 Don't İstanbul";
+        let print = Fingerprint::of(text).expect("long enough");
+        assert_eq!(
+            print.0[..8],
+            [11468922, 232341202, 2657767, 77525760, 40218824, 22560502, 12905921, 36274503]
+        );
+        assert_eq!(xxh3_64(&print.to_bytes()), 0xe58a_9ab2_8bd9_b953);
+        // The portable fold gives what the vector one gave.
+        let tokens = token_hashes(text);
+        let shingles: Vec<u64> = tokens
+            .windows(3)
+            .map(|s| xxh3_64(&s.iter().flat_map(|t| t.to_le_bytes()).collect::<Vec<u8>>()))
+            .collect();
+        let mut portable = [u32::MAX; SIGNATURE_LEN];
+        fold_shingles(&mut portable, &shingles, permutations());
+        assert_eq!(portable, print.0);
     }
 
     #[test]
