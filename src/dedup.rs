@@ -169,9 +169,9 @@ fn permutations() -> &'static Permutations {
             multipliers: [0; SIGNATURE_LEN],
             offsets: [0; SIGNATURE_LEN],
         };
-        for slot in 0..SIGNATURE_LEN {
-            table.multipliers[slot] = next() | 1;
-            table.offsets[slot] = next();
+        for (multiplier, offset) in table.multipliers.iter_mut().zip(&mut table.offsets) {
+            *multiplier = next() | 1;
+            *offset = next();
         }
         table
     })
@@ -181,12 +181,10 @@ fn permutations() -> &'static Permutations {
 #[inline(always)]
 fn fold_shingles(signature: &mut [u32; SIGNATURE_LEN], shingles: &[u64], table: &Permutations) {
     for &h in shingles {
-        for slot in 0..SIGNATURE_LEN {
-            let value = (table.multipliers[slot]
-                .wrapping_mul(h)
-                .wrapping_add(table.offsets[slot])
-                >> 32) as u32;
-            signature[slot] = signature[slot].min(value);
+        let slots = table.multipliers.iter().zip(&table.offsets);
+        for (slot, (multiplier, offset)) in signature.iter_mut().zip(slots) {
+            let value = (multiplier.wrapping_mul(h).wrapping_add(*offset) >> 32) as u32;
+            *slot = (*slot).min(value);
         }
     }
 }
