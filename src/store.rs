@@ -144,10 +144,10 @@ pub struct StoredEntry {
     /// The time it sorts by: published, else updated, else first seen; never in the future.
     pub sort_time: DateTime<Utc>,
     /// The first-seen entry of another source with the same canonical link, if any.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub same_link_as: Option<EntryRef>,
     /// The first-seen entry of another source with the same link or nearly the same text.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub same_text_as: Option<EntryRef>,
 }
 
