@@ -321,6 +321,13 @@ fn metrics_and_health_tell_the_truth() {
                 .all(|r| !r["last_fetch"].is_null()),
         )
     });
+    // Rendering follows the commit: wait for the render that shows the entries (the home
+    // page comes after the feeds, and is not counted below), or the conditional request
+    // below may meet a newer document.
+    daemon.wait_for("a's entries rendered", || {
+        let (_, body) = blocking_get(&daemon.url("/"))?;
+        Some(String::from_utf8_lossy(&body).contains("a item 3"))
+    });
     // A document, then the same again conditionally: both counted, both with the security
     // headers and CORS (documents are answered without the router).
     let (status, headers, _) =
