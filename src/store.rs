@@ -1,9 +1,9 @@
 //! The store: entries and per-source state in one embedded sled database.
 //!
-//! Everything lives in one sled tree under key prefixes, because sled applies a `Batch` to one
-//! tree atomically: the entries of a response and the source state that records its
-//! ETag/Last-Modified are written together or not at all, so a crash can never record a
-//! validator for entries we did not keep.
+//! Everything lives in one sled tree under key prefixes. A commit writes a response's
+//! entries, then the source's index, then the source state that records its
+//! ETag/Last-Modified: sled recovers its log in order, so a crash can never record a
+//! validator for entries we did not keep ([`Store::write_commit`] says why not a `Batch`).
 //!
 //! | key                 | value                                                      |
 //! |---------------------|------------------------------------------------------------|
@@ -26,7 +26,9 @@
 //! Stories: when an entry is first stored it is matched against the entries of *other*
 //! sources (same canonical link; near-duplicate text) and remembers the first-seen entry of
 //! the story it joins ([`StoredEntry::same_link_as`], [`StoredEntry::same_text_as`]). Commits
-//! are serialized so that two sources carrying one story at the same moment still meet.
+//! match their entries one at a time, and see the entries of the commits before them that
+//! are still being written, so that two sources carrying one story at the same moment
+//! still meet.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -412,7 +414,7 @@ struct MatchRecord {
 }
 
 /// What a new or changed entry of a response needs for matching, computed before the
-/// commit lock is taken.
+/// commits lock is taken.
 struct Prepared {
     record: MatchRecord,
     keys: MatchKeys,
@@ -633,7 +635,7 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the commit lock and, on first use, loads the matching index of the newest
+    /// Takes the commits lock and, on first use, loads the matching index of the newest
     /// `match_window` entries by first-seen time (their match records, not their JSON).
     fn lock_commits(&self) -> Result<MutexGuard<'_, Commits>, StoreError> {
         let mut guard = self.commits.lock().unwrap_or_else(|p| p.into_inner());

@@ -37,7 +37,7 @@ pub struct Remembered {
 }
 
 /// The keys an entry is found by: one per LSH band of its fingerprint and one for its
-/// canonical link. Computed before the commit lock is taken.
+/// canonical link. Computed before the commits lock is taken.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MatchKeys {
     /// The link's key, if the entry has a canonical link.
