@@ -124,6 +124,8 @@ struct Home<'a> {
     river_title: Option<&'a str>,
     entries: Vec<EntryView>,
     sources: Vec<SourceView>,
+    /// Sources not listed (see [`LISTED_SOURCES`]).
+    unlisted: usize,
 }
 
 #[derive(Template)]
@@ -217,11 +219,18 @@ fn entry_views(
         .collect()
 }
 
+/// Sources listed on the home page at most. A planet of ten thousand sources made a 3 MB
+/// page, most of a render: beyond this, the page lists the sources that need attention
+/// first, and says how many more `/status.json` and the OPML have.
+const LISTED_SOURCES: usize = 200;
+
+/// The home page's sources, in config order, at most [`LISTED_SOURCES`] (those not "ok"
+/// first), and how many are left out.
 fn source_views(
     reports: &[SourceReport],
     sources: &std::collections::HashMap<String, SourceInfo>,
-) -> Vec<SourceView> {
-    reports
+) -> (Vec<SourceView>, usize) {
+    let views: Vec<SourceView> = reports
         .iter()
         .map(|report| {
             let info = sources.get(&report.name);
@@ -242,7 +251,17 @@ fn source_views(
                 items: report.items,
             }
         })
-        .collect()
+        .collect();
+    if views.len() <= LISTED_SOURCES {
+        return (views, 0);
+    }
+    let total = views.len();
+    let (mut listed, fine): (Vec<_>, Vec<_>) = views.into_iter().partition(|v| v.state != "ok");
+    listed.truncate(LISTED_SOURCES);
+    let room = LISTED_SOURCES - listed.len();
+    listed.extend(fine.into_iter().take(room));
+    let unlisted = total - listed.len();
+    (listed, unlisted)
 }
 
 /// The home page: every feed to subscribe to, the newest stories of the first feed, the
@@ -255,6 +274,7 @@ pub fn render_home(
     now: DateTime<Utc>,
 ) -> String {
     let base_url = config.server.base_url.as_str();
+    let (sources_listed, unlisted) = source_views(reports, sources);
     let page = Home {
         lang: &config.server.lang,
         site_title: &config.server.title,
@@ -269,7 +289,8 @@ pub fn render_home(
             .collect(),
         river_title: config.feeds.first().map(|f| f.title.as_str()),
         entries: entry_views(river, sources, now),
-        sources: source_views(reports, sources),
+        sources: sources_listed,
+        unlisted,
     };
     page.render()
         .unwrap_or_else(|err| format!("template error: {err}"))
@@ -322,6 +343,35 @@ mod tests {
             relative_time(now + chrono::Duration::days(2), now),
             "just now"
         );
+    }
+
+    #[test]
+    fn a_large_planet_lists_its_troubled_sources_first_and_counts_the_rest() {
+        let report = |n: usize, failing: bool| SourceReport {
+            name: format!("s{n}"),
+            url: format!("https://s{n}.example/feed"),
+            last_fetch: Some(Utc::now()),
+            last_status: Some(if failing { 500 } else { 200 }),
+            last_error: failing.then(|| "HTTP 500".to_string()),
+            consecutive_failures: u32::from(failing),
+            next_fetch: None,
+            items: 3,
+            disabled: false,
+        };
+        let reports: Vec<SourceReport> = (0..1000).map(|n| report(n, n % 400 == 399)).collect();
+        let (listed, unlisted) = source_views(&reports, &Default::default());
+        assert_eq!(
+            (listed.len(), unlisted),
+            (LISTED_SOURCES, 1000 - LISTED_SOURCES)
+        );
+        let titles: Vec<&str> = listed.iter().map(|v| v.title.as_str()).collect();
+        assert_eq!(titles[..3], ["s399", "s799", "s0"]);
+        assert_eq!(listed.iter().filter(|v| v.state == "failing").count(), 2);
+
+        let few: Vec<SourceReport> = (0..5).map(|n| report(n, n == 3)).collect();
+        let (listed, unlisted) = source_views(&few, &Default::default());
+        let titles: Vec<&str> = listed.iter().map(|v| v.title.as_str()).collect();
+        assert_eq!((titles, unlisted), (vec!["s0", "s1", "s2", "s3", "s4"], 0));
     }
 
     #[test]

@@ -833,8 +833,9 @@ impl Store {
     /// Writes a commit's matched entries, then the source's index, then its state. One
     /// write each, not one sled batch: sled 0.34 runs a batch alone, holding up every other
     /// read and write, and commits stood in line for it. The order keeps the promise a batch
-    /// kept: sled recovers its log in order, so validators are never ahead of the entries
-    /// (see [`Store::commit_fetch`] for entries written without their index).
+    /// kept: sled recovers its log in order (it never recovers a segment whose predecessor
+    /// was lost; see its `pagecache/segment.rs`), so validators are never ahead of the
+    /// entries (see [`Store::commit_fetch`] for entries written without their index).
     fn write_commit(
         &self,
         source: &str,
