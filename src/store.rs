@@ -53,7 +53,9 @@ use recent::{MatchKeys, RecentEntries};
 /// 1: a key per entry in each of five indexes and 21 LSH band keys.
 /// 2: (never released) the LSH index in memory.
 /// 3: one key per entry, one index value per source; see the module documentation.
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: entries leave out empty fields, which a feedmill of schema 3 cannot read (its values
+///    read as they are: the migration only writes the version).
+pub const SCHEMA_VERSION: u32 = 4;
 /// sled's page cache when the config does not say: its own default (1 GiB) is far more than
 /// a small VPS can spare. With one key per entry, 16 MiB writes as fast as 64 MiB (a cold
 /// refresh of 20,000 entries differs within the noise) and keeps the daemon with ten
@@ -581,6 +583,13 @@ impl Store {
     /// step reads both value formats, so an interrupted migration simply runs again.
     fn migrate(&self, from: u32) -> Result<(), StoreError> {
         tracing::info!(store = %self.path.display(), from, to = SCHEMA_VERSION, "updating the store's layout");
+        if from == 3 {
+            return self
+                .db
+                .insert(b"m:schema", SCHEMA_VERSION.to_string().as_bytes())
+                .map(|_| ())
+                .map_err(|e| self.db_error(e));
+        }
         let mut batch = sled::Batch::default();
         let mut pending = 0;
         let apply = |batch: &mut sled::Batch, pending: &mut usize, force: bool| {
@@ -1600,6 +1609,25 @@ mod tests {
         assert_eq!(by_link.map(|r| r.key), Some(key));
         assert_eq!(by_text.map(|r| r.key), Some(key));
         assert_eq!(store.entry("outlet", &key).expect("reads"), None);
+    }
+
+    #[test]
+    fn a_schema_3_store_opens_as_schema_4_as_it_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let store = Store::open(&path).expect("opens");
+        let mut state = SourceState::default();
+        store
+            .commit_fetch("a", &mut state, &[article("a", 1)], from_millis(1_000))
+            .expect("commits");
+        store.db.insert(b"m:schema", b"3").expect("writes");
+        drop(store);
+        let store = reopen(&path);
+        assert_eq!(
+            store.db.get(b"m:schema").expect("reads").as_deref(),
+            Some(SCHEMA_VERSION.to_string().as_bytes())
+        );
+        assert_eq!(titles(&store, &["a"], 10), ["a 1"]);
     }
 
     #[test]
