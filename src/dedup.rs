@@ -201,6 +201,20 @@ fn fold_shingles_avx2(
     fold_shingles(signature, shingles, table);
 }
 
+/// The hash of each run of three tokens.
+fn shingle_hashes(tokens: &[u64]) -> Vec<u64> {
+    tokens
+        .windows(3)
+        .map(|shingle| {
+            let mut bytes = [0u8; 24];
+            for (chunk, token) in bytes.chunks_exact_mut(8).zip(shingle) {
+                chunk.copy_from_slice(&token.to_le_bytes());
+            }
+            xxh3_64(&bytes)
+        })
+        .collect()
+}
+
 impl Fingerprint {
     /// The fingerprint of a plain text; `None` when it is too short to tell.
     pub fn of(text: &str) -> Option<Fingerprint> {
@@ -208,16 +222,7 @@ impl Fingerprint {
         if tokens.len() < MIN_TOKENS {
             return None;
         }
-        let shingles: Vec<u64> = tokens
-            .windows(3)
-            .map(|shingle| {
-                let mut bytes = [0u8; 24];
-                for (chunk, token) in bytes.chunks_exact_mut(8).zip(shingle) {
-                    chunk.copy_from_slice(&token.to_le_bytes());
-                }
-                xxh3_64(&bytes)
-            })
-            .collect();
+        let shingles = shingle_hashes(&tokens);
         let mut signature = [u32::MAX; SIGNATURE_LEN];
         let table = permutations();
         #[cfg(target_arch = "x86_64")]
@@ -318,13 +323,12 @@ mod tests {
         );
         assert_eq!(xxh3_64(&print.to_bytes()), 0xe58a_9ab2_8bd9_b953);
         // The portable fold gives what the vector one gave.
-        let tokens = token_hashes(text);
-        let shingles: Vec<u64> = tokens
-            .windows(3)
-            .map(|s| xxh3_64(&s.iter().flat_map(|t| t.to_le_bytes()).collect::<Vec<u8>>()))
-            .collect();
         let mut portable = [u32::MAX; SIGNATURE_LEN];
-        fold_shingles(&mut portable, &shingles, permutations());
+        fold_shingles(
+            &mut portable,
+            &shingle_hashes(&token_hashes(text)),
+            permutations(),
+        );
         assert_eq!(portable, print.0);
     }
 
