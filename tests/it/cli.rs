@@ -367,6 +367,76 @@ fn a_bad_opml_file_exits_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `[fetch] concurrency` bounds the refreshes under way, so the requests in flight: with 2,
+/// a server that holds every request sees two at a time, never more, while seven sources
+/// are fetched.
+#[test]
+fn fetch_keeps_at_most_concurrency_requests_in_flight() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = runtime.block_on(crate::support::FeedServer::start());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config =
+        String::from("[store]\npath = \"store\"\n[fetch]\nconcurrency = 2\nper_host = 8\n");
+    for i in 0..7 {
+        server.put(
+            &format!("s{i}.rss"),
+            "application/rss+xml",
+            format!("<rss version=\"2.0\"><channel><title>s{i}</title><item><guid>s{i}-1</guid><title>one</title></item></channel></rss>"),
+        );
+        config.push_str(&format!(
+            "[[source]]\nname = \"s{i}\"\nurl = \"{}\"\n",
+            server.url(&format!("s{i}.rss"))
+        ));
+    }
+    config.push_str("[[feed]]\nname = \"all\"\n");
+    let path = write(dir.path(), &config);
+    let gate = server.gate();
+    let mut child = feedmill()
+        .arg("fetch")
+        .arg("-c")
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut released = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "feedmill fetch hung");
+        assert!(
+            gate.most_held() <= 2,
+            "{} requests in flight at once",
+            gate.most_held()
+        );
+        // The bound reached (or only the last source left): let one through, and wait until
+        // it has passed.
+        if gate.held() >= 2 || (released == 6 && gate.held() == 1) {
+            gate.let_one_through();
+            released += 1;
+            while gate.passed() < released {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert!(status.success());
+    assert_eq!(released, 7);
+    assert_eq!(gate.most_held(), 2, "requests in flight at once");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)
+        .expect("read");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("1 entries (1 new"))
+            .count(),
+        7,
+        "{out}"
+    );
+}
+
 /// Hundreds of sources committed at once: sled 0.34 deadlocked when a flush ran beside a
 /// batch, which a thousand `file://` sources fetched together once showed.
 #[test]

@@ -57,6 +57,49 @@ struct Inner {
     files: HashMap<String, Behavior>,
     log: Vec<Logged>,
     version: u64,
+    gate: Option<Arc<Gate>>,
+}
+
+/// Holds every request until the test lets it through, and counts the requests held at
+/// once: how a test sees how many fetches a client has in flight.
+pub struct Gate {
+    open: tokio::sync::Semaphore,
+    held: std::sync::atomic::AtomicUsize,
+    most_held: std::sync::atomic::AtomicUsize,
+    passed: std::sync::atomic::AtomicUsize,
+}
+
+impl Gate {
+    async fn pass(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.held.fetch_add(1, SeqCst) + 1;
+        self.most_held.fetch_max(now, SeqCst);
+        if let Ok(permit) = self.open.acquire().await {
+            permit.forget();
+        }
+        self.held.fetch_sub(1, SeqCst);
+        self.passed.fetch_add(1, SeqCst);
+    }
+
+    /// Requests waiting now.
+    pub fn held(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most requests that ever waited at once.
+    pub fn most_held(&self) -> usize {
+        self.most_held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Requests let through so far.
+    pub fn passed(&self) -> usize {
+        self.passed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Lets one waiting (or the next) request through.
+    pub fn let_one_through(&self) {
+        self.open.add_permits(1);
+    }
 }
 
 /// A local HTTP server that serves feed documents with ETag/Last-Modified and answers 304
@@ -114,6 +157,18 @@ impl FeedServer {
             .insert(path.to_string(), behavior);
     }
 
+    /// Holds every request from now on until the returned gate lets it through.
+    pub fn gate(&self) -> Arc<Gate> {
+        let gate = Arc::new(Gate {
+            open: tokio::sync::Semaphore::new(0),
+            held: Default::default(),
+            most_held: Default::default(),
+            passed: Default::default(),
+        });
+        self.inner.lock().expect("lock").gate = Some(gate.clone());
+        gate
+    }
+
     /// How many requests `path` has had.
     pub fn hits(&self, path: &str) -> usize {
         self.log().iter().filter(|l| l.path == path).count()
@@ -136,6 +191,10 @@ async fn serve_file(
     UrlPath(path): UrlPath<String>,
     headers: HeaderMap,
 ) -> Response {
+    let gate = inner.lock().expect("lock").gate.clone();
+    if let Some(gate) = gate {
+        gate.pass().await;
+    }
     let mut inner = inner.lock().expect("lock");
     let header_text = |name| {
         headers
