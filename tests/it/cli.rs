@@ -367,6 +367,26 @@ fn a_bad_opml_file_exits_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `feedmill fetch -c path`, running, its stdout piped.
+fn spawn_fetch(path: &Path) -> std::process::Child {
+    feedmill()
+        .arg("fetch")
+        .arg("-c")
+        .arg(path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runs")
+}
+
+/// What an ended child printed.
+fn stdout_of(child: &mut std::process::Child) -> String {
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)
+        .expect("read");
+    out
+}
+
 /// `[fetch] concurrency` bounds the refreshes under way, so the requests in flight: with 2,
 /// a server that holds every request sees two at a time, never more, while seven sources
 /// are fetched.
@@ -391,14 +411,7 @@ fn fetch_keeps_at_most_concurrency_requests_in_flight() {
     config.push_str("[[feed]]\nname = \"all\"\n");
     let path = write(dir.path(), &config);
     let gate = server.gate();
-    let mut child = feedmill()
-        .arg("fetch")
-        .arg("-c")
-        .arg(&path)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("runs");
+    let mut child = spawn_fetch(&path);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut released = 0;
     let status = loop {
@@ -425,9 +438,7 @@ fn fetch_keeps_at_most_concurrency_requests_in_flight() {
     assert!(status.success());
     assert_eq!(released, 7);
     assert_eq!(gate.most_held(), 2, "requests in flight at once");
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)
-        .expect("read");
+    let out = stdout_of(&mut child);
     assert_eq!(
         out.lines()
             .filter(|l| l.contains("1 entries (1 new"))
@@ -451,14 +462,7 @@ fn fetch_of_many_sources_at_once_completes() {
     }
     config.push_str("[[feed]]\nname = \"all\"\n");
     let path = write(dir.path(), &config);
-    let mut child = feedmill()
-        .arg("fetch")
-        .arg("-c")
-        .arg(&path)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("runs");
+    let mut child = spawn_fetch(&path);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -471,9 +475,7 @@ fn fetch_of_many_sources_at_once_completes() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(status.success());
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)
-        .expect("read");
+    let out = stdout_of(&mut child);
     assert_eq!(
         out.lines()
             .filter(|l| l.contains("2 entries (2 new"))
