@@ -1,14 +1,91 @@
-//! Giving freed memory back to the system.
+//! The allocator, and giving freed memory back to the system.
 //!
-//! glibc's allocator keeps what a burst freed (rebuilding the matching index, a render of ten
-//! thousand sources, retention) for reuse, so the RSS of a daemon that idles between bursts
-//! stays at its peak. After each burst we ask it to return what it can.
+//! feedmill allocates through jemalloc. A refresh is a burst of small, short-lived
+//! allocations on every core (parsing, sanitizing, fingerprints, sled's nodes): glibc's
+//! allocator spent about a fifth of a cold refresh in `malloc` and `free`, where jemalloc's
+//! per-thread caches spend much less (a cold refresh of a thousand feeds is 10–15 % faster).
+//! Between bursts the daemon idles, and an idle daemon should hold only what it uses: glibc
+//! kept a burst's freed memory in one arena per thread, and the RSS at a million entries
+//! varied from run to run by tens of MiB. See `docs/benchmarks.md` for both measurements.
 
-/// Returns the allocator's free memory to the system (glibc only; elsewhere nothing).
+use std::os::raw::c_char;
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read before `main` (the symbol is the one its prefixed build looks up):
+/// - `narenas:2`: two arenas instead of four per CPU, so fewer half-empty arenas (the
+///   threads that allocate most are the two busy cores' workers);
+/// - `background_thread:true`: freed pages are returned even while the daemon idles (without
+///   it, jemalloc's decay only advances when the program allocates);
+/// - `dirty_decay_ms:1000`: a burst's freed pages are kept a second for the next burst to
+///   reuse, then returned;
+/// - `muzzy_decay_ms:0`: returned pages are unmapped at once rather than lazily freed, which
+///   the kernel would go on counting in the RSS until it needs the memory.
+#[used]
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: &[u8; 70] =
+    b"narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
+/// Returns the allocator's free memory to the system now, after a burst (a render of ten
+/// thousand sources, retention, rebuilding the matching index), rather than a second later.
 pub fn trim() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim has no preconditions; it only releases memory malloc holds free.
-    unsafe {
-        libc::malloc_trim(0);
+    // "arena.<MALLCTL_ARENAS_ALL>.purge": every arena. It takes and returns nothing, so
+    // jemalloc wants null pointers, which tikv-jemalloc-ctl's typed calls never pass.
+    const PURGE_ALL: &[u8] = b"arena.4096.purge\0";
+    // SAFETY: the name is NUL-terminated and the purge control reads and writes nothing.
+    let _ = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            PURGE_ALL.as_ptr().cast::<c_char>(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+}
+
+/// What the allocator holds, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Handed out to the program and not freed.
+    pub allocated: u64,
+    /// In physically resident pages (what the allocator adds to the RSS).
+    pub resident: u64,
+}
+
+/// The allocator's current usage, or `None` if its statistics cannot be read.
+pub fn usage() -> Option<Usage> {
+    // Statistics are a snapshot taken when the epoch advances.
+    tikv_jemalloc_ctl::epoch::advance().ok()?;
+    Some(Usage {
+        allocated: tikv_jemalloc_ctl::stats::allocated::read().ok()? as u64,
+        resident: tikv_jemalloc_ctl::stats::resident::read().ok()? as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_options_are_one_nul_terminated_string() {
+        let text = MALLOC_CONF.split(|b| *b == 0).next().unwrap_or_default();
+        assert!(text.starts_with(b"narenas:2,"));
+        assert_eq!(MALLOC_CONF[text.len()], 0);
+    }
+
+    #[test]
+    fn jemalloc_is_the_allocator_and_took_the_options() {
+        let held = vec![7u8; 8 << 20];
+        let usage = usage().expect("jemalloc statistics");
+        assert!(usage.allocated >= held.len() as u64, "{usage:?}");
+        assert!(usage.resident >= usage.allocated / 2, "{usage:?}");
+        drop(held);
+        // SAFETY: reads a bool option by its name.
+        let background =
+            unsafe { tikv_jemalloc_ctl::raw::read::<bool>(b"opt.background_thread\0") };
+        assert_eq!(background.ok(), Some(true), "the options were not read");
+        trim();
     }
 }

@@ -61,6 +61,8 @@ pub struct Metrics {
     /// the family's lock and label hashing.
     feed_ok: Counter,
     feed_not_modified: Counter,
+    memory_allocated: Gauge,
+    memory_resident: Gauge,
 }
 
 impl Default for Metrics {
@@ -88,6 +90,8 @@ impl Metrics {
             requests: Family::default(),
             feed_ok: Counter::default(),
             feed_not_modified: Counter::default(),
+            memory_allocated: Gauge::default(),
+            memory_resident: Gauge::default(),
             registry: Registry::default(),
         };
         let requests = metrics.requests.clone();
@@ -147,6 +151,16 @@ impl Metrics {
             "HTTP requests by route and status",
             metrics.requests.clone(),
         );
+        registry.register(
+            "memory_allocated_bytes",
+            "Memory the daemon has allocated and not freed",
+            metrics.memory_allocated.clone(),
+        );
+        registry.register(
+            "memory_resident_bytes",
+            "Memory the allocator holds in resident pages (most of the RSS)",
+            metrics.memory_resident.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -197,6 +211,10 @@ impl Metrics {
             .set(reports.iter().filter(|r| r.last_error.is_some()).count() as i64);
         self.sources_disabled
             .set(reports.iter().filter(|r| r.disabled).count() as i64);
+        if let Some(usage) = crate::memory::usage() {
+            self.memory_allocated.set(usage.allocated as i64);
+            self.memory_resident.set(usage.resident as i64);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -241,6 +259,16 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
+        let gauge = |name: &str| -> i64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        };
+        let (allocated, resident) = (
+            gauge("feedmill_memory_allocated_bytes"),
+            gauge("feedmill_memory_resident_bytes"),
+        );
+        assert!(0 < allocated && allocated <= resident, "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }
