@@ -1,7 +1,7 @@
 //! The command line: a thin layer over the library. Errors become `anyhow` here and only here,
 //! printed with their whole cause chain; config errors exit 2, runtime failures 1.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -190,6 +190,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Prints `report` in one write (stdout is line-buffered: a line per source was a write per
+/// source). A reader that went away (`feedmill fetch | head`) is not an error.
+fn print_report(report: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(report.as_bytes()).and_then(|()| out.flush()) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// What `feedmill check` prints for a valid config.
 fn summary(config: &Config) -> String {
     let mut out = format!(
@@ -270,6 +280,7 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
         store.flush_blocking()?;
     }
     let mut failed = 0;
+    let mut report = String::new();
     for (source, result) in selected.iter().zip(results) {
         let line = match result {
             Some(Ok(RefreshOutcome::Stored {
@@ -298,8 +309,9 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
                 "FAILED  the fetch task stopped".to_string()
             }
         };
-        println!("{:<20} {line}", source.name);
+        report.push_str(&format!("{:<20} {line}\n", source.name));
     }
+    print_report(&report)?;
     if !selected.is_empty() && failed == selected.len() {
         Ok(ExitCode::from(1))
     } else {
