@@ -17,6 +17,8 @@ use url::Url;
 
 use crate::{dates, discover, encoding, sanitize};
 
+mod rss2;
+
 /// One item of a source, normalized and sanitized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -55,7 +57,7 @@ impl Entry {
 }
 
 /// A parsed source document.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ParsedFeed {
     /// The feed's own title, plain text.
     pub title: Option<String>,
@@ -96,6 +98,10 @@ pub enum ParseError {
     /// The document is not RSS, Atom or JSON Feed.
     #[error("not a feed: {0}")]
     NotAFeed(String),
+    /// feed-rs failed on the document (a bug in it), and it is not RSS 2.0 that the rss
+    /// crate reads instead.
+    #[error("the feed parser (feed-rs) crashed on this document; please report the feed's URL to feedmill")]
+    ParserPanicked,
 }
 
 /// Parses `body`, fetched from `url`. `content_type` is the HTTP header, whose charset wins
@@ -119,10 +125,30 @@ pub fn parse_feed(
     let checked;
     let (utf8, entry_bases) = if utf8.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<') {
         checked = check_xml(utf8, url)?;
+        if checked.plain_rss {
+            if let Some((head, entries)) = rss2::read(&checked.document, url) {
+                return Ok(finish(head, entries.into_iter(), &[], url));
+            }
+        }
         (checked.document.as_ref(), checked.entry_bases.as_slice())
     } else {
         (utf8, &[][..])
     };
+    match read_with_feed_rs(utf8, entry_bases, url) {
+        // The rss crate reads RSS 2.0 well enough when feed-rs cannot.
+        Err(ParseError::ParserPanicked) => rss2::read(utf8, url)
+            .map(|(head, entries)| finish(head, entries.into_iter(), &[], url))
+            .ok_or(ParseError::ParserPanicked),
+        parsed => parsed,
+    }
+}
+
+/// Reads a checked document (or JSON) with feed-rs.
+fn read_with_feed_rs(
+    utf8: &[u8],
+    entry_bases: &[Url],
+    url: &Url,
+) -> Result<ParsedFeed, ParseError> {
     let parser = feed_rs::parser::Builder::new()
         .base_uri(Some(url.as_str()))
         .sanitize_content(false)
@@ -130,27 +156,114 @@ pub fn parse_feed(
         // An empty id marks "no id in the document"; `identity_of` then decides.
         .id_generator(|_, _, _| String::new())
         .build();
-    let feed = parser
-        .parse(utf8)
+    // feed-rs panics on some input (an author "name@example.org" followed by a non-ASCII
+    // character slices a string inside that character): a hostile feed must not.
+    let feed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.parse(utf8)))
+        .map_err(|_| ParseError::ParserPanicked)?
         .map_err(|err| ParseError::NotAFeed(describe_parse_error(&err)))?;
 
+    let head = FeedHead {
+        title: feed.title.map(RawText::from),
+        site_link: alternate_link(&feed.links),
+        ttl_minutes: feed.ttl,
+    };
+    let entries = feed.entries.into_iter().map(RawEntry::from);
+    Ok(finish(head, entries, entry_bases, url))
+}
+
+/// What a parser read of the feed itself.
+struct FeedHead {
+    title: Option<RawText>,
+    /// Already resolved, http(s) only.
+    site_link: Option<String>,
+    ttl_minutes: Option<u32>,
+}
+
+/// A text as a parser read it: plain text or HTML, not yet cleaned.
+struct RawText {
+    text: String,
+    html: bool,
+}
+
+impl From<model::Text> for RawText {
+    fn from(text: model::Text) -> RawText {
+        RawText {
+            html: text.content_type.subty() != "plain",
+            text: text.content,
+        }
+    }
+}
+
+/// An entry as a parser read it (feed-rs, or the rss crate for plain RSS 2.0), before
+/// [`normalize_entry`]: both parsers end in this, so both are cleaned the same way.
+struct RawEntry {
+    /// The guid or id; empty when the document has none.
+    id: String,
+    title: Option<RawText>,
+    /// Already resolved, http(s) only.
+    link: Option<String>,
+    /// The xml:base of the entry's content element itself, which refines the entry's.
+    content_base: Option<String>,
+    summary: Option<RawText>,
+    content: Option<RawText>,
+    published: Option<DateTime<Utc>>,
+    updated: Option<DateTime<Utc>>,
+    /// Author names, as written.
+    authors: Vec<String>,
+    /// Category labels (else terms), as written.
+    categories: Vec<String>,
+}
+
+impl From<model::Entry> for RawEntry {
+    fn from(entry: model::Entry) -> RawEntry {
+        let content = entry.content.and_then(|c| {
+            Some(RawText {
+                html: c.content_type.subty() != "plain",
+                text: c.body?,
+            })
+        });
+        RawEntry {
+            link: alternate_link(&entry.links),
+            id: entry.id,
+            title: entry.title.map(RawText::from),
+            content_base: entry.base,
+            summary: entry.summary.map(RawText::from),
+            content,
+            published: entry.published,
+            updated: entry.updated,
+            authors: entry.authors.into_iter().filter_map(|p| p.name).collect(),
+            categories: entry
+                .categories
+                .into_iter()
+                .map(|c| c.label.unwrap_or(c.term))
+                .collect(),
+        }
+    }
+}
+
+/// The parsed feed from what a parser read: entries normalized (each against the xml:base
+/// in effect where it is, else the feed's URL), at most [`MAX_ENTRIES`], unique by identity.
+fn finish(
+    head: FeedHead,
+    entries: impl Iterator<Item = RawEntry>,
+    entry_bases: &[Url],
+    url: &Url,
+) -> ParsedFeed {
     let mut seen = HashSet::new();
-    let entries = feed
-        .entries
-        .into_iter()
+    let entries = entries
         .take(MAX_ENTRIES)
         .enumerate()
         .map(|(i, entry)| normalize_entry(entry, entry_bases.get(i).unwrap_or(url)))
         .filter(|entry| seen.insert(entry.identity.clone()))
         .collect();
-    Ok(ParsedFeed {
-        title: feed.title.map(|t| plain_text(&t)).filter(|t| !t.is_empty()),
-        site_link: alternate_link(&feed.links),
-        ttl: feed
-            .ttl
+    ParsedFeed {
+        title: head.title.map(|t| plain_text(&t)).filter(|t| !t.is_empty()),
+        site_link: head.site_link,
+        ttl: head
+            .ttl_minutes
             .map(|minutes| Duration::from_secs(u64::from(minutes) * 60)),
         entries,
-    })
+    }
 }
 
 /// What [`check_xml`] learned of a document.
@@ -159,6 +272,8 @@ struct CheckedXml<'a> {
     document: Cow<'a, [u8]>,
     /// The xml:base in effect at each item/entry, in document order.
     entry_bases: Vec<Url>,
+    /// Whether the rss crate reads this document as feed-rs would (see [`rss2`]).
+    plain_rss: bool,
 }
 
 /// Reads the XML once with quick-xml, before feed-rs sees it:
@@ -175,6 +290,7 @@ fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError
     let mut open: Vec<(Vec<u8>, usize)> = Vec::new();
     let mut bases: Vec<Url> = vec![url.clone()];
     let mut entry_bases = Vec::new();
+    let mut shape = rss2::Shape::default();
     let at = |offset: u64, message: String| {
         let (line, column) = line_col(utf8, offset as usize);
         ParseError::Xml {
@@ -187,6 +303,7 @@ fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError
         let before = reader.buffer_position() as usize;
         match reader.read_event() {
             Ok(quick_xml::events::Event::Start(start)) => {
+                shape.start(open.len(), &start);
                 let parent = open.last().map_or(0, |(_, base)| *base);
                 let declared = start
                     .attributes()
@@ -220,14 +337,23 @@ fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError
                         return Ok(CheckedXml {
                             document: Cow::Owned(cut),
                             entry_bases,
+                            plain_rss: shape.plain(),
                         });
                     }
                     entry_bases.push(bases[base].clone());
                 }
                 open.push((start.name().0.as_bytes().to_vec(), base));
             }
+            Ok(quick_xml::events::Event::Empty(empty)) => {
+                shape.start(open.len(), &empty);
+                shape.end(open.len());
+            }
+            Ok(quick_xml::events::Event::Text(text)) => shape.text(&text),
+            Ok(quick_xml::events::Event::CData(cdata)) => shape.text(&cdata),
+            Ok(quick_xml::events::Event::GeneralRef(reference)) => shape.reference(&reference),
             Ok(quick_xml::events::Event::End(_)) => {
                 open.pop();
+                shape.end(open.len());
                 // Only the bases of open elements are needed.
                 bases.truncate(open.last().map_or(0, |(_, base)| *base) + 1);
             }
@@ -240,6 +366,7 @@ fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError
         None => Ok(CheckedXml {
             document: Cow::Borrowed(utf8),
             entry_bases,
+            plain_rss: shape.plain(),
         }),
         Some((name, _)) => Err(at(
             reader.buffer_position(),
@@ -285,12 +412,11 @@ fn describe_parse_error(err: &feed_rs::parser::ParseFeedError) -> String {
 
 /// Normalizes one entry; `entry_base` is the xml:base in effect at the entry (else the
 /// feed's URL).
-fn normalize_entry(entry: model::Entry, entry_base: &Url) -> Entry {
+fn normalize_entry(entry: RawEntry, entry_base: &Url) -> Entry {
     let title = entry.title.as_ref().map(plain_text).unwrap_or_default();
-    let link = alternate_link(&entry.links);
-    // feed-rs keeps the xml:base of <content> itself; it refines the entry's.
+    let link = entry.link;
     let base = entry
-        .base
+        .content_base
         .as_deref()
         .and_then(|b| entry_base.join(b).ok())
         .unwrap_or_else(|| entry_base.clone());
@@ -302,14 +428,7 @@ fn normalize_entry(entry: model::Entry, entry_base: &Url) -> Entry {
     let content = entry
         .content
         .as_ref()
-        .and_then(|c| c.body.as_deref().map(|body| (body, &c.content_type)))
-        .map(|(body, mime)| {
-            if mime.subty() == "plain" {
-                sanitize::text_to_html(body)
-            } else {
-                sanitize::sanitize_html(body, &base)
-            }
-        })
+        .map(|t| text_to_html(t, &base))
         .filter(|html| !html.trim().is_empty());
     let identity = identity_of(
         &entry.id,
@@ -326,8 +445,7 @@ fn normalize_entry(entry: model::Entry, entry_base: &Url) -> Entry {
         authors: entry
             .authors
             .iter()
-            .filter_map(|p| p.name.as_deref())
-            .map(sanitize::fold_text)
+            .map(|name| sanitize::fold_text(name))
             .filter(|n| !n.is_empty())
             .collect(),
         summary,
@@ -335,7 +453,7 @@ fn normalize_entry(entry: model::Entry, entry_base: &Url) -> Entry {
         categories: entry
             .categories
             .iter()
-            .map(|c| sanitize::fold_text(c.label.as_deref().unwrap_or(&c.term)))
+            .map(|c| sanitize::fold_text(c))
             .filter(|c| !c.is_empty())
             .collect(),
     }
@@ -381,19 +499,20 @@ fn http_url(href: &str) -> Option<String> {
 }
 
 /// A feed text as plain text: markup removed and entities decoded when it is HTML.
-fn plain_text(text: &model::Text) -> String {
-    if text.content_type.subty() == "plain" {
-        sanitize::fold_text(&text.content)
+fn plain_text(text: &RawText) -> String {
+    if text.html {
+        sanitize::html_to_text(&text.text)
     } else {
-        sanitize::html_to_text(&text.content)
+        sanitize::fold_text(&text.text)
     }
 }
 
-fn text_to_html(text: &model::Text, base: &Url) -> String {
-    if text.content_type.subty() == "plain" {
-        sanitize::text_to_html(&text.content)
+/// A text as sanitized HTML; relative URLs in HTML resolve against `base`.
+fn text_to_html(text: &RawText, base: &Url) -> String {
+    if text.html {
+        sanitize::sanitize_html(&text.text, base)
     } else {
-        sanitize::sanitize_html(&text.content, base)
+        sanitize::text_to_html(&text.text)
     }
 }
 
@@ -576,6 +695,24 @@ mod tests {
         .expect_err("truncated");
         assert!(err.to_string().contains("line 3"), "{err}");
         assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn an_author_that_crashes_feed_rs_is_read_by_the_rss_crate() {
+        // feed-rs slices "desk@news.example（" inside the full-width parenthesis and panics.
+        let xml = r#"<rss version="2.0"><channel><title>日报</title>
+            <item><guid>1</guid><title>头条</title><author>desk@news.example（编辑部）</author></item>
+            </channel></rss>"#;
+        let feed = parse(xml);
+        assert_eq!(feed.title.as_deref(), Some("日报"));
+        assert_eq!(feed.entries.len(), 1);
+        assert_eq!(feed.entries[0].title, "头条");
+        // Not RSS 2.0: whatever reads it, the answer is a result, not a panic.
+        let rdf = "<rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" \
+            xmlns=\"http://purl.org/rss/1.0/\" xmlns:dc=\"http://purl.org/dc/elements/1.1/\">\
+            <channel><title>t</title></channel><item><title>x</title>\
+            <dc:creator>a@b.example\u{a0}</dc:creator></item></rdf:RDF>";
+        let _ = parse_feed(rdf.as_bytes(), None, &url());
     }
 
     #[test]
