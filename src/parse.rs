@@ -158,8 +158,16 @@ fn read_with_feed_rs(
         .build();
     // feed-rs panics on some input (an author "name@example.org" followed by a non-ASCII
     // character slices a string inside that character): a hostile feed must not.
-    let feed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.parse(utf8)))
-        .map_err(|_| ParseError::ParserPanicked)?
+    keep_feed_rs_panics_quiet();
+    IN_FEED_RS.with(|inside| inside.set(true));
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.parse(utf8)));
+    IN_FEED_RS.with(|inside| inside.set(false));
+    let feed = parsed
+        .map_err(|_| {
+            let panic = FEED_RS_PANIC.with(|panic| panic.take()).unwrap_or_default();
+            tracing::warn!(url = %url, "feed-rs failed on this document ({panic})");
+            ParseError::ParserPanicked
+        })?
         .map_err(|err| ParseError::NotAFeed(describe_parse_error(&err)))?;
 
     let head = FeedHead {
@@ -264,6 +272,29 @@ fn finish(
             .map(|minutes| Duration::from_secs(u64::from(minutes) * 60)),
         entries,
     }
+}
+
+thread_local! {
+    /// Whether this thread is inside feed-rs, whose panics [`read_with_feed_rs`] catches.
+    static IN_FEED_RS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// What feed-rs's last caught panic said.
+    static FEED_RS_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A panic inside feed-rs is kept for [`read_with_feed_rs`] to log with the feed's URL,
+/// instead of the default hook's message on stderr; every other panic is reported as before.
+fn keep_feed_rs_panics_quiet() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_FEED_RS.with(std::cell::Cell::get) {
+                FEED_RS_PANIC.with(|panic| *panic.borrow_mut() = Some(info.to_string()));
+            } else {
+                default(info);
+            }
+        }));
+    });
 }
 
 /// What [`check_xml`] learned of a document.

@@ -205,6 +205,12 @@ const CASES: &[Case] = &[
         path: "h/ttl.rss",
         error: None,
     },
+    // feed-rs panics on this author (it slices inside the full-width parenthesis).
+    Case {
+        name: "crash-author",
+        path: "h/crash-author.rss",
+        error: None,
+    },
 ];
 
 fn serve_cases(server: &FeedServer) {
@@ -237,6 +243,14 @@ fn serve_cases(server: &FeedServer) {
         )[38..]
     );
     server.put("h/laughs.rss", xml, laughs);
+    server.put(
+        "h/crash-author.rss",
+        xml,
+        rss(
+            "Crash",
+            &item("c1", "头条", "<author>desk@news.example（编辑部）</author>"),
+        ),
+    );
     let probe = server.url("h/xxe-probe");
     server.put(
         "h/xxe.rss",
