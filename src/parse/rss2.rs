@@ -432,14 +432,15 @@ fn link_of(href: &str, base: &Url) -> Option<String> {
         return None;
     }
     let resolved = match Url::parse(href) {
-        Ok(url) => url.to_string(),
-        Err(url::ParseError::RelativeUrlWithoutBase) => match base.join(href) {
-            Ok(url) => url.to_string(),
-            Err(_) => href.to_string(),
-        },
-        Err(_) => href.to_string(),
+        Err(url::ParseError::RelativeUrlWithoutBase) => base.join(href),
+        parsed => parsed,
     };
-    http_url(resolved.trim())
+    match resolved {
+        // What `http_url` would make of the URL's text, without parsing it again.
+        Ok(url) => matches!(url.scheme(), "http" | "https").then(|| url.into()),
+        // feed-rs keeps the text as written.
+        Err(_) => http_url(href.trim()),
+    }
 }
 
 #[cfg(test)]
