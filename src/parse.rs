@@ -126,8 +126,8 @@ pub fn parse_feed(
     let (utf8, entry_bases) = if utf8.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<') {
         checked = check_xml(utf8, url)?;
         if checked.plain_rss {
-            if let Some((head, entries)) = rss2::read(&checked.document, url) {
-                return Ok(finish(head, entries.into_iter(), &[], url));
+            if let Some(parsed) = read_with_rss(&checked.document, url) {
+                return Ok(parsed);
             }
         }
         (checked.document.as_ref(), checked.entry_bases.as_slice())
@@ -136,11 +136,17 @@ pub fn parse_feed(
     };
     match read_with_feed_rs(utf8, entry_bases, url) {
         // The rss crate reads RSS 2.0 well enough when feed-rs cannot.
-        Err(ParseError::ParserPanicked) => rss2::read(utf8, url)
-            .map(|(head, entries)| finish(head, entries.into_iter(), &[], url))
-            .ok_or(ParseError::ParserPanicked),
+        Err(ParseError::ParserPanicked) => {
+            read_with_rss(utf8, url).ok_or(ParseError::ParserPanicked)
+        }
         parsed => parsed,
     }
+}
+
+/// Reads RSS with the rss crate (see [`rss2`]); nothing if it refuses the document.
+fn read_with_rss(document: &[u8], url: &Url) -> Option<ParsedFeed> {
+    let (head, entries) = rss2::read(document, url)?;
+    Some(finish(head, entries.into_iter(), &[], url))
 }
 
 /// Reads a checked document (or JSON) with feed-rs.

@@ -447,7 +447,7 @@ fn link_of(href: &str, base: &Url) -> Option<String> {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::{check_xml, finish, read_with_feed_rs, ParsedFeed};
+    use super::super::{check_xml, read_with_feed_rs, read_with_rss, ParsedFeed};
     use super::*;
 
     fn url() -> Url {
@@ -459,8 +459,7 @@ mod tests {
         let checked = check_xml(xml.as_bytes(), &url()).expect("well-formed");
         let by_feed_rs = read_with_feed_rs(&checked.document, &checked.entry_bases, &url())
             .map_err(|e| e.to_string());
-        let by_rss = read(&checked.document, &url())
-            .map(|(head, entries)| finish(head, entries.into_iter(), &[], &url()));
+        let by_rss = read_with_rss(&checked.document, &url());
         (checked.plain_rss, by_feed_rs, by_rss)
     }
 
