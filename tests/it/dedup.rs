@@ -192,9 +192,29 @@ fn one_story_once_with_its_carriers_named() {
         Some(json(&daemon, "none").len() == 4)
     });
     publish_sources(&server, 1);
-    // Feeds are published one by one as a render goes: wait for both to show the flood.
-    daemon.wait_for("every source's items", || {
-        Some(json(&daemon, "none").len() == 4 + 3 + 300 && json(&daemon, "all").len() == 25 + 3 + 1)
+    // Feeds are published one by one as a render goes, and a commit can land between two
+    // of them: wait until every feed asserted on below has seen every source's items (the
+    // feeds after "none" in the config are rendered after it).
+    daemon.wait_for("every feed to show every source's items", || {
+        let carriers = |items: &[serde_json::Value], title: &str, source: &str| {
+            by_title(items, title)
+                .iter()
+                .find(|i| i["_feedmill"]["source"]["name"] == source)
+                .map(|i| also(i).len())
+        };
+        let all = json(&daemon, "all");
+        let links = json(&daemon, "links");
+        let flood = all
+            .iter()
+            .filter(|i| i["_feedmill"]["source"]["name"] == "flood")
+            .count();
+        Some(
+            json(&daemon, "none").len() == 4 + 3 + 300
+                && flood > 0
+                && carriers(&all, "Reading Classes", "outlet") == Some(2)
+                && carriers(&all, "读书班", "cn") == Some(1)
+                && carriers(&links, "Reading", "outlet") == Some(1),
+        )
     });
 
     // The default feed (dedup = "content"): the story once, as the outlet first told it,
@@ -222,6 +242,7 @@ fn one_story_once_with_its_carriers_named() {
         .filter(|i| i["_feedmill"]["source"]["name"] == "flood")
         .count();
     assert_eq!(flooded, 25, "the flooding source's share");
+    assert_eq!(all.len(), 25 + 3 + 1);
 
     // Atom names the other carriers as `via` links.
     let (_, atom) = blocking_get(&daemon.url("/feeds/all.atom")).expect("answers");
