@@ -10,8 +10,9 @@
 //! Memory is bounded without remembering each entry's band keys: the window is cut into
 //! [`GENERATIONS`] equal parts. The part being filled is a hash map; when it is full its
 //! keys are merged into one sorted array of all older keys (8 bytes a key), and the oldest
-//! part is forgotten. A lookup is then one hash probe and one short scan of the array,
-//! found through a directory of the keys' top 16 bits, whatever the window's size. A band
+//! part is forgotten. A lookup is then one hash probe and, if a presence filter of the
+//! sealed keys lets it through, one short scan of the array, found through a directory of
+//! the keys' top 16 bits, whatever the window's size. A band
 //! value remembers only the latest entry of each part that carried it: any member of a
 //! story leads to the story's first entry, which the member's record names.
 
@@ -25,6 +26,10 @@ use super::{EntryKey, MatchRecord};
 const GENERATIONS: usize = 8;
 /// The sorted array's directory is indexed by this many top bits of a key.
 const DIRECTORY_BITS: u32 = 16;
+/// Bits of the sealed keys' presence filter per sealed key (a power of two), and its
+/// largest size: about one lookup in twenty of a key that is not there touches the array.
+const FILTER_BITS_PER_KEY: usize = 16;
+const FILTER_MAX_BITS: usize = 1 << 24;
 
 /// An entry the index remembers: enough to read its story record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,6 +76,12 @@ fn band_key(band: u8, hash: u64) -> u32 {
     (u32::from(band) << 27) | (hash as u32 & ((1 << 27) - 1))
 }
 
+/// The filter bit of `key` among `bits` (a power of two): the key's bits mixed, since a
+/// band key's top bits are its band number.
+fn filter_bit(key: u32, bits: usize) -> usize {
+    (key.wrapping_mul(0x9e37_79b9) as usize) & (bits - 1)
+}
+
 /// Canonical links share the keys with the bands, as band 31 (there are 21).
 const LINK_BAND: u8 = 31;
 
@@ -87,6 +98,9 @@ pub struct RecentEntries {
     sealed: Vec<(u32, u32)>,
     /// `sealed[directory[p]..directory[p + 1]]` holds the keys whose top bits are `p`.
     directory: Vec<u32>,
+    /// A bit per hashed key: unset means the key is not in `sealed`. Most keys looked up
+    /// are not (a new story), and the array is megabytes: each probe of it was a cache miss.
+    filter: Vec<u64>,
     per_generation: usize,
     window: usize,
     /// Source names, interned: an entry costs four bytes for its source.
@@ -105,6 +119,7 @@ impl RecentEntries {
             current: FxHashMap::default(),
             sealed: Vec::new(),
             directory: Vec::new(),
+            filter: Vec::new(),
             per_generation: (window / GENERATIONS).max(1),
             window,
             sources: Vec::new(),
@@ -184,6 +199,26 @@ impl RecentEntries {
             }
             self.directory.push(position as u32);
         }
+
+        let bits = (self.sealed.len() * FILTER_BITS_PER_KEY)
+            .next_power_of_two()
+            .clamp(64, FILTER_MAX_BITS);
+        self.filter.clear();
+        self.filter.resize(bits / 64, 0);
+        for &(key, _) in &self.sealed {
+            let bit = filter_bit(key, bits);
+            self.filter[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    /// Whether `key` may be in the sealed array (false: it is not).
+    fn maybe_sealed(&self, key: u32) -> bool {
+        let bits = self.filter.len() * 64;
+        if bits == 0 {
+            return false;
+        }
+        let bit = filter_bit(key, bits);
+        self.filter[bit / 64] & (1 << (bit % 64)) != 0
     }
 
     /// The remembered entries (one per part at most) found by `key`, newest first: a
@@ -191,7 +226,7 @@ impl RecentEntries {
     pub fn carriers(&self, key: u32) -> impl Iterator<Item = Remembered> + '_ {
         let bucket = (key >> (32 - DIRECTORY_BITS)) as usize;
         let range = match (self.directory.get(bucket), self.directory.get(bucket + 1)) {
-            (Some(&start), Some(&end)) => start as usize..end as usize,
+            (Some(&start), Some(&end)) if self.maybe_sealed(key) => start as usize..end as usize,
             _ => 0..0,
         };
         let in_bucket = self.sealed.get(range).unwrap_or_default();
