@@ -27,7 +27,7 @@ const GENERATIONS: usize = 8;
 /// The sorted array's directory is indexed by this many top bits of a key.
 const DIRECTORY_BITS: u32 = 16;
 /// Bits of the sealed keys' presence filter per sealed key (a power of two), and its
-/// largest size: about one lookup in twenty of a key that is not there touches the array.
+/// largest size: about one lookup in sixteen of a key that is not there touches the array.
 const FILTER_BITS_PER_KEY: usize = 16;
 const FILTER_MAX_BITS: usize = 1 << 24;
 
@@ -76,10 +76,11 @@ fn band_key(band: u8, hash: u64) -> u32 {
     (u32::from(band) << 27) | (hash as u32 & ((1 << 27) - 1))
 }
 
-/// The filter bit of `key` among `bits` (a power of two): the key's bits mixed, since a
-/// band key's top bits are its band number.
+/// The filter bit of `key` among `bits` (a power of two, at most 2^32): the top bits of a
+/// multiplicative hash, which depend on all of the key's bits (a band key's own top bits
+/// are its band number).
 fn filter_bit(key: u32, bits: usize) -> usize {
-    (key.wrapping_mul(0x9e37_79b9) as usize) & (bits - 1)
+    (key.wrapping_mul(0x9e37_79b9) >> (32 - bits.trailing_zeros())) as usize
 }
 
 /// Canonical links share the keys with the bands, as band 31 (there are 21).
