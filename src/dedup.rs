@@ -126,7 +126,33 @@ pub fn token_hashes(text: &str) -> Vec<u64> {
             end_word(word, out);
         }
     };
-    for c in text.chars() {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        // A word of lower-case ASCII letters and digits ended by an ASCII separator, the
+        // most common token, is hashed where it lies, without copying it.
+        if word.is_empty() {
+            let start = at;
+            while bytes
+                .get(at)
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            {
+                at += 1;
+            }
+            if at > start {
+                match bytes.get(at) {
+                    Some(&b) if b.is_ascii_alphanumeric() || b == b'\'' || !b.is_ascii() => {
+                        word.push_str(&text[start..at]);
+                    }
+                    _ => out.push(xxh3_64(&bytes[start..at])),
+                }
+                continue;
+            }
+        }
+        let Some(c) = text[at..].chars().next() else {
+            break;
+        };
+        at += c.len_utf8();
         // The same as below for ASCII, without Unicode's case tables: most text is ASCII.
         if c.is_ascii_alphanumeric() {
             word.push(c.to_ascii_lowercase());
@@ -201,6 +227,41 @@ fn fold_shingles_avx2(
     fold_shingles(signature, shingles, table);
 }
 
+/// [`fold_shingles`] compiled for AVX-512: eight slots at a time, with the 64-bit vector
+/// multiply that AVX2 lacks (about half the time of the AVX2 fold).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+fn fold_shingles_avx512(
+    signature: &mut [u32; SIGNATURE_LEN],
+    shingles: &[u64],
+    table: &Permutations,
+) {
+    fold_shingles(signature, shingles, table);
+}
+
+/// [`fold_shingles`] compiled for the best vector unit the CPU has; the same result on each.
+fn fold_shingles_fastest(
+    signature: &mut [u32; SIGNATURE_LEN],
+    shingles: &[u64],
+    table: &Permutations,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the CPU has these features, as checked just above.
+            return unsafe { fold_shingles_avx512(signature, shingles, table) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, as checked just above.
+            return unsafe { fold_shingles_avx2(signature, shingles, table) };
+        }
+    }
+    fold_shingles(signature, shingles, table);
+}
+
 /// The hash of each run of three tokens.
 fn shingle_hashes(tokens: &[u64]) -> Vec<u64> {
     tokens
@@ -224,14 +285,7 @@ impl Fingerprint {
         }
         let shingles = shingle_hashes(&tokens);
         let mut signature = [u32::MAX; SIGNATURE_LEN];
-        let table = permutations();
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, as checked just above.
-            unsafe { fold_shingles_avx2(&mut signature, &shingles, table) };
-            return Some(Fingerprint(signature));
-        }
-        fold_shingles(&mut signature, &shingles, table);
+        fold_shingles_fastest(&mut signature, &shingles, permutations());
         Some(Fingerprint(signature))
     }
 
@@ -330,6 +384,26 @@ mod tests {
             permutations(),
         );
         assert_eq!(portable, print.0);
+        // And so does each vector fold this CPU can run.
+        #[cfg(target_arch = "x86_64")]
+        {
+            let shingles = shingle_hashes(&token_hashes(text));
+            let mut vector = [u32::MAX; SIGNATURE_LEN];
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, as checked just above.
+                unsafe { fold_shingles_avx2(&mut vector, &shingles, permutations()) };
+                assert_eq!(vector, portable);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                let mut vector = [u32::MAX; SIGNATURE_LEN];
+                // SAFETY: the CPU has these features, as checked just above.
+                unsafe { fold_shingles_avx512(&mut vector, &shingles, permutations()) };
+                assert_eq!(vector, portable);
+            }
+        }
     }
 
     #[test]
@@ -343,6 +417,15 @@ mod tests {
             "",
         ] {
             assert_eq!(token_hashes(text), reference_tokens(text), "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn tokens_of_any_text_are_the_same_as_through_unicode_case_tables(
+            text in "[a-zA-Z0-9 '’.,\t\n_İŞΣßǅＡ１é\u{301}北京时间\u{a0}-]{0,40}"
+        ) {
+            proptest::prop_assert_eq!(token_hashes(&text), reference_tokens(&text));
         }
     }
 
