@@ -270,15 +270,15 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
         }
         results
     });
-    let written = results
-        .iter()
-        .map(|result| match result {
-            Some(Ok(RefreshOutcome::Stored { summary, .. })) => summary.new + summary.updated,
-            _ => 0,
-        })
-        .sum();
-    // After a large import, the daemon that opens the store next starts without replaying it.
-    store.close_after(written)?;
+    let wrote = results.iter().any(|result| {
+        matches!(result, Some(Ok(RefreshOutcome::Stored { summary, .. })) if summary.changed())
+    });
+    if wrote {
+        // The daemon that opens the store next then starts without replaying this fetch.
+        store.close_with_snapshot()?;
+    } else {
+        store.flush_blocking()?;
+    }
     let mut failed = 0;
     let mut report = String::new();
     for (source, result) in selected.iter().zip(results) {

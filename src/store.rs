@@ -61,10 +61,6 @@ pub const SCHEMA_VERSION: u32 = 4;
 /// refresh of 20,000 entries differs within the noise) and keeps the daemon with ten
 /// thousand sources and a million entries under 150 MB.
 pub const DEFAULT_CACHE: u64 = 16 * 1024 * 1024;
-/// How many entries one run must store before closing writes a snapshot
-/// ([`Store::close_after`]): below it, the next start replays them in under a tenth of a
-/// second.
-pub const SNAPSHOT_AFTER_ENTRIES: usize = 50_000;
 /// How many of the most recent entries a new one is matched against when the config does not
 /// say (`[store] match_window`): news outlets carry a story within hours or days of each
 /// other, and at about 200 bytes an entry this keeps a daemon with ten thousand sources and a
@@ -1080,18 +1076,6 @@ impl Store {
             .map_err(|join| StoreError::Task(join.to_string()))?
     }
 
-    /// Closes the store after a run that stored `written` entries: with a snapshot
-    /// ([`Store::close_with_snapshot`]) when replaying them would slow the next start,
-    /// else flushed. Writing the snapshot costs what the replay would (it is one): about
-    /// 1 to 1.5 µs per entry on a small VPS: 30 ms for 20,000 entries, 0.2 s for 200,000.
-    pub fn close_after(self, written: usize) -> Result<(), StoreError> {
-        if written >= SNAPSHOT_AFTER_ENTRIES {
-            self.close_with_snapshot()
-        } else {
-            self.flush_blocking()
-        }
-    }
-
     /// Flushes, closes the store and opens it once more, so that sled writes its snapshot
     /// now: sled 0.34 writes one only when it opens, and replays the log written since the
     /// last one, which after a large `feedmill fetch` took a second per gigabyte of the next
@@ -1449,52 +1433,32 @@ mod tests {
         assert_eq!(informed, blind);
     }
 
-    /// The name of the newest snapshot file in the store at `path`.
-    fn newest_snapshot(path: &Path) -> Option<String> {
-        std::fs::read_dir(path)
-            .expect("store directory")
-            .filter_map(|f| f.ok()?.file_name().into_string().ok())
-            .filter(|name| name.starts_with("snap."))
-            .max()
-    }
-
-    /// Closes a store holding one commit with `close`; whether a newer snapshot was written.
-    fn close_one_commit(close: impl FnOnce(Store)) -> bool {
+    #[test]
+    fn closing_with_a_snapshot_keeps_everything_and_writes_a_newer_snapshot() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
+        let newest_snapshot = || {
+            std::fs::read_dir(&path)
+                .expect("store directory")
+                .filter_map(|f| f.ok()?.file_name().into_string().ok())
+                .filter(|name| name.starts_with("snap."))
+                .max()
+        };
         let store = Store::open(&path).expect("opens");
         let mut state = SourceState::default();
         store
             .commit_fetch("s", &mut state, &[article("s", 1)], from_millis(5_000))
             .expect("commit");
         store.flush_blocking().expect("flushes");
-        let before = newest_snapshot(&path);
-        close(store);
-        let snapshotted = newest_snapshot(&path) > before;
+        let before = newest_snapshot();
+        store.close_with_snapshot().expect("closes");
+        assert!(newest_snapshot() > before, "{before:?}");
         let store = reopen(&path);
         assert_eq!(titles(&store, &["s"], 10), ["s 1"]);
         assert_eq!(
             store.source_state("s").expect("reads").map(|s| s.items),
             Some(1)
         );
-        snapshotted
-    }
-
-    #[test]
-    fn closing_with_a_snapshot_keeps_everything_and_writes_a_newer_snapshot() {
-        assert!(close_one_commit(|store| store
-            .close_with_snapshot()
-            .expect("closes")));
-    }
-
-    #[test]
-    fn only_a_large_run_closes_with_a_snapshot() {
-        assert!(!close_one_commit(|store| store
-            .close_after(SNAPSHOT_AFTER_ENTRIES - 1)
-            .expect("closes")));
-        assert!(close_one_commit(|store| store
-            .close_after(SNAPSHOT_AFTER_ENTRIES)
-            .expect("closes")));
     }
 
     #[test]
