@@ -239,6 +239,14 @@ fn fold_shingles_avx512(
     fold_shingles(signature, shingles, table);
 }
 
+/// Whether the CPU runs [`fold_shingles_avx512`].
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
 /// [`fold_shingles`] compiled for the best vector unit the CPU has; the same result on each.
 fn fold_shingles_fastest(
     signature: &mut [u32; SIGNATURE_LEN],
@@ -247,10 +255,7 @@ fn fold_shingles_fastest(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
+        if has_avx512() {
             // SAFETY: the CPU has these features, as checked just above.
             return unsafe { fold_shingles_avx512(signature, shingles, table) };
         }
@@ -394,10 +399,7 @@ mod tests {
                 unsafe { fold_shingles_avx2(&mut vector, &shingles, permutations()) };
                 assert_eq!(vector, portable);
             }
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-            {
+            if has_avx512() {
                 let mut vector = [u32::MAX; SIGNATURE_LEN];
                 // SAFETY: the CPU has these features, as checked just above.
                 unsafe { fold_shingles_avx512(&mut vector, &shingles, permutations()) };
