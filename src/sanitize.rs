@@ -109,8 +109,9 @@ const FORMATTING: [&str; 4] = ["b", "i", "em", "strong"];
 /// else goes to ammonia; a property test holds the two to the same output.
 fn already_clean(html: &str) -> bool {
     let mut in_paragraph = false;
-    // Open formatting elements, innermost last; bounded so that a deep nest takes the parser.
-    let mut open: [&str; 4] = [""; 4];
+    // Open formatting elements, innermost last. Each tag opens at most once, so the stack
+    // never holds more than there are formatting tags.
+    let mut open: [&str; FORMATTING.len()] = [""; FORMATTING.len()];
     let mut depth = 0;
     let mut rest = html;
     while let Some(special) = rest.find(['<', '>', '&', '\r', '\u{a0}', '\u{feff}']) {
@@ -139,7 +140,7 @@ fn already_clean(html: &str) -> bool {
             (false, PARAGRAPH) if !in_paragraph && depth == 0 => in_paragraph = true,
             (true, PARAGRAPH) if in_paragraph && depth == 0 => in_paragraph = false,
             (false, name) if FORMATTING.contains(&name) => {
-                if depth == open.len() || open[..depth].contains(&name) {
+                if open[..depth].contains(&name) {
                     return false;
                 }
                 open[depth] = name;
