@@ -86,6 +86,12 @@ pub struct ServerConfig {
     /// How long a client may take to send a request's headers, or stay idle between
     /// requests, before its connection is closed.
     pub header_timeout: Duration,
+    /// How long a client may take to read a response before its connection is closed.
+    pub write_timeout: Duration,
+    /// Open connections at most, from all clients.
+    pub max_connections: usize,
+    /// Open connections at most from one client address.
+    pub max_connections_per_ip: usize,
     /// The site's name on the HTML page.
     pub title: String,
     /// The language of the HTML page (`lang` attribute).
@@ -124,6 +130,8 @@ pub struct FetchConfig {
     pub per_host: usize,
     /// The `User-Agent` header sent with every request.
     pub user_agent: String,
+    /// Whether requests may go to private, loopback and other non-public addresses.
+    pub allow_private: bool,
 }
 
 /// One `[[source]]`: a feed we pull.
@@ -196,6 +204,11 @@ const DEFAULT_USER_AGENT: &str = concat!(
     " (+https://example.org/feedmill)"
 );
 const DEFAULT_FEED_LIMIT: usize = 50;
+/// Open HTTP connections at most, from all clients.
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Open HTTP connections at most from one client address: a reader needs one or two, a
+/// proxy in front of us a few dozen.
+const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -218,6 +231,9 @@ struct RawServer {
     listen: Option<Spanned<String>>,
     base_url: Option<Spanned<String>>,
     header_timeout: Option<Spanned<String>>,
+    write_timeout: Option<Spanned<String>>,
+    max_connections: Option<Spanned<usize>>,
+    max_connections_per_ip: Option<Spanned<usize>>,
     title: Option<String>,
     lang: Option<Spanned<String>>,
     hub: Option<Spanned<String>>,
@@ -242,6 +258,7 @@ struct RawFetch {
     concurrency: Option<Spanned<usize>>,
     per_host: Option<Spanned<usize>>,
     user_agent: Option<String>,
+    allow_private: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -581,6 +598,24 @@ fn check_server(check: &Checker, raw: RawServer) -> Result<ServerConfig, ConfigE
         Some(t) => check.duration(t, "header_timeout")?,
         None => Duration::from_secs(10),
     };
+    let write_timeout = match &raw.write_timeout {
+        Some(t) => check.duration(t, "write_timeout")?,
+        None => Duration::from_secs(30),
+    };
+    let max_connections = match &raw.max_connections {
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(check.at(n.span(), "max_connections must be at least 1"))
+        }
+        Some(n) => *n.get_ref(),
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
+    let max_connections_per_ip = match &raw.max_connections_per_ip {
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(check.at(n.span(), "max_connections_per_ip must be at least 1"))
+        }
+        Some(n) => *n.get_ref(),
+        None => DEFAULT_MAX_CONNECTIONS_PER_IP,
+    };
     let lang = match &raw.lang {
         Some(lang) => {
             let valid = !lang.get_ref().is_empty()
@@ -619,6 +654,9 @@ fn check_server(check: &Checker, raw: RawServer) -> Result<ServerConfig, ConfigE
         listen,
         base_url,
         header_timeout,
+        write_timeout,
+        max_connections,
+        max_connections_per_ip,
         title: raw.title.unwrap_or_else(|| "feedmill".to_string()),
         lang,
         hub,
@@ -654,6 +692,7 @@ fn check_fetch(check: &Checker, raw: RawFetch) -> Result<FetchConfig, ConfigErro
         user_agent: raw
             .user_agent
             .unwrap_or_else(|| DEFAULT_USER_AGENT.to_string()),
+        allow_private: raw.allow_private.unwrap_or(false),
     })
 }
 

@@ -1,10 +1,15 @@
 //! Integration tests: the real `feedmill` binary against real local HTTP servers.
 
 mod cli;
+mod config_bounds;
+mod connections;
 mod daemon;
 mod dedup;
 mod hostile;
+mod output_safety;
 mod page;
 mod properties;
 mod service;
+mod ssrf;
+mod store_faults;
 mod support;

@@ -112,8 +112,14 @@ pub struct FeedServer {
 
 impl FeedServer {
     pub async fn start() -> FeedServer {
+        FeedServer::start_on("127.0.0.1").await
+    }
+
+    /// A server on another loopback address (`127.0.0.2` plays a "public" host in the
+    /// tests that check where requests may go).
+    pub async fn start_on(ip: &str) -> FeedServer {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind((ip, 0))
             .await
             .expect("bind feed server");
         let addr = listener.local_addr().expect("local addr");
@@ -296,9 +302,14 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// The `feedmill` binary under test.
+/// The `feedmill` binary under test: this build's, or the one `$FEEDMILL_TEST_BIN` names
+/// (how a new test is run against an older build, to see it fail there).
 pub fn feedmill() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_feedmill"));
+    let binary = std::env::var_os("FEEDMILL_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_feedmill")),
+        PathBuf::from,
+    );
+    let mut command = Command::new(binary);
     command
         .env_remove("FEEDMILL_CONFIG")
         .env("RUST_LOG", "info");
