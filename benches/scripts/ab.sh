@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# A/B: two feedmill builds on the same cold and warm `feedmill fetch` of N feeds of 20 items
+# behind nginx, alternating A B A B in one run, so that the machine's noise falls on both.
+# Prints each run's seconds and, per round, B's time over A's (below 1: B is faster).
+#   Usage: benches/scripts/ab.sh A_BINARY B_BINARY [N] [ROUNDS]
+# For example A = a release build of the commit before a change, B = target/release/feedmill.
+source "$(dirname "$0")/common.sh"
+A=${1:?usage: ab.sh A_BINARY B_BINARY [N] [ROUNDS]}
+B=${2:?usage: ab.sh A_BINARY B_BINARY [N] [ROUNDS]}
+N=${3:-1000}
+ROUNDS=${4:-3}
+need_tools
+work=$(mktemp -d)
+trap 'stop_nginx "$work"; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+python3 "$ROOT/benches/scripts/make_feeds.py" "$work/www" "$N" 20
+port=$(free_port)
+start_nginx "$work" "$port"
+{
+    echo "[store]"
+    echo "path = \"$work/store\""
+    echo "max_items_per_source = 0"
+    echo "[fetch]"
+    echo "concurrency = 32"
+    echo "per_host = 32"
+    for i in $(seq 0 $((N - 1))); do
+        echo "[[source]]"
+        echo "name = \"f$i\""
+        echo "url = \"http://127.0.0.1:$port/f/$i.xml\""
+    done
+    echo "[[feed]]"
+    echo "name = \"all\""
+} > "$work/feedmill.toml"
+
+run() { # run BINARY: prints seconds
+    local started ended
+    started=$(date +%s%N)
+    "$1" fetch -c "$work/feedmill.toml" >"$work/fetch.out" 2>"$work/fetch.err" || { echo "$1 fetch failed:" >&2; tail -3 "$work/fetch.err" >&2; }
+    ended=$(date +%s%N)
+    python3 -c "print(f'{($ended - $started) / 1e9:.3f}')"
+}
+
+printf '%-6s %-5s %10s %10s %8s\n' round kind A_s B_s B/A
+for round in $(seq 1 "$ROUNDS"); do
+    # Who goes first alternates, so that neither always meets a warmer page cache.
+    if [ $((round % 2)) -eq 1 ]; then order="A B"; else order="B A"; fi
+    declare -A cold warm
+    for side in $order; do
+        bin=$A; [ "$side" = B ] && bin=$B
+        rm -rf "$work/store"
+        cold[$side]=$(run "$bin")
+        warm[$side]=$(run "$bin")
+        grep -q "304 not modified" "$work/fetch.out" || echo "warning: $side's warm run saw no 304"
+    done
+    printf '%-6s %-5s %10s %10s %8s\n' "$round" cold "${cold[A]}" "${cold[B]}" "$(ratio "${cold[B]}" "${cold[A]}")"
+    printf '%-6s %-5s %10s %10s %8s\n' "$round" warm "${warm[A]}" "${warm[B]}" "$(ratio "${warm[B]}" "${warm[A]}")"
+done
+echo "N=$N feeds of 20 items; B/A = B's time / A's time (below 1.00: B is faster)"
