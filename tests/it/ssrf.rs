@@ -81,6 +81,20 @@ fn no_hop_reaches_an_internal_address() {
         "page".into(),
         format!("feed link of the HTML page to a private address 127.0.0.1:{iport} refused"),
     ));
+    // A feed link that looks public and redirects inside: each hop is checked.
+    public.put(
+        "bounce.html",
+        "text/html",
+        page_linking_to(&public.url("bounce")),
+    );
+    redirect(&public, "bounce", 307, secret.clone());
+    cases.push((
+        "bounce".into(),
+        format!(
+            "not a feed: HTML page linking to {}, which failed: redirect to a private address 127.0.0.1:{iport} refused",
+            public.url("bounce")
+        ),
+    ));
     for (name, location, target) in [
         (
             "ipv6",
@@ -124,6 +138,7 @@ fn no_hop_reaches_an_internal_address() {
     let mut config = String::from("[fetch]\nschedule = \"* * * * * *\"\n\n");
     let source_url = |name: &str| match name {
         "page" => public.url("page.html"),
+        "bounce" => public.url("bounce.html"),
         other => public.url(other),
     };
     for (name, _) in &cases {
