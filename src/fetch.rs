@@ -5,8 +5,16 @@
 //! inflating), and the number of requests in flight by the refresh slots
 //! ([`Fetcher::refresh_slot`], which every fetch is made under) and a per-host semaphore.
 //! Content-Length is never trusted.
+//!
+//! Every request goes only to a public address ([`is_public`]), checked on every hop: the
+//! source's URL, each redirect and each discovered feed link. Literal IP hosts are checked
+//! here before the hop is sent; names are checked by the resolver the HTTP client connects
+//! with ([`PublicOnly`]), so the address checked is the address connected to. The host and
+//! port of the source's own configured URL are exempt (an operator who lists
+//! `http://10.0.0.5/feed` means it), and `[fetch] allow_private` lifts the rule.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -27,6 +35,44 @@ pub struct Validators {
     pub etag: Option<String>,
     /// The last `Last-Modified`.
     pub last_modified: Option<String>,
+    /// When the URL fetched is an HTML page: the feed link it led to and that feed's own
+    /// validators. [`Fetcher::fetch`] never sends these; the refresh sends them to that link
+    /// only, never to the page (whose own validators are `etag` and `last_modified`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed_link: Option<Box<LinkValidators>>,
+}
+
+/// A discovered feed link and the validators of its last answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LinkValidators {
+    /// The link as the page wrote it (absolute), before any redirect.
+    pub url: String,
+    /// The feed's last `ETag`.
+    pub etag: Option<String>,
+    /// The feed's last `Last-Modified`.
+    pub last_modified: Option<String>,
+}
+
+/// Which hop of a fetch a URL is; a refused hop's error names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// The URL a source is fetched from: its configured URL, or where a 301/308 chain
+    /// moved it.
+    Start,
+    /// A feed link of an HTML page (autodiscovery).
+    FeedLink,
+    /// The `Location` of a redirect.
+    Redirect,
+}
+
+impl Hop {
+    fn refused(self) -> &'static str {
+        match self {
+            Hop::Start => "stored URL at",
+            Hop::FeedLink => "feed link of the HTML page to",
+            Hop::Redirect => "redirect to",
+        }
+    }
 }
 
 /// A successful fetch.
@@ -83,6 +129,15 @@ pub enum FetchError {
     /// Redirects went round in a circle or on for too long.
     #[error("redirect loop: {0}")]
     RedirectLoop(String),
+    /// A hop to a non-public address: never sent. The text names the address, and is the
+    /// same whether anything listens there or not.
+    #[error("{} a private address {target} refused (only the source's own configured host and port may be private; [fetch] allow_private = true lifts the rule)", hop.refused())]
+    Refused {
+        /// Which hop.
+        hop: Hop,
+        /// `host:port`, and for a name the addresses it resolved to.
+        target: String,
+    },
     /// Connecting, TLS, redirects or reading the body failed.
     #[error("{0}")]
     Transport(String),
@@ -122,7 +177,12 @@ impl FetchError {
 
 /// The fetcher shared by all sources.
 pub struct Fetcher {
-    client: reqwest::Client,
+    /// Connects anywhere: for hops to the source's own configured host and port, and for
+    /// everything under `allow_private`.
+    open: reqwest::Client,
+    /// Connects only to public addresses (its resolver drops the others); `None` under
+    /// `allow_private`.
+    guarded: Option<reqwest::Client>,
     timeout: Duration,
     max_body: u64,
     /// Refreshes under way (fetch, parse, store), at most `concurrency`, and so the requests
@@ -156,20 +216,34 @@ const CPU_SLOTS_PER_CORE: usize = 3;
 impl Fetcher {
     /// Builds the HTTP client with the configured limits.
     pub fn new(config: &FetchConfig) -> Result<Fetcher, FetchError> {
-        let client = reqwest::Client::builder()
-            .user_agent(config.user_agent.clone())
-            .timeout(config.timeout)
-            .connect_timeout(CONNECT_TIMEOUT.min(config.timeout))
-            // Redirects are followed by hand, to learn whether a chain was permanent and to
-            // refuse anything but http(s) targets.
-            .redirect(reqwest::redirect::Policy::none())
-            .gzip(true)
-            .deflate(true)
-            .brotli(true)
-            .build()
-            .map_err(|err| FetchError::Transport(format!("cannot build HTTP client: {err}")))?;
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(config.user_agent.clone())
+                .timeout(config.timeout)
+                .connect_timeout(CONNECT_TIMEOUT.min(config.timeout))
+                // Redirects are followed by hand, to learn whether a chain was permanent, to
+                // refuse anything but http(s) targets and to check each hop's address.
+                .redirect(reqwest::redirect::Policy::none())
+                // A proxy (from HTTP_PROXY and the like) would connect to an address we
+                // never checked.
+                .no_proxy()
+                .gzip(true)
+                .deflate(true)
+                .brotli(true)
+        };
+        let build = |builder: reqwest::ClientBuilder| {
+            builder
+                .build()
+                .map_err(|err| FetchError::Transport(format!("cannot build HTTP client: {err}")))
+        };
+        let guarded = if config.allow_private {
+            None
+        } else {
+            Some(build(builder().dns_resolver(Arc::new(PublicOnly)))?)
+        };
         Ok(Fetcher {
-            client,
+            open: build(builder())?,
+            guarded,
             timeout: config.timeout,
             max_body: config.max_body,
             refreshing: Semaphore::new(config.concurrency),
@@ -183,11 +257,15 @@ impl Fetcher {
         })
     }
 
-    /// Fetches `url`, sending `validators` for a conditional GET. Call it under a
-    /// [`Fetcher::refresh_slot`]: that is what bounds the requests in flight.
+    /// Fetches `url` (the `hop` of a refresh of the source configured at `source_url`),
+    /// sending `validators` (their `etag` and `last_modified`) for a conditional GET. Every
+    /// hop must go to a public address, but for those to `source_url`'s own host and port.
+    /// Call it under a [`Fetcher::refresh_slot`]: that is what bounds the requests in flight.
     pub async fn fetch(
         &self,
         url: &Url,
+        hop: Hop,
+        source_url: &Url,
         validators: &Validators,
     ) -> Result<FetchOutcome, FetchError> {
         if url.scheme() == "file" {
@@ -197,7 +275,8 @@ impl Fetcher {
         // Semaphores are never closed, so acquiring cannot fail; a closed one would only
         // mean no limit, which is the safer failure for a fetch in progress.
         let _host = host_slots.acquire().await.ok();
-        match tokio::time::timeout(self.timeout, self.fetch_http(url, validators)).await {
+        let fetching = self.fetch_http(url, hop, source_url, validators);
+        match tokio::time::timeout(self.timeout, fetching).await {
             Ok(result) => result,
             Err(_) => Err(FetchError::Timeout(self.timeout)),
         }
@@ -228,16 +307,53 @@ impl Fetcher {
             .clone()
     }
 
+    /// The client a hop may go through, or why it may not go at all: hops to the source's
+    /// own host and port, and all hops under `allow_private`, go anywhere; a literal IP
+    /// (which no resolver ever sees) must be public; a name goes through the client whose
+    /// resolver keeps only public addresses.
+    fn client_for(
+        &self,
+        url: &Url,
+        hop: Hop,
+        source_url: &Url,
+    ) -> Result<&reqwest::Client, FetchError> {
+        let Some(guarded) = &self.guarded else {
+            return Ok(&self.open);
+        };
+        if same_host_and_port(url, source_url) {
+            return Ok(&self.open);
+        }
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            // The url crate already reads every IPv4 spelling (`2130706433`, `0x7f.1`) as an
+            // address; this only guards against a name the connector would read as one.
+            Some(url::Host::Domain(name)) => name.parse::<IpAddr>().ok(),
+            None => None,
+        };
+        match literal {
+            Some(ip) if !is_public(ip) => Err(FetchError::Refused {
+                hop,
+                target: host_and_port(url),
+            }),
+            _ => Ok(guarded),
+        }
+    }
+
     async fn fetch_http(
         &self,
         url: &Url,
+        first_hop: Hop,
+        source_url: &Url,
         validators: &Validators,
     ) -> Result<FetchOutcome, FetchError> {
         let mut current = url.clone();
         let mut visited = vec![current.clone()];
         let mut all_permanent = true;
+        let mut hop = first_hop;
         let response = loop {
-            let response = self.send(&current, validators).await?;
+            let client = self.client_for(&current, hop, source_url)?;
+            let response = self.send(client, &current, hop, validators).await?;
             let status = response.status();
             if !status.is_redirection() || status == reqwest::StatusCode::NOT_MODIFIED {
                 break response;
@@ -268,6 +384,7 @@ impl Fetcher {
             all_permanent &= matches!(status.as_u16(), 301 | 308);
             visited.push(next.clone());
             current = next;
+            hop = Hop::Redirect;
         };
         let moved_to = (all_permanent && visited.len() > 1).then(|| current.clone());
         let status = response.status();
@@ -305,6 +422,7 @@ impl Fetcher {
             validators: Validators {
                 etag: header_string(&headers, header::ETAG),
                 last_modified: header_string(&headers, header::LAST_MODIFIED),
+                feed_link: None,
             },
             fresh_for,
         })))
@@ -312,10 +430,12 @@ impl Fetcher {
 
     async fn send(
         &self,
+        client: &reqwest::Client,
         url: &Url,
+        hop: Hop,
         validators: &Validators,
     ) -> Result<reqwest::Response, FetchError> {
-        let mut request = self.client.get(url.clone()).header(
+        let mut request = client.get(url.clone()).header(
             header::ACCEPT,
             "application/atom+xml, application/rss+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, text/html;q=0.5, */*;q=0.1",
         );
@@ -325,7 +445,16 @@ impl Fetcher {
         if let Some(last_modified) = &validators.last_modified {
             request = request.header(header::IF_MODIFIED_SINCE, last_modified);
         }
-        let response = request.send().await.map_err(|err| self.transport(err))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|err| match find_cause::<NotPublic>(&err) {
+                Some(refused) => FetchError::Refused {
+                    hop,
+                    target: format!("{} ({})", host_and_port(url), refused.addresses()),
+                },
+                None => self.transport(err),
+            })?;
         self.last_answer_ms.store(now_ms(), Ordering::Relaxed);
         Ok(response)
     }
@@ -370,6 +499,7 @@ impl Fetcher {
             validators: Validators {
                 etag: None,
                 last_modified: modified,
+                feed_link: None,
             },
             fresh_for: None,
         })))
@@ -389,6 +519,167 @@ impl Fetcher {
         }
         FetchError::Transport(message)
     }
+}
+
+/// Whether two URLs name the same host and port (a missing port is the scheme's default):
+/// the exemption of a source's own configured URL.
+fn same_host_and_port(a: &Url, b: &Url) -> bool {
+    a.host().is_some()
+        && a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// `host:port` as an error names it (`127.0.0.1:9999`, `[::1]:80`).
+fn host_and_port(url: &Url) -> String {
+    let port = url
+        .port_or_known_default()
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    format!("{}{port}", url.host_str().unwrap_or_default())
+}
+
+/// The first cause of `err`'s type `T` in its chain of sources.
+fn find_cause<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        if let Some(found) = current.downcast_ref::<T>() {
+            return Some(found);
+        }
+        cause = current.source();
+    }
+    None
+}
+
+/// A name resolved only to non-public addresses: what [`PublicOnly`] fails with, found again
+/// in the request error's chain of causes to say so plainly.
+#[derive(Debug)]
+struct NotPublic {
+    /// What the name resolved to, sorted.
+    addresses: Vec<IpAddr>,
+}
+
+impl NotPublic {
+    fn addresses(&self) -> String {
+        let list: Vec<String> = self.addresses.iter().map(IpAddr::to_string).collect();
+        list.join(", ")
+    }
+}
+
+impl std::fmt::Display for NotPublic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "resolves only to non-public addresses ({})",
+            self.addresses()
+        )
+    }
+}
+
+impl std::error::Error for NotPublic {}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The resolver of the guarded client: the system's (getaddrinfo on the blocking pool, as
+/// reqwest's default), keeping only public addresses. The client connects only to what the
+/// resolver returns, so a name that resolves to a private address (or to a public one now and a
+/// private one on the next lookup) is never connected to.
+pub struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if resolved.is_empty() {
+                return Err(format!("{host} resolves to no address").into());
+            }
+            let (public, mut refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
+                resolved.into_iter().partition(|addr| is_public(addr.ip()));
+            if public.is_empty() {
+                let mut addresses: Vec<IpAddr> = refused.drain(..).map(|a| a.ip()).collect();
+                addresses.sort();
+                addresses.dedup();
+                return Err(Box::new(NotPublic { addresses }) as BoxError);
+            }
+            Ok::<_, BoxError>(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Whether a request may go to `ip` without the operator's say-so: not loopback, private,
+/// link-local (cloud metadata included), unique-local, shared, multicast, broadcast,
+/// unspecified, reserved, documentation or benchmarking. IPv6 forms that carry an IPv4
+/// address (mapped, compatible, NAT64, 6to4) are judged by that address; other IPv6
+/// addresses must be global unicast (2000::/3) outside its special blocks.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => is_public_v4(ip),
+        IpAddr::V6(ip) => is_public_v6(ip),
+    }
+}
+
+/// IPv4 blocks that are not public (IANA's special-purpose registry, and the rest of 240/4).
+const NOT_PUBLIC_V4: &[(u32, u32)] = &[
+    (0x0000_0000, 8),  // 0.0.0.0/8: "this network", unspecified
+    (0x0a00_0000, 8),  // 10.0.0.0/8: private (RFC 1918)
+    (0x6440_0000, 10), // 100.64.0.0/10: shared address space (carrier-grade NAT)
+    (0x7f00_0000, 8),  // 127.0.0.0/8: loopback
+    (0xa9fe_0000, 16), // 169.254.0.0/16: link-local, cloud metadata (169.254.169.254)
+    (0xac10_0000, 12), // 172.16.0.0/12: private (RFC 1918)
+    (0xc000_0000, 24), // 192.0.0.0/24: IETF protocol assignments
+    (0xc000_0200, 24), // 192.0.2.0/24: documentation (TEST-NET-1)
+    (0xc058_6300, 24), // 192.88.99.0/24: 6to4 relay anycast (deprecated)
+    (0xc0a8_0000, 16), // 192.168.0.0/16: private (RFC 1918)
+    (0xc612_0000, 15), // 198.18.0.0/15: benchmarking
+    (0xc633_6400, 24), // 198.51.100.0/24: documentation (TEST-NET-2)
+    (0xcb00_7100, 24), // 203.0.113.0/24: documentation (TEST-NET-3)
+    (0xe000_0000, 4),  // 224.0.0.0/4: multicast
+    (0xf000_0000, 4),  // 240.0.0.0/4: reserved, and 255.255.255.255 broadcast
+];
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let bits = u32::from(ip);
+    !NOT_PUBLIC_V4
+        .iter()
+        .any(|&(net, len)| bits >> (32 - len) == net >> (32 - len))
+}
+
+/// Blocks inside global unicast (2000::/3) that are not public. Everything outside 2000::/3
+/// (loopback, unspecified, link-local, site-local, unique-local, multicast, discard, local
+/// NAT64, SRv6, ...) is refused as a whole, but the forms that carry an IPv4 address.
+const NOT_PUBLIC_V6: &[(u128, u32)] = &[
+    (0x2001_0000 << 96, 23), // 2001::/23: IETF protocol assignments (Teredo, ORCHID, ...)
+    (0x2001_0db8 << 96, 32), // 2001:db8::/32: documentation
+    (0x3fff_0000 << 96, 20), // 3fff::/20: documentation
+];
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    if let Some(v4) = embedded_v4(ip) {
+        return is_public_v4(v4);
+    }
+    let bits = u128::from(ip);
+    let within = |net: u128, len: u32| bits >> (128 - len) == net >> (128 - len);
+    within(0x2000 << 112, 3) && !NOT_PUBLIC_V6.iter().any(|&(net, len)| within(net, len))
+}
+
+/// The IPv4 address an IPv6 address stands for, where it is one of the forms that carry one:
+/// IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d` (which makes `::` and `::1`
+/// 0.0.0.0 and 0.0.0.1, refused either way), NAT64 `64:ff9b::a.b.c.d` and 6to4
+/// `2002:AABB:CCDD::/48`.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = u128::from(ip);
+    let low = Ipv4Addr::from(bits as u32);
+    match bits >> 32 {
+        0 | 0xffff => return Some(low),
+        0x0064_ff9b_0000_0000_0000_0000 => return Some(low),
+        _ => {}
+    }
+    let segments = ip.segments();
+    (segments[0] == 0x2002)
+        .then(|| Ipv4Addr::from((u32::from(segments[1]) << 16) | u32::from(segments[2])))
 }
 
 fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
@@ -450,6 +741,346 @@ fn freshness(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every non-public IPv4 block, written out apart from the code's table: the test of
+    /// each edge below holds the code to it.
+    const REFUSED_V4: &[&str] = &[
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+    ];
+
+    fn block(cidr: &str) -> (u32, u32) {
+        let (net, len) = cidr.split_once('/').expect("cidr");
+        let net = u32::from(net.parse::<Ipv4Addr>().expect("address"));
+        let len: u32 = len.parse().expect("length");
+        let last = net | (u32::MAX >> len);
+        (net, last)
+    }
+
+    fn v4(bits: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(bits))
+    }
+
+    #[test]
+    fn each_non_public_ipv4_block_is_refused_to_its_edges_and_not_beyond() {
+        let blocks: Vec<(u32, u32)> = REFUSED_V4.iter().map(|c| block(c)).collect();
+        let listed = |bits: u32| {
+            blocks
+                .iter()
+                .any(|&(first, last)| first <= bits && bits <= last)
+        };
+        for (cidr, &(first, last)) in REFUSED_V4.iter().zip(&blocks) {
+            let middle = first + (last - first) / 2;
+            for inside in [first, middle, last] {
+                assert!(!is_public(v4(inside)), "{} in {cidr} passed", v4(inside));
+            }
+            // Just outside: public, unless a neighbouring block is refused too.
+            for outside in [first.checked_sub(1), last.checked_add(1)]
+                .into_iter()
+                .flatten()
+            {
+                assert_eq!(
+                    is_public(v4(outside)),
+                    !listed(outside),
+                    "{} next to {cidr}",
+                    v4(outside)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn named_ipv4_addresses() {
+        for refused in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "169.254.169.254",
+            "255.255.255.255",
+            "10.0.0.5",
+            "172.31.255.255",
+            "192.168.1.1",
+            "100.100.100.200",
+            "239.255.255.250",
+            "192.0.0.170",
+            "198.19.1.1",
+        ] {
+            assert!(!is_public(refused.parse().expect("ip")), "{refused}");
+        }
+        for public in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "93.184.215.14",
+            "172.15.255.255",
+            "172.32.0.0",
+            "192.0.1.1",
+            "192.0.3.0",
+            "198.17.255.255",
+            "198.20.0.0",
+            "223.255.255.255",
+        ] {
+            assert!(is_public(public.parse().expect("ip")), "{public}");
+        }
+    }
+
+    #[test]
+    fn ipv6_is_public_only_in_global_unicast_outside_its_special_blocks() {
+        let cases: &[(&str, bool)] = &[
+            ("::", false),
+            ("::1", false),
+            // link-local fe80::/10, both edges and beyond
+            ("fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff", false),
+            ("fe80::", false),
+            ("fe80::1", false),
+            ("febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", false),
+            // site-local fec0::/10
+            ("fec0::", false),
+            ("feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", false),
+            // unique-local fc00::/7
+            ("fc00::", false),
+            ("fd12:3456::1", false),
+            ("fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", false),
+            // multicast ff00::/8
+            ("ff00::", false),
+            ("ff02::1", false),
+            ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", false),
+            // discard 100::/64
+            ("100::", false),
+            ("100::ffff:ffff:ffff:ffff", false),
+            ("100:0:0:1::", false),
+            // local-use NAT64 64:ff9b:1::/48, SRv6 5f00::/16
+            ("64:ff9b:1::1", false),
+            ("5f00::1", false),
+            // global unicast 2000::/3: its edges
+            ("1fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", false),
+            ("2000::", true),
+            ("3fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", true),
+            ("4000::", false),
+            // IETF protocol assignments 2001::/23 (Teredo 2001::/32 among them)
+            ("2000:ffff:ffff:ffff:ffff:ffff:ffff:ffff", true),
+            ("2001::", false),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", false),
+            ("2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff", false),
+            ("2001:200::", true),
+            // documentation 2001:db8::/32 and 3fff::/20
+            ("2001:db7:ffff:ffff:ffff:ffff:ffff:ffff", true),
+            ("2001:db8::", false),
+            ("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", false),
+            ("2001:db9::", true),
+            ("3ffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff", true),
+            ("3fff::", false),
+            ("3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff", false),
+            ("3fff:1000::", true),
+            // public
+            ("2606:4700:4700::1111", true),
+            ("2001:4860:4860::8888", true),
+            ("2a00:1450:4001::200e", true),
+        ];
+        for &(ip, public) in cases {
+            assert_eq!(is_public(ip.parse().expect("ip")), public, "{ip}");
+        }
+    }
+
+    #[test]
+    fn ipv6_forms_that_carry_ipv4_are_judged_by_it() {
+        let cases: &[(&str, bool)] = &[
+            // IPv4-mapped ::ffff:0:0/96
+            ("::ffff:127.0.0.1", false),
+            ("::ffff:10.1.2.3", false),
+            ("::ffff:169.254.169.254", false),
+            ("::ffff:0.0.0.0", false),
+            ("::ffff:8.8.8.8", true),
+            // IPv4-compatible ::/96
+            ("::127.0.0.1", false),
+            ("::192.168.0.1", false),
+            ("::8.8.8.8", true),
+            // NAT64 64:ff9b::/96
+            ("64:ff9b::7f00:1", false),
+            ("64:ff9b::a9fe:a9fe", false),
+            ("64:ff9b::808:808", true),
+            // 6to4 2002::/16: the IPv4 address is in bits 16 to 48
+            ("2002:7f00:1::", false),
+            ("2002:a9fe:a9fe::1", false),
+            ("2002:c0a8:101:1::1", false),
+            ("2002:808:808::1", true),
+            // not one of those forms: its own rules
+            ("::1:0:0:1", false),
+            ("::fffe:808:808", false),
+            ("64:ff9a::808:808", false),
+        ];
+        for &(ip, public) in cases {
+            assert_eq!(is_public(ip.parse().expect("ip")), public, "{ip}");
+        }
+    }
+
+    fn fetcher(allow_private: bool) -> Fetcher {
+        let text = format!(
+            "[fetch]\nallow_private = {allow_private}\n\n[[feed]]\nname = \"all\"\ntitle = \"All\"\n"
+        );
+        let config = crate::config::Config::parse(std::path::Path::new("/x/feedmill.toml"), &text)
+            .expect("config");
+        assert_eq!(config.fetch.allow_private, allow_private);
+        Fetcher::new(&config.fetch).expect("fetcher")
+    }
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).expect("url")
+    }
+
+    #[test]
+    fn literal_hosts_are_checked_in_every_spelling() {
+        let fetcher = fetcher(false);
+        let source = url("http://feeds.example/feed");
+        for (location, target) in [
+            ("http://127.0.0.1:9999/secret", "127.0.0.1:9999"),
+            ("http://[::1]:9999/", "[::1]:9999"),
+            ("http://2130706433:9999/", "127.0.0.1:9999"),
+            ("http://0x7f.1/", "127.0.0.1:80"),
+            ("http://0.0.0.0:9999/", "0.0.0.0:9999"),
+            (
+                "https://169.254.169.254/latest/meta-data/",
+                "169.254.169.254:443",
+            ),
+            ("http://[::ffff:127.0.0.1]:9999/", "[::ffff:7f00:1]:9999"),
+            ("http://[64:ff9b::a9fe:a9fe]/", "[64:ff9b::a9fe:a9fe]:80"),
+        ] {
+            match fetcher.client_for(&url(location), Hop::Redirect, &source) {
+                Err(err @ FetchError::Refused { .. }) => assert!(
+                    err.to_string()
+                        .starts_with(&format!("redirect to a private address {target} refused")),
+                    "{location}: {err}"
+                ),
+                other => panic!("{location}: {:?}", other.map(|_| ())),
+            }
+        }
+        for public in [
+            "http://8.8.8.8/feed",
+            "http://feeds.example:8080/",
+            "http://localhost/",
+        ] {
+            assert!(
+                fetcher
+                    .client_for(&url(public), Hop::Redirect, &source)
+                    .is_ok(),
+                "{public} (names are checked by the resolver)"
+            );
+        }
+    }
+
+    #[test]
+    fn the_configured_host_and_port_are_exempt_and_allow_private_lifts_the_rule() {
+        let fetcher = fetcher(false);
+        let source = url("http://10.0.0.5/feed");
+        for same in [
+            "http://10.0.0.5/other",
+            "http://10.0.0.5:80/x",
+            "https://10.0.0.5:80/",
+        ] {
+            assert!(
+                fetcher
+                    .client_for(&url(same), Hop::Redirect, &source)
+                    .is_ok(),
+                "{same}"
+            );
+        }
+        for other in [
+            "http://10.0.0.5:8080/",
+            "https://10.0.0.5/",
+            "http://10.0.0.6/",
+        ] {
+            assert!(
+                fetcher
+                    .client_for(&url(other), Hop::Redirect, &source)
+                    .is_err(),
+                "{other}"
+            );
+        }
+        let open = self::fetcher(true);
+        assert!(open
+            .client_for(&url("http://127.0.0.1:9999/"), Hop::Redirect, &source)
+            .is_ok());
+    }
+
+    #[test]
+    fn each_hop_is_named_when_refused() {
+        let refused = |hop| {
+            FetchError::Refused {
+                hop,
+                target: "127.0.0.1:9999".into(),
+            }
+            .to_string()
+        };
+        assert!(refused(Hop::Redirect)
+            .starts_with("redirect to a private address 127.0.0.1:9999 refused"));
+        assert!(refused(Hop::FeedLink)
+            .starts_with("feed link of the HTML page to a private address 127.0.0.1:9999 refused"));
+        assert!(refused(Hop::Start)
+            .starts_with("stored URL at a private address 127.0.0.1:9999 refused"));
+        assert!(refused(Hop::Redirect).contains("allow_private = true"));
+        let err = FetchError::Refused {
+            hop: Hop::Redirect,
+            target: String::new(),
+        };
+        assert!(!err.no_answer(), "a refusal counts toward backoff");
+    }
+
+    #[tokio::test]
+    async fn the_resolver_keeps_only_public_addresses() {
+        use reqwest::dns::Resolve;
+        let name = |n: &str| n.parse::<reqwest::dns::Name>().expect("name");
+        let err = match PublicOnly.resolve(name("localhost")).await {
+            Err(err) => err,
+            Ok(addrs) => panic!("localhost resolved to {:?}", addrs.collect::<Vec<_>>()),
+        };
+        let refused = err.downcast_ref::<NotPublic>().expect("a NotPublic error");
+        assert!(
+            refused.addresses.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            "{refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_loopback_is_refused_with_its_addresses() {
+        let fetcher = fetcher(false);
+        let source = url("http://feeds.example/feed");
+        let err = fetcher
+            .fetch(
+                &url("http://localhost:9/secret"),
+                Hop::FeedLink,
+                &source,
+                &Validators::default(),
+            )
+            .await
+            .expect_err("refused");
+        let text = err.to_string();
+        assert!(
+            matches!(
+                err,
+                FetchError::Refused {
+                    hop: Hop::FeedLink,
+                    ..
+                }
+            ),
+            "{text}"
+        );
+        assert!(
+            text.starts_with("feed link of the HTML page to a private address localhost:9 (")
+                && text.contains("127.0.0.1"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn sizes_read_as_written() {

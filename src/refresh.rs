@@ -18,7 +18,9 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::SourceConfig;
-use crate::fetch::{FetchError, FetchOutcome, FetchedBody, Fetcher, Validators};
+use crate::fetch::{
+    FetchError, FetchOutcome, FetchedBody, Fetcher, Hop, LinkValidators, Validators,
+};
 use crate::metrics::{Metrics, Outcome};
 use crate::parse::{hex, parse_feed, ParseError, ParsedFeed};
 use crate::store::{CommitSummary, SourceState, Store, StoreError};
@@ -156,38 +158,62 @@ async fn refresh_once(
         return Ok(RefreshOutcome::Disabled);
     }
     let url = Url::parse(&state.url).unwrap_or_else(|_| source.url.clone());
-    let fetched = fetcher.fetch(&url, &state.validators).await;
+    let fetched = fetcher
+        .fetch(&url, Hop::Start, &source.url, &state.validators)
+        .await;
     let now = Utc::now();
     state.last_fetch = Some(now);
 
-    let body = match fetched {
+    let found = match fetched {
         Ok(FetchOutcome::NotModified { fresh_for }) => {
             state.last_status = Some(304);
-            state.last_error = None;
-            state.consecutive_failures = 0;
-            plan(source, &mut state, now, hold(fresh_for));
-            store.save_state(&source.name, &state)?;
-            return Ok(RefreshOutcome::NotModified);
+            let known = state.validators.feed_link.clone();
+            match known
+                .as_deref()
+                .and_then(|k| Some((Url::parse(&k.url).ok()?, k)))
+            {
+                // An unchanged page still links to the feed it linked to, which may have
+                // changed: ask it (with its own validators).
+                Some((link, known)) => follow_feed_link(&link, Some(known), source, fetcher, bytes)
+                    .await
+                    .map(|found| found.with_page_validators(&state.validators)),
+                None => Ok(Found {
+                    status: 304,
+                    parsed: None,
+                    moved_to: None,
+                    validators: state.validators.clone(),
+                    fresh_for,
+                }),
+            }
         }
-        Ok(FetchOutcome::Body(body)) => *body,
+        Ok(FetchOutcome::Body(body)) => {
+            state.last_status = Some(body.status);
+            *bytes = body.bytes.len() as u64;
+            let known = state.validators.feed_link.as_deref();
+            parse_or_discover(*body, known, source, fetcher, bytes).await
+        }
         Err(err) => return fail_fetch(source, fetcher, store, state, now, err),
     };
-    state.last_status = Some(body.status);
-    *bytes = body.bytes.len() as u64;
-    let (body, parsed) = match parse_or_discover(body, fetcher).await {
+    let found = match found {
         Ok(found) => found,
         Err(reason) => return fail(source, store, state, now, reason, true, None),
     };
-    if let Some(moved) = &body.moved_to {
+    state.last_status = Some(found.status);
+    if let Some(moved) = &found.moved_to {
         tracing::info!(source = %source.name, from = %state.url, to = %moved, "source moved permanently; following");
         state.url = moved.to_string();
     }
     state.last_error = None;
     state.consecutive_failures = 0;
-    state.validators = body.validators;
+    state.validators = found.validators;
+    let Some(parsed) = found.parsed else {
+        plan(source, &mut state, now, hold(found.fresh_for));
+        store.save_state(&source.name, &state)?;
+        return Ok(RefreshOutcome::NotModified);
+    };
     state.title = parsed.title;
     state.site_link = parsed.site_link;
-    let fresh_for = match (body.fresh_for, parsed.ttl) {
+    let fresh_for = match (found.fresh_for, parsed.ttl) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
@@ -205,46 +231,130 @@ async fn refresh_once(
     };
     tracing::debug!(source = %source.name, url = %url, new = summary.new, updated = summary.updated, "stored");
     Ok(RefreshOutcome::Stored {
-        status: body.status,
+        status: found.status,
         entries,
         summary,
     })
 }
 
-/// Parses a body; an HTML page that links to a feed is followed to that feed once.
+/// What a fetch led to: the feed to store (if it changed), and what to remember.
+struct Found {
+    /// The status of the document whose entries these are (the feed's, when an HTML page
+    /// linked to it).
+    status: u16,
+    /// The feed; `None` when it answered 304.
+    parsed: Option<ParsedFeed>,
+    /// Where a 301/308 chain from the source's URL moved it; never a discovered link.
+    moved_to: Option<Url>,
+    /// The validators to send next time.
+    validators: Validators,
+    /// How long the server says the feed stays fresh.
+    fresh_for: Option<Duration>,
+}
+
+impl Found {
+    /// The source's URL is an HTML page: its own validators go with the feed link's.
+    fn with_page_validators(mut self, page: &Validators) -> Found {
+        self.validators.etag.clone_from(&page.etag);
+        self.validators
+            .last_modified
+            .clone_from(&page.last_modified);
+        self
+    }
+}
+
+/// Parses a body; an HTML page that links to a feed is followed to that feed once. `known`
+/// is the feed link of the last fetch and its validators.
 async fn parse_or_discover(
     body: FetchedBody,
+    known: Option<&LinkValidators>,
+    source: &SourceConfig,
     fetcher: &Fetcher,
-) -> Result<(FetchedBody, ParsedFeed), String> {
+    bytes: &mut u64,
+) -> Result<Found, String> {
     match parse_off_thread(&body, fetcher).await {
-        Ok(parsed) => Ok((body, parsed)),
+        Ok(parsed) => Ok(Found {
+            status: body.status,
+            parsed: Some(parsed),
+            moved_to: body.moved_to,
+            validators: body.validators,
+            fresh_for: body.fresh_for,
+        }),
         Err(ParseError::HtmlPage { links }) if !links.is_empty() => {
-            let feed_url = &links[0];
-            let fetched = fetcher.fetch(feed_url, &Validators::default()).await;
-            let discovered = match fetched {
-                Ok(FetchOutcome::Body(discovered)) => *discovered,
-                Ok(FetchOutcome::NotModified { .. }) => {
-                    return Err(format!("not a feed: HTML page linking to {feed_url}, which answered 304 to a plain GET"))
-                }
-                Err(err) => {
-                    return Err(format!("not a feed: HTML page linking to {feed_url}, which failed: {err}"))
-                }
-            };
-            let parsed = parse_off_thread(&discovered, fetcher)
-                .await
-                .map_err(|err| format!("HTML page linking to {feed_url}, which is {err}"))?;
-            // Discovery is as good as a permanent redirect: fetch the feed directly from now on.
-            let moved_to = Some(discovered.final_url.clone());
-            Ok((
-                FetchedBody {
-                    moved_to,
-                    ..discovered
-                },
-                parsed,
-            ))
+            let link = &links[0];
+            let known = known.filter(|k| k.url == link.as_str());
+            let found = follow_feed_link(link, known, source, fetcher, bytes).await?;
+            Ok(Found {
+                moved_to: body.moved_to,
+                ..found.with_page_validators(&body.validators)
+            })
         }
         Err(err) => Err(err.to_string()),
     }
+}
+
+/// Fetches and parses the feed an HTML page links to. The link never becomes the source's
+/// URL (only a 301/308 chain moves that): the page is asked first every time, with its own
+/// validators, and the feed's validators are kept with the link (`known`) and sent to it
+/// alone. The link goes through the same checks of every hop as the source's URL.
+async fn follow_feed_link(
+    link: &Url,
+    known: Option<&LinkValidators>,
+    source: &SourceConfig,
+    fetcher: &Fetcher,
+    bytes: &mut u64,
+) -> Result<Found, String> {
+    let sent = Validators {
+        etag: known.and_then(|k| k.etag.clone()),
+        last_modified: known.and_then(|k| k.last_modified.clone()),
+        feed_link: None,
+    };
+    let remember = |feed: &Validators| Validators {
+        feed_link: Some(Box::new(LinkValidators {
+            url: link.to_string(),
+            etag: feed.etag.clone(),
+            last_modified: feed.last_modified.clone(),
+        })),
+        ..Validators::default()
+    };
+    let feed = match fetcher.fetch(link, Hop::FeedLink, &source.url, &sent).await {
+        Ok(FetchOutcome::Body(feed)) => *feed,
+        Ok(FetchOutcome::NotModified { fresh_for }) if known.is_some() => {
+            return Ok(Found {
+                status: 304,
+                parsed: None,
+                moved_to: None,
+                validators: remember(&sent),
+                fresh_for,
+            })
+        }
+        Ok(FetchOutcome::NotModified { .. }) => {
+            return Err(format!(
+                "not a feed: HTML page linking to {link}, which answered 304 to a plain GET"
+            ))
+        }
+        Err(
+            err @ FetchError::Refused {
+                hop: Hop::FeedLink, ..
+            },
+        ) => return Err(err.to_string()),
+        Err(err) => {
+            return Err(format!(
+                "not a feed: HTML page linking to {link}, which failed: {err}"
+            ))
+        }
+    };
+    *bytes += feed.bytes.len() as u64;
+    let parsed = parse_off_thread(&feed, fetcher)
+        .await
+        .map_err(|err| format!("HTML page linking to {link}, which is {err}"))?;
+    Ok(Found {
+        status: feed.status,
+        parsed: Some(parsed),
+        moved_to: None,
+        validators: remember(&feed.validators),
+        fresh_for: feed.fresh_for,
+    })
 }
 
 /// Parsing is CPU work that can take a while (a 100,000-item feed, a 5 MB title); it runs on
@@ -304,7 +414,20 @@ fn fail_fetch(
         return Ok(RefreshOutcome::Failed("410 Gone: disabled".to_string()));
     }
     let counted = !err.no_answer() || fetcher.network_answered_recently();
-    let reason = if counted {
+    let reason = if let FetchError::Refused {
+        hop: Hop::Start, ..
+    } = err
+    {
+        // Where a 301/308 chain once led is no longer allowed (allow_private turned off, or
+        // the name now resolves to a private address): start again from the configured URL,
+        // which the operator vouches for.
+        state.url = source.url.to_string();
+        state.validators = Validators::default();
+        format!(
+            "{err}; the next fetch starts again from the configured URL {}",
+            source.url
+        )
+    } else if counted {
         err.to_string()
     } else {
         format!("{err} (no server has answered lately: our own network may be down; not counted toward backoff)")

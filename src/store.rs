@@ -1334,6 +1334,7 @@ mod tests {
                 validators: Validators {
                     etag: Some("\"x\"".into()),
                     last_modified: None,
+                    feed_link: None,
                 },
                 ..SourceState::default()
             };

@@ -1,1 +1,438 @@
 //! Where requests may go: no request to a private address, on any hop (issue 14, item 1).
+//!
+//! An "internal" server on 127.0.0.1 holds a feed with a marker no output may ever show; a
+//! "public" source on 127.0.0.2 (its own configured host and port, so fetched) tries every
+//! way to make feedmill fetch it: redirects of each kind, an HTML page's feed link, and the
+//! spellings of a loopback address (IPv6, decimal, a name, 0.0.0.0).
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::support::{blocking_get, feedmill, free_port, Behavior, Daemon, FeedServer};
+
+const MARKER: &str = "INTERNAL-ONLY-7f3a9c";
+const RSS: &str = "application/rss+xml";
+
+fn rss(title: &str, guid: &str) -> String {
+    format!("<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>{title}</title><link>http://site.example/</link><description>d</description><item><guid>{guid}</guid><title>{title} story</title><link>http://site.example/{guid}</link></item></channel></rss>")
+}
+
+fn page_linking_to(href: &str) -> String {
+    format!("<!DOCTYPE html><html><head><title>Home</title><link rel=\"alternate\" type=\"application/rss+xml\" href=\"{href}\"></head><body>Home</body></html>")
+}
+
+/// The internal service: a feed whose every text carries the marker.
+fn internal_server(runtime: &tokio::runtime::Runtime) -> FeedServer {
+    let internal = runtime.block_on(FeedServer::start());
+    internal.put("secret.rss", RSS, rss(MARKER, "secret"));
+    internal
+}
+
+/// A TCP port that answers every connection with bytes that are not HTTP, and counts them.
+fn garbage_listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(b"\x00\xff SSH-2.0-OpenSSH_9.2\r\n\x1b[31mnot http\r\n");
+        }
+    });
+    (port, accepted)
+}
+
+fn redirect(server: &FeedServer, path: &str, status: u16, location: String) {
+    server.behave(path, Behavior::Redirect { status, location });
+}
+
+/// `last_error` with the port number of `port` replaced: what tells an open port from a
+/// closed one, if anything does.
+fn without_port(text: &str, port: u16) -> String {
+    text.replace(&format!(":{port}"), ":PORT")
+}
+
+#[test]
+fn no_hop_reaches_an_internal_address() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let internal = internal_server(&runtime);
+    let iport = internal.addr.port();
+    let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    let closed = free_port();
+    let (garbage, garbage_hits) = garbage_listener();
+    let secret = internal.url("secret.rss");
+
+    // (source, what its last_error must start with)
+    let mut cases: Vec<(String, String)> = Vec::new();
+    for status in [301, 302, 307, 308] {
+        let name = format!("r{status}");
+        redirect(&public, &name, status, secret.clone());
+        cases.push((
+            name,
+            format!("redirect to a private address 127.0.0.1:{iport} refused"),
+        ));
+    }
+    public.put("page.html", "text/html", page_linking_to(&secret));
+    cases.push((
+        "page".into(),
+        format!("feed link of the HTML page to a private address 127.0.0.1:{iport} refused"),
+    ));
+    // A feed link that looks public and redirects inside: each hop is checked.
+    public.put(
+        "bounce.html",
+        "text/html",
+        page_linking_to(&public.url("bounce")),
+    );
+    redirect(&public, "bounce", 307, secret.clone());
+    cases.push((
+        "bounce".into(),
+        format!(
+            "not a feed: HTML page linking to {}, which failed: redirect to a private address 127.0.0.1:{iport} refused",
+            public.url("bounce")
+        ),
+    ));
+    for (name, location, target) in [
+        (
+            "ipv6",
+            format!("http://[::1]:{iport}/secret.rss"),
+            format!("[::1]:{iport} refused"),
+        ),
+        (
+            "decimal",
+            format!("http://2130706433:{iport}/secret.rss"),
+            format!("127.0.0.1:{iport} refused"),
+        ),
+        (
+            "localhost",
+            format!("http://localhost:{iport}/secret.rss"),
+            format!("localhost:{iport} ("),
+        ),
+        (
+            "zero",
+            format!("http://0.0.0.0:{iport}/secret.rss"),
+            format!("0.0.0.0:{iport} refused"),
+        ),
+        (
+            "closed",
+            format!("http://127.0.0.1:{closed}/secret.rss"),
+            format!("127.0.0.1:{closed} refused"),
+        ),
+        (
+            "garbage",
+            format!("http://127.0.0.1:{garbage}/secret.rss"),
+            format!("127.0.0.1:{garbage} refused"),
+        ),
+    ] {
+        redirect(&public, name, 302, location);
+        cases.push((
+            name.into(),
+            format!("redirect to a private address {target}"),
+        ));
+    }
+    public.put("good.rss", RSS, rss("Public", "good"));
+
+    let mut config = String::from("[fetch]\nschedule = \"* * * * * *\"\n\n");
+    let source_url = |name: &str| match name {
+        "page" => public.url("page.html"),
+        "bounce" => public.url("bounce.html"),
+        other => public.url(other),
+    };
+    for (name, _) in &cases {
+        config.push_str(&format!(
+            "[[source]]\nname = \"{name}\"\nurl = \"{}\"\n\n",
+            source_url(name)
+        ));
+    }
+    config.push_str(&format!(
+        "[[source]]\nname = \"good\"\nurl = \"{}\"\n\n[[feed]]\nname = \"all\"\ndedup = \"none\"\n",
+        public.url("good.rss")
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path(), &config);
+    daemon.wait_for("every source fetched once", || {
+        let reports = daemon.try_status()?;
+        Some(reports.iter().all(|r| !r["last_fetch"].is_null()))
+    });
+    daemon.wait_for("the public feed in the output", || {
+        let (_, body) = blocking_get(&daemon.url("/feeds/all.atom"))?;
+        Some(String::from_utf8_lossy(&body).contains("Public story"))
+    });
+
+    assert!(
+        internal.log().is_empty(),
+        "the internal server was asked: {:?}",
+        internal.log()
+    );
+    assert_eq!(
+        garbage_hits.load(Ordering::SeqCst),
+        0,
+        "the non-HTTP port was connected to"
+    );
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(50);
+    for (name, expected) in &cases {
+        let report = daemon.source(name);
+        assert_eq!(
+            report["url"],
+            source_url(name),
+            "{name}: the stored URL moved: {report}"
+        );
+        let error = report["last_error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with(expected.as_str()),
+            "{name}: expected {expected:?}, got {report}"
+        );
+        assert!(
+            !error.contains("network may be down"),
+            "{name}: a refusal is no outage: {error}"
+        );
+        assert_eq!(report["items"], 0, "{name}: {report}");
+        // A refusal counts toward backoff: the every-second schedule waits a minute.
+        let next = chrono::DateTime::parse_from_rfc3339(
+            report["next_fetch"].as_str().expect("next_fetch"),
+        )
+        .expect("date");
+        assert!(next > soon, "{name}: not backed off: {report}");
+    }
+    assert!(
+        daemon.source("localhost")["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("127.0.0.1")),
+        "a refused name names its addresses"
+    );
+    // No port scanner: an open HTTP port, a closed one and a non-HTTP listener look the same.
+    let seen = |name: &str, port: u16| {
+        let report = daemon.source(name);
+        (
+            without_port(report["last_error"].as_str().unwrap_or_default(), port),
+            report["last_status"].clone(),
+        )
+    };
+    let open = seen("r302", iport);
+    assert_eq!(open, seen("closed", closed));
+    assert_eq!(open, seen("garbage", garbage));
+
+    for path in [
+        "/feeds/all.atom",
+        "/feeds/all.rss",
+        "/feeds/all.json",
+        "/",
+        "/status.json",
+        "/sources.opml",
+    ] {
+        let (status, body) = blocking_get(&daemon.url(path)).expect("answers");
+        assert_eq!(status, 200, "{path}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains(MARKER), "{path} shows the internal feed");
+        assert!(
+            !text.contains("secret.rss"),
+            "{path} shows the internal URL"
+        );
+    }
+    assert!(internal.log().is_empty(), "the internal server was asked");
+}
+
+/// A config for `feedmill fetch` in `dir`.
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("feedmill.toml");
+    std::fs::write(
+        &path,
+        format!("[store]\npath = \"store\"\n\n{body}\n[[feed]]\nname = \"all\"\n"),
+    )
+    .expect("write config");
+    path
+}
+
+/// Runs `feedmill fetch`; returns its stdout and stderr.
+fn fetch(config: &Path) -> (String, String) {
+    let out = feedmill()
+        .args(["fetch", "-c"])
+        .arg(config)
+        .output()
+        .expect("runs");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `feedmill sources --json`: the report of source `name`.
+fn report(config: &Path, name: &str) -> serde_json::Value {
+    let out = feedmill()
+        .args(["sources", "--json", "-c"])
+        .arg(config)
+        .output()
+        .expect("runs");
+    let reports: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+            panic!(
+                "sources --json: {err}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    reports
+        .into_iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no source {name}"))
+}
+
+#[test]
+fn redirects_and_discovery_within_the_sources_own_host_and_port_are_followed() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // The operator lists a private address: all of its port is theirs.
+    let own = runtime.block_on(FeedServer::start());
+    redirect(&own, "temp", 302, "/home.html".into());
+    own.put("home.html", "text/html", page_linking_to("/feed.rss"));
+    own.put("feed.rss", RSS, rss("Discovered", "d1"));
+    redirect(&own, "old", 301, "/mid".into());
+    redirect(&own, "mid", 308, own.url("new.rss"));
+    own.put("new.rss", RSS, rss("Moved", "m1"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[source]]\nname = \"temp\"\nurl = \"{}\"\n\n[[source]]\nname = \"moved\"\nurl = \"{}\"\n",
+            own.url("temp"),
+            own.url("old")
+        ),
+    );
+
+    let (stdout, stderr) = fetch(&config);
+    assert!(
+        stdout.contains("temp") && !stdout.contains("FAILED"),
+        "{stdout}\n{stderr}"
+    );
+    // A 302 and a feed link do not move the source: it is still asked at its own URL.
+    let temp = report(&config, "temp");
+    assert_eq!(temp["url"], own.url("temp"), "{temp}");
+    assert_eq!(temp["items"], 1, "{temp}");
+    assert!(
+        !stderr.contains(&format!("to={}", own.url("feed.rss")))
+            && stderr.matches("moved permanently").count() == 1,
+        "only the 301/308 chain is a move:\n{stderr}"
+    );
+    // A 301/308 chain within the same host and port moves it.
+    let moved = report(&config, "moved");
+    assert_eq!(moved["url"], own.url("new.rss"), "{moved}");
+
+    // The second time: the page is asked again, with its own validators, and the feed with
+    // the feed's; never the feed's ETag to the page.
+    let (stdout, stderr) = fetch(&config);
+    assert!(!stdout.contains("FAILED"), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("moved permanently"), "{stderr}");
+    let page_etag = own.served("home.html").etag;
+    let feed_etag = own.served("feed.rss").etag;
+    let log = own.log();
+    let asked = |path: &str| -> Vec<Option<String>> {
+        log.iter()
+            .filter(|l| l.path == path)
+            .map(|l| l.if_none_match.clone())
+            .collect()
+    };
+    assert_eq!(asked("home.html"), [None, Some(page_etag.clone())]);
+    assert_eq!(asked("temp"), [None, Some(page_etag)]);
+    assert_eq!(asked("feed.rss"), [None, Some(feed_etag)]);
+    assert_eq!(report(&config, "temp")["url"], own.url("temp"));
+    assert_eq!(
+        report(&config, "temp")["last_error"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        own.hits("old"),
+        1,
+        "the moved source was asked at its old URL"
+    );
+}
+
+#[test]
+fn allow_private_lets_every_hop_through_but_a_feed_link_still_never_moves_the_source() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let internal = internal_server(&runtime);
+    let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    redirect(&public, "r302", 302, internal.url("secret.rss"));
+    public.put(
+        "page.html",
+        "text/html",
+        page_linking_to(&internal.url("secret.rss")),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[fetch]\nallow_private = true\n\n[[source]]\nname = \"r302\"\nurl = \"{}\"\n\n[[source]]\nname = \"page\"\nurl = \"{}\"\n",
+            public.url("r302"),
+            public.url("page.html")
+        ),
+    );
+    let (stdout, stderr) = fetch(&config);
+    assert!(!stdout.contains("FAILED"), "{stdout}\n{stderr}");
+    assert_eq!(internal.hits("secret.rss"), 2);
+    for (name, url) in [
+        ("r302", public.url("r302")),
+        ("page", public.url("page.html")),
+    ] {
+        let report = report(&config, name);
+        assert_eq!(report["items"], 1, "{report}");
+        assert_eq!(report["url"], url, "{report}");
+    }
+}
+
+#[test]
+fn a_stored_url_no_longer_allowed_is_refused_and_the_source_starts_again_from_its_own() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let internal = internal_server(&runtime);
+    let iport = internal.addr.port();
+    let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    redirect(&public, "moving", 301, internal.url("secret.rss"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sources = format!(
+        "[[source]]\nname = \"moving\"\nurl = \"{}\"\n",
+        public.url("moving")
+    );
+    // Allowed once: the permanent redirect moves the source to the internal address.
+    let config = write_config(
+        dir.path(),
+        &format!("[fetch]\nallow_private = true\n\n{sources}"),
+    );
+    let (stdout, stderr) = fetch(&config);
+    assert!(!stdout.contains("FAILED"), "{stdout}\n{stderr}");
+    assert_eq!(report(&config, "moving")["url"], internal.url("secret.rss"));
+    let hits = internal.log().len();
+
+    // Then the rule is back: the stored URL is not fetched, and says so.
+    let config = write_config(dir.path(), &sources);
+    let (stdout, _) = fetch(&config);
+    assert_eq!(
+        internal.log().len(),
+        hits,
+        "the stored internal URL was fetched"
+    );
+    let moving = report(&config, "moving");
+    let error = moving["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with(&format!(
+            "stored URL at a private address 127.0.0.1:{iport} refused"
+        )) && error.contains(&format!(
+            "the next fetch starts again from the configured URL {}",
+            public.url("moving")
+        )),
+        "{moving}"
+    );
+    assert!(
+        stdout.contains("FAILED  stored URL at a private address"),
+        "{stdout}"
+    );
+    assert_eq!(moving["url"], public.url("moving"), "{moving}");
+    // And from there the redirect is refused like any other.
+    let (stdout, _) = fetch(&config);
+    assert!(
+        stdout.contains(&format!(
+            "FAILED  redirect to a private address 127.0.0.1:{iport} refused"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(internal.log().len(), hits, "the internal server was asked");
+}
