@@ -129,14 +129,21 @@ pub enum FetchError {
     /// Redirects went round in a circle or on for too long.
     #[error("redirect loop: {0}")]
     RedirectLoop(String),
-    /// A hop to a non-public address: never sent. The text names the address, and is the
-    /// same whether anything listens there or not.
-    #[error("{} a private address {target} refused (only the source's own configured host and port may be private; [fetch] allow_private = true lifts the rule)", hop.refused())]
+    /// A hop to a non-public address: never sent. The text names the host and port the hop
+    /// asked for, and is the same whether anything listens there or not; for a name, the
+    /// same whether it resolves to private addresses or to none at all, and it never says
+    /// which addresses (`status.json` is public: it must not map the internal network's names).
+    #[error("{} {} refused{} (only the source's own configured host and port may be private; [fetch] allow_private = true lifts the rule)",
+        hop.refused(),
+        if *.name { target.clone() } else { format!("a private address {target}") },
+        if *.name { ": the name has no public address" } else { "" })]
     Refused {
         /// Which hop.
         hop: Hop,
-        /// `host:port`, and for a name the addresses it resolved to.
+        /// `host:port` as the hop's URL wrote it.
         target: String,
+        /// Whether the host is a name (refused by the resolver) rather than an address.
+        name: bool,
     },
     /// Connecting, TLS, redirects or reading the body failed.
     #[error("{0}")]
@@ -335,6 +342,7 @@ impl Fetcher {
             Some(ip) if !is_public(ip) => Err(FetchError::Refused {
                 hop,
                 target: host_and_port(url),
+                name: false,
             }),
             _ => Ok(guarded),
         }
@@ -445,16 +453,24 @@ impl Fetcher {
         if let Some(last_modified) = &validators.last_modified {
             request = request.header(header::IF_MODIFIED_SINCE, last_modified);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|err| match find_cause::<NotPublic>(&err) {
-                Some(refused) => FetchError::Refused {
-                    hop,
-                    target: format!("{} ({})", host_and_port(url), refused.addresses()),
-                },
-                None => self.transport(err),
-            })?;
+        let response = request.send().await.map_err(|err| {
+            match find_cause::<NotPublic>(&err) {
+                // A stored URL whose name does not resolve may be our own DNS failing: a
+                // transport error, which does not send the source back to its configured URL
+                // and is excused while no server answers. On every other hop the publisher
+                // chose the name, and whether it exists inside is not theirs to learn.
+                Some(refused) if hop != Hop::Start || refused.lookup.is_none() => {
+                    // The addresses are for the operator's log only.
+                    tracing::info!(host = %host_and_port(url), resolved = %refused, "hop refused");
+                    FetchError::Refused {
+                        hop,
+                        target: host_and_port(url),
+                        name: true,
+                    }
+                }
+                _ => self.transport(err),
+            }
+        })?;
         self.last_answer_ms.store(now_ms(), Ordering::Relaxed);
         Ok(response)
     }
@@ -552,31 +568,31 @@ fn find_cause<'a, T: std::error::Error + 'static>(
     None
 }
 
-/// A name resolved only to non-public addresses: what [`PublicOnly`] fails with, found again
-/// in the request error's chain of causes to say so plainly.
+/// A name with no public address: it resolved only to non-public ones, or to none at all.
+/// What [`PublicOnly`] fails with, found again in the request error's chain of causes.
 #[derive(Debug)]
 struct NotPublic {
     /// What the name resolved to, sorted.
     addresses: Vec<IpAddr>,
-}
-
-impl NotPublic {
-    fn addresses(&self) -> String {
-        let list: Vec<String> = self.addresses.iter().map(IpAddr::to_string).collect();
-        list.join(", ")
-    }
+    /// Why it resolved to nothing, when it did.
+    lookup: Option<std::io::Error>,
 }
 
 impl std::fmt::Display for NotPublic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(err) = &self.lookup {
+            return write!(f, "{err}");
+        }
+        let list: Vec<String> = self.addresses.iter().map(IpAddr::to_string).collect();
         write!(
             f,
             "resolves only to non-public addresses ({})",
-            self.addresses()
+            list.join(", ")
         )
     }
 }
 
+// No `source`: Display already says what the lookup error says.
 impl std::error::Error for NotPublic {}
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -591,18 +607,30 @@ impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if resolved.is_empty() {
-                return Err(format!("{host} resolves to no address").into());
-            }
+            let resolved: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await
+            {
+                Ok(addrs) => addrs.collect(),
+                Err(err) => {
+                    let lookup = Some(err);
+                    return Err(Box::new(NotPublic {
+                        addresses: vec![],
+                        lookup,
+                    }) as BoxError);
+                }
+            };
             let (public, mut refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
                 resolved.into_iter().partition(|addr| is_public(addr.ip()));
             if public.is_empty() {
                 let mut addresses: Vec<IpAddr> = refused.drain(..).map(|a| a.ip()).collect();
                 addresses.sort();
                 addresses.dedup();
-                return Err(Box::new(NotPublic { addresses }) as BoxError);
+                let lookup = addresses.is_empty().then(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("{host} resolves to no address"),
+                    )
+                });
+                return Err(Box::new(NotPublic { addresses, lookup }) as BoxError);
             }
             Ok::<_, BoxError>(Box::new(public.into_iter()) as reqwest::dns::Addrs)
         })
@@ -1019,6 +1047,7 @@ mod tests {
             FetchError::Refused {
                 hop,
                 target: "127.0.0.1:9999".into(),
+                name: false,
             }
             .to_string()
         };
@@ -1029,9 +1058,21 @@ mod tests {
         assert!(refused(Hop::Start)
             .starts_with("stored URL at a private address 127.0.0.1:9999 refused"));
         assert!(refused(Hop::Redirect).contains("allow_private = true"));
+        let name = FetchError::Refused {
+            hop: Hop::Redirect,
+            target: "db.internal:80".into(),
+            name: true,
+        };
+        assert!(
+            name.to_string().starts_with(
+                "redirect to db.internal:80 refused: the name has no public address ("
+            ),
+            "{name}"
+        );
         let err = FetchError::Refused {
             hop: Hop::Redirect,
             target: String::new(),
+            name: false,
         };
         assert!(!err.no_answer(), "a refusal counts toward backoff");
     }
@@ -1051,34 +1092,80 @@ mod tests {
         );
     }
 
+    /// What a publisher learns from a refused name: the name they chose, nothing more. Not
+    /// whether it exists on the internal network, nor the addresses it maps to there.
     #[tokio::test]
-    async fn a_name_that_resolves_to_loopback_is_refused_with_its_addresses() {
+    async fn a_refused_name_tells_neither_its_addresses_nor_whether_it_exists() {
         let fetcher = fetcher(false);
         let source = url("http://feeds.example/feed");
+        let mut seen = Vec::new();
+        // localhost resolves to loopback; .invalid never resolves (RFC 6761).
+        for host in ["localhost", "nothing.invalid"] {
+            for hop in [Hop::FeedLink, Hop::Redirect] {
+                let err = fetcher
+                    .fetch(
+                        &url(&format!("http://{host}:9/secret")),
+                        hop,
+                        &source,
+                        &Validators::default(),
+                    )
+                    .await
+                    .expect_err("refused");
+                let text = err.to_string();
+                assert!(
+                    matches!(err, FetchError::Refused { hop: h, name: true, .. } if h == hop),
+                    "{text}"
+                );
+                assert!(
+                    !text.contains("127.0.0.1") && !text.contains("::1"),
+                    "{host}: {text}"
+                );
+                seen.push(text.replace(host, "HOST"));
+            }
+        }
+        assert_eq!(
+            seen[0],
+            "feed link of the HTML page to HOST:9 refused: the name has no public address (only the source's own configured host and port may be private; [fetch] allow_private = true lifts the rule)"
+        );
+        assert_eq!(
+            seen[..2],
+            seen[2..],
+            "a name that exists inside looks like one that does not"
+        );
+        // A stored URL (where a 301/308 chain once led) whose name does not resolve may be our
+        // own DNS failing: that is no refusal, and does not reset the source.
         let err = fetcher
             .fetch(
-                &url("http://localhost:9/secret"),
-                Hop::FeedLink,
+                &url("http://nothing.invalid:9/feed"),
+                Hop::Start,
+                &source,
+                &Validators::default(),
+            )
+            .await
+            .expect_err("fails");
+        assert!(
+            matches!(err, FetchError::Transport(_)) && err.no_answer(),
+            "{err}"
+        );
+        let err = fetcher
+            .fetch(
+                &url("http://localhost:9/feed"),
+                Hop::Start,
                 &source,
                 &Validators::default(),
             )
             .await
             .expect_err("refused");
-        let text = err.to_string();
         assert!(
             matches!(
                 err,
                 FetchError::Refused {
-                    hop: Hop::FeedLink,
+                    hop: Hop::Start,
+                    name: true,
                     ..
                 }
             ),
-            "{text}"
-        );
-        assert!(
-            text.starts_with("feed link of the HTML page to a private address localhost:9 (")
-                && text.contains("127.0.0.1"),
-            "{text}"
+            "{err}"
         );
     }
 

@@ -109,7 +109,7 @@ fn no_hop_reaches_an_internal_address() {
         (
             "localhost",
             format!("http://localhost:{iport}/secret.rss"),
-            format!("localhost:{iport} ("),
+            format!("localhost:{iport} refused: the name has no public address"),
         ),
         (
             "zero",
@@ -128,10 +128,11 @@ fn no_hop_reaches_an_internal_address() {
         ),
     ] {
         redirect(&public, name, 302, location);
-        cases.push((
-            name.into(),
-            format!("redirect to a private address {target}"),
-        ));
+        let expected = match name {
+            "localhost" => format!("redirect to {target}"),
+            _ => format!("redirect to a private address {target}"),
+        };
+        cases.push((name.into(), expected));
     }
     public.put("good.rss", RSS, rss("Public", "good"));
 
@@ -200,8 +201,8 @@ fn no_hop_reaches_an_internal_address() {
     assert!(
         daemon.source("localhost")["last_error"]
             .as_str()
-            .is_some_and(|e| e.contains("127.0.0.1")),
-        "a refused name names its addresses"
+            .is_some_and(|e| !e.contains("127.0.0.1") && !e.contains("::1")),
+        "a refused name never says where it points inside"
     );
     // No port scanner: an open HTTP port, a closed one and a non-HTTP listener look the same.
     let seen = |name: &str, port: u16| {
@@ -435,4 +436,74 @@ fn a_stored_url_no_longer_allowed_is_refused_and_the_source_starts_again_from_it
         "{stdout}"
     );
     assert_eq!(internal.log().len(), hits, "the internal server was asked");
+}
+
+/// A publisher who sends feedmill to a name learns nothing of the internal network from
+/// `status.json`: not the addresses a name maps to inside, nor whether it exists at all (a
+/// name that resolves to loopback and one that resolves to nothing leave the same error).
+#[test]
+fn a_refused_name_tells_neither_where_it_points_inside_nor_whether_it_exists() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let internal = internal_server(&runtime);
+    let iport = internal.addr.port();
+    let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    // localhost resolves to loopback here; .invalid never resolves anywhere (RFC 6761).
+    let hosts = [("inside", "localhost"), ("nowhere", "nothing.invalid")];
+    let mut sources = String::new();
+    for (name, host) in hosts {
+        let target = format!("http://{host}:{iport}/secret.rss");
+        redirect(&public, name, 302, target.clone());
+        let page = format!("{name}.html");
+        public.put(&page, "text/html", page_linking_to(&target));
+        sources.push_str(&format!(
+            "[[source]]\nname = \"r-{name}\"\nurl = \"{}\"\n\n[[source]]\nname = \"p-{name}\"\nurl = \"{}\"\n\n",
+            public.url(name),
+            public.url(&page)
+        ));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), &sources);
+    let (stdout, stderr) = fetch(&config);
+    assert!(internal.log().is_empty(), "the internal server was asked");
+
+    let seen = |kind: &str, (name, host): (&str, &str)| {
+        let report = report(&config, &format!("{kind}-{name}"));
+        let error = report["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            !error.contains("127.0.0.1") && !error.contains("::1"),
+            "{kind}-{name} says where {host} points: {report}\n{stdout}\n{stderr}"
+        );
+        assert_eq!(report["items"], 0, "{report}");
+        (
+            error.replace(host, "HOST").replace(name, "NAME"),
+            report["last_status"].clone(),
+        )
+    };
+    let redirect = seen("r", hosts[0]);
+    assert!(
+        redirect.0.starts_with(&format!(
+            "redirect to HOST:{iport} refused: the name has no public address"
+        )),
+        "{redirect:?}"
+    );
+    assert_eq!(
+        redirect,
+        seen("r", hosts[1]),
+        "an internal name is told from a missing one"
+    );
+    let link = seen("p", hosts[0]);
+    assert!(
+        link.0.starts_with(&format!(
+            "feed link of the HTML page to HOST:{iport} refused: the name has no public address"
+        )),
+        "{link:?}"
+    );
+    assert_eq!(
+        link,
+        seen("p", hosts[1]),
+        "an internal name is told from a missing one"
+    );
 }
