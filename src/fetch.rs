@@ -145,6 +145,14 @@ pub enum FetchError {
         /// Whether the host is a name (refused by the resolver) rather than an address.
         name: bool,
     },
+    /// A `file://` URL that is not the source's own configured one: never read.
+    #[error("{} {url} refused: only a source's own configured file:// URL is read", hop.refused())]
+    LocalFile {
+        /// Which hop.
+        hop: Hop,
+        /// The URL.
+        url: String,
+    },
     /// Connecting, TLS, redirects or reading the body failed.
     #[error("{0}")]
     Transport(String),
@@ -276,6 +284,15 @@ impl Fetcher {
         validators: &Validators,
     ) -> Result<FetchOutcome, FetchError> {
         if url.scheme() == "file" {
+            // The operator named this file; nothing a server sent may name another. Redirects
+            // and discovery refuse `file:` too, but reading local files is this module's
+            // door, so it is checked here, whatever hop the URL came from.
+            if hop != Hop::Start || url != source_url {
+                return Err(FetchError::LocalFile {
+                    hop,
+                    url: url.to_string(),
+                });
+            }
             return self.fetch_file(url, validators).await;
         }
         let host_slots = self.host_semaphore(url.host_str().unwrap_or_default());
@@ -1167,6 +1184,48 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    /// Only the operator names a local file: a `file://` URL any other hop reaches (a feed
+    /// link, a redirect, a stored URL that is not the configured one) is never read, whatever
+    /// the module that found it let through.
+    #[tokio::test]
+    async fn a_local_file_is_read_only_as_the_sources_own_configured_url() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret.rss");
+        std::fs::write(
+            &path,
+            "<rss><channel><title>LOCAL-SECRET</title></channel></rss>",
+        )
+        .expect("write");
+        let file = Url::from_file_path(&path).expect("file url");
+        let fetcher = fetcher(false);
+        let http = url("http://feeds.example/feed");
+        for (hop, source) in [
+            (Hop::FeedLink, &http),
+            (Hop::Redirect, &http),
+            (Hop::Start, &http),
+            (Hop::FeedLink, &file),
+        ] {
+            let err = fetcher
+                .fetch(&file, hop, source, &Validators::default())
+                .await
+                .expect_err("a file read for another hop");
+            assert!(!err.no_answer(), "a refusal is no outage");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{} {file} refused: only a source's own configured file:// URL is read",
+                    hop.refused()
+                ),
+                "{hop:?} of {source}"
+            );
+        }
+        let read = fetcher
+            .fetch(&file, Hop::Start, &file, &Validators::default())
+            .await
+            .expect("the configured file");
+        assert!(matches!(read, FetchOutcome::Body(body) if body.bytes.starts_with(b"<rss>")));
     }
 
     #[test]
