@@ -507,3 +507,86 @@ fn a_refused_name_tells_neither_where_it_points_inside_nor_whether_it_exists() {
         "an internal name is told from a missing one"
     );
 }
+
+/// Every way a `Location` can spell loopback (the url crate's readings of IPv4, mapped and
+/// embedded IPv6, trailing dots, percent-encoding, IDNA, backslashes, protocol-relative,
+/// userinfo, whitespace, case) and every scheme but http(s): none reaches the internal
+/// server, and each is refused (or not followed at all) before anything is sent.
+#[test]
+fn no_spelling_of_an_internal_location_is_followed() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let internal = internal_server(&runtime);
+    let p = internal.addr.port();
+    let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    let refused = |target: &str| format!("redirect to a private address {target}:{p} refused");
+    let name =
+        |host: &str| format!("redirect to {host}:{p} refused: the name has no public address");
+    let v4 = refused("127.0.0.1");
+    let mapped = refused("[::ffff:7f00:1]");
+    let unusable = "HTTP 302 Found without a usable Location header".to_string();
+    let cases: Vec<(String, String)> = vec![
+        (format!("http://127.1:{p}/secret.rss"), v4.clone()),
+        (format!("http://0x7f000001:{p}/secret.rss"), v4.clone()),
+        (format!("http://0177.0.0.1:{p}/secret.rss"), v4.clone()),
+        (format!("http://127.000.000.001:{p}/secret.rss"), v4.clone()),
+        (format!("http://127.0.0.1.:{p}/secret.rss"), v4.clone()),
+        (format!("http://127.0.0.1%2e:{p}/secret.rss"), v4.clone()),
+        (format!("http://%31%32%37.0.0.1:{p}/secret.rss"), v4.clone()),
+        (format!("http://user:pw@127.0.0.1:{p}/secret.rss"), v4.clone()),
+        (format!("//127.0.0.1:{p}/secret.rss"), v4.clone()),
+        (format!("\\\\127.0.0.1:{p}\\secret.rss"), v4.clone()),
+        (format!("http:\\\\127.0.0.1:{p}/secret.rss"), v4.clone()),
+        (format!("HTTP://127.0.0.1:{p}/secret.rss"), v4.clone()),
+        (format!(" \thttp://127.0.0.1:{p}/secret.rss\t "), v4.clone()),
+        (format!("http://127.0.0.1\t:{p}/secret.rss"), v4.clone()),
+        (format!("http://[::ffff:127.0.0.1]:{p}/secret.rss"), mapped.clone()),
+        (format!("http://[::ffff:7f00:1]:{p}/secret.rss"), mapped.clone()),
+        (format!("http://[0:0:0:0:0:ffff:127.0.0.1]:{p}/secret.rss"), mapped),
+        (format!("http://[::127.0.0.1]:{p}/secret.rss"), refused("[::7f00:1]")),
+        (format!("http://[::]:{p}/secret.rss"), refused("[::]")),
+        (format!("http://0:{p}/secret.rss"), refused("0.0.0.0")),
+        (format!("http://LOCALHOST:{p}/secret.rss"), name("localhost")),
+        (format!("http://localhost.:{p}/secret.rss"), name("localhost.")),
+        // Zone ids are no valid URL; non-ASCII is no valid header value to read.
+        (format!("http://[fe80::1%25lo]:{p}/secret.rss"), unusable.clone()),
+        (format!("http://１２７.０.０.１:{p}/secret.rss"), unusable.clone()),
+        (format!("http://ⓛⓞⓒⓐⓛⓗⓞⓢⓣ:{p}/secret.rss"), unusable),
+        (
+            "file:///etc/passwd".into(),
+            "redirect to file:///etc/passwd refused: only http and https are followed".into(),
+        ),
+        (
+            format!("ftp://127.0.0.1:{p}/secret.rss"),
+            format!("redirect to ftp://127.0.0.1:{p}/secret.rss refused: only http and https are followed"),
+        ),
+        (
+            format!("gopher://127.0.0.1:{p}/_GET%20/secret.rss"),
+            format!("redirect to gopher://127.0.0.1:{p}/_GET%20/secret.rss refused: only http and https are followed"),
+        ),
+    ];
+    let mut sources = String::new();
+    for (i, (location, _)) in cases.iter().enumerate() {
+        redirect(&public, &format!("s{i}"), 302, location.clone());
+        sources.push_str(&format!(
+            "[[source]]\nname = \"s{i}\"\nurl = \"{}\"\n\n",
+            public.url(&format!("s{i}"))
+        ));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), &sources);
+    let (stdout, stderr) = fetch(&config);
+    assert!(
+        internal.log().is_empty(),
+        "the internal server was asked: {:?}\n{stdout}\n{stderr}",
+        internal.log()
+    );
+    for (i, (location, expected)) in cases.iter().enumerate() {
+        let report = report(&config, &format!("s{i}"));
+        let error = report["last_error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with(expected.as_str()),
+            "{location:?}: expected {expected:?}, got {report}"
+        );
+        assert_eq!(report["url"], public.url(&format!("s{i}")), "{report}");
+    }
+}
