@@ -145,6 +145,14 @@ pub enum FetchError {
         /// Whether the host is a name (refused by the resolver) rather than an address.
         name: bool,
     },
+    /// A hop whose URL is longer than [`MAX_URL_LEN`]: never sent, stored or quoted.
+    #[error("{} a URL of {len} bytes refused: longer than {} KiB", hop.refused(), MAX_URL_LEN / 1024)]
+    UrlTooLong {
+        /// Which hop.
+        hop: Hop,
+        /// The URL's length in bytes.
+        len: usize,
+    },
     /// A `file://` URL that is not the source's own configured one: never read.
     #[error("{} {url} refused: only a source's own configured file:// URL is read", hop.refused())]
     LocalFile {
@@ -219,6 +227,11 @@ const NETWORK_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// The most redirects followed before a fetch fails (reqwest's default, and Miniflux's).
 const MAX_REDIRECTS: usize = 10;
+/// The longest URL a hop may have, in bytes. A publisher's feed link or `Location` may be
+/// megabytes long; such a URL must not be sent, become a source's stored URL (shown in
+/// `status.json`, OPML and every output feed) or be quoted in an error. Servers refuse
+/// request lines this long anyway (nginx and Apache stop at 8 KiB).
+pub const MAX_URL_LEN: usize = 8 * 1024;
 /// Connecting alone should never take most of the request's time.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -283,6 +296,12 @@ impl Fetcher {
         source_url: &Url,
         validators: &Validators,
     ) -> Result<FetchOutcome, FetchError> {
+        if url.as_str().len() > MAX_URL_LEN {
+            return Err(FetchError::UrlTooLong {
+                hop,
+                len: url.as_str().len(),
+            });
+        }
         if url.scheme() == "file" {
             // The operator named this file; nothing a server sent may name another. Redirects
             // and discovery refuse `file:` too, but reading local files is this module's
@@ -391,6 +410,12 @@ impl Fetcher {
                 .ok_or_else(|| {
                     FetchError::Transport(format!("HTTP {status} without a usable Location header"))
                 })?;
+            if next.as_str().len() > MAX_URL_LEN {
+                return Err(FetchError::UrlTooLong {
+                    hop: Hop::Redirect,
+                    len: next.as_str().len(),
+                });
+            }
             if !matches!(next.scheme(), "http" | "https") {
                 return Err(FetchError::Transport(format!(
                     "redirect to {next} refused: only http and https are followed"

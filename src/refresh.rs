@@ -333,10 +333,18 @@ async fn follow_feed_link(
                 "not a feed: HTML page linking to {link}, which answered 304 to a plain GET"
             ))
         }
+        // Refused before it was sent: the error says what of the link was refused (and
+        // never quotes a link too long to fetch).
         Err(
-            err @ FetchError::Refused {
+            err @ (FetchError::Refused {
                 hop: Hop::FeedLink, ..
-            },
+            }
+            | FetchError::UrlTooLong {
+                hop: Hop::FeedLink, ..
+            }
+            | FetchError::LocalFile {
+                hop: Hop::FeedLink, ..
+            }),
         ) => return Err(err.to_string()),
         Err(err) => {
             return Err(format!(
@@ -347,7 +355,14 @@ async fn follow_feed_link(
     *bytes += feed.bytes.len() as u64;
     let parsed = parse_off_thread(&feed, fetcher)
         .await
-        .map_err(|err| format!("HTML page linking to {link}, which is {err}"))?;
+        .map_err(|err| match err {
+            // Discovery follows one link; the second page's own links (a publisher's, of any
+            // length) are not quoted.
+            ParseError::HtmlPage { .. } => format!(
+                "HTML page linking to {link}, which is another HTML page, not a feed (one feed link is followed, no further)"
+            ),
+            err => format!("HTML page linking to {link}, which is {err}"),
+        })?;
     Ok(Found {
         status: feed.status,
         parsed: Some(parsed),

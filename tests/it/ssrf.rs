@@ -590,3 +590,69 @@ fn no_spelling_of_an_internal_location_is_followed() {
         assert_eq!(report["url"], public.url(&format!("s{i}")), "{report}");
     }
 }
+
+/// A publisher's URL is as long as they like: a feed link of megabytes in a page, a
+/// `Location` of hundreds of kilobytes. None is sent, stored as the source's URL or copied
+/// into `status.json`: each hop's URL is bounded, and what an error quotes of it too.
+#[test]
+fn a_huge_url_is_neither_sent_nor_stored_nor_shown() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    let long = |prefix: String, len: usize| format!("{prefix}{}", "a".repeat(len));
+    // A 2 MB feed link, to the source's own host and port.
+    public.put(
+        "page.html",
+        "text/html",
+        page_linking_to(&long(public.url("feed.rss?"), 2 << 20)),
+    );
+    // A 300 KB Location (hyper reads up to 400 KB of headers), to a scheme never followed;
+    // and a 60 KB one (short enough for an HTTP request) to the source's own host and port,
+    // permanently, where a feed answers whatever the query.
+    redirect(
+        &public,
+        "ftp",
+        302,
+        long("ftp://x.example/".into(), 300 << 10),
+    );
+    redirect(
+        &public,
+        "moved",
+        301,
+        long(public.url("feed.rss?"), 60 << 10),
+    );
+    public.put("feed.rss", RSS, rss("Feed", "f1"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sources = String::new();
+    for (name, path) in [("page", "page.html"), ("ftp", "ftp"), ("moved", "moved")] {
+        sources.push_str(&format!(
+            "[[source]]\nname = \"{name}\"\nurl = \"{}\"\n\n",
+            public.url(path)
+        ));
+    }
+    let config = write_config(dir.path(), &sources);
+    let (stdout, stderr) = fetch(&config);
+    assert!(
+        stdout.len() + stderr.len() < 64 << 10,
+        "{} bytes of output",
+        stdout.len() + stderr.len()
+    );
+    assert_eq!(public.hits("feed.rss"), 0, "a huge URL was sent");
+    for name in ["page", "ftp", "moved"] {
+        let report = report(&config, name);
+        let text = report.to_string();
+        assert!(
+            text.len() < 16 << 10,
+            "{name}: {} bytes of status: {}",
+            text.len(),
+            &text[..300]
+        );
+        assert!(
+            report["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("URL of") && e.contains("bytes refused")),
+            "{name}: {}",
+            &text[..text.len().min(600)]
+        );
+    }
+    assert_eq!(report(&config, "moved")["url"], public.url("moved"));
+}
