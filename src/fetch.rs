@@ -649,34 +649,43 @@ impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await
-            {
-                Ok(addrs) => addrs.collect(),
-                Err(err) => {
-                    let lookup = Some(err);
-                    return Err(Box::new(NotPublic {
-                        addresses: vec![],
-                        lookup,
-                    }) as BoxError);
-                }
-            };
-            let (public, mut refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
-                resolved.into_iter().partition(|addr| is_public(addr.ip()));
-            if public.is_empty() {
-                let mut addresses: Vec<IpAddr> = refused.drain(..).map(|a| a.ip()).collect();
-                addresses.sort();
-                addresses.dedup();
-                let lookup = addresses.is_empty().then(|| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        format!("{host} resolves to no address"),
-                    )
-                });
-                return Err(Box::new(NotPublic { addresses, lookup }) as BoxError);
+            let resolved = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map(Iterator::collect);
+            match keep_public(&host, resolved) {
+                Ok(public) => Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs),
+                Err(refused) => Err(Box::new(refused) as BoxError),
             }
-            Ok::<_, BoxError>(Box::new(public.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+/// The public addresses of what `host` resolved to, or why it has none: a name that
+/// resolves to a public and a private address (a rebinding attacker's favourite) keeps only
+/// the public one.
+fn keep_public(
+    host: &str,
+    resolved: std::io::Result<Vec<SocketAddr>>,
+) -> Result<Vec<SocketAddr>, NotPublic> {
+    let resolved = resolved.map_err(|err| NotPublic {
+        addresses: vec![],
+        lookup: Some(err),
+    })?;
+    let (public, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        resolved.into_iter().partition(|addr| is_public(addr.ip()));
+    if !public.is_empty() {
+        return Ok(public);
+    }
+    let mut addresses: Vec<IpAddr> = refused.iter().map(SocketAddr::ip).collect();
+    addresses.sort();
+    addresses.dedup();
+    let lookup = addresses.is_empty().then(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{host} resolves to no address"),
+        )
+    });
+    Err(NotPublic { addresses, lookup })
 }
 
 /// Whether a request may go to `ip` without the operator's say-so: not loopback, private,
@@ -1117,6 +1126,63 @@ mod tests {
             name: false,
         };
         assert!(!err.no_answer(), "a refusal counts toward backoff");
+    }
+
+    #[test]
+    fn of_a_name_that_resolves_to_public_and_private_addresses_only_the_public_are_kept() {
+        let addr = |text: &str| text.parse::<SocketAddr>().expect("socket address");
+        let mixed = vec![
+            addr("127.0.0.1:0"),
+            addr("93.184.215.14:0"),
+            addr("[::1]:0"),
+            addr("169.254.169.254:0"),
+            addr("[2606:4700:4700::1111]:0"),
+            addr("[::ffff:10.0.0.1]:0"),
+        ];
+        assert_eq!(
+            keep_public("both.example", Ok(mixed)).expect("public ones"),
+            [addr("93.184.215.14:0"), addr("[2606:4700:4700::1111]:0")]
+        );
+        let private = vec![addr("10.0.0.1:0"), addr("[fd00::1]:0"), addr("10.0.0.1:0")];
+        let refused = keep_public("inside.example", Ok(private)).expect_err("refused");
+        assert_eq!(refused.addresses.len(), 2, "{refused}");
+        assert!(refused.lookup.is_none());
+        let none = keep_public("empty.example", Ok(vec![])).expect_err("refused");
+        assert!(none
+            .to_string()
+            .contains("empty.example resolves to no address"));
+        assert!(none.lookup.is_some(), "no address is a lookup failure");
+    }
+
+    #[test]
+    fn the_exemption_is_the_host_as_written_not_what_it_resolves_to() {
+        let fetcher = fetcher(false);
+        let by_name = url("http://localhost:8080/feed");
+        let by_address = url("http://127.0.0.1:8080/feed");
+        // Same port, the same machine, another spelling: not the configured host.
+        assert!(matches!(
+            fetcher.client_for(&by_address, Hop::Redirect, &by_name),
+            Err(FetchError::Refused { name: false, .. })
+        ));
+        let guarded = fetcher.guarded.as_ref().expect("guarded client");
+        for (hop, source) in [
+            ("http://localhost:8080/x", &by_address),
+            ("http://localhost.:8080/x", &by_name),
+            ("http://LOCALHOST:8080/x", &by_address),
+        ] {
+            // A name goes through the client whose resolver refuses loopback.
+            let client = fetcher
+                .client_for(&url(hop), Hop::Redirect, source)
+                .expect("to the resolver");
+            assert!(std::ptr::eq(client, guarded), "{hop} from {source}");
+        }
+        // The configured name itself, on its port, is exempt; in any case, and over https.
+        for same in ["http://LocalHost:8080/other", "https://localhost:8080/"] {
+            let client = fetcher
+                .client_for(&url(same), Hop::Redirect, &by_name)
+                .expect("exempt");
+            assert!(std::ptr::eq(client, &fetcher.open), "{same}");
+        }
     }
 
     #[tokio::test]

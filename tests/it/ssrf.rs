@@ -656,3 +656,48 @@ fn a_huge_url_is_neither_sent_nor_stored_nor_shown() {
     }
     assert_eq!(report(&config, "moved")["url"], public.url("moved"));
 }
+
+/// A proxy from the environment would connect to an address no check has seen: feedmill
+/// never uses one. The "proxy" here is the internal server; no request may reach it.
+#[test]
+fn proxy_variables_in_the_environment_are_never_used() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let internal = internal_server(&runtime);
+    let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    public.put("good.rss", RSS, rss("Public", "good"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[source]]\nname = \"good\"\nurl = \"{}\"\n",
+            public.url("good.rss")
+        ),
+    );
+    let proxy = internal.url("");
+    let mut command = feedmill();
+    for variable in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        command.env(variable, &proxy);
+    }
+    let out = command
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .args(["fetch", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(
+        internal.log().is_empty(),
+        "a request went through the proxy: {:?}\n{}",
+        internal.log(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good = report(&config, "good");
+    assert_eq!(good["items"], 1, "{good}");
+}
