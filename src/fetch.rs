@@ -153,6 +153,15 @@ pub enum FetchError {
         /// The URL's length in bytes.
         len: usize,
     },
+    /// The source's own configured host is a name that resolved only to link-local (cloud
+    /// metadata) addresses: never sent.
+    #[error("the source's own host {target} refused: its name resolves only to link-local addresses (cloud metadata), where a name never leads; write the address itself in the source's url if it is meant")]
+    Metadata {
+        /// Which hop.
+        hop: Hop,
+        /// `host:port` as the hop's URL wrote it.
+        target: String,
+    },
     /// A `file://` URL that is not the source's own configured one: never read.
     #[error("{} {url} refused: only a source's own configured file:// URL is read", hop.refused())]
     LocalFile {
@@ -206,6 +215,12 @@ pub struct Fetcher {
     /// Connects only to public addresses (its resolver drops the others); `None` under
     /// `allow_private`.
     guarded: Option<reqwest::Client>,
+    /// For hops to the source's own configured host and port when that host is a name:
+    /// connects wherever the name resolves but to a link-local (cloud metadata) address
+    /// ([`is_metadata`]). The operator vouches for the name, not for its DNS, which its
+    /// publisher controls and can point anywhere (DNS rebinding); no feed is served by a
+    /// metadata service. `None` under `allow_private`.
+    own_name: Option<reqwest::Client>,
     timeout: Duration,
     max_body: u64,
     /// Refreshes under way (fetch, parse, store), at most `concurrency`, and so the requests
@@ -264,14 +279,18 @@ impl Fetcher {
                 .build()
                 .map_err(|err| FetchError::Transport(format!("cannot build HTTP client: {err}")))
         };
-        let guarded = if config.allow_private {
-            None
+        let (guarded, own_name) = if config.allow_private {
+            (None, None)
         } else {
-            Some(build(builder().dns_resolver(Arc::new(PublicOnly)))?)
+            (
+                Some(build(builder().dns_resolver(Arc::new(PublicOnly)))?),
+                Some(build(builder().dns_resolver(Arc::new(NoMetadata)))?),
+            )
         };
         Ok(Fetcher {
             open: build(builder())?,
             guarded,
+            own_name,
             timeout: config.timeout,
             max_body: config.max_body,
             refreshing: Semaphore::new(config.concurrency),
@@ -350,9 +369,11 @@ impl Fetcher {
             .clone()
     }
 
-    /// The client a hop may go through, or why it may not go at all: hops to the source's
-    /// own host and port, and all hops under `allow_private`, go anywhere; a literal IP
-    /// (which no resolver ever sees) must be public; a name goes through the client whose
+    /// The client a hop may go through, or why it may not go at all: all hops under
+    /// `allow_private`, and hops to the source's own host and port written as an address, go
+    /// anywhere; hops to its own host and port written as a name go anywhere that name
+    /// resolves but to a link-local (cloud metadata) address; any other literal IP (which no
+    /// resolver ever sees) must be public; any other name goes through the client whose
     /// resolver keeps only public addresses.
     fn client_for(
         &self,
@@ -364,7 +385,10 @@ impl Fetcher {
             return Ok(&self.open);
         };
         if same_host_and_port(url, source_url) {
-            return Ok(&self.open);
+            return Ok(match (url.host(), &self.own_name) {
+                (Some(url::Host::Domain(_)), Some(own_name)) => own_name,
+                _ => &self.open,
+            });
         }
         let literal = match url.host() {
             Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
@@ -497,6 +521,17 @@ impl Fetcher {
         }
         let response = request.send().await.map_err(|err| {
             match find_cause::<NotPublic>(&err) {
+                Some(refused) if refused.guard == Guard::NoMetadata => match refused.lookup {
+                    // The source's own name did not resolve: as any failing lookup.
+                    Some(_) => self.transport(err),
+                    None => {
+                        tracing::info!(host = %host_and_port(url), resolved = %refused, "hop refused");
+                        FetchError::Metadata {
+                            hop,
+                            target: host_and_port(url),
+                        }
+                    }
+                },
                 // A stored URL whose name does not resolve may be our own DNS failing: a
                 // transport error, which does not send the source back to its configured URL
                 // and is excused while no server answers. On every other hop the publisher
@@ -614,6 +649,8 @@ fn find_cause<'a, T: std::error::Error + 'static>(
 /// What [`PublicOnly`] fails with, found again in the request error's chain of causes.
 #[derive(Debug)]
 struct NotPublic {
+    /// Which resolver refused it.
+    guard: Guard,
     /// What the name resolved to, sorted.
     addresses: Vec<IpAddr>,
     /// Why it resolved to nothing, when it did.
@@ -626,11 +663,11 @@ impl std::fmt::Display for NotPublic {
             return write!(f, "{err}");
         }
         let list: Vec<String> = self.addresses.iter().map(IpAddr::to_string).collect();
-        write!(
-            f,
-            "resolves only to non-public addresses ({})",
-            list.join(", ")
-        )
+        let what = match self.guard {
+            Guard::PublicOnly => "non-public",
+            Guard::NoMetadata => "link-local (cloud metadata)",
+        };
+        write!(f, "resolves only to {what} addresses ({})", list.join(", "))
     }
 }
 
@@ -647,34 +684,69 @@ pub struct PublicOnly;
 
 impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let resolved = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map(Iterator::collect);
-            match keep_public(&host, resolved) {
-                Ok(public) => Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs),
-                Err(refused) => Err(Box::new(refused) as BoxError),
-            }
-        })
+        filtered_lookup(name, Guard::PublicOnly)
     }
 }
 
-/// The public addresses of what `host` resolved to, or why it has none: a name that
-/// resolves to a public and a private address (a rebinding attacker's favourite) keeps only
-/// the public one.
-fn keep_public(
+/// The resolver of a source's own configured name: the system's, dropping link-local (cloud
+/// metadata) addresses ([`is_metadata`]) and keeping the rest, private ones included.
+pub struct NoMetadata;
+
+impl reqwest::dns::Resolve for NoMetadata {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        filtered_lookup(name, Guard::NoMetadata)
+    }
+}
+
+/// Which addresses a resolver keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// Only public ones ([`is_public`]).
+    PublicOnly,
+    /// All but link-local and cloud metadata ones ([`is_metadata`]).
+    NoMetadata,
+}
+
+impl Guard {
+    fn keeps(self, ip: IpAddr) -> bool {
+        match self {
+            Guard::PublicOnly => is_public(ip),
+            Guard::NoMetadata => !is_metadata(ip),
+        }
+    }
+}
+
+fn filtered_lookup(name: reqwest::dns::Name, guard: Guard) -> reqwest::dns::Resolving {
+    let host = name.as_str().to_string();
+    Box::pin(async move {
+        let resolved = tokio::net::lookup_host((host.as_str(), 0))
+            .await
+            .map(Iterator::collect);
+        match keep(&host, resolved, guard) {
+            Ok(kept) => Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs),
+            Err(refused) => Err(Box::new(refused) as BoxError),
+        }
+    })
+}
+
+/// The addresses of what `host` resolved to that `guard` keeps, or why none is left: a name
+/// that resolves to a public and a private address (a rebinding attacker's favourite) keeps
+/// only the public one.
+fn keep(
     host: &str,
     resolved: std::io::Result<Vec<SocketAddr>>,
+    guard: Guard,
 ) -> Result<Vec<SocketAddr>, NotPublic> {
     let resolved = resolved.map_err(|err| NotPublic {
+        guard,
         addresses: vec![],
         lookup: Some(err),
     })?;
-    let (public, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
-        resolved.into_iter().partition(|addr| is_public(addr.ip()));
-    if !public.is_empty() {
-        return Ok(public);
+    let (kept, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
+        .into_iter()
+        .partition(|addr| guard.keeps(addr.ip()));
+    if !kept.is_empty() {
+        return Ok(kept);
     }
     let mut addresses: Vec<IpAddr> = refused.iter().map(SocketAddr::ip).collect();
     addresses.sort();
@@ -685,7 +757,32 @@ fn keep_public(
             format!("{host} resolves to no address"),
         )
     });
-    Err(NotPublic { addresses, lookup })
+    Err(NotPublic {
+        guard,
+        addresses,
+        lookup,
+    })
+}
+
+/// Where a name never leads, not even the source's own: link-local addresses (169.254/16 and
+/// fe80::/10; AWS, GCP, Azure, DigitalOcean and others serve instance metadata and
+/// credentials at 169.254.169.254) and the metadata addresses clouds put elsewhere
+/// (Alibaba's 100.100.100.200, Oracle's 192.0.0.192, AWS's fd00:ec2::254). IPv6 forms that
+/// carry an IPv4 address are judged by it.
+pub fn is_metadata(ip: IpAddr) -> bool {
+    const V4: &[Ipv4Addr] = &[
+        Ipv4Addr::new(100, 100, 100, 200),
+        Ipv4Addr::new(192, 0, 0, 192),
+    ];
+    const AWS_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+    let v4 = |ip: Ipv4Addr| ip.is_link_local() || V4.contains(&ip);
+    match ip {
+        IpAddr::V4(ip) => v4(ip),
+        IpAddr::V6(ip) => match embedded_v4(ip) {
+            Some(ip) => v4(ip),
+            None => ip.segments()[0] & 0xffc0 == 0xfe80 || ip == AWS_V6,
+        },
+    }
 }
 
 /// Whether a request may go to `ip` without the operator's say-so: not loopback, private,
@@ -1140,18 +1237,104 @@ mod tests {
             addr("[::ffff:10.0.0.1]:0"),
         ];
         assert_eq!(
-            keep_public("both.example", Ok(mixed)).expect("public ones"),
+            keep("both.example", Ok(mixed), Guard::PublicOnly).expect("public ones"),
             [addr("93.184.215.14:0"), addr("[2606:4700:4700::1111]:0")]
         );
         let private = vec![addr("10.0.0.1:0"), addr("[fd00::1]:0"), addr("10.0.0.1:0")];
-        let refused = keep_public("inside.example", Ok(private)).expect_err("refused");
+        let refused = keep("inside.example", Ok(private), Guard::PublicOnly).expect_err("refused");
         assert_eq!(refused.addresses.len(), 2, "{refused}");
         assert!(refused.lookup.is_none());
-        let none = keep_public("empty.example", Ok(vec![])).expect_err("refused");
+        let none = keep("empty.example", Ok(vec![]), Guard::PublicOnly).expect_err("refused");
         assert!(none
             .to_string()
             .contains("empty.example resolves to no address"));
         assert!(none.lookup.is_some(), "no address is a lookup failure");
+    }
+
+    #[test]
+    fn link_local_and_cloud_metadata_addresses_are_told() {
+        for metadata in [
+            "169.254.169.254",
+            "169.254.0.0",
+            "169.254.255.255",
+            "100.100.100.200",
+            "192.0.0.192",
+            "fe80::1",
+            "febf:ffff::1",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+        ] {
+            assert!(is_metadata(metadata.parse().expect("ip")), "{metadata}");
+        }
+        for other in [
+            "127.0.0.1",
+            "10.0.0.5",
+            "100.100.100.100",
+            "169.253.255.255",
+            "169.255.0.0",
+            "192.0.0.191",
+            "::1",
+            "fd00:ec2::253",
+            "fec0::1",
+            "8.8.8.8",
+        ] {
+            assert!(!is_metadata(other.parse().expect("ip")), "{other}");
+        }
+    }
+
+    /// The source's own configured name may resolve to private addresses (an intranet name,
+    /// `localhost`), but its publisher controls its DNS: never to the metadata service.
+    #[test]
+    fn the_sources_own_name_never_leads_to_cloud_metadata() {
+        let addr = |text: &str| text.parse::<SocketAddr>().expect("socket address");
+        let resolved = vec![
+            addr("169.254.169.254:0"),
+            addr("10.0.0.5:0"),
+            addr("[fe80::1]:0"),
+            addr("127.0.0.1:0"),
+            addr("[::ffff:169.254.169.254]:0"),
+        ];
+        assert_eq!(
+            keep("blog.example", Ok(resolved), Guard::NoMetadata).expect("kept"),
+            [addr("10.0.0.5:0"), addr("127.0.0.1:0")]
+        );
+        let rebound = vec![addr("169.254.169.254:0"), addr("[fd00:ec2::254]:0")];
+        let refused = keep("blog.example", Ok(rebound), Guard::NoMetadata).expect_err("refused");
+        assert_eq!(refused.guard, Guard::NoMetadata);
+        assert!(refused.lookup.is_none(), "{refused}");
+        let err = FetchError::Metadata {
+            hop: Hop::Start,
+            target: "blog.example:80".into(),
+        };
+        assert!(
+            err.to_string().starts_with(
+                "the source's own host blog.example:80 refused: its name resolves only to link-local addresses (cloud metadata)"
+            ),
+            "{err}"
+        );
+        assert!(!err.no_answer(), "a refusal counts toward backoff");
+
+        let fetcher = fetcher(false);
+        let own_name = fetcher.own_name.as_ref().expect("own-name client");
+        let by_name = url("http://blog.example/feed");
+        for hop in ["http://blog.example/other", "http://BLOG.example:80/x"] {
+            let client = fetcher
+                .client_for(&url(hop), Hop::Redirect, &by_name)
+                .expect("exempt");
+            assert!(std::ptr::eq(client, own_name), "{hop}");
+        }
+        let by_address = url("http://169.254.169.254/latest/meta-data/");
+        let client = fetcher
+            .client_for(&by_address, Hop::Start, &by_address)
+            .expect("an address the operator wrote");
+        assert!(std::ptr::eq(client, &fetcher.open));
+        let open = self::fetcher(true);
+        let client = open
+            .client_for(&url("http://blog.example/x"), Hop::Start, &by_name)
+            .expect("allow_private");
+        assert!(std::ptr::eq(client, &open.open));
     }
 
     #[test]
@@ -1177,12 +1360,17 @@ mod tests {
             assert!(std::ptr::eq(client, guarded), "{hop} from {source}");
         }
         // The configured name itself, on its port, is exempt; in any case, and over https.
+        let own_name = fetcher.own_name.as_ref().expect("own-name client");
         for same in ["http://LocalHost:8080/other", "https://localhost:8080/"] {
             let client = fetcher
                 .client_for(&url(same), Hop::Redirect, &by_name)
                 .expect("exempt");
-            assert!(std::ptr::eq(client, &fetcher.open), "{same}");
+            assert!(std::ptr::eq(client, own_name), "{same}");
         }
+        let client = fetcher
+            .client_for(&url("http://127.0.0.1:8080/x"), Hop::Redirect, &by_address)
+            .expect("exempt");
+        assert!(std::ptr::eq(client, &fetcher.open));
     }
 
     #[tokio::test]

@@ -344,6 +344,9 @@ async fn follow_feed_link(
             }
             | FetchError::LocalFile {
                 hop: Hop::FeedLink, ..
+            }
+            | FetchError::Metadata {
+                hop: Hop::FeedLink, ..
             }),
         ) => return Err(err.to_string()),
         Err(err) => {
