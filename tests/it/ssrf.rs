@@ -701,3 +701,39 @@ fn proxy_variables_in_the_environment_are_never_used() {
     let good = report(&config, "good");
     assert_eq!(good["items"], 1, "{good}");
 }
+
+/// A source that moves step by step (each step a 301 the next fetch follows) never widens
+/// what it may reach: every hop is held to the configured host and port, not to where the
+/// source last moved, so the step onto the internal address is refused and never stored.
+#[test]
+fn a_source_moved_step_by_step_never_steps_onto_an_internal_address() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let internal = internal_server(&runtime);
+    let iport = internal.addr.port();
+    let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    redirect(&public, "start", 301, public.url("step1"));
+    public.put("step1", RSS, rss("Step one", "s1"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[source]]\nname = \"mover\"\nurl = \"{}\"\n",
+            public.url("start")
+        ),
+    );
+    fetch(&config);
+    assert_eq!(report(&config, "mover")["url"], public.url("step1"));
+
+    // The next step leads inside: refused, by the configured URL's rule.
+    redirect(&public, "step1", 308, internal.url("secret.rss"));
+    let (stdout, _) = fetch(&config);
+    assert!(
+        stdout.contains(&format!(
+            "FAILED  redirect to a private address 127.0.0.1:{iport} refused"
+        )),
+        "{stdout}"
+    );
+    let mover = report(&config, "mover");
+    assert_eq!(mover["url"], public.url("step1"), "{mover}");
+    assert!(internal.log().is_empty(), "the internal server was asked");
+}
