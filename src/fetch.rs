@@ -11,7 +11,10 @@
 //! here before the hop is sent; names are checked by the resolver the HTTP client connects
 //! with ([`PublicOnly`]), so the address checked is the address connected to. The host and
 //! port of the source's own configured URL are exempt (an operator who lists
-//! `http://10.0.0.5/feed` means it), and `[fetch] allow_private` lifts the rule.
+//! `http://10.0.0.5/feed` means it), but a name there never leads to a link-local (cloud
+//! metadata) address ([`NoMetadata`]): its DNS is its publisher's. `[fetch] allow_private`
+//! lifts the rule. A URL longer than [`MAX_URL_LEN`] is never sent, and a `file://` URL is
+//! read only as the source's own configured URL.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
