@@ -432,13 +432,21 @@ fn fail_fetch(
         return Ok(RefreshOutcome::Failed("410 Gone: disabled".to_string()));
     }
     let counted = !err.no_answer() || fetcher.network_answered_recently();
-    let reason = if let FetchError::Refused {
-        hop: Hop::Start, ..
-    } = err
-    {
-        // Where a 301/308 chain once led is no longer allowed (allow_private turned off, or
-        // the name now resolves to a private address): start again from the configured URL,
-        // which the operator vouches for.
+    let moved_away = state.url != source.url.as_str();
+    let reason = if moved_away
+        && matches!(
+            err,
+            FetchError::Refused {
+                hop: Hop::Start,
+                ..
+            } | FetchError::UrlTooLong {
+                hop: Hop::Start,
+                ..
+            }
+        ) {
+        // Where a 301/308 chain once led is no longer allowed (allow_private turned off, the
+        // name now resolves to a private address, a URL stored before URLs were bounded):
+        // start again from the configured URL, which the operator vouches for.
         state.url = source.url.to_string();
         state.validators = Validators::default();
         format!(

@@ -737,3 +737,48 @@ fn a_source_moved_step_by_step_never_steps_onto_an_internal_address() {
     assert_eq!(mover["url"], public.url("step1"), "{mover}");
     assert!(internal.log().is_empty(), "the internal server was asked");
 }
+
+/// A stored URL longer than the bound (left by a build that did not bound URLs) is never
+/// sent: the source goes back to its configured URL, as when a stored URL is refused.
+#[test]
+fn a_huge_stored_url_sends_the_source_back_to_its_configured_url() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    public.put("feed.rss", RSS, rss("Feed", "f1"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[source]]\nname = \"long\"\nurl = \"{}\"\n",
+            public.url("feed.rss")
+        ),
+    );
+    fetch(&config);
+    let huge = format!("{}?{}", public.url("feed.rss"), "a".repeat(60 << 10));
+    {
+        let store = feedmill::store::Store::open(&dir.path().join("store")).expect("store");
+        let mut state = store.source_state("long").expect("read").expect("a state");
+        state.url = huge.clone();
+        state.validators = Default::default();
+        store.save_state("long", &state).expect("save");
+        store.flush_blocking().expect("flush");
+    }
+    assert_eq!(report(&config, "long")["url"], huge.as_str());
+    let hits = public.hits("feed.rss");
+    let (stdout, _) = fetch(&config);
+    assert_eq!(public.hits("feed.rss"), hits, "the huge URL was sent");
+    let long = report(&config, "long");
+    let error = long["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("stored URL at a URL of ")
+            && error.contains(&format!(
+                "; the next fetch starts again from the configured URL {}",
+                public.url("feed.rss")
+            )),
+        "{stdout}\n{error}"
+    );
+    assert_eq!(long["url"], public.url("feed.rss"), "{error}");
+    // And from there it is fetched again.
+    let (stdout, _) = fetch(&config);
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+}
