@@ -250,6 +250,8 @@ const MAX_REDIRECTS: usize = 10;
 /// `status.json`, OPML and every output feed) or be quoted in an error. Servers refuse
 /// request lines this long anyway (nginx and Apache stop at 8 KiB).
 pub const MAX_URL_LEN: usize = 8 * 1024;
+/// How many hosts the per-host limits may remember before idle ones are forgotten.
+const PER_HOST_PRUNE_AT: usize = 1024;
 /// Connecting alone should never take most of the request's time.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -366,8 +368,14 @@ impl Fetcher {
 
     fn host_semaphore(&self, host: &str) -> Arc<Semaphore> {
         let mut hosts = self.per_host.lock().unwrap_or_else(|p| p.into_inner());
+        // A page may link to a new host on every fetch: forget the hosts nobody is fetching
+        // from, so the map holds about as many hosts as there are sources.
+        let host = host.to_ascii_lowercase();
+        if hosts.len() >= PER_HOST_PRUNE_AT && !hosts.contains_key(&host) {
+            hosts.retain(|_, slots| Arc::strong_count(slots) > 1);
+        }
         hosts
-            .entry(host.to_ascii_lowercase())
+            .entry(host)
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_host_limit)))
             .clone()
     }
@@ -1508,6 +1516,23 @@ mod tests {
             .await
             .expect("the configured file");
         assert!(matches!(read, FetchOutcome::Body(body) if body.bytes.starts_with(b"<rss>")));
+    }
+
+    #[test]
+    fn the_per_host_limits_forget_idle_hosts() {
+        let fetcher = fetcher(false);
+        let busy = fetcher.host_semaphore("busy.example");
+        for i in 0..10 * PER_HOST_PRUNE_AT {
+            drop(fetcher.host_semaphore(&format!("link{i}.example")));
+        }
+        let hosts = fetcher.per_host.lock().expect("lock");
+        assert!(hosts.len() <= PER_HOST_PRUNE_AT, "{} hosts", hosts.len());
+        assert!(
+            hosts
+                .get("busy.example")
+                .is_some_and(|kept| Arc::ptr_eq(kept, &busy)),
+            "a host being fetched from keeps its limit"
+        );
     }
 
     #[test]
