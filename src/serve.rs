@@ -161,6 +161,13 @@ pub async fn serve(
     limits: ConnectionLimits,
     mut shutdown: Shutdown,
 ) {
+    // A client's handshake completes in the kernel's accept queue; when the queue is full,
+    // the kernel drops new ones, whoever they come from. The default (128) is filled by one
+    // burst of connects, so we wait on a longer one (the kernel caps it at
+    // net.core.somaxconn, 4096 by default).
+    if let Err(err) = socket2::SockRef::from(&listener).listen(LISTEN_BACKLOG) {
+        tracing::warn!("cannot lengthen the listen backlog to {LISTEN_BACKLOG}: {err}");
+    }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let metrics = app.0.state.metrics.clone();
     let admission = Arc::new(Admission::new(limits, metrics.clone()));
@@ -215,6 +222,9 @@ pub async fn serve(
         tracing::warn!("some HTTP connections did not close in time");
     }
 }
+
+/// Handshaken connections the kernel queues for `accept`.
+const LISTEN_BACKLOG: i32 = 4096;
 
 /// The metrics reasons of the timeouts.
 const HEADER_TIMEOUT: &str = "header_timeout";
