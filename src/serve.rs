@@ -24,7 +24,6 @@ use std::future::Future;
 use std::io::{self, Write as _};
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -204,9 +203,8 @@ pub async fn serve(
         let connection = graceful.watch(http.serve_connection(io, service));
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            // A request's headers late, on a new connection or half sent on a kept-alive one
-            // (hyper's error); an idle kept-alive connection hyper closes quietly, which
-            // `Guarded` counts.
+            // hyper's header timer fires the same error on a new connection, on a request
+            // half sent, and on a kept-alive connection left idle.
             if let Err(err) = connection.await {
                 if err.is_timeout() {
                     metrics.connection_timed_out(HEADER_TIMEOUT);
@@ -214,7 +212,6 @@ pub async fn serve(
             }
         });
     }
-    admission.closing.store(true, Ordering::Relaxed);
     if tokio::time::timeout(Duration::from_secs(3), graceful.shutdown())
         .await
         .is_err()
@@ -338,8 +335,6 @@ struct Admission {
     limits: ConnectionLimits,
     counts: Mutex<Counts>,
     metrics: Arc<Metrics>,
-    /// Set when the server shuts down: the idle connections it closes then did not time out.
-    closing: AtomicBool,
 }
 
 impl Admission {
@@ -348,7 +343,6 @@ impl Admission {
             limits,
             counts: Mutex::default(),
             metrics,
-            closing: AtomicBool::new(false),
         }
     }
 
@@ -437,9 +431,6 @@ struct Guarded {
     deadline: Option<Pin<Box<Sleep>>>,
     armed: bool,
     timed_out: bool,
-    /// The connection's last I/O was a read that found nothing: when hyper then shuts the
-    /// connection down, it is idle and its header timer fired.
-    reading_idle: bool,
     slot: Slot,
 }
 
@@ -451,7 +442,6 @@ impl Guarded {
             deadline: None,
             armed: false,
             timed_out: false,
-            reading_idle: false,
             slot,
         }
     }
@@ -468,7 +458,6 @@ impl Guarded {
     ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
             self.armed = false;
-            self.reading_idle = false;
             return polled;
         }
         if !self.armed {
@@ -507,10 +496,7 @@ impl AsyncRead for Guarded {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
-        this.reading_idle = polled.is_pending();
-        polled
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
     }
 }
 
@@ -555,18 +541,8 @@ impl AsyncWrite for Guarded {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        // hyper closes a kept-alive connection quietly when its header timer fires while it
-        // waits for the next request: the one shutdown that follows a read finding nothing
-        // (a client's close is a read of 0 bytes; `Connection: close` ends with a write).
-        if this.reading_idle && !this.slot.admission.closing.load(Ordering::Relaxed) {
-            this.reading_idle = false;
-            this.slot
-                .admission
-                .metrics
-                .connection_timed_out(HEADER_TIMEOUT);
-        }
-        Pin::new(&mut this.stream).poll_shutdown(cx)
+        // A TCP shutdown never waits.
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 
