@@ -228,7 +228,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tasks.spawn(serve(
         listener,
         app,
-        config.server.header_timeout,
+        crate::serve::ConnectionLimits::from(&config.server),
         shutdown.clone(),
     ));
 

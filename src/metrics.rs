@@ -38,6 +38,11 @@ struct SourceLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabel {
     route: &'static str,
     status: u16,
@@ -63,6 +68,9 @@ pub struct Metrics {
     feed_not_modified: Counter,
     memory_allocated: Gauge,
     memory_resident: Gauge,
+    connections_open: Gauge,
+    connections_refused: Family<ReasonLabel, Counter>,
+    connections_timed_out: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -92,6 +100,9 @@ impl Metrics {
             feed_not_modified: Counter::default(),
             memory_allocated: Gauge::default(),
             memory_resident: Gauge::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Family::default(),
+            connections_timed_out: Family::default(),
             registry: Registry::default(),
         };
         let requests = metrics.requests.clone();
@@ -161,10 +172,60 @@ impl Metrics {
             "Memory the allocator holds in resident pages (most of the RSS)",
             metrics.memory_resident.clone(),
         );
+        registry.register(
+            "http_connections",
+            "HTTP connections open",
+            metrics.connections_open.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed at once by a cap (per_address, total)",
+            metrics.connections_refused.clone(),
+        );
+        registry.register(
+            "http_connections_timed_out",
+            "HTTP connections closed by a timeout (header_timeout, write_timeout)",
+            metrics.connections_timed_out.clone(),
+        );
+        // Every reason shows from the start, at 0: a rate can be alerted on.
+        for reason in ["per_address", "total"] {
+            let _ = metrics
+                .connections_refused
+                .get_or_create(&ReasonLabel { reason });
+        }
+        for reason in ["header_timeout", "write_timeout"] {
+            let _ = metrics
+                .connections_timed_out
+                .get_or_create(&ReasonLabel { reason });
+        }
         Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Counts an HTTP connection opened (`true`) or closed (`false`).
+    pub fn connection(&self, opened: bool) {
+        if opened {
+            self.connections_open.inc();
+        } else {
+            self.connections_open.dec();
+        }
+    }
+
+    /// Counts an HTTP connection refused by a cap: `reason` is `per_address` or `total`.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Counts an HTTP connection closed by a timeout: `reason` is `header_timeout` or
+    /// `write_timeout`.
+    pub fn connection_timed_out(&self, reason: &'static str) {
+        self.connections_timed_out
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// Counts a fetch that took `seconds` and fetched `bytes`.

@@ -3,18 +3,29 @@
 //! Feed documents are served from the bytes the publisher rendered, with ETag/Last-Modified
 //! validation and pre-compressed gzip. Nothing on this server changes state.
 //!
-//! Connections are bounded: axum's own `serve` sets no timer, so a client that opens a
-//! connection and sends nothing (or a byte a minute) would hold it forever. We serve through
-//! hyper with a timer: headers must arrive within `[server] header_timeout`, and at most
-//! [`MAX_CONNECTIONS`] connections are open at once.
+//! Connections are bounded so that no client can hold what others need (see
+//! docs/http.md, "Connections"). axum's own `serve` sets no timer, so we serve through hyper
+//! with one: a request's headers must arrive within `[server] header_timeout`, on a new
+//! connection and between requests on a kept-alive one (hyper arms its header timer again
+//! whenever a connection goes idle). A client that does not read its responses is cut off by
+//! [`Guarded`], which arms a timer whenever a write cannot go on: no progress for
+//! `[server] write_timeout` closes the connection. The accept loop never waits: a connection
+//! over `max_connections_per_ip` (one client: an IPv4 address or an IPv6 /64) or over
+//! `max_connections` is answered a fixed 503 and closed at once, without a task or a slot.
 //!
 //! Feed documents are the hot path (readers poll them, mostly to hear 304): [`App`] answers
 //! `GET /feeds/{file}` itself, without the router, boxed middleware futures or a copy of the
 //! request's headers, and sends everything else through the router. Every response gets the
 //! security headers and is counted in one place.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::future::Future;
+use std::io::{self, Write as _};
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -24,18 +35,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-use crate::config::SharedConfig;
+use crate::config::{ServerConfig, SharedConfig};
 use crate::metrics::Metrics;
 use crate::publish::{Document, Format, Publisher};
 use crate::scheduler::Health;
 use crate::shutdown::Shutdown;
 use crate::status::source_reports;
 use crate::store::Store;
-
-/// Open connections at most; more wait in the kernel's accept queue.
-pub const MAX_CONNECTIONS: usize = 1024;
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -115,25 +126,59 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown`, then lets requests in flight finish (for a
-/// few seconds at most).
+/// How the server bounds its connections: the `[server]` values, read once at start (a
+/// reload does not change them).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// A request's headers must arrive within this, on a new connection and between
+    /// requests on a kept-alive one.
+    pub header_timeout: Duration,
+    /// A response write that makes no progress for this long closes the connection.
+    pub write_timeout: Duration,
+    /// Open connections at most, from all clients.
+    pub max_connections: usize,
+    /// Open connections at most from one client: an IPv4 address or an IPv6 /64.
+    pub max_connections_per_ip: usize,
+}
+
+impl From<&ServerConfig> for ConnectionLimits {
+    fn from(server: &ServerConfig) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: server.header_timeout,
+            write_timeout: server.write_timeout,
+            max_connections: server.max_connections,
+            max_connections_per_ip: server.max_connections_per_ip,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown`, within `limits` (see the module
+/// documentation), then lets requests in flight finish (for a few seconds at most).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: App,
-    header_timeout: Duration,
+    limits: ConnectionLimits,
     mut shutdown: Shutdown,
 ) {
+    // A client's handshake completes in the kernel's accept queue; when the queue is full,
+    // the kernel drops new ones, whoever they come from. The default (128) is filled by one
+    // burst of connects, so we wait on a longer one (the kernel caps it at
+    // net.core.somaxconn, 4096 by default).
+    if let Err(err) = socket2::SockRef::from(&listener).listen(LISTEN_BACKLOG) {
+        tracing::warn!("cannot lengthen the listen backlog to {LISTEN_BACKLOG}: {err}");
+    }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let metrics = app.0.state.metrics.clone();
+    let admission = Arc::new(Admission::new(limits, metrics.clone()));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
-        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.recv() => break,
         };
-        let (stream, _) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors and the like: back off a little, keep serving.
@@ -142,19 +187,29 @@ pub async fn serve(
                 continue;
             }
         };
+        let slot = match Admission::admit(&admission, peer.ip()) {
+            Ok(slot) => slot,
+            Err(_) => {
+                refuse(stream);
+                continue;
+            }
+        };
         let app = app.clone();
         let service = hyper::service::service_fn(move |request| {
             let app = app.clone();
             async move { Ok::<_, Infallible>(app.handle(request).await) }
         });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let io = TokioIo::new(Guarded::new(stream, limits.write_timeout, slot));
+        let connection = graceful.watch(http.serve_connection(io, service));
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            let _ = connection.await;
-            drop(slot);
+            // hyper's header timer fires the same error on a new connection, on a request
+            // half sent, and on a kept-alive connection left idle.
+            if let Err(err) = connection.await {
+                if err.is_timeout() {
+                    metrics.connection_timed_out(HEADER_TIMEOUT);
+                }
+            }
         });
     }
     if tokio::time::timeout(Duration::from_secs(3), graceful.shutdown())
@@ -162,6 +217,332 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("some HTTP connections did not close in time");
+    }
+}
+
+/// Handshaken connections the kernel queues for `accept`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// The metrics reasons of the timeouts.
+const HEADER_TIMEOUT: &str = "header_timeout";
+const WRITE_TIMEOUT: &str = "write_timeout";
+
+/// What a connection over a cap is told, in one write that never waits, before it is closed.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: text/plain; charset=utf-8\r\n\
+content-length: 21\r\n\
+retry-after: 5\r\n\
+connection: close\r\n\
+\r\n\
+too many connections\n";
+
+/// Answers [`BUSY`] if the socket takes it at once, and closes the connection.
+fn refuse(stream: TcpStream) {
+    // Through std: tokio's `try_write` does not even try before the reactor has seen the new
+    // socket writable. Taking it out of the reactor costs what dropping it would.
+    if let Ok(stream) = stream.into_std() {
+        let _ = (&stream).write(BUSY);
+    }
+}
+
+/// An address's first connections are light, and may take any free slot; the others only
+/// the first three quarters of `max_connections`. So a crowd of addresses each at its cap
+/// still leaves room for clients that open a connection or a browser's few (and one address
+/// never holds every slot, whatever `max_connections_per_ip` says).
+const LIGHT: usize = 8;
+
+/// One client, as the per-address cap counts it: an IPv4 address, or an IPv6 /64 (one host
+/// commonly has a whole /64 to pick addresses from; IPv4-mapped addresses count as IPv4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Client {
+    V4(u32),
+    V6(u64),
+}
+
+impl Client {
+    fn of(ip: IpAddr) -> Client {
+        match ip {
+            IpAddr::V4(v4) => Client::V4(v4.into()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Client::V4(v4.into()),
+                None => Client::V6((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Its client holds `max_connections_per_ip`.
+    PerAddress,
+    /// Every slot it may take is taken.
+    Total,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::PerAddress => "per_address",
+            Refusal::Total => "total",
+        }
+    }
+}
+
+/// The open connections, in all and per client.
+#[derive(Debug, Default)]
+struct Counts {
+    open: usize,
+    by_client: HashMap<Client, usize>,
+    /// When a refusal was last logged (at most one line a minute), and how many since.
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Counts {
+    fn admit(&mut self, client: Client, limits: &ConnectionLimits) -> Result<(), Refusal> {
+        let held = self.by_client.get(&client).copied().unwrap_or(0);
+        if held >= limits.max_connections_per_ip {
+            return Err(Refusal::PerAddress);
+        }
+        let reserve = limits.max_connections / 4;
+        let limit = if held >= LIGHT.min(reserve) {
+            limits.max_connections - reserve
+        } else {
+            limits.max_connections
+        };
+        if self.open >= limit {
+            return Err(Refusal::Total);
+        }
+        self.open += 1;
+        *self.by_client.entry(client).or_insert(0) += 1;
+        Ok(())
+    }
+
+    fn release(&mut self, client: Client) {
+        self.open = self.open.saturating_sub(1);
+        if let Entry::Occupied(mut held) = self.by_client.entry(client) {
+            *held.get_mut() -= 1;
+            if *held.get() == 0 {
+                held.remove();
+            }
+        }
+    }
+}
+
+/// Decides which connections are served, and counts them.
+struct Admission {
+    limits: ConnectionLimits,
+    counts: Mutex<Counts>,
+    metrics: Arc<Metrics>,
+}
+
+impl Admission {
+    fn new(limits: ConnectionLimits, metrics: Arc<Metrics>) -> Admission {
+        Admission {
+            limits,
+            counts: Mutex::default(),
+            metrics,
+        }
+    }
+
+    /// A slot for a connection from `ip`, or why not.
+    fn admit(admission: &Arc<Admission>, ip: IpAddr) -> Result<Slot, Refusal> {
+        let client = Client::of(ip);
+        let mut counts = admission
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match counts.admit(client, &admission.limits) {
+            Ok(()) => {
+                drop(counts);
+                admission.metrics.connection(true);
+                Ok(Slot {
+                    admission: admission.clone(),
+                    client,
+                })
+            }
+            Err(refusal) => {
+                counts.unlogged += 1;
+                let now = Instant::now();
+                let due = counts
+                    .last_logged
+                    .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(60));
+                if due {
+                    let refused = std::mem::take(&mut counts.unlogged);
+                    counts.last_logged = Some(now);
+                    let (open, held) = (counts.open, counts.by_client.get(&client).copied());
+                    drop(counts);
+                    tracing::warn!(
+                        "refused a connection from {ip} ({} open from its address, {open} in \
+                         all; {refused} refused since the last such line): {}; raise \
+                         [server] {} if this is not an attack",
+                        held.unwrap_or(0),
+                        match refusal {
+                            Refusal::PerAddress => "at max_connections_per_ip",
+                            Refusal::Total => "no free connection slot",
+                        },
+                        match refusal {
+                            Refusal::PerAddress => "max_connections_per_ip",
+                            Refusal::Total => "max_connections",
+                        },
+                    );
+                }
+                admission.metrics.connection_refused(refusal.reason());
+                Err(refusal)
+            }
+        }
+    }
+}
+
+/// A connection's place in the counts, given back when it closes.
+struct Slot {
+    admission: Arc<Admission>,
+    client: Client,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.admission
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .release(self.client);
+        self.admission.metrics.connection(false);
+    }
+}
+
+/// The error a write gets once it has made no progress for `write_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the client read nothing for {0:?} ([server] write_timeout); connection closed")]
+struct WriteTimedOut(Duration);
+
+/// A client's TCP stream with a write timeout: whenever a write (or flush) cannot go on, a
+/// timer is armed, and any progress disarms it; when it fires, the write fails, and hyper
+/// drops the connection. The timer measures "no progress", like nginx's `send_timeout`,
+/// not the whole response: a deadline per response would cut off a reader on a slow link
+/// fetching a large document, and would not stop a hoarder, who can keep a connection
+/// busy with small responses; what a slow but reading client can hold is bounded by the
+/// caps instead. The timer is allocated at the connection's first blocked write, so a
+/// client that reads promptly costs nothing more.
+struct Guarded {
+    stream: TcpStream,
+    write_timeout: Duration,
+    deadline: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+    timed_out: bool,
+    slot: Slot,
+}
+
+impl Guarded {
+    fn new(stream: TcpStream, write_timeout: Duration, slot: Slot) -> Guarded {
+        Guarded {
+            stream,
+            write_timeout,
+            deadline: None,
+            armed: false,
+            timed_out: false,
+            slot,
+        }
+    }
+
+    fn timed_out_error(&self) -> io::Error {
+        io::Error::new(io::ErrorKind::TimedOut, WriteTimedOut(self.write_timeout))
+    }
+
+    /// Disarms the timer when a write went on (or failed), arms it when it could not.
+    fn writing<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.armed = false;
+            return polled;
+        }
+        if !self.armed {
+            // A deadline past what `Instant` can hold is no deadline.
+            let Some(at) = Instant::now().checked_add(self.write_timeout) else {
+                return Poll::Pending;
+            };
+            match &mut self.deadline {
+                Some(deadline) => deadline.as_mut().reset(at),
+                None => self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+            self.armed = true;
+        }
+        let fired = match &mut self.deadline {
+            Some(deadline) => deadline.as_mut().poll(cx).is_ready(),
+            None => false,
+        };
+        if !fired {
+            return Poll::Pending;
+        }
+        self.timed_out = true;
+        self.slot
+            .admission
+            .metrics
+            .connection_timed_out(WRITE_TIMEOUT);
+        // The client reads nothing: reset rather than leave the unsent bytes to the kernel
+        // for minutes.
+        let _ = self.stream.set_zero_linger();
+        Poll::Ready(Err(self.timed_out_error()))
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(Err(this.timed_out_error()));
+        }
+        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.writing(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(Err(this.timed_out_error()));
+        }
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.writing(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(Err(this.timed_out_error()));
+        }
+        let polled = Pin::new(&mut this.stream).poll_flush(cx);
+        this.writing(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A TCP shutdown never waits.
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 
@@ -415,6 +796,174 @@ mod tests {
             ("if-modified-since", "Sat, 28 Nov 2026 10:00:00 GMT"),
         ]);
         assert!(!not_modified(&doc(), &mismatched_etag_wins));
+    }
+
+    fn limits(max_connections: usize, max_connections_per_ip: usize) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            max_connections,
+            max_connections_per_ip,
+        }
+    }
+
+    fn client(ip: &str) -> Client {
+        Client::of(ip.parse().expect("an address"))
+    }
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        assert_eq!(client("2001:db8:1:2::1"), client("2001:db8:1:2:ffff::9"));
+        assert_ne!(client("2001:db8:1:2::1"), client("2001:db8:1:3::1"));
+        assert_eq!(client("::ffff:192.0.2.1"), client("192.0.2.1"));
+        assert_ne!(client("192.0.2.1"), client("192.0.2.2"));
+    }
+
+    #[test]
+    fn the_caps_refuse_past_the_per_address_cap_and_keep_a_quarter_for_light_addresses() {
+        let limits = limits(1024, 64);
+        let mut counts = Counts::default();
+        let admit_all = |counts: &mut Counts, client, n| {
+            for _ in 0..n {
+                assert_eq!(counts.admit(client, &limits), Ok(()));
+            }
+        };
+        // Twelve addresses at their cap hold three quarters of the slots.
+        for n in 0..12 {
+            admit_all(&mut counts, Client::V4(n), 64);
+            assert_eq!(
+                counts.admit(Client::V4(n), &limits),
+                Err(Refusal::PerAddress)
+            );
+        }
+        assert_eq!(counts.open, 768);
+        // Past that, an address gets its first few connections only.
+        admit_all(&mut counts, Client::V4(100), LIGHT);
+        assert_eq!(counts.admit(Client::V4(100), &limits), Err(Refusal::Total));
+        for n in 101..132 {
+            admit_all(&mut counts, Client::V4(n), LIGHT);
+        }
+        assert_eq!(counts.open, 1024);
+        assert_eq!(counts.admit(Client::V4(200), &limits), Err(Refusal::Total));
+        // A connection that closes gives its slot back, and its address's count.
+        counts.release(Client::V4(131));
+        assert_eq!(counts.admit(Client::V4(200), &limits), Ok(()));
+        for _ in 0..64 {
+            counts.release(Client::V4(0));
+        }
+        assert!(!counts.by_client.contains_key(&Client::V4(0)));
+        assert_eq!(counts.open, 1024 - 64);
+    }
+
+    #[test]
+    fn one_address_never_holds_every_slot_whatever_the_per_address_cap() {
+        for max in [1, 2, 3, 4, 5, 8, 100, 1024] {
+            let limits = limits(max, usize::MAX);
+            let mut counts = Counts::default();
+            while counts.admit(Client::V4(1), &limits).is_ok() {}
+            let others = max - counts.open;
+            assert!(others >= max / 4, "{others} of {max} slots left for others");
+            assert!(others > 0 || max < 4, "no slot left of {max}");
+        }
+    }
+
+    #[test]
+    fn the_refusal_is_one_whole_http_response() {
+        let text = std::str::from_utf8(BUSY).expect("ascii");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.parse::<usize>().ok());
+        assert_eq!(length, Some(body.len()));
+    }
+
+    /// A connected pair: a writer with a small send buffer, and its peer.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_send_buffer_size(32 * 1024).expect("sndbuf");
+        let addr = listener.local_addr().expect("addr");
+        let (writer, accepted) = tokio::join!(socket.connect(addr), listener.accept());
+        (writer.expect("connect"), accepted.expect("accept").0)
+    }
+
+    fn guarded(stream: TcpStream, write_timeout: Duration) -> (Guarded, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::new());
+        let admission = Arc::new(Admission::new(limits(4, 4), metrics.clone()));
+        let slot = Admission::admit(&admission, [127, 0, 0, 1].into()).expect("a slot");
+        (Guarded::new(stream, write_timeout, slot), metrics)
+    }
+
+    #[tokio::test]
+    async fn a_write_that_makes_no_progress_for_write_timeout_fails() {
+        use tokio::io::AsyncWriteExt;
+        let (writer, _reader_that_never_reads) = pair().await;
+        let (mut io, metrics) = guarded(writer, Duration::from_millis(300));
+        let chunk = vec![0u8; 65536];
+        let started = Instant::now();
+        let err = loop {
+            if let Err(err) = io.write_all(&chunk).await {
+                break err;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never timed out"
+            );
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(err.to_string().contains("write_timeout"), "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let text = metrics.encode(&[]);
+        assert!(
+            text.contains("feedmill_http_connections_timed_out_total{reason=\"write_timeout\"} 1"),
+            "{text}"
+        );
+        drop(io);
+        assert!(text.contains("feedmill_http_connections 1"), "{text}");
+        assert!(metrics.encode(&[]).contains("feedmill_http_connections 0"));
+    }
+
+    #[tokio::test]
+    async fn writes_to_a_slow_reader_that_keeps_reading_never_time_out() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (writer, mut reader) = pair().await;
+        let (mut io, _metrics) = guarded(writer, Duration::from_millis(500));
+        // A read of 64 KiB (a loopback segment) every 0.1 s: each lets the writer go on.
+        let slow_reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            let mut total = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => return total,
+                    Ok(n) => total += n,
+                }
+            }
+        });
+        // Longer than write_timeout in all, with every write waiting on the reader.
+        let chunk = vec![0u8; 16384];
+        let started = Instant::now();
+        let (mut written, mut longest_wait) = (0, Duration::ZERO);
+        while started.elapsed() < Duration::from_millis(1500) {
+            let write = Instant::now();
+            io.write_all(&chunk)
+                .await
+                .expect("progress keeps the connection");
+            longest_wait = longest_wait.max(write.elapsed());
+            written += chunk.len();
+        }
+        io.shutdown().await.expect("shutdown");
+        drop(io);
+        let read = slow_reader.await.expect("reader");
+        assert_eq!(read, written);
+        assert!(
+            longest_wait >= Duration::from_millis(50),
+            "the writer never waited for the reader: {longest_wait:?}"
+        );
     }
 
     #[test]

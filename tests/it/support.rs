@@ -551,3 +551,23 @@ pub fn blocking_request(
     .ok()
     .flatten()
 }
+
+// ---- Added for tests/it/connections.rs (issue 14, item 4): a daemon with extra [server]
+// keys (timeouts and connection caps), which `Daemon::start`'s fixed [server] table cannot
+// take. ----
+
+impl Daemon {
+    /// [`Daemon::start`] with `server_lines` added to the `[server]` table.
+    pub fn start_with_server(dir: &Path, server_lines: &str, config_body: &str) -> Daemon {
+        let port = free_port();
+        let config = dir.join("feedmill.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"http://127.0.0.1:{port}/\"\n{server_lines}\n\n[store]\npath = \"store\"\n\n{config_body}"
+            ),
+        )
+        .expect("write config");
+        Daemon::start_with(config, port, Vec::new())
+    }
+}
