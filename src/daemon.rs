@@ -187,15 +187,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         metrics: Arc::new(Metrics::new()),
         health: Arc::new(Health::default()),
     };
-    // What the store already holds is served at once, before any fetch.
-    render_all(&context)?;
-
     // The one copy of the config, shared (ten thousand sources take megabytes).
     let config = context.config.get();
+    // The port first: a port in use fails at once, before any work, and a reader that
+    // connects while the documents render waits in the backlog instead of being refused.
     let addr = config.server.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| DaemonError::Bind { addr, source })?;
+    // What the store already holds is served at once, before any fetch. The render is
+    // bounded (`limit` at most 1,000 entries, select::DOCUMENT_BUDGET of text per document).
+    render_all(&context)?;
     let signal = |kind| tokio::signal::unix::signal(kind).map_err(DaemonError::Signals);
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
