@@ -204,17 +204,28 @@ mod tests {
     #[test]
     fn a_document_stops_at_its_limit_or_its_budget_whichever_comes_first() {
         let (_dir, store) = store_with("a", 300, 100);
-        assert_eq!(select(&store, &feed(250), &|_| None).expect("selects").len(), 250);
+        assert_eq!(
+            select(&store, &feed(250), &|_| None)
+                .expect("selects")
+                .len(),
+            250
+        );
         // 300 entries of 64 KiB are 19 MiB: the document holds what fits in the budget.
         let (_dir, store) = store_with("a", 300, 64 * 1024);
         let stories = select(&store, &feed(1000), &|_| None).expect("selects");
         let held: usize = stories.iter().map(|s| weight(&s.entry)).sum();
         assert!(stories.len() < 300, "{} stories", stories.len());
         assert!(held <= DOCUMENT_BUDGET, "{held} bytes");
-        assert!(held + weight(&stories[0].entry) > DOCUMENT_BUDGET, "stopped early at {held}");
+        assert!(
+            held + weight(&stories[0].entry) > DOCUMENT_BUDGET,
+            "stopped early at {held}"
+        );
         assert_eq!(stories[0].entry.entry.title, "a 0", "newest first");
         // One entry larger than the budget is still shown.
         let (_dir, store) = store_with("a", 2, DOCUMENT_BUDGET + 1);
-        assert_eq!(select(&store, &feed(50), &|_| None).expect("selects").len(), 1);
+        assert_eq!(
+            select(&store, &feed(50), &|_| None).expect("selects").len(),
+            1
+        );
     }
 }
