@@ -111,11 +111,57 @@ pub fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(move || OneLine { ansi })
+        .with_ansi(ansi)
         .init();
+}
+
+/// Writes log events to stderr one line each, whatever their text carries: a message may
+/// quote a config error, a server's reason phrase or a feed's text, and a newline in it
+/// would split one event over two lines of the journal (the second without a time or
+/// level, and a forged one if a stranger chose the text). tracing-subscriber formats an
+/// event into one buffer and writes it with one `write_all`, so each `write` here is one
+/// whole event ending in its newline.
+struct OneLine {
+    /// Whether escape sequences are ours (colours on a terminal) rather than the text's.
+    ansi: bool,
+}
+
+impl Write for OneLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut stderr = std::io::stderr().lock();
+        stderr.write_all(&one_line_event(buf, self.ansi))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// `event` with every newline but the last, and every other control character, written as
+/// an escape (`\n`, `\r`, `\x1b`); tabs stay, and so does ESC when `ansi` (the colours).
+fn one_line_event(event: &[u8], ansi: bool) -> Vec<u8> {
+    let (body, end) = match event.strip_suffix(b"\n") {
+        Some(body) => (body, &b"\n"[..]),
+        None => (event, &b""[..]),
+    };
+    let mut out = Vec::with_capacity(event.len() + 8);
+    for &b in body {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.push(b),
+            0x1b if ansi => out.push(b),
+            0..=0x1f | 0x7f => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            _ => out.push(b),
+        }
+    }
+    out.extend_from_slice(end);
+    out
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -316,5 +362,26 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::from(1))
     } else {
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line_event;
+
+    #[test]
+    fn a_log_event_is_one_line_whatever_its_text() {
+        let event =
+            b"2026-12-01T10:00:00Z ERROR feedmill: invalid array\nexpected `]`\r\n\x1b[31mfake\n";
+        let line = one_line_event(event, false);
+        assert_eq!(
+            String::from_utf8_lossy(&line),
+            "2026-12-01T10:00:00Z ERROR feedmill: invalid array\\nexpected `]`\\r\\n\\x1b[31mfake\n"
+        );
+        assert_eq!(
+            one_line_event(b"\x1b[1mINFO\x1b[0m\tok\n", true),
+            b"\x1b[1mINFO\x1b[0m\tok\n"
+        );
+        assert_eq!(one_line_event(b"no end", false), b"no end");
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -24,14 +24,16 @@ use crate::schedule::CronSchedule;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read at all.
-    #[error("cannot read config file {path}: {source}\n  hint: pass the right file with -c FILE or $FEEDMILL_CONFIG")]
+    // Not `#[source]`: the message already names the cause, and the CLI prints the chain.
+    #[error("cannot read config file {path}: {error}; pass the right file with -c FILE or $FEEDMILL_CONFIG")]
     Read {
         /// The file that was asked for.
         path: PathBuf,
         /// Why reading failed.
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    /// The file was read, but a value in it is wrong.
+    /// The file was read, but a value in it is wrong. The message is one line (it is logged
+    /// as one event when a reload fails).
     #[error("{location}: {message}")]
     Invalid {
         /// `file:line:col` of the offending value (or just the file).
@@ -204,6 +206,46 @@ const DEFAULT_USER_AGENT: &str = concat!(
     " (+https://example.org/feedmill)"
 );
 const DEFAULT_FEED_LIMIT: usize = 50;
+
+// The ranges of every number, duration and size (docs/configuration.md lists them). Each is
+// what a demanding operator could want and well inside what the code that uses the value
+// can take: tokio's semaphores panic above `usize::MAX >> 3` permits, chrono and `Instant`
+// arithmetic panics on overflow, and a bigger render or body is memory the unit's
+// `MemoryHigh=256M` does not have.
+
+/// `[fetch] timeout`, `[server] header_timeout` and `write_timeout`: 1 second to 1 hour.
+/// Under a second no real server answers in time, and every source would fail as if our
+/// network were down.
+pub const TIMEOUT_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(60 * 60);
+/// `[fetch] max_body`: 1 KiB to 1 GiB.
+pub const MAX_BODY_RANGE: RangeInclusive<u64> = 1024..=1024 * 1024 * 1024;
+/// `[fetch] concurrency`: refreshes (fetch, parse, store) under way at once.
+pub const CONCURRENCY_RANGE: RangeInclusive<i64> = 1..=1024;
+/// `[fetch] per_host`: requests in flight to one host.
+pub const PER_HOST_RANGE: RangeInclusive<i64> = 1..=64;
+/// `[fetch] user_agent`: its length in bytes.
+pub const USER_AGENT_MAX: usize = 512;
+/// `[server] max_connections` and `max_connections_per_ip`.
+pub const CONNECTIONS_RANGE: RangeInclusive<i64> = 1..=65_536;
+/// `[store] max_age_days`: up to a hundred years; 0 keeps everything.
+pub const MAX_AGE_DAYS_RANGE: RangeInclusive<i64> = 0..=36_525;
+/// `[store] max_items_per_source`; 0 keeps all.
+pub const MAX_ITEMS_RANGE: RangeInclusive<i64> = 0..=1_000_000;
+/// `[store] match_window`: about 200 bytes of memory each; 0 turns matching off.
+pub const MATCH_WINDOW_RANGE: RangeInclusive<i64> = 0..=1_000_000;
+/// `[store] cache`: sled's page cache, 1 MiB to 1 GiB.
+pub const CACHE_RANGE: RangeInclusive<u64> = 1024 * 1024..=1024 * 1024 * 1024;
+/// `[[feed]] limit` and `max_per_source`: entries in one document. A document is held
+/// rendered in three formats, each also gzipped, plus its HTML page.
+pub const FEED_LIMIT_RANGE: RangeInclusive<i64> = 1..=1000;
+/// Titles (`[server]`, `[[source]]`, `[[feed]]`): their length in bytes.
+pub const TITLE_MAX: usize = 1024;
+/// Source and feed names: their length in bytes.
+pub const NAME_MAX: usize = 64;
+/// A schedule must fire within this long (a year and a day: a yearly schedule is fine, one
+/// that next fires in 2099 is a schedule that never fires).
+pub const SCHEDULE_HORIZON: chrono::TimeDelta = chrono::TimeDelta::days(366);
 /// Open HTTP connections at most, from all clients.
 const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Open HTTP connections at most from one client address: a reader needs one or two, a
@@ -232,9 +274,9 @@ struct RawServer {
     base_url: Option<Spanned<String>>,
     header_timeout: Option<Spanned<String>>,
     write_timeout: Option<Spanned<String>>,
-    max_connections: Option<Spanned<usize>>,
-    max_connections_per_ip: Option<Spanned<usize>>,
-    title: Option<String>,
+    max_connections: Option<Spanned<i64>>,
+    max_connections_per_ip: Option<Spanned<i64>>,
+    title: Option<Spanned<String>>,
     lang: Option<Spanned<String>>,
     hub: Option<Spanned<String>>,
 }
@@ -242,11 +284,11 @@ struct RawServer {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
-    path: Option<String>,
-    max_age_days: Option<u32>,
-    max_items_per_source: Option<u32>,
+    path: Option<Spanned<String>>,
+    max_age_days: Option<Spanned<i64>>,
+    max_items_per_source: Option<Spanned<i64>>,
     cache: Option<Spanned<String>>,
-    match_window: Option<u32>,
+    match_window: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -255,9 +297,9 @@ struct RawFetch {
     schedule: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     max_body: Option<Spanned<String>>,
-    concurrency: Option<Spanned<usize>>,
-    per_host: Option<Spanned<usize>>,
-    user_agent: Option<String>,
+    concurrency: Option<Spanned<i64>>,
+    per_host: Option<Spanned<i64>>,
+    user_agent: Option<Spanned<String>>,
     allow_private: Option<bool>,
 }
 
@@ -266,7 +308,7 @@ struct RawFetch {
 struct RawSource {
     name: Spanned<String>,
     url: Spanned<String>,
-    title: Option<String>,
+    title: Option<Spanned<String>>,
     schedule: Option<Spanned<String>>,
     #[serde(default)]
     tags: Vec<String>,
@@ -276,15 +318,15 @@ struct RawSource {
 #[serde(deny_unknown_fields)]
 struct RawFeed {
     name: Spanned<String>,
-    title: Option<String>,
+    title: Option<Spanned<String>>,
     sources: Option<Vec<Spanned<String>>>,
     tags: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     include: Vec<Spanned<String>>,
     #[serde(default)]
     exclude: Vec<Spanned<String>>,
-    limit: Option<Spanned<usize>>,
-    max_per_source: Option<Spanned<usize>>,
+    limit: Option<Spanned<i64>>,
+    max_per_source: Option<Spanned<i64>>,
     #[serde(default)]
     dedup: Dedup,
 }
@@ -302,7 +344,7 @@ impl Checker<'_> {
                 path: self.path.to_path_buf(),
                 line_col: Some(line_col(self.text, span.start)),
             },
-            message: message.into(),
+            message: one_line(&message.into()),
         }
     }
 
@@ -312,7 +354,7 @@ impl Checker<'_> {
                 path: self.path.to_path_buf(),
                 line_col: None,
             },
-            message: message.into(),
+            message: one_line(&message.into()),
         }
     }
 
@@ -322,62 +364,163 @@ impl Checker<'_> {
             && value
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if valid {
-            Ok(value.clone())
-        } else {
-            Err(self.at(
+        if !valid {
+            return Err(self.at(
                 name.span(),
                 format!("{what} name {value:?} is not valid: use only a-z, 0-9, '_' and '-'"),
-            ))
+            ));
         }
+        if value.len() > NAME_MAX {
+            return Err(self.at(
+                name.span(),
+                format!(
+                    "{what} name {value:?} is {} characters long: use at most {NAME_MAX}",
+                    value.len()
+                ),
+            ));
+        }
+        Ok(value.clone())
     }
 
     fn schedule(&self, expr: &Spanned<String>) -> Result<CronSchedule, ConfigError> {
-        CronSchedule::parse(expr.get_ref()).map_err(|err| {
+        let bad = |why: String| {
             self.at(
                 expr.span(),
                 format!(
-                    "bad schedule {:?}: {err}; write a cron expression such as \"*/30 * * * *\" (5 fields) or \"0 */10 * * * *\" (seconds first)",
+                    "bad schedule {:?}: {why}; write a cron expression such as \"*/30 * * * *\" (5 fields) or \"0 */10 * * * *\" (seconds first)",
                     expr.get_ref()
                 ),
             )
-        })
+        };
+        let schedule = CronSchedule::parse(expr.get_ref()).map_err(bad)?;
+        let now = chrono::Utc::now();
+        let horizon = now.checked_add_signed(SCHEDULE_HORIZON);
+        match (schedule.next_after(now), horizon) {
+            (Some(next), Some(horizon)) if next <= horizon => Ok(schedule),
+            (Some(next), _) => Err(bad(format!(
+                "it does not fire before {} (next on {}), so its sources would never be fetched",
+                horizon.map_or_else(
+                    || "the end of time".to_string(),
+                    |h| h.format("%Y-%m-%d").to_string()
+                ),
+                next.format("%Y-%m-%d")
+            ))),
+            (None, _) => Err(bad("it never fires again".to_string())),
+        }
     }
 
-    /// A human size larger than zero.
-    fn size(&self, value: &Spanned<String>, key: &str) -> Result<u64, ConfigError> {
-        let bytes = value
-            .get_ref()
-            .parse::<bytesize::ByteSize>()
-            .map_err(|err| {
-                self.at(
-                    value.span(),
-                    format!(
-                        "{key} {:?} is not a size ({err}); write e.g. \"8MiB\" or \"500KB\"",
-                        value.get_ref()
-                    ),
-                )
-            })?
-            .as_u64();
-        if bytes == 0 {
-            return Err(self.at(value.span(), format!("{key} must be larger than zero")));
+    /// A title: one line of text, no control characters (XML 1.0 cannot carry most of
+    /// them, so a feed naming it would be invalid), at most [`TITLE_MAX`] bytes.
+    fn title(
+        &self,
+        value: Option<&Spanned<String>>,
+        key: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(value) = value else { return Ok(None) };
+        let text = value.get_ref();
+        let wrong = if let Some(c) = text.chars().find(|c| c.is_control()) {
+            format!("contains the control character {c:?}")
+        } else if text.len() > TITLE_MAX {
+            format!("is {} bytes long (at most {TITLE_MAX})", text.len())
+        } else {
+            return Ok(Some(text.clone()));
+        };
+        Err(self.at(
+            value.span(),
+            format!("{key} {wrong}: write one line of plain text"),
+        ))
+    }
+
+    /// An integer in `range`, or `default` when the key is absent. `key` names it in errors
+    /// as `[section] key`.
+    fn integer(
+        &self,
+        value: &Option<Spanned<i64>>,
+        key: &str,
+        range: RangeInclusive<i64>,
+        default: i64,
+    ) -> Result<i64, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(v) if range.contains(v.get_ref()) => Ok(*v.get_ref()),
+            Some(v) => Err(self.at(
+                v.span(),
+                format!(
+                    "{key} = {} is out of range: use {} to {}",
+                    v.get_ref(),
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        }
+    }
+
+    /// A human size in `range`.
+    fn size(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        range: RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        let text = value.get_ref();
+        let out_of_range = || {
+            self.at(
+                value.span(),
+                format!(
+                    "{key} {text:?} is out of range: use {} to {}",
+                    size_text(*range.start()),
+                    size_text(*range.end())
+                ),
+            )
+        };
+        let bytes = text.trim().parse::<bytesize::ByteSize>().map_err(|err| {
+            // bytesize says "couldn't parse ... into a known SI unit" for a number too big
+            // for a u64, too: a long run of digits is a size that is out of range.
+            if text.trim().bytes().take_while(u8::is_ascii_digit).count() > 15 {
+                return out_of_range();
+            }
+            self.at(
+                value.span(),
+                format!(
+                    "{key} {text:?} is not a size ({}); write e.g. \"8MiB\" or \"500KB\"",
+                    one_line(&err.to_string())
+                ),
+            )
+        })?;
+        let bytes = bytes.as_u64();
+        if !range.contains(&bytes) {
+            return Err(out_of_range());
         }
         Ok(bytes)
     }
 
-    /// A human duration longer than zero.
-    fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
-        let duration = humantime::parse_duration(value.get_ref()).map_err(|err| {
+    /// A human duration in `range`.
+    fn duration(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        range: RangeInclusive<Duration>,
+    ) -> Result<Duration, ConfigError> {
+        let text = value.get_ref();
+        let out_of_range = || {
             self.at(
                 value.span(),
                 format!(
-                    "{key} {:?} is not a duration ({err}); write e.g. \"30s\" or \"2m\"",
-                    value.get_ref()
+                    "{key} {text:?} is out of range: use {} to {}",
+                    humantime::format_duration(*range.start()),
+                    humantime::format_duration(*range.end())
                 ),
             )
+        };
+        let duration = humantime::parse_duration(text).map_err(|err| match err {
+            humantime::DurationError::NumberOverflow => out_of_range(),
+            err => self.at(
+                value.span(),
+                format!("{key} {text:?} is not a duration ({err}); write e.g. \"30s\" or \"2m\""),
+            ),
         })?;
-        if duration.is_zero() {
-            return Err(self.at(value.span(), format!("{key} must be longer than zero")));
+        if !range.contains(&duration) {
+            return Err(out_of_range());
         }
         Ok(duration)
     }
@@ -387,14 +530,74 @@ impl Checker<'_> {
             .iter()
             .map(|p| {
                 Regex::new(p.get_ref()).map_err(|err| {
+                    // The regex crate draws a caret under the pattern over several lines;
+                    // its last line says what is wrong.
+                    let text = err.to_string();
+                    let why = text
+                        .lines()
+                        .rev()
+                        .map(str::trim)
+                        .find(|l| !l.is_empty())
+                        .unwrap_or_default();
+                    let why = why.strip_prefix("error: ").unwrap_or(why);
                     self.at(
                         p.span(),
-                        format!("bad regular expression {:?}: {err}", p.get_ref()),
+                        format!("bad regular expression {:?}: {why}", p.get_ref()),
                     )
                 })
             })
             .collect()
     }
+}
+
+/// A size as the ranges in docs/configuration.md write it: "1 KiB", "1 GiB".
+fn size_text(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    UNITS
+        .iter()
+        .find(|(unit, _)| bytes >= *unit && bytes.is_multiple_of(*unit))
+        .map_or_else(
+            || format!("{bytes} B"),
+            |(unit, name)| format!("{} {name}", bytes / unit),
+        )
+}
+
+/// `text` on one line: a log event is one line, and toml's messages (and ours) may have
+/// several ("invalid array\nexpected `]`").
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The key whose value starts at byte `offset` (`key = value` on one line), with its table:
+/// `[fetch] concurrency`. `None` when the offset is not in a value of a simple key.
+fn key_of_value_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = text[line_start..offset].split_once('=')?;
+    let key = key.trim();
+    let bare = |k: &str| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
+    if !bare(key) {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .and_then(|l| l.split('#').next())
+        .map(str::trim);
+    Some(match table {
+        Some(table) => format!("{table} {key}"),
+        None => key.to_string(),
+    })
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -408,9 +611,9 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Config::parse(path, &text)
     }
@@ -420,31 +623,24 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let check = Checker { path, text };
         let raw: RawConfig = toml::from_str(text).map_err(|err| {
-            let message = err.message().to_string();
+            let message = one_line(err.message()).replace("expected i64", "expected an integer");
             match err.span() {
-                Some(span) => check.at(span, message),
+                Some(span) => {
+                    // toml names the value, not its key ("number too large to fit in target
+                    // type"): say which key it is.
+                    let message = match key_of_value_at(text, span.start) {
+                        Some(key) => format!("{key}: {message}"),
+                        None => message,
+                    };
+                    check.at(span, message)
+                }
                 None => check.whole_file(message),
             }
         })?;
         let config_dir = absolute_dir_of(path);
 
         let server = check_server(&check, raw.server)?;
-        let store = StoreConfig {
-            path: join_clean(
-                &config_dir,
-                raw.store.path.as_deref().unwrap_or(DEFAULT_STORE_PATH),
-            ),
-            max_age_days: raw.store.max_age_days.unwrap_or(365),
-            max_items_per_source: raw.store.max_items_per_source.unwrap_or(1000),
-            cache: match &raw.store.cache {
-                Some(size) => check.size(size, "cache")?,
-                None => crate::store::DEFAULT_CACHE,
-            },
-            match_window: raw
-                .store
-                .match_window
-                .map_or(crate::store::DEFAULT_MATCH_WINDOW, |n| n as usize),
-        };
+        let store = check_store(&check, &config_dir, raw.store)?;
         let fetch = check_fetch(&check, raw.fetch)?;
 
         let config_url = Url::from_file_path(config_dir.join("feedmill.toml")).ok();
@@ -468,7 +664,7 @@ impl Config {
             sources.push(SourceConfig {
                 name,
                 url,
-                title: raw_source.title,
+                title: check.title(raw_source.title.as_ref(), "[[source]] title")?,
                 schedule,
                 tags: raw_source.tags,
             });
@@ -476,7 +672,7 @@ impl Config {
 
         if raw.feed.is_empty() {
             return Err(check.whole_file(
-                "no [[feed]] is configured: add at least one, e.g.\n\n[[feed]]\nname = \"all\"\ntitle = \"All news\"",
+                "no [[feed]] is configured: add at least one, e.g. a [[feed]] table with name = \"all\" and title = \"All news\"",
             ));
         }
         let mut feeds = Vec::with_capacity(raw.feed.len());
@@ -490,24 +686,28 @@ impl Config {
                 ));
             }
             let selected = select_sources(&check, &raw_feed, &sources)?;
-            let limit = match &raw_feed.limit {
-                Some(limit) if *limit.get_ref() == 0 => {
-                    return Err(check.at(limit.span(), "limit must be at least 1"))
-                }
-                Some(limit) => *limit.get_ref(),
-                None => DEFAULT_FEED_LIMIT,
+            let limit = check.integer(
+                &raw_feed.limit,
+                "[[feed]] limit",
+                FEED_LIMIT_RANGE,
+                DEFAULT_FEED_LIMIT as i64,
+            )? as usize;
+            // A flooding source may take half the document, never all of it.
+            let default_cap = if selected.len() > 1 {
+                limit.div_ceil(2)
+            } else {
+                limit
             };
-            let max_per_source = match &raw_feed.max_per_source {
-                Some(cap) if *cap.get_ref() == 0 => {
-                    return Err(check.at(cap.span(), "max_per_source must be at least 1"))
-                }
-                Some(cap) => *cap.get_ref(),
-                // A flooding source may take half the document, never all of it.
-                None if selected.len() > 1 => limit.div_ceil(2),
-                None => limit,
-            };
+            let max_per_source = check.integer(
+                &raw_feed.max_per_source,
+                "[[feed]] max_per_source",
+                FEED_LIMIT_RANGE,
+                default_cap as i64,
+            )? as usize;
             feeds.push(FeedConfig {
-                title: raw_feed.title.clone().unwrap_or_else(|| name.clone()),
+                title: check
+                    .title(raw_feed.title.as_ref(), "[[feed]] title")?
+                    .unwrap_or_else(|| name.clone()),
                 name,
                 sources: selected,
                 max_per_source,
@@ -560,17 +760,77 @@ fn join_clean(base: &Path, relative: &str) -> PathBuf {
     out
 }
 
+fn check_store(
+    check: &Checker,
+    config_dir: &Path,
+    raw: RawStore,
+) -> Result<StoreConfig, ConfigError> {
+    let path = match &raw.path {
+        Some(path) if path.get_ref().trim().is_empty() || path.get_ref().contains('\0') => {
+            return Err(check.at(
+                path.span(),
+                "[store] path must name a directory, e.g. \"/var/lib/feedmill\"",
+            ))
+        }
+        Some(path) => join_clean(config_dir, path.get_ref()),
+        None => join_clean(config_dir, DEFAULT_STORE_PATH),
+    };
+    Ok(StoreConfig {
+        path,
+        max_age_days: check.integer(
+            &raw.max_age_days,
+            "[store] max_age_days",
+            MAX_AGE_DAYS_RANGE,
+            365,
+        )? as u32,
+        max_items_per_source: check.integer(
+            &raw.max_items_per_source,
+            "[store] max_items_per_source",
+            MAX_ITEMS_RANGE,
+            1000,
+        )? as u32,
+        cache: match &raw.cache {
+            Some(size) => check.size(size, "[store] cache", CACHE_RANGE)?,
+            None => crate::store::DEFAULT_CACHE,
+        },
+        match_window: check.integer(
+            &raw.match_window,
+            "[store] match_window",
+            MATCH_WINDOW_RANGE,
+            crate::store::DEFAULT_MATCH_WINDOW as i64,
+        )? as usize,
+    })
+}
+
 fn check_server(check: &Checker, raw: RawServer) -> Result<ServerConfig, ConfigError> {
     let listen = match &raw.listen {
-        Some(listen) => listen.get_ref().parse::<SocketAddr>().map_err(|_| {
-            check.at(
-                listen.span(),
-                format!(
-                    "listen address {:?} is not IP:PORT, e.g. \"127.0.0.1:8080\"",
-                    listen.get_ref()
-                ),
-            )
-        })?,
+        Some(listen) => {
+            let addr = listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+                check.at(
+                    listen.span(),
+                    format!(
+                        "listen address {:?} is not IP:PORT, e.g. \"127.0.0.1:8080\"",
+                        listen.get_ref()
+                    ),
+                )
+            })?;
+            if addr.port() == 0 {
+                return Err(check.at(
+                    listen.span(),
+                    format!(
+                        "listen address {:?} has port 0 (a port the system picks, which no reader can know): name a port, e.g. \"127.0.0.1:8080\"",
+                        listen.get_ref()
+                    ),
+                ));
+            }
+            if addr.ip().is_multicast() {
+                return Err(check.at(
+                    listen.span(),
+                    format!("listen address {:?} is a multicast address: use this host's address, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\"", listen.get_ref()),
+                ));
+            }
+            addr
+        }
         None => DEFAULT_LISTEN,
     };
     let mut base_url = match &raw.base_url {
@@ -581,10 +841,36 @@ fn check_server(check: &Checker, raw: RawServer) -> Result<ServerConfig, ConfigE
                     format!("base_url {:?} is not a URL: {err}", base.get_ref()),
                 )
             })?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(check.at(base.span(), "base_url must be an http or https URL"));
+            let wrong = if !matches!(url.scheme(), "http" | "https") {
+                Some("must be an http or https URL")
+            } else if url.host_str().is_none_or(str::is_empty) {
+                Some("has no host")
+            } else if url.query().is_some() || url.fragment().is_some() {
+                Some("must not have a query (?) or fragment (#): self links are made by appending to it")
+            } else if !url.username().is_empty() || url.password().is_some() {
+                Some("must not carry a user name or password: every reader would see them")
+            } else {
+                None
+            };
+            if let Some(wrong) = wrong {
+                return Err(check.at(
+                    base.span(),
+                    format!(
+                        "base_url {:?} {wrong}; write the public URL readers use, e.g. \"https://news.example.org/\"",
+                        base.get_ref()
+                    ),
+                ));
             }
             url
+        }
+        None if listen.ip().is_unspecified() => {
+            let span = raw.listen.as_ref().map(Spanned::span).unwrap_or_default();
+            return Err(check.at(
+                span,
+                format!(
+                    "listen {listen} is every interface, which makes no URL for the feeds' self links: set [server] base_url to the public URL readers use"
+                ),
+            ));
         }
         None => Url::parse(&format!("http://{listen}/")).map_err(|err| {
             check.whole_file(format!("cannot make base_url from listen {listen}: {err}"))
@@ -595,27 +881,25 @@ fn check_server(check: &Checker, raw: RawServer) -> Result<ServerConfig, ConfigE
         base_url.set_path(&path);
     }
     let header_timeout = match &raw.header_timeout {
-        Some(t) => check.duration(t, "header_timeout")?,
+        Some(t) => check.duration(t, "[server] header_timeout", TIMEOUT_RANGE)?,
         None => Duration::from_secs(10),
     };
     let write_timeout = match &raw.write_timeout {
-        Some(t) => check.duration(t, "write_timeout")?,
+        Some(t) => check.duration(t, "[server] write_timeout", TIMEOUT_RANGE)?,
         None => Duration::from_secs(30),
     };
-    let max_connections = match &raw.max_connections {
-        Some(n) if *n.get_ref() == 0 => {
-            return Err(check.at(n.span(), "max_connections must be at least 1"))
-        }
-        Some(n) => *n.get_ref(),
-        None => DEFAULT_MAX_CONNECTIONS,
-    };
-    let max_connections_per_ip = match &raw.max_connections_per_ip {
-        Some(n) if *n.get_ref() == 0 => {
-            return Err(check.at(n.span(), "max_connections_per_ip must be at least 1"))
-        }
-        Some(n) => *n.get_ref(),
-        None => DEFAULT_MAX_CONNECTIONS_PER_IP,
-    };
+    let max_connections = check.integer(
+        &raw.max_connections,
+        "[server] max_connections",
+        CONNECTIONS_RANGE,
+        DEFAULT_MAX_CONNECTIONS as i64,
+    )? as usize;
+    let max_connections_per_ip = check.integer(
+        &raw.max_connections_per_ip,
+        "[server] max_connections_per_ip",
+        CONNECTIONS_RANGE,
+        DEFAULT_MAX_CONNECTIONS_PER_IP as i64,
+    )? as usize;
     let lang = match &raw.lang {
         Some(lang) => {
             let valid = !lang.get_ref().is_empty()
@@ -657,7 +941,9 @@ fn check_server(check: &Checker, raw: RawServer) -> Result<ServerConfig, ConfigE
         write_timeout,
         max_connections,
         max_connections_per_ip,
-        title: raw.title.unwrap_or_else(|| "feedmill".to_string()),
+        title: check
+            .title(raw.title.as_ref(), "[server] title")?
+            .unwrap_or_else(|| "feedmill".to_string()),
         lang,
         hub,
     })
@@ -669,53 +955,107 @@ fn check_fetch(check: &Checker, raw: RawFetch) -> Result<FetchConfig, ConfigErro
         None => CronSchedule::parse(DEFAULT_SCHEDULE).map_err(|e| check.whole_file(e))?,
     };
     let timeout = match &raw.timeout {
-        Some(t) => check.duration(t, "timeout")?,
+        Some(t) => check.duration(t, "[fetch] timeout", TIMEOUT_RANGE)?,
         None => Duration::from_secs(30),
     };
     let max_body = match &raw.max_body {
-        Some(size) => check.size(size, "max_body")?,
+        Some(size) => check.size(size, "[fetch] max_body", MAX_BODY_RANGE)?,
         None => 8 * 1024 * 1024,
     };
-    let positive = |value: &Option<Spanned<usize>>, default: usize, key: &str| match value {
-        Some(v) if *v.get_ref() == 0 => {
-            Err(check.at(v.span(), format!("{key} must be at least 1")))
-        }
-        Some(v) => Ok(*v.get_ref()),
-        None => Ok(default),
+    let user_agent = match &raw.user_agent {
+        Some(agent) => check_user_agent(check, agent)?,
+        None => DEFAULT_USER_AGENT.to_string(),
     };
     Ok(FetchConfig {
         schedule,
         timeout,
         max_body,
-        concurrency: positive(&raw.concurrency, 32, "concurrency")?,
-        per_host: positive(&raw.per_host, 2, "per_host")?,
-        user_agent: raw
-            .user_agent
-            .unwrap_or_else(|| DEFAULT_USER_AGENT.to_string()),
+        concurrency: check.integer(
+            &raw.concurrency,
+            "[fetch] concurrency",
+            CONCURRENCY_RANGE,
+            32,
+        )? as usize,
+        per_host: check.integer(&raw.per_host, "[fetch] per_host", PER_HOST_RANGE, 2)? as usize,
+        user_agent,
         allow_private: raw.allow_private.unwrap_or(false),
     })
 }
 
-/// Parses a source URL; a relative reference (`feeds/a.xml`, `file:feeds/a.xml`) is taken
-/// from the config file's directory, so a config and its local feeds can move together.
+/// The `User-Agent` must be one valid header value: a CR or LF would end the header (and
+/// could start another), and reqwest refuses the client outright on any control character.
+fn check_user_agent(check: &Checker, agent: &Spanned<String>) -> Result<String, ConfigError> {
+    let text = agent.get_ref();
+    let wrong = if text.trim().is_empty() {
+        Some("is empty".to_string())
+    } else if let Some(c) = text.chars().find(|c| c.is_control()) {
+        Some(format!("contains the control character {c:?}"))
+    } else if text.len() > USER_AGENT_MAX {
+        Some(format!(
+            "is {} bytes long (at most {USER_AGENT_MAX})",
+            text.len()
+        ))
+    } else if reqwest::header::HeaderValue::from_str(text).is_err() {
+        Some("is not a valid header value".to_string())
+    } else {
+        None
+    };
+    match wrong {
+        None => Ok(text.clone()),
+        Some(wrong) => Err(check.at(
+            agent.span(),
+            format!(
+                "[fetch] user_agent {text:?} {wrong}: write one line of text, e.g. \"{DEFAULT_USER_AGENT}\""
+            ),
+        )),
+    }
+}
+
+/// Parses a source URL. It must name its scheme: http, https or file. A relative `file:`
+/// reference (`file:feeds/a.xml`) is taken from the config file's directory, so a config and
+/// its local feeds can move together. Text with no scheme at all (`feeds/a.xml`,
+/// `https//example.org/feed`, `ftp//nope`) is an error: it would silently become a path.
 fn check_source_url(
     check: &Checker,
     raw: &Spanned<String>,
     config_url: Option<&Url>,
 ) -> Result<Url, ConfigError> {
     let text = raw.get_ref();
+    let Some(scheme) = scheme_of(text) else {
+        return Err(check.at(
+            raw.span(),
+            format!(
+                "url {text:?} has no scheme: write an http:// or https:// URL, or file:PATH for a file (a relative PATH is taken from this file's directory)"
+            ),
+        ));
+    };
+    let base = if scheme.eq_ignore_ascii_case("file") {
+        config_url
+    } else {
+        None
+    };
     let url = Url::options()
-        .base_url(config_url)
+        .base_url(base)
         .parse(text)
         .map_err(|err| check.at(raw.span(), format!("url {text:?} is not a URL: {err}")))?;
     match url.scheme() {
-        "http" | "https" if url.host_str().is_some() => Ok(url),
+        "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
         "file" => Ok(url),
         _ => Err(check.at(
             raw.span(),
-            format!("url {text:?} is not supported: use an http://, https:// or file:// URL"),
+            format!("url {text:?} is not supported: use an http://, https:// or file: URL"),
         )),
     }
+}
+
+/// The scheme `text` starts with (`scheme:` as RFC 3986 spells it), if any.
+fn scheme_of(text: &str) -> Option<&str> {
+    let (scheme, _) = text.trim_start().split_once(':')?;
+    let mut bytes = scheme.bytes();
+    let first = bytes.next()?;
+    (first.is_ascii_alphabetic()
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+    .then_some(scheme)
 }
 
 /// Resolves a feed's `sources` and `tags` into source names; neither means every source.
@@ -905,18 +1245,21 @@ name = "all"
     fn bad_duration_size_and_listen_are_errors() {
         let err = error(&format!("[fetch]\ntimeout = \"soon\"\n{MINIMAL}"));
         assert!(
-            err.contains(":2:11: timeout \"soon\" is not a duration"),
+            err.contains(":2:11: [fetch] timeout \"soon\" is not a duration"),
             "{err}"
         );
         let err = error(&format!("[fetch]\nmax_body = \"huge\"\n{MINIMAL}"));
         assert!(
-            err.contains(":2:12: max_body \"huge\" is not a size"),
+            err.contains(":2:12: [fetch] max_body \"huge\" is not a size"),
             "{err}"
         );
         let err = error(&format!("[server]\nlisten = \"localhost\"\n{MINIMAL}"));
         assert!(err.contains(":2:10: listen address"), "{err}");
         let err = error(&format!("[fetch]\nconcurrency = 0\n{MINIMAL}"));
-        assert!(err.contains("concurrency must be at least 1"), "{err}");
+        assert!(
+            err.contains(":2:15: [fetch] concurrency = 0 is out of range: use 1 to 1024"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -954,7 +1297,7 @@ name = "all"
     #[test]
     fn relative_urls_and_store_paths_follow_the_config_file() {
         let config = parse(
-            "[store]\npath = \"../state\"\n[[source]]\nname = \"a\"\nurl = \"file:feeds/a.xml\"\n[[source]]\nname = \"b\"\nurl = \"feeds/b.xml\"\n[[feed]]\nname = \"all\"\n",
+            "[store]\npath = \"../state\"\n[[source]]\nname = \"a\"\nurl = \"file:feeds/a.xml\"\n[[source]]\nname = \"b\"\nurl = \"file:../b.xml\"\n[[source]]\nname = \"c\"\nurl = \"file:///srv/c.xml\"\n[[feed]]\nname = \"all\"\n",
         )
         .expect("valid");
         assert_eq!(config.store.path, PathBuf::from("/etc/state"));
@@ -962,10 +1305,212 @@ name = "all"
             config.sources[0].url.as_str(),
             "file:///etc/feedmill/feeds/a.xml"
         );
+        assert_eq!(config.sources[1].url.as_str(), "file:///etc/b.xml");
+        assert_eq!(config.sources[2].url.as_str(), "file:///srv/c.xml");
+    }
+
+    #[test]
+    fn a_url_with_no_scheme_is_an_error_not_a_path() {
+        for url in [
+            "ftp//nope",
+            "https//example.org/feed",
+            "feeds/b.xml",
+            "/srv/a.xml",
+        ] {
+            let err = error(&MINIMAL.replace("https://a.example/feed.xml", url));
+            assert!(err.contains(":4:7: url"), "{url}: {err}");
+            assert!(err.contains("has no scheme"), "{url}: {err}");
+        }
+        let err = error(&MINIMAL.replace("https://a.example/feed.xml", "localhost:8080/feed"));
+        assert!(err.contains("not supported"), "{err}");
+    }
+
+    /// `[section]` text, a key and a value that is out of its range, the column of the
+    /// value in `key = value`, and what the message must say.
+    const OUT_OF_RANGE: &[(&str, &str, &str)] = &[
+        ("fetch", "concurrency", "4611686018427387904"),
+        ("fetch", "concurrency", "1025"),
+        ("fetch", "per_host", "4611686018427387904"),
+        ("fetch", "per_host", "65"),
+        ("fetch", "timeout", "\"1ns\""),
+        ("fetch", "timeout", "\"999ms\""),
+        ("fetch", "timeout", "\"2h\""),
+        ("fetch", "max_body", "\"18446744073709551615B\""),
+        ("fetch", "max_body", "\"184467440737095516150B\""),
+        ("fetch", "max_body", "\"2GiB\""),
+        ("fetch", "max_body", "\"1B\""),
+        ("server", "header_timeout", "\"584542046090years\""),
+        ("server", "header_timeout", "\"0s\""),
+        ("server", "write_timeout", "\"584542046090years\""),
+        ("server", "max_connections", "0"),
+        ("server", "max_connections", "4611686018427387904"),
+        ("server", "max_connections_per_ip", "65537"),
+        ("store", "max_age_days", "4294967295"),
+        ("store", "max_age_days", "-1"),
+        ("store", "max_items_per_source", "4294967296"),
+        ("store", "match_window", "1000001"),
+        ("store", "cache", "\"18446744073709551615B\""),
+        ("store", "cache", "\"1KiB\""),
+    ];
+
+    #[test]
+    fn every_number_duration_and_size_has_a_range() {
+        for (section, key, value) in OUT_OF_RANGE {
+            let err = error(&format!("[{section}]\n{key} = {value}\n{MINIMAL}"));
+            let col = key.len() + 4;
+            assert!(
+                err.contains(&format!(":2:{col}: [{section}] {key} ")),
+                "{key} = {value}: {err}"
+            );
+            assert!(err.contains("out of range: use "), "{key} = {value}: {err}");
+        }
+        for (key, value) in [
+            ("limit", "200000"),
+            ("max_per_source", "0"),
+            ("limit", "-5"),
+        ] {
+            let err = error(&format!("{MINIMAL}{key} = {value}\n"));
+            assert!(
+                err.contains(&format!(
+                    ":8:{}: [[feed]] {key} = {value} is out of range: use 1 to 1000",
+                    key.len() + 4
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_ends_of_every_range_are_valid() {
+        let config = parse(&format!(
+            "[server]\nheader_timeout = \"1h\"\nwrite_timeout = \"1s\"\nmax_connections = 65536\nmax_connections_per_ip = 1\n\
+             [store]\nmax_age_days = 36525\nmax_items_per_source = 1000000\nmatch_window = 0\ncache = \"1GiB\"\n\
+             [fetch]\nconcurrency = 1024\nper_host = 64\ntimeout = \"1s\"\nmax_body = \"1GiB\"\n\
+             {MINIMAL}limit = 1000\nmax_per_source = 1\n"
+        ))
+        .expect("valid");
+        assert_eq!(config.fetch.concurrency, 1024);
+        assert_eq!(config.fetch.max_body, 1 << 30);
+        assert_eq!(config.store.max_age_days, 36_525);
+        assert_eq!(config.feeds[0].limit, 1000);
+    }
+
+    #[test]
+    fn integers_toml_cannot_hold_name_their_key() {
+        let err = error(&format!(
+            "[fetch]\nconcurrency = 18446744073709551615\n{MINIMAL}"
+        ));
+        assert!(err.contains(":2:15: [fetch] concurrency: "), "{err}");
+        let err = error(&format!("[store]\nmax_age_days = \"forever\"\n{MINIMAL}"));
+        assert!(err.contains(":2:16: [store] max_age_days: "), "{err}");
+        assert!(err.contains("expected an integer"), "{err}");
+    }
+
+    #[test]
+    fn the_user_agent_is_one_header_value() {
+        for agent in [
+            "bot\\r\\nX-Injected: 1",
+            "bot\\n",
+            "bot\\u0000",
+            "  ",
+            "a\\tb",
+        ] {
+            let err = error(&format!("[fetch]\nuser_agent = \"{agent}\"\n{MINIMAL}"));
+            assert!(err.contains(":2:14: [fetch] user_agent "), "{agent}: {err}");
+        }
+        let config = parse(&format!(
+            "[fetch]\nuser_agent = \"Bücherbot/1.0 (+mailto:a@b.example)\"\n{MINIMAL}"
+        ))
+        .expect("valid");
+        assert!(config.fetch.user_agent.starts_with("Bücherbot"));
+    }
+
+    #[test]
+    fn titles_are_one_line_of_text() {
+        let err = error(&format!("[server]\ntitle = \"a\\u0001b\"\n{MINIMAL}"));
+        assert!(err.contains(":2:9: [server] title contains"), "{err}");
+        let err = error(&format!("{MINIMAL}title = \"two\\nlines\"\n"));
+        assert!(err.contains(":8:9: [[feed]] title contains"), "{err}");
+    }
+
+    #[test]
+    fn schedules_that_never_fire_are_errors() {
+        for expr in ["0 0 30 2 *", "0 0 0 1 1 * 2001", "0 0 0 1 1 * 2099"] {
+            let err = error(&format!("[fetch]\nschedule = \"{expr}\"\n{MINIMAL}"));
+            assert!(err.contains(":2:12: bad schedule"), "{expr}: {err}");
+        }
+        parse(&format!("[fetch]\nschedule = \"0 0 1 1 *\"\n{MINIMAL}")).expect("yearly is valid");
+    }
+
+    #[test]
+    fn listen_and_base_url_oddities_are_errors() {
+        let cases = [
+            ("listen = \"127.0.0.1:0\"", ":2:10:", "port 0"),
+            (
+                "listen = \"0.0.0.0:8080\"",
+                ":2:10:",
+                "set [server] base_url",
+            ),
+            ("listen = \"[::]:8080\"", ":2:10:", "set [server] base_url"),
+            ("listen = \"224.0.0.1:8080\"", ":2:10:", "multicast"),
+            ("base_url = \"https://x.example/?a=b\"", ":2:12:", "query"),
+            (
+                "base_url = \"https://x.example/#top\"",
+                ":2:12:",
+                "fragment",
+            ),
+            (
+                "base_url = \"https://me:secret@x.example/\"",
+                ":2:12:",
+                "password",
+            ),
+            ("base_url = \"ftp://x.example/\"", ":2:12:", "http or https"),
+        ];
+        for (line, place, what) in cases {
+            let err = error(&format!("[server]\n{line}\n{MINIMAL}"));
+            assert!(err.contains(place) && err.contains(what), "{line}: {err}");
+        }
+        let config = parse(&format!(
+            "[server]\nlisten = \"0.0.0.0:8080\"\nbase_url = \"https://news.example/planet\"\n{MINIMAL}"
+        ))
+        .expect("valid");
         assert_eq!(
-            config.sources[1].url.as_str(),
-            "file:///etc/feedmill/feeds/b.xml"
+            config.server.base_url.as_str(),
+            "https://news.example/planet/"
         );
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        let long = "a".repeat(NAME_MAX + 1);
+        let err = error(&MINIMAL.replace("name = \"a\"", &format!("name = \"{long}\"")));
+        assert!(err.contains(":3:8: source name"), "{err}");
+        assert!(err.contains("at most 64"), "{err}");
+    }
+
+    #[test]
+    fn every_error_is_one_line() {
+        let texts = [
+            "[server]\nlisten = \n".to_string(),
+            "[fetch]\nconcurrency = [1,\n".to_string(),
+            "x = \"unterminated\n".to_string(),
+            "[[source]]\nname = \"a\"\nurl = \"https://a.example/\"\n".to_string(),
+            format!("[fetch]\nmax_body = \"huge\"\n{MINIMAL}"),
+            format!("[fetch]\ntimeout = \"soon\"\n{MINIMAL}"),
+            format!("{MINIMAL}include = [\"(unclosed\"]\n"),
+        ];
+        for text in texts {
+            let err = error(&text);
+            assert!(
+                !err.contains('\n') && !err.contains('\r'),
+                "{text:?} gave {err:?}"
+            );
+        }
+        let err = Config::load(Path::new("/nonexistent/feedmill.toml"))
+            .expect_err("no such file")
+            .to_string();
+        assert!(!err.contains('\n'), "{err:?}");
+        assert!(err.contains("-c FILE"), "{err}");
     }
 
     #[test]

@@ -187,15 +187,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         metrics: Arc::new(Metrics::new()),
         health: Arc::new(Health::default()),
     };
-    // What the store already holds is served at once, before any fetch.
-    render_all(&context)?;
-
     // The one copy of the config, shared (ten thousand sources take megabytes).
     let config = context.config.get();
+    // The port first: a port in use fails at once, before any work, and a reader that
+    // connects while the documents render waits in the backlog instead of being refused.
     let addr = config.server.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| DaemonError::Bind { addr, source })?;
+    // What the store already holds is served at once, before any fetch. The render is
+    // bounded (`limit` at most 1,000 entries, select::DOCUMENT_BUDGET of text per document).
+    render_all(&context)?;
     let signal = |kind| tokio::signal::unix::signal(kind).map_err(DaemonError::Signals);
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -272,16 +274,30 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Hands the config's sources to the scheduler and waits until they are in force.
-async fn apply_sources(commands: &mpsc::UnboundedSender<Command>, config: &Config) {
+/// Hands the config's sources to the scheduler and waits until they are in force; false
+/// when the scheduler is gone (it never answered).
+async fn apply_sources(commands: &mpsc::UnboundedSender<Command>, config: &Config) -> bool {
     let (done, applied) = tokio::sync::oneshot::channel();
     let command = Command::Apply {
         sources: config.sources.clone(),
         fetch: config.fetch.clone(),
         done,
     };
-    if commands.send(command).is_ok() {
-        let _ = applied.await;
+    commands.send(command).is_ok() && applied.await.is_ok()
+}
+
+/// Whether the scheduler can take `new`'s `[fetch]` section: it builds a fetcher from it,
+/// and a reload must not hand it anything that fails (or panics) there, or the scheduler
+/// would run on with the old settings while the config in force says otherwise.
+fn fetch_settings_apply(old: &Config, new: &Config) -> Result<(), String> {
+    if new.fetch == old.fetch {
+        return Ok(());
+    }
+    let fetch = new.fetch.clone();
+    match std::panic::catch_unwind(move || Fetcher::new(&fetch).map(drop)) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err("building the HTTP client panicked".to_string()),
     }
 }
 
@@ -292,7 +308,8 @@ async fn reload(context: &Context, commands: &mpsc::UnboundedSender<Command>) {
     notify(&[NotifyState::Reloading]);
     let old = context.config.get();
     tracing::info!(config = %old.path.display(), "SIGHUP received, reloading the config");
-    match Config::load(&old.path) {
+    let loaded = Config::load(&old.path).map_err(|err| err.to_string());
+    match loaded.and_then(|new| fetch_settings_apply(&old, &new).map(|()| new)) {
         Err(err) => {
             tracing::error!("the new config is invalid; keeping the running one: {err}");
         }
@@ -310,9 +327,22 @@ async fn reload(context: &Context, commands: &mpsc::UnboundedSender<Command>) {
                     old.store.path.display()
                 );
             }
+            if new.store.cache != old.store.cache
+                || new.store.match_window != old.store.match_window
+            {
+                tracing::warn!(
+                    "[store] cache and match_window take a restart; still {} bytes and {} entries",
+                    old.store.cache,
+                    old.store.match_window
+                );
+            }
             let new = Arc::new(new);
             context.config.replace(new.clone());
-            apply_sources(commands, &new).await;
+            if !apply_sources(commands, &new).await {
+                tracing::error!(
+                    "the scheduler is not running, so the new sources are not fetched; restart feedmill"
+                );
+            }
             if let Err(err) = render_all(context) {
                 tracing::error!("cannot render after reload: {err}");
             }
@@ -399,8 +429,14 @@ async fn retention_loop(context: Context, mut shutdown: Shutdown) {
 /// One retention pass: prune off the async threads, then re-render if anything went.
 pub async fn apply_retention(context: &Context) -> Result<usize, StoreError> {
     let config = context.config.get();
+    // The config bounds max_age_days; checked all the same, as a panic here would end
+    // retention for good.
     let cutoff = (config.store.max_age_days > 0)
-        .then(|| Utc::now() - chrono::Duration::days(i64::from(config.store.max_age_days)));
+        .then(|| {
+            chrono::TimeDelta::try_days(i64::from(config.store.max_age_days))
+                .and_then(|age| Utc::now().checked_sub_signed(age))
+        })
+        .flatten();
     let keep = (config.store.max_items_per_source > 0)
         .then_some(config.store.max_items_per_source as usize);
     if cutoff.is_none() && keep.is_none() {

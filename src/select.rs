@@ -5,7 +5,9 @@
 //! `"content"` the entries of one story (as the store matched them on arrival) become one
 //! [`Story`]: the first-seen entry is kept and names the others. A story never holds two
 //! entries of one source. A source may fill at most `max_per_source` places, so that a
-//! source that floods (a CMS re-import) cannot bury the others.
+//! source that floods (a CMS re-import) cannot bury the others. A document holds at most
+//! [`DOCUMENT_BUDGET`] of entry text, whatever `limit` says, so that what a render holds is
+//! bounded in bytes and not only in entries.
 
 use std::collections::HashMap;
 
@@ -21,6 +23,28 @@ pub struct Story {
     pub entry: StoredEntry,
     /// The other sources' entries of the story, first seen first.
     pub also: Vec<StoredEntry>,
+}
+
+/// The most entry text one document is made of: titles, links, summaries, contents,
+/// authors and categories, counted as stored. Each document is held rendered three times
+/// (Atom, RSS, JSON Feed), each also gzipped, beside its HTML page, and a render builds
+/// them all at once: 4 MiB of text is about 15 MiB held per output feed. A thousand
+/// entries of 4 KiB fit; a feed of full-text articles stops short of its `limit`.
+pub const DOCUMENT_BUDGET: usize = 4 * 1024 * 1024;
+
+/// What `stored` adds to a document, in bytes of text (plus a little for its markup).
+fn weight(stored: &StoredEntry) -> usize {
+    let entry = &stored.entry;
+    let optional = |text: &Option<String>| text.as_ref().map_or(0, String::len);
+    let list = |items: &[String]| items.iter().map(String::len).sum::<usize>();
+    256 + stored.source.len()
+        + entry.identity.len()
+        + entry.title.len()
+        + optional(&entry.link)
+        + optional(&entry.summary)
+        + optional(&entry.content)
+        + list(&entry.authors)
+        + list(&entry.categories)
 }
 
 type StoryKey = (String, EntryKey);
@@ -54,7 +78,8 @@ fn admits(feed: &FeedConfig, stored: &StoredEntry) -> bool {
     feed.admits(&stored.entry.title, stored.entry.html().unwrap_or_default())
 }
 
-/// The stories of `feed`, newest first, at most `feed.limit`. `newest` tells each source's
+/// The stories of `feed`, newest first, at most `feed.limit` and (but for the first) at most
+/// [`DOCUMENT_BUDGET`] of text. `newest` tells each source's
 /// newest sort time where known (see [`Store::visit_newest`]).
 pub fn select(
     store: &Store,
@@ -65,6 +90,7 @@ pub fn select(
     let mut groups: Vec<(StoryKey, Vec<StoredEntry>)> = Vec::new();
     let mut by_key: HashMap<StoryKey, usize> = HashMap::new();
     let mut per_source: HashMap<String, usize> = HashMap::new();
+    let mut bytes = 0usize;
     store.visit_newest(&feed.sources, newest, |stored| {
         if !admits(feed, &stored) {
             return Visit::Next;
@@ -73,6 +99,7 @@ pub fn select(
         if let Some(&group) = by_key.get(&key) {
             let members = &mut groups[group].1;
             if members.iter().all(|m| m.source != stored.source) {
+                bytes = bytes.saturating_add(weight(&stored));
                 members.push(stored);
                 return Visit::Next;
             }
@@ -86,7 +113,12 @@ pub fn select(
         if *placed >= cap {
             return Visit::DropSource;
         }
+        let added = weight(&stored);
+        if !groups.is_empty() && bytes.saturating_add(added) > DOCUMENT_BUDGET {
+            return Visit::Stop;
+        }
         *placed += 1;
+        bytes = bytes.saturating_add(added);
         by_key.insert(key.clone(), groups.len());
         groups.push((key, vec![stored]));
         Visit::Next
@@ -120,4 +152,80 @@ pub fn select(
         ))
     });
     Ok(stories)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::Entry;
+    use crate::store::SourceState;
+    use chrono::TimeZone;
+
+    fn feed(limit: usize) -> FeedConfig {
+        FeedConfig {
+            name: "all".to_string(),
+            title: "All".to_string(),
+            sources: vec!["a".to_string(), "b".to_string()],
+            include: vec![],
+            exclude: vec![],
+            limit,
+            max_per_source: limit,
+            dedup: Dedup::None,
+        }
+    }
+
+    fn store_with(source: &str, entries: usize, content: usize) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("opens");
+        add(&store, source, entries, content);
+        (dir, store)
+    }
+
+    fn add(store: &Store, source: &str, entries: usize, content: usize) {
+        let now = Utc.timestamp_opt(1_800_000_000, 0).single().expect("time");
+        let entries: Vec<Entry> = (0..entries)
+            .map(|i| Entry {
+                identity: format!("{source}-{i}"),
+                title: format!("{source} {i}"),
+                link: None,
+                published: Some(now - chrono::TimeDelta::minutes(i as i64)),
+                updated: None,
+                authors: vec![],
+                summary: None,
+                content: Some(format!("<p>{}</p>", "x".repeat(content))),
+                categories: vec![],
+            })
+            .collect();
+        store
+            .commit_fetch(source, &mut SourceState::default(), &entries, now)
+            .expect("commits");
+    }
+
+    #[test]
+    fn a_document_stops_at_its_limit_or_its_budget_whichever_comes_first() {
+        let (_dir, store) = store_with("a", 300, 100);
+        assert_eq!(
+            select(&store, &feed(250), &|_| None)
+                .expect("selects")
+                .len(),
+            250
+        );
+        // 300 entries of 64 KiB are 19 MiB: the document holds what fits in the budget.
+        let (_dir, store) = store_with("a", 300, 64 * 1024);
+        let stories = select(&store, &feed(1000), &|_| None).expect("selects");
+        let held: usize = stories.iter().map(|s| weight(&s.entry)).sum();
+        assert!(stories.len() < 300, "{} stories", stories.len());
+        assert!(held <= DOCUMENT_BUDGET, "{held} bytes");
+        assert!(
+            held + weight(&stories[0].entry) > DOCUMENT_BUDGET,
+            "stopped early at {held}"
+        );
+        assert_eq!(stories[0].entry.entry.title, "a 0", "newest first");
+        // One entry larger than the budget is still shown.
+        let (_dir, store) = store_with("a", 2, DOCUMENT_BUDGET + 1);
+        assert_eq!(
+            select(&store, &feed(50), &|_| None).expect("selects").len(),
+            1
+        );
+    }
 }

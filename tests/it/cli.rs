@@ -157,7 +157,7 @@ fn fetch_prints_a_line_per_source_and_sources_reads_the_store() {
     std::fs::write(dir.path().join("broken.rss"), "<rss><channel>").expect("write");
     let config = write(
         dir.path(),
-        "[store]\npath = \"store\"\n[[source]]\nname = \"good\"\nurl = \"good.rss\"\n[[source]]\nname = \"broken\"\nurl = \"broken.rss\"\n[[feed]]\nname = \"all\"\n",
+        "[store]\npath = \"store\"\n[[source]]\nname = \"good\"\nurl = \"file:good.rss\"\n[[source]]\nname = \"broken\"\nurl = \"file:broken.rss\"\n[[feed]]\nname = \"all\"\n",
     );
     let out = feedmill()
         .arg("fetch")
@@ -240,7 +240,7 @@ fn commands_fail_at_once_while_a_daemon_holds_the_store() {
     feed_file(dir.path(), "good", 1);
     let daemon = crate::support::Daemon::start(
         dir.path(),
-        "[[source]]\nname = \"good\"\nurl = \"good.rss\"\n[[feed]]\nname = \"all\"\n",
+        "[[source]]\nname = \"good\"\nurl = \"file:good.rss\"\n[[feed]]\nname = \"all\"\n",
     );
     for command in ["fetch", "sources"] {
         let started = std::time::Instant::now();
@@ -457,7 +457,7 @@ fn fetch_of_many_sources_at_once_completes() {
     for i in 0..300 {
         feed_file(dir.path(), &format!("s{i}"), 2);
         config.push_str(&format!(
-            "[[source]]\nname = \"s{i}\"\nurl = \"s{i}.rss\"\n"
+            "[[source]]\nname = \"s{i}\"\nurl = \"file:s{i}.rss\"\n"
         ));
     }
     config.push_str("[[feed]]\nname = \"all\"\n");

@@ -248,7 +248,7 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
         ));
     }
     config.push_str(
-        "[[feed]]\nname = \"all\"\nlimit = 5000\nmax_per_source = 5000\ndedup = \"none\"\n",
+        "[[feed]]\nname = \"all\"\nlimit = 1000\nmax_per_source = 1000\ndedup = \"none\"\n",
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let mut daemon = Daemon::start(dir.path(), &config);
