@@ -348,7 +348,8 @@ impl Fetcher {
 
     /// Fetches `url` (the `hop` of a refresh of the source configured at `source_url`),
     /// sending `validators` (their `etag` and `last_modified`) for a conditional GET. Every
-    /// hop must go to a public address, but for those to `source_url`'s own host and port.
+    /// hop must go to a public address, but for those to `source_url`'s own host and port
+    /// when written as an address or as a name local by construction.
     /// Call it under a [`Fetcher::refresh_slot`]: that is what bounds the requests in flight.
     pub async fn fetch(
         &self,
