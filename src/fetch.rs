@@ -10,14 +10,18 @@
 //! source's URL, each redirect and each discovered feed link. Literal IP hosts are checked
 //! here before the hop is sent; names are checked by the resolver the HTTP client connects
 //! with ([`PublicOnly`]), so the address checked is the address connected to. The host and
-//! port of the source's own configured URL are exempt (an operator who lists
-//! `http://10.0.0.5/feed` means it), but a name there never leads to a link-local (cloud
-//! metadata) address ([`NoMetadata`]): its DNS is its publisher's. `[fetch] allow_private`
-//! lifts the rule. A URL longer than [`MAX_URL_LEN`] is never sent, and a `file://` URL is
+//! port of the source's own configured URL are exempt when written as an address (an
+//! operator who lists `http://10.0.0.5/feed` means it) or as a name local by construction
+//! (`localhost`, a single label, [`LOCAL_DOMAINS`], a name in /etc/hosts), which still never
+//! leads to a link-local (cloud metadata) address ([`NoMetadata`]). Any other configured
+//! name must resolve to a public address like every other hop: its DNS is its owner's, who
+//! could point it inside. `[fetch] allow_private` lifts the rule. A URL longer than [`MAX_URL_LEN`] is never sent, and a `file://` URL is
 //! read only as the source's own configured URL.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -165,6 +169,17 @@ pub enum FetchError {
         /// `host:port` as the hop's URL wrote it.
         target: String,
     },
+    /// The source's own configured host is a name that is not local by construction
+    /// ([`LOCAL_DOMAINS`], a single label, a name in /etc/hosts) and has no public address:
+    /// never sent. Whoever owns such a name decides where it points; the operator vouched
+    /// for the name, not for an internal address its owner picks.
+    #[error("the source's own host {target} refused: the name has no public address, and only a name local by construction ({}) may lead to a private one; write the address itself in the source's url (http://10.0.0.5/feed), or set [fetch] allow_private = true", local_names())]
+    OwnNamePrivate {
+        /// Which hop.
+        hop: Hop,
+        /// `host:port` as the hop's URL wrote it.
+        target: String,
+    },
     /// A `file://` URL that is not the source's own configured one: never read.
     #[error("{} {url} refused: only a source's own configured file:// URL is read", hop.refused())]
     LocalFile {
@@ -218,12 +233,16 @@ pub struct Fetcher {
     /// Connects only to public addresses (its resolver drops the others); `None` under
     /// `allow_private`.
     guarded: Option<reqwest::Client>,
-    /// For hops to the source's own configured host and port when that host is a name:
-    /// connects wherever the name resolves but to a link-local (cloud metadata) address
-    /// ([`is_metadata`]). The operator vouches for the name, not for its DNS, which its
-    /// publisher controls and can point anywhere (DNS rebinding); no feed is served by a
-    /// metadata service. `None` under `allow_private`.
+    /// For hops to the source's own configured host and port when that host is a name local
+    /// by construction ([`local_by_construction`]): connects wherever the name resolves but
+    /// to a link-local (cloud metadata) address ([`is_metadata`]); no feed is served by a
+    /// metadata service, and a local name's records (mDNS, a router's DNS) are not always
+    /// the operator's either. Any other configured name goes through `guarded`. `None`
+    /// under `allow_private`.
     own_name: Option<reqwest::Client>,
+    /// The names the hosts file lists, read once when the fetcher is built: local by
+    /// construction, as `localhost` is.
+    hosts: HashSet<String>,
     timeout: Duration,
     max_body: u64,
     /// Refreshes under way (fetch, parse, store), at most `concurrency`, and so the requests
@@ -262,8 +281,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CPU_SLOTS_PER_CORE: usize = 3;
 
 impl Fetcher {
-    /// Builds the HTTP client with the configured limits.
+    /// Builds the HTTP client with the configured limits, and reads the names /etc/hosts
+    /// lists (local by construction: a source configured by one of them may be private).
     pub fn new(config: &FetchConfig) -> Result<Fetcher, FetchError> {
+        Fetcher::build(config, Path::new(HOSTS_FILE), Lookup::System)
+    }
+
+    /// [`Fetcher::new`] with the hosts file at `hosts_file` and names resolved by `lookup`.
+    fn build(
+        config: &FetchConfig,
+        hosts_file: &Path,
+        lookup: Lookup,
+    ) -> Result<Fetcher, FetchError> {
         let builder = || {
             reqwest::Client::builder()
                 .user_agent(config.user_agent.clone())
@@ -288,14 +317,22 @@ impl Fetcher {
             (None, None)
         } else {
             (
-                Some(build(builder().dns_resolver(Arc::new(PublicOnly)))?),
-                Some(build(builder().dns_resolver(Arc::new(NoMetadata)))?),
+                Some(build(
+                    builder().dns_resolver(Arc::new(PublicOnly(lookup.clone()))),
+                )?),
+                Some(build(builder().dns_resolver(Arc::new(NoMetadata(lookup))))?),
             )
         };
         Ok(Fetcher {
             open: build(builder())?,
             guarded,
             own_name,
+            // Only a name that is exempt reads it; under allow_private every hop is.
+            hosts: if config.allow_private {
+                HashSet::new()
+            } else {
+                read_hosts_file(hosts_file)
+            },
             timeout: config.timeout,
             max_body: config.max_body,
             refreshing: Semaphore::new(config.concurrency),
@@ -311,7 +348,8 @@ impl Fetcher {
 
     /// Fetches `url` (the `hop` of a refresh of the source configured at `source_url`),
     /// sending `validators` (their `etag` and `last_modified`) for a conditional GET. Every
-    /// hop must go to a public address, but for those to `source_url`'s own host and port.
+    /// hop must go to a public address, but for those to `source_url`'s own host and port
+    /// when written as an address or as a name local by construction.
     /// Call it under a [`Fetcher::refresh_slot`]: that is what bounds the requests in flight.
     pub async fn fetch(
         &self,
@@ -382,10 +420,10 @@ impl Fetcher {
 
     /// The client a hop may go through, or why it may not go at all: all hops under
     /// `allow_private`, and hops to the source's own host and port written as an address, go
-    /// anywhere; hops to its own host and port written as a name go anywhere that name
-    /// resolves but to a link-local (cloud metadata) address; any other literal IP (which no
-    /// resolver ever sees) must be public; any other name goes through the client whose
-    /// resolver keeps only public addresses.
+    /// anywhere; hops to its own host and port written as a name local by construction go
+    /// anywhere that name resolves but to a link-local (cloud metadata) address; any other
+    /// literal IP (which no resolver ever sees) must be public; any other name, the source's
+    /// own included, goes through the client whose resolver keeps only public addresses.
     fn client_for(
         &self,
         url: &Url,
@@ -397,7 +435,12 @@ impl Fetcher {
         };
         if same_host_and_port(url, source_url) {
             return Ok(match (url.host(), &self.own_name) {
-                (Some(url::Host::Domain(_)), Some(own_name)) => own_name,
+                (Some(url::Host::Domain(name)), Some(own_name))
+                    if local_by_construction(name, &self.hosts) =>
+                {
+                    own_name
+                }
+                (Some(url::Host::Domain(_)), _) => guarded,
                 _ => &self.open,
             });
         }
@@ -432,7 +475,8 @@ impl Fetcher {
         let mut hop = first_hop;
         let response = loop {
             let client = self.client_for(&current, hop, source_url)?;
-            let response = self.send(client, &current, hop, validators).await?;
+            let own = same_host_and_port(&current, source_url);
+            let response = self.send(client, &current, hop, own, validators).await?;
             let status = response.status();
             if !status.is_redirection() || status == reqwest::StatusCode::NOT_MODIFIED {
                 break response;
@@ -513,11 +557,13 @@ impl Fetcher {
         })))
     }
 
+    /// Sends one hop; `own` when it goes to the source's own configured host and port.
     async fn send(
         &self,
         client: &reqwest::Client,
         url: &Url,
         hop: Hop,
+        own: bool,
         validators: &Validators,
     ) -> Result<reqwest::Response, FetchError> {
         let mut request = client.get(url.clone()).header(
@@ -538,6 +584,19 @@ impl Fetcher {
                     None => {
                         tracing::info!(host = %host_and_port(url), resolved = %refused, "hop refused");
                         FetchError::Metadata {
+                            hop,
+                            target: host_and_port(url),
+                        }
+                    }
+                },
+                // The source's own configured name, not local by construction, resolved
+                // only to non-public addresses: its owner's choice, not the operator's.
+                Some(refused) if own => match refused.lookup {
+                    // It did not resolve: as any failing lookup (our DNS may be down).
+                    Some(_) => self.transport(err),
+                    None => {
+                        tracing::info!(host = %host_and_port(url), resolved = %refused, "hop refused");
+                        FetchError::OwnNamePrivate {
                             hop,
                             target: host_and_port(url),
                         }
@@ -633,6 +692,122 @@ fn same_host_and_port(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
+/// The hosts file the names local by construction are read from, besides their spelling.
+const HOSTS_FILE: &str = "/etc/hosts";
+/// The most of the hosts file read. A blocklist of hundreds of thousands of names runs to a
+/// few MiB; names past the bound are checked like any other (the safe side).
+const MAX_HOSTS_FILE: usize = 1024 * 1024;
+
+/// Domains for private use, never delegated in the public DNS, so that no stranger owns a
+/// name under them (and so decides where it points): `localhost` (RFC 6761), `local` (mDNS,
+/// RFC 6762), `home.arpa` (RFC 8375), `internal` (reserved by ICANN for private use in
+/// 2024), and the top-level domains RFC 6762's Appendix G found in use on private networks.
+pub const LOCAL_DOMAINS: &[&str] = &[
+    "localhost",
+    "local",
+    "home.arpa",
+    "internal",
+    "intranet",
+    "private",
+    "corp",
+    "home",
+    "lan",
+];
+
+/// The names local by construction, as an error lists them.
+fn local_names() -> String {
+    let domains: Vec<String> = LOCAL_DOMAINS
+        .iter()
+        .map(|d| match *d {
+            "localhost" => "localhost".to_string(),
+            d => format!(".{d}"),
+        })
+        .collect();
+    format!(
+        "{}, a single label or a name in {HOSTS_FILE}",
+        domains.join(", ")
+    )
+}
+
+/// Whether a name in a source's configured URL is local by construction, and so may lead to
+/// a private address: `localhost` or a name under one of [`LOCAL_DOMAINS`], a single label
+/// (`feedserver`, as compose and Kubernetes name services: it resolves through the machine's
+/// own search domains), or a name listed in the hosts file (`hosts`: lowercase, without a
+/// trailing dot). Any other name's DNS belongs to whoever owns the name, who can point it
+/// anywhere: it must resolve to a public address, like every other hop.
+fn local_by_construction(name: &str, hosts: &HashSet<String>) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    if name.is_empty() {
+        return false;
+    }
+    !name.contains('.')
+        || hosts.contains(&name)
+        || LOCAL_DOMAINS.iter().any(|domain| {
+            name == *domain
+                || name
+                    .strip_suffix(domain)
+                    .is_some_and(|label| label.ends_with('.'))
+        })
+}
+
+/// The names a hosts file lists, lowercase and without a trailing dot: the operator's own,
+/// local by construction. A line that maps names to an unspecified address
+/// (`0.0.0.0 ads.example`, as blocklists write) makes none local: it says where a name must
+/// not lead, not that a local server answers there. A missing file lists nothing; only its
+/// first [`MAX_HOSTS_FILE`] bytes are read, whole lines only.
+fn read_hosts_file(path: &Path) -> HashSet<String> {
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_HOSTS_FILE as u64 + 1).read_to_end(&mut bytes));
+    match read {
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return HashSet::new(),
+        Err(err) => {
+            tracing::warn!(
+                path = %path.display(),
+                "cannot read {}: {err}; the names it lists are checked like any other",
+                path.display()
+            );
+            return HashSet::new();
+        }
+    }
+    if bytes.len() > MAX_HOSTS_FILE {
+        tracing::warn!(
+            path = %path.display(),
+            "{} is larger than {}: the names past that are checked like any other",
+            path.display(),
+            human_size(MAX_HOSTS_FILE as u64)
+        );
+        let whole_lines = bytes[..MAX_HOSTS_FILE]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |end| end + 1);
+        bytes.truncate(whole_lines);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut names = HashSet::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut fields = line.split_ascii_whitespace();
+        let Some(address) = fields.next() else {
+            continue;
+        };
+        // A zone (`fe80::1%eth0`) is no part of the address.
+        let address = address.split('%').next().unwrap_or_default();
+        match address.parse::<IpAddr>() {
+            Ok(ip) if !ip.is_unspecified() => {}
+            _ => continue,
+        }
+        for name in fields {
+            let name = name.strip_suffix('.').unwrap_or(name);
+            if !name.is_empty() {
+                names.insert(name.to_ascii_lowercase());
+            }
+        }
+    }
+    names
+}
+
 /// `host:port` as an error names it (`127.0.0.1:9999`, `[::1]:80`).
 fn host_and_port(url: &Url) -> String {
     let port = url
@@ -691,21 +866,53 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// reqwest's default), keeping only public addresses. The client connects only to what the
 /// resolver returns, so a name that resolves to a private address (or to a public one now and a
 /// private one on the next lookup) is never connected to.
-pub struct PublicOnly;
+#[derive(Default)]
+pub struct PublicOnly(Lookup);
 
 impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        filtered_lookup(name, Guard::PublicOnly)
+        filtered_lookup(name, self.0.clone(), Guard::PublicOnly)
     }
 }
 
-/// The resolver of a source's own configured name: the system's, dropping link-local (cloud
-/// metadata) addresses ([`is_metadata`]) and keeping the rest, private ones included.
-pub struct NoMetadata;
+/// The resolver of a source's own configured name when it is local by construction: the
+/// system's, dropping link-local (cloud metadata) addresses ([`is_metadata`]) and keeping
+/// the rest, private ones included.
+#[derive(Default)]
+pub struct NoMetadata(Lookup);
 
 impl reqwest::dns::Resolve for NoMetadata {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        filtered_lookup(name, Guard::NoMetadata)
+        filtered_lookup(name, self.0.clone(), Guard::NoMetadata)
+    }
+}
+
+/// Where a resolver looks names up before it filters what they resolve to.
+#[derive(Debug, Clone, Default)]
+enum Lookup {
+    /// The system's resolver (getaddrinfo on the blocking pool, as reqwest's default).
+    #[default]
+    System,
+    /// A fixed table, for tests: no public-looking name resolves to loopback offline, and
+    /// /etc/hosts is not the tests' to edit. A name not in it does not resolve.
+    #[cfg(test)]
+    Table(Arc<HashMap<String, Vec<IpAddr>>>),
+}
+
+impl Lookup {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
+        match self {
+            Lookup::System => tokio::net::lookup_host((host, 0))
+                .await
+                .map(Iterator::collect),
+            #[cfg(test)]
+            Lookup::Table(table) => table
+                .get(host)
+                .map(|ips| ips.iter().map(|&ip| SocketAddr::new(ip, 0)).collect())
+                .ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host}: unknown"))
+                }),
+        }
     }
 }
 
@@ -727,12 +934,14 @@ impl Guard {
     }
 }
 
-fn filtered_lookup(name: reqwest::dns::Name, guard: Guard) -> reqwest::dns::Resolving {
+fn filtered_lookup(
+    name: reqwest::dns::Name,
+    lookup: Lookup,
+    guard: Guard,
+) -> reqwest::dns::Resolving {
     let host = name.as_str().to_string();
     Box::pin(async move {
-        let resolved = tokio::net::lookup_host((host.as_str(), 0))
-            .await
-            .map(Iterator::collect);
+        let resolved = lookup.lookup(&host).await;
         match keep(&host, resolved, guard) {
             Ok(kept) => Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs),
             Err(refused) => Err(Box::new(refused) as BoxError),
@@ -1112,14 +1321,25 @@ mod tests {
         }
     }
 
-    fn fetcher(allow_private: bool) -> Fetcher {
+    fn fetch_config(allow_private: bool) -> FetchConfig {
         let text = format!(
             "[fetch]\nallow_private = {allow_private}\n\n[[feed]]\nname = \"all\"\ntitle = \"All\"\n"
         );
         let config = crate::config::Config::parse(std::path::Path::new("/x/feedmill.toml"), &text)
             .expect("config");
         assert_eq!(config.fetch.allow_private, allow_private);
-        Fetcher::new(&config.fetch).expect("fetcher")
+        config.fetch
+    }
+
+    /// A fetcher with no hosts file (the machine's /etc/hosts is not the tests' to rely on)
+    /// and the system's resolver.
+    fn fetcher(allow_private: bool) -> Fetcher {
+        Fetcher::build(
+            &fetch_config(allow_private),
+            Path::new("/nonexistent/feedmill-test/hosts"),
+            Lookup::System,
+        )
+        .expect("fetcher")
     }
 
     fn url(text: &str) -> Url {
@@ -1329,8 +1549,8 @@ mod tests {
 
         let fetcher = fetcher(false);
         let own_name = fetcher.own_name.as_ref().expect("own-name client");
-        let by_name = url("http://blog.example/feed");
-        for hop in ["http://blog.example/other", "http://BLOG.example:80/x"] {
+        let by_name = url("http://blog.internal/feed");
+        for hop in ["http://blog.internal/other", "http://BLOG.internal:80/x"] {
             let client = fetcher
                 .client_for(&url(hop), Hop::Redirect, &by_name)
                 .expect("exempt");
@@ -1343,7 +1563,7 @@ mod tests {
         assert!(std::ptr::eq(client, &fetcher.open));
         let open = self::fetcher(true);
         let client = open
-            .client_for(&url("http://blog.example/x"), Hop::Start, &by_name)
+            .client_for(&url("http://blog.internal/x"), Hop::Start, &by_name)
             .expect("allow_private");
         assert!(std::ptr::eq(client, &open.open));
     }
@@ -1388,7 +1608,7 @@ mod tests {
     async fn the_resolver_keeps_only_public_addresses() {
         use reqwest::dns::Resolve;
         let name = |n: &str| n.parse::<reqwest::dns::Name>().expect("name");
-        let err = match PublicOnly.resolve(name("localhost")).await {
+        let err = match PublicOnly::default().resolve(name("localhost")).await {
             Err(err) => err,
             Ok(addrs) => panic!("localhost resolved to {:?}", addrs.collect::<Vec<_>>()),
         };
@@ -1516,6 +1736,323 @@ mod tests {
             .await
             .expect("the configured file");
         assert!(matches!(read, FetchOutcome::Body(body) if body.bytes.starts_with(b"<rss>")));
+    }
+
+    /// A name is local by construction when no stranger can own it: each kind, and the names
+    /// that look like it but are anyone's.
+    #[test]
+    fn names_local_by_construction_and_names_anyone_may_own() {
+        let hosts: HashSet<String> = ["intranet-feeds.example.org".to_string()].into();
+        let local = [
+            // localhost and *.localhost (RFC 6761)
+            "localhost",
+            "LOCALHOST",
+            "localhost.",
+            "feeds.localhost",
+            "a.b.localhost",
+            // a single label: compose and Kubernetes short names, the machine's search domains
+            "feedserver",
+            "feedserver.",
+            "FeedServer",
+            // listed in the hosts file, in any case, with or without the trailing dot
+            "intranet-feeds.example.org",
+            "Intranet-Feeds.example.org.",
+        ];
+        let anyones = [
+            "news.example.com",
+            // a split-horizon intranet name under a public domain: its DNS is a public zone's
+            "feeds.corp.example.com",
+            "localhost.example.com",
+            "notlocalhost.net",
+            "localhost.com",
+            "feedserver.com",
+            "feedserver.example",
+            // the hosts file lists exact names, not their subdomains or parents
+            "sub.intranet-feeds.example.org",
+            "example.org",
+            "",
+            ".",
+        ];
+        for name in local {
+            assert!(local_by_construction(name, &hosts), "{name:?} is local");
+        }
+        for name in anyones {
+            assert!(!local_by_construction(name, &hosts), "{name:?} is anyone's");
+        }
+        for domain in LOCAL_DOMAINS {
+            for name in [
+                domain.to_string(),
+                format!("feeds.{domain}"),
+                format!("a.b.{domain}."),
+                format!("FEEDS.{}", domain.to_ascii_uppercase()),
+            ] {
+                assert!(local_by_construction(&name, &hosts), "{name:?} is local");
+            }
+            for name in [
+                format!("feeds.my{domain}"),
+                format!("feeds.{domain}.example.com"),
+                format!("{domain}.example.com"),
+                format!("feeds.{domain}x"),
+            ] {
+                assert!(
+                    !local_by_construction(&name, &hosts),
+                    "{name:?} is anyone's"
+                );
+            }
+        }
+        assert!(
+            !local_by_construction("intranet-feeds.example.org", &HashSet::new()),
+            "only the hosts file makes such a name local"
+        );
+    }
+
+    #[test]
+    fn the_hosts_file_lists_its_names_but_blocklist_entries_and_what_is_past_its_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hosts");
+        let mut text = b"# The operator's hosts\n\
+            127.0.0.1\tlocalhost Feeds.Lan.Example.org.  # a comment: notme.example\n\
+            \n\
+            10.0.0.7 intranet-feeds.example.org  mirror.example.net\n\
+            fe80::1%eth0 zoned.example.net\n\
+            ::1 ip6-localhost\n\
+            0.0.0.0 ads.example.com tracker.example.com\n\
+            :: blocked6.example.com\n\
+            not-an-address named.example.com\n\
+            #10.0.0.8 commented.example.com\n\
+            192.168.1.9 latin1-\xe9.example.com\n"
+            .to_vec();
+        std::fs::write(&path, &text).expect("write");
+        let names = read_hosts_file(&path);
+        let mut listed: Vec<&str> = names.iter().map(String::as_str).collect();
+        listed.sort_unstable();
+        assert_eq!(
+            listed,
+            [
+                "feeds.lan.example.org",
+                "intranet-feeds.example.org",
+                "ip6-localhost",
+                "latin1-\u{fffd}.example.com",
+                "localhost",
+                "mirror.example.net",
+                "zoned.example.net",
+            ]
+        );
+
+        // Only the first MAX_HOSTS_FILE bytes, whole lines only: a name cut at the bound and
+        // the names past it are checked like any other.
+        text.resize(MAX_HOSTS_FILE - 20, b'#');
+        text.extend_from_slice(
+            b"\n10.0.0.9 straddling-the-bound.example.com\n10.0.0.10 past.example.com\n",
+        );
+        std::fs::write(&path, &text).expect("write");
+        let names = read_hosts_file(&path);
+        assert!(names.contains("intranet-feeds.example.org"));
+        assert!(
+            !names.iter().any(|n| n.starts_with("straddling")),
+            "{names:?}"
+        );
+        assert!(!names.contains("past.example.com"));
+
+        assert!(read_hosts_file(&dir.path().join("missing")).is_empty());
+        // A directory cannot be read as a file: nothing is listed, nothing fails.
+        assert!(read_hosts_file(dir.path()).is_empty());
+    }
+
+    /// Which client a hop to the source's own configured host and port goes through: a name
+    /// local by construction through the one that only refuses metadata addresses, any other
+    /// name through the one that refuses every non-public address, an address through the
+    /// open one.
+    #[test]
+    fn only_a_configured_name_local_by_construction_is_exempt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hosts = dir.path().join("hosts");
+        std::fs::write(&hosts, "10.0.0.7 intranet-feeds.example.org\n").expect("write");
+        let fetcher =
+            Fetcher::build(&fetch_config(false), &hosts, Lookup::System).expect("fetcher");
+        let guarded = fetcher.guarded.as_ref().expect("guarded client");
+        let own_name = fetcher.own_name.as_ref().expect("own-name client");
+        let route = |source: &str, hop: &str| {
+            let client = fetcher
+                .client_for(&url(hop), Hop::Redirect, &url(source))
+                .expect("a client");
+            if std::ptr::eq(client, own_name) {
+                "own name"
+            } else if std::ptr::eq(client, guarded) {
+                "public only"
+            } else {
+                assert!(std::ptr::eq(client, &fetcher.open));
+                "open"
+            }
+        };
+        for (source, expected) in [
+            ("http://localhost:8080/feed", "own name"),
+            ("http://feedserver:8080/feed", "own name"),
+            ("http://feeds.internal/feed", "own name"),
+            ("http://nas.home.arpa/feed", "own name"),
+            ("http://printer.local/feed", "own name"),
+            ("http://intranet-feeds.example.org/feed", "own name"),
+            ("http://news.example.com/feed", "public only"),
+            ("http://feeds.corp.example.com/feed", "public only"),
+            ("http://10.0.0.5/feed", "open"),
+            ("http://[fd00::5]/feed", "open"),
+        ] {
+            assert_eq!(route(source, source), expected, "{source}");
+            // A redirect within the same host and port goes the same way.
+            let mut other = url(source);
+            other.set_path("/elsewhere");
+            assert_eq!(route(source, other.as_str()), expected, "{other}");
+        }
+        let open = self::fetcher(true);
+        let client = open
+            .client_for(
+                &url("http://news.example.com/feed"),
+                Hop::Start,
+                &url("http://news.example.com/feed"),
+            )
+            .expect("allow_private");
+        assert!(std::ptr::eq(client, &open.open));
+    }
+
+    #[test]
+    fn a_refused_own_name_says_both_remedies() {
+        let err = FetchError::OwnNamePrivate {
+            hop: Hop::Start,
+            target: "feeds.corp.example.com:80".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "the source's own host feeds.corp.example.com:80 refused: the name has no public address, and only a name local by construction (localhost, .local, .home.arpa, .internal, .intranet, .private, .corp, .home, .lan, a single label or a name in /etc/hosts) may lead to a private one; write the address itself in the source's url (http://10.0.0.5/feed), or set [fetch] allow_private = true"
+        );
+        assert!(!err.no_answer(), "a refusal counts toward backoff");
+    }
+
+    /// A loopback HTTP server that answers every path with a feed, and counts the requests.
+    async fn loopback_feed() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async {
+                (
+                    [(header::CONTENT_TYPE, "application/rss+xml")],
+                    "<rss version=\"2.0\"><channel><title>INTERNAL</title></channel></rss>",
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (port, hits)
+    }
+
+    /// The residual hole: a source configured by a public-looking name whose owner points it
+    /// at loopback. No such name resolves offline (and /etc/hosts would make a name local),
+    /// so the names here resolve through a table; everything else is the real fetch.
+    #[tokio::test]
+    async fn a_configured_public_name_that_resolves_inside_is_refused_and_a_local_one_fetched() {
+        let (port, hits) = loopback_feed().await;
+        let loopback = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+        let table: HashMap<String, Vec<IpAddr>> = [
+            "news.example.com",
+            "feeds.corp.example.com",
+            "localhost",
+            "feedserver",
+            "feeds.internal",
+            "intranet-feeds.example.org",
+        ]
+        .into_iter()
+        .map(|name| (name.to_string(), loopback.clone()))
+        .chain([(
+            "metadata.internal".to_string(),
+            vec!["169.254.169.254".parse().expect("ip")],
+        )])
+        .collect();
+        let lookup = Lookup::Table(Arc::new(table));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hosts = dir.path().join("hosts");
+        std::fs::write(&hosts, "127.0.0.1 intranet-feeds.example.org\n").expect("write");
+        let fetcher = Fetcher::build(&fetch_config(false), &hosts, lookup).expect("fetcher");
+        let fetch = |target: String, hop: Hop, source: String| {
+            let fetcher = &fetcher;
+            async move {
+                fetcher
+                    .fetch(&url(&target), hop, &url(&source), &Validators::default())
+                    .await
+            }
+        };
+
+        for name in ["news.example.com", "feeds.corp.example.com"] {
+            let source = format!("http://{name}:{port}/feed");
+            for (hop, target) in [
+                (Hop::Start, source.clone()),
+                (Hop::Redirect, format!("http://{name}:{port}/other")),
+                (Hop::FeedLink, format!("http://{name}:{port}/feed.rss")),
+            ] {
+                let err = fetch(target.clone(), hop, source.clone())
+                    .await
+                    .expect_err("refused");
+                assert!(
+                    matches!(&err, FetchError::OwnNamePrivate { hop: h, target: t }
+                        if *h == hop && *t == format!("{name}:{port}")),
+                    "{target}: {err:?}"
+                );
+                let text = err.to_string();
+                assert!(
+                    text.contains("write the address itself in the source's url")
+                        && text.contains("[fetch] allow_private = true")
+                        && !text.contains("127.0.0.1"),
+                    "{text}"
+                );
+            }
+        }
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            0,
+            "the loopback server was asked"
+        );
+
+        // A configured name that does not resolve at all is a failing lookup, as before: our
+        // own DNS may be down.
+        let source = format!("http://gone.example.com:{port}/feed");
+        let err = fetch(source.clone(), Hop::Start, source)
+            .await
+            .expect_err("fails");
+        assert!(
+            matches!(err, FetchError::Transport(_)) && err.no_answer(),
+            "{err}"
+        );
+
+        // Names local by construction are still fetched, redirects within them too.
+        let mut asked = 0;
+        for name in [
+            "localhost",
+            "feedserver",
+            "feeds.internal",
+            "intranet-feeds.example.org",
+        ] {
+            let source = format!("http://{name}:{port}/feed");
+            for target in [source.clone(), format!("http://{name}:{port}/other")] {
+                let fetched = fetch(target.clone(), Hop::Start, source.clone())
+                    .await
+                    .unwrap_or_else(|err| panic!("{target}: {err}"));
+                assert!(
+                    matches!(fetched, FetchOutcome::Body(body) if body.bytes.starts_with(b"<rss")),
+                    "{target}"
+                );
+                asked += 1;
+                assert_eq!(hits.load(Ordering::SeqCst), asked, "{target}");
+            }
+        }
+        // ... but never to a metadata address.
+        let source = format!("http://metadata.internal:{port}/latest/meta-data/");
+        let err = fetch(source.clone(), Hop::Start, source)
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, FetchError::Metadata { .. }), "{err}");
+        assert_eq!(hits.load(Ordering::SeqCst), asked);
     }
 
     #[test]

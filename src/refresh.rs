@@ -347,6 +347,9 @@ async fn follow_feed_link(
             }
             | FetchError::Metadata {
                 hop: Hop::FeedLink, ..
+            }
+            | FetchError::OwnNamePrivate {
+                hop: Hop::FeedLink, ..
             }),
         ) => return Err(err.to_string()),
         Err(err) => {

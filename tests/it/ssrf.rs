@@ -782,3 +782,53 @@ fn a_huge_stored_url_sends_the_source_back_to_its_configured_url() {
     let (stdout, _) = fetch(&config);
     assert!(!stdout.contains("FAILED"), "{stdout}");
 }
+
+/// A source configured by a name local by construction (`localhost`, RFC 6761) is the
+/// operator's, like an address: it is fetched, with its redirects and feed links within the
+/// same host and port. (A public-looking configured name that resolves inside is refused; no
+/// such name resolves offline without editing /etc/hosts, so the unit tests of src/fetch.rs
+/// cover that through the resolver.) A redirect from the local name to another port is still
+/// refused.
+#[test]
+fn a_source_configured_by_a_local_name_is_still_fetched() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let internal = internal_server(&runtime);
+    let iport = internal.addr.port();
+    let own = runtime.block_on(FeedServer::start());
+    let local = |path: &str| format!("http://localhost:{}/{path}", own.addr.port());
+    own.put("feed.rss", RSS, rss("Local", "l1"));
+    redirect(&own, "temp", 302, "/home.html".into());
+    own.put("home.html", "text/html", page_linking_to("/feed.rss"));
+    redirect(
+        &own,
+        "away",
+        302,
+        format!("http://localhost:{iport}/secret.rss"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sources = String::new();
+    for (name, path) in [("plain", "feed.rss"), ("temp", "temp"), ("away", "away")] {
+        sources.push_str(&format!(
+            "[[source]]\nname = \"{name}\"\nurl = \"{}\"\n\n",
+            local(path)
+        ));
+    }
+    let config = write_config(dir.path(), &sources);
+    let (stdout, stderr) = fetch(&config);
+    for name in ["plain", "temp"] {
+        let report = report(&config, name);
+        assert_eq!(report["items"], 1, "{report}\n{stdout}\n{stderr}");
+        assert_eq!(report["last_error"], serde_json::Value::Null, "{report}");
+    }
+    assert_eq!(own.hits("feed.rss"), 2, "{:?}", own.log());
+    let away = report(&config, "away");
+    assert!(
+        away["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with(&format!(
+                "redirect to localhost:{iport} refused: the name has no public address"
+            ))),
+        "{away}"
+    );
+    assert!(internal.log().is_empty(), "the internal server was asked");
+}
