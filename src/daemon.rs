@@ -24,7 +24,7 @@ use crate::select::select;
 use crate::serve::{serve, App, ServeState};
 use crate::shutdown::{self, Shutdown};
 use crate::status::{report, source_reports, SourceReport};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, PROBE_EVERY};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -177,18 +177,10 @@ pub fn render_all(context: &Context) -> Result<(), StoreError> {
 
 /// Runs the daemon on the config at `config.path` until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let store = Store::open_with_cache(&config.store.path, config.store.cache)?
-        .with_match_window(config.store.match_window);
     let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
-    let context = Context {
-        config: SharedConfig::new(config),
-        store: store.clone(),
-        publisher: Arc::new(Publisher::default()),
-        metrics: Arc::new(Metrics::new()),
-        health: Arc::new(Health::default()),
-    };
     // What the store already holds is served at once, before any fetch.
-    render_all(&context)?;
+    let context = open_and_render(config)?;
+    let store = context.store.clone();
 
     // The one copy of the config, shared (ten thousand sources take megabytes).
     let config = context.config.get();
@@ -218,6 +210,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tasks.spawn(renderer(context.clone(), changed, shutdown.clone()));
     tasks.spawn(retention_loop(context.clone(), shutdown.clone()));
     tasks.spawn(watchdog(context.clone(), shutdown.clone()));
+    tasks.spawn(store_probe(context.clone(), shutdown.clone()));
     let app = App::new(ServeState {
         publisher: context.publisher.clone(),
         store: store.clone(),
@@ -267,9 +260,50 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         tracing::warn!("some tasks did not stop in time; abandoning them");
         tasks.abort_all();
     }
-    store.flush().await?;
+    if let Err(err) = store.flush().await {
+        tracing::error!("cannot flush the store on shutdown (what was fetched since its last flush is fetched again at the next start): {err}");
+        return Err(err.into());
+    }
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// Opens the store and renders what it holds. Opening reads the whole store and moves a
+/// corrupt one aside; should the first render still fail (an error or a panic of sled's on
+/// a page), the store is given up the same way and the daemon starts on an empty one
+/// rather than exiting, to be started again on the same store by systemd, forever.
+fn open_and_render(config: Config) -> Result<Context, DaemonError> {
+    let store = Store::open_with_cache(&config.store.path, config.store.cache)?
+        .with_match_window(config.store.match_window);
+    let context = Context {
+        config: SharedConfig::new(config),
+        store,
+        publisher: Arc::new(Publisher::default()),
+        metrics: Arc::new(Metrics::new()),
+        health: Arc::new(Health::default()),
+    };
+    let failed = match context.store.guard(|| render_all(&context)) {
+        Ok(()) => return Ok(context),
+        Err(err) => err.reason(),
+    };
+    // The handle is the only one left: rebuilding needs that.
+    let Context {
+        config,
+        store,
+        publisher,
+        metrics,
+        health,
+    } = context;
+    let store = store.rebuild(&format!("its first render failed: {failed}"))?;
+    let context = Context {
+        config,
+        store,
+        publisher,
+        metrics,
+        health,
+    };
+    context.store.guard(|| render_all(&context))?;
+    Ok(context)
 }
 
 /// Hands the config's sources to the scheduler and waits until they are in force.
@@ -351,6 +385,10 @@ fn notify_status(context: &Context) {
         }
         Err(err) => format!("store unreadable: {err}"),
     };
+    let text = match context.store.write_failure() {
+        Some(reason) => format!("store write failed: {reason}; {text}"),
+        None => text,
+    };
     notify(&[NotifyState::Status(&text)]);
 }
 
@@ -370,6 +408,29 @@ async fn watchdog(context: Context, mut shutdown: Shutdown) {
             notify(&[NotifyState::Watchdog]);
         }
         notify_status(&context);
+    }
+}
+
+/// While the store's writes fail, checks every [`PROBE_EVERY`] whether they work again,
+/// and makes the store whole when they do ([`Store::recover`]): a full disk that gets
+/// space again needs no restart.
+async fn store_probe(context: Context, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.recv() => return,
+        }
+        if context.store.write_failure().is_none() {
+            continue;
+        }
+        let store = context.store.clone();
+        match tokio::task::spawn_blocking(move || store.guard(|| store.recover())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::debug!("store writes still fail: {err}"),
+            Err(err) => tracing::error!("the store's write check failed: {err}"),
+        }
     }
 }
 
