@@ -455,6 +455,36 @@ mod tests {
     }
 
     #[test]
+    fn a_store_failure_backs_off_and_drops_the_validators() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).expect("opens");
+        let source = source("* * * * * *");
+        let mut state = current_state(&source, &store).expect("state");
+        state.validators.etag = Some("\"v1\"".into());
+        state.consecutive_failures = 1;
+        store.save_state("s", &state).expect("saves");
+        let full = StoreError::Write {
+            path: dir.path().join("store"),
+            source: sled::Error::Io(std::io::Error::from_raw_os_error(28)),
+        };
+        let before = Utc::now();
+        let outcome = store_failed(&source, &store, full);
+        let state = store.source_state("s").expect("reads").expect("state");
+        let error = state.last_error.as_deref().unwrap_or_default();
+        assert_eq!(
+            error,
+            "store write failed: No space left on device (os error 28)"
+        );
+        assert_eq!(outcome, RefreshOutcome::Failed(error.to_string()));
+        assert!(is_store_failure(Some(error)));
+        assert_eq!(state.consecutive_failures, 2);
+        // Two minutes at least (the second failure in a row), on a schedule of a second.
+        let next = state.next_fetch.expect("planned");
+        assert!(next >= before + chrono::Duration::seconds(120), "{next}");
+        assert_eq!(state.validators, Validators::default());
+    }
+
+    #[test]
     fn first_fetch_honours_holds_and_disabling() {
         let source = source("* * * * * *");
         let now = Utc::now();

@@ -1806,6 +1806,125 @@ mod tests {
         }
     }
 
+    /// The names in `dir`.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_corrupt_store_goes_beside_itself_or_else_into_a_directory_of_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store");
+        std::fs::create_dir(&path).expect("mkdir");
+        std::fs::write(path.join("db"), b"old").expect("write");
+        let aside = set_aside(&path, "testing").expect("moves");
+        assert_eq!(aside.parent(), Some(dir.path()));
+        assert!(aside
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("store.corrupt-")));
+        assert_eq!(std::fs::read(aside.join("db")).expect("moved"), b"old");
+        assert!(!path.exists());
+        // Twice in the same second: a new name, nothing overwritten.
+        std::fs::create_dir(&path).expect("mkdir");
+        let again = set_aside(&path, "testing").expect("moves");
+        assert_ne!(again, aside);
+        assert!(aside.join("db").exists() && again.is_dir());
+
+        // What is done instead when the directory cannot be renamed (a mount point,
+        // systemd's StateDirectory= whose parent is not ours): its files move inside.
+        let store = dir.path().join("kept");
+        std::fs::create_dir_all(store.join("corrupt-earlier")).expect("mkdir");
+        std::fs::write(store.join("db"), b"old").expect("write");
+        std::fs::write(store.join("conf"), b"conf").expect("write");
+        let inside = store.join("corrupt-now");
+        move_contents(&store, &inside).expect("moves the files");
+        assert_eq!(names_in(&store), ["corrupt-earlier", "corrupt-now"]);
+        assert_eq!(names_in(&inside), ["conf", "db"]);
+        // sled starts afresh beside them.
+        let opened = Store::open(&store).expect("opens");
+        assert_eq!(opened.source_state("s").expect("reads"), None);
+    }
+
+    #[test]
+    fn a_locked_or_newer_store_stays_where_it_is() {
+        let (dir, store) = open();
+        let path = dir.path().join("db");
+        assert!(matches!(Store::open(&path), Err(StoreError::Locked(_))));
+        store
+            .db()
+            .expect("open")
+            .insert(b"m:schema", b"99")
+            .expect("writes");
+        store.flush_blocking().expect("flushes");
+        drop(store);
+        let reopened =
+            Store::open_when_free(&path, DEFAULT_CACHE, std::time::Duration::from_secs(10));
+        assert!(
+            matches!(reopened, Err(StoreError::NewerSchema { found: 99, .. })),
+            "{:?}",
+            reopened.err()
+        );
+        assert_eq!(names_in(dir.path()), ["db"], "something was moved aside");
+    }
+
+    #[test]
+    fn a_panic_inside_the_guard_is_a_corrupt_store_with_its_message() {
+        let path = Path::new("/somewhere/store");
+        let caught: Result<(), StoreError> =
+            guarded(path, || panic!("tried to serialize Uninitialized"));
+        match caught {
+            Err(StoreError::Corrupt { path: p, reason }) => {
+                assert_eq!(p, path);
+                assert!(
+                    reason.contains("tried to serialize Uninitialized"),
+                    "{reason}"
+                );
+                assert!(reason.contains("store.rs:"), "no location: {reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Work that does not panic passes through; errors too.
+        assert_eq!(guarded(path, || Ok(7)).ok(), Some(7));
+        assert!(matches!(
+            guarded::<()>(path, || Err(StoreError::Task("x".into()))),
+            Err(StoreError::Task(_))
+        ));
+        // A guard inside a guard catches its own panic and leaves the outer one guarding.
+        let nested = guarded(path, || {
+            let inner: Result<(), StoreError> = guarded(path, || panic!("inner"));
+            assert!(matches!(inner, Err(StoreError::Corrupt { .. })));
+            GUARDED.with(|g| assert_eq!(g.get(), 1));
+            Ok(())
+        });
+        assert!(nested.is_ok());
+        GUARDED.with(|g| assert_eq!(g.get(), 0));
+    }
+
+    #[test]
+    fn sled_io_errors_read_as_the_system_says_them() {
+        let full = std::io::Error::from_raw_os_error(28);
+        assert_eq!(
+            describe(&sled::Error::Io(full)),
+            "No space left on device (os error 28)"
+        );
+        // As sled hands out the error that stopped its flusher: a copy in Debug form.
+        let copied = sled::Error::Io(std::io::Error::from_raw_os_error(28)).clone();
+        assert_eq!(describe(&copied), "No space left on device (os error 28)");
+        let other = std::io::Error::other("something else");
+        assert_eq!(describe(&sled::Error::Io(other)), "something else");
+        assert!(refused(&std::io::Error::from_raw_os_error(28)));
+        assert!(refused(&std::io::Error::from_raw_os_error(13)));
+        assert!(!refused(&std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "short read"
+        )));
+    }
+
     #[test]
     fn state_and_entries_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
