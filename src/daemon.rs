@@ -268,10 +268,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Opens the store and renders what it holds. Opening reads the whole store and moves a
-/// corrupt one aside; should the first render still fail (an error or a panic of sled's on
-/// a page), the store is given up the same way and the daemon starts on an empty one
-/// rather than exiting, to be started again on the same store by systemd, forever.
+/// Opens the store and renders what it holds. Opening moves a store aside that sled cannot
+/// open or whose source states it cannot read; should the first render still fail (an
+/// error or a panic of sled's on an entry's page), the store is given up the same way and
+/// the daemon starts on an empty one, rather than exit to be started again by systemd on
+/// the same store, forever.
 fn open_and_render(config: Config) -> Result<Context, DaemonError> {
     let store = Store::open_with_cache(&config.store.path, config.store.cache)?
         .with_match_window(config.store.match_window);
@@ -282,27 +283,12 @@ fn open_and_render(config: Config) -> Result<Context, DaemonError> {
         metrics: Arc::new(Metrics::new()),
         health: Arc::new(Health::default()),
     };
-    let failed = match context.store.guard(|| render_all(&context)) {
-        Ok(()) => return Ok(context),
-        Err(err) => err.reason(),
-    };
-    // The handle is the only one left: rebuilding needs that.
-    let Context {
-        config,
-        store,
-        publisher,
-        metrics,
-        health,
-    } = context;
-    let store = store.rebuild(&format!("its first render failed: {failed}"))?;
-    let context = Context {
-        config,
-        store,
-        publisher,
-        metrics,
-        health,
-    };
-    context.store.guard(|| render_all(&context))?;
+    if let Err(err) = context.store.guard(|| render_all(&context)) {
+        context
+            .store
+            .rebuild(&format!("its first render failed: {}", err.reason()))?;
+        context.store.guard(|| render_all(&context))?;
+    }
     Ok(context)
 }
 
@@ -411,25 +397,38 @@ async fn watchdog(context: Context, mut shutdown: Shutdown) {
     }
 }
 
-/// While the store's writes fail, checks every [`PROBE_EVERY`] whether they work again,
-/// and makes the store whole when they do ([`Store::recover`]): a full disk that gets
-/// space again needs no restart.
+/// Keeps the store whole. Reads all of it once after the start ([`Store::verify`]: the
+/// daemon serves meanwhile); then every [`PROBE_EVERY`] replaces a store found corrupt by
+/// any read with an empty one ([`Store::rebuild`]; every source is then fetched again), and
+/// while writes fail checks whether they work again ([`Store::recover`]): a full disk that
+/// gets space again needs no restart.
 async fn store_probe(context: Context, mut shutdown: Shutdown) {
+    let store = context.store.clone();
+    // An error here is recorded as the store's corruption, handled below.
+    let _ = tokio::task::spawn_blocking(move || store.verify()).await;
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let store = context.store.clone();
+        if let Some(reason) = store.corruption() {
+            match tokio::task::spawn_blocking(move || store.rebuild(&reason)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(
+                    "cannot replace the corrupt store (trying again in {} s): {err}",
+                    PROBE_EVERY.as_secs()
+                ),
+                Err(err) => tracing::error!("the store's repair failed: {err}"),
+            }
+        } else if store.write_failure().is_some() {
+            match tokio::task::spawn_blocking(move || store.guard(|| store.recover())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::debug!("store writes still fail: {err}"),
+                Err(err) => tracing::error!("the store's write check failed: {err}"),
+            }
+        }
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.recv() => return,
-        }
-        if context.store.write_failure().is_none() {
-            continue;
-        }
-        let store = context.store.clone();
-        match tokio::task::spawn_blocking(move || store.guard(|| store.recover())).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::debug!("store writes still fail: {err}"),
-            Err(err) => tracing::error!("the store's write check failed: {err}"),
         }
     }
 }

@@ -215,7 +215,8 @@ async fn stop_task(task: SourceTask) {
 ///
 /// A fetch that failed to store backs off like any failure; when the store recovers (see
 /// [`Store::recover`]) the source is fetched again at once, though only once for a run of
-/// failures: if that fetch fails to store as well, its backoff runs its course.
+/// failures: if that fetch fails to store as well, its backoff runs its course. When a
+/// corrupt store was replaced by an empty one ([`Store::rebuild`]), it is fetched at once.
 async fn source_loop(
     source: SourceConfig,
     fetcher: Arc<Fetcher>,
@@ -225,6 +226,7 @@ async fn source_loop(
     mut stop: Shutdown,
 ) {
     let mut recoveries = store.recoveries();
+    let mut seen = *recoveries.borrow_and_update();
     let mut due = loop {
         match current_state(&source, &store) {
             Ok(state) => break first_fetch(&source, &state, Utc::now()),
@@ -246,15 +248,22 @@ async fn source_loop(
             // (An error, which this task's own handle on the store rules out, only turns
             // this branch off until the next turn.)
             Ok(()) = recoveries.changed() => {
-                let failed_to_store = store
-                    .source_state(&source.name)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|s| is_store_failure(s.last_error.as_deref()));
-                if !failed_to_store || retried_on_recovery {
-                    continue;
+                let now = *recoveries.borrow_and_update();
+                let rebuilt = now.rebuilds != seen.rebuilds;
+                seen = now;
+                // An empty store in place of a corrupt one: fetched at once, like at a
+                // first start. Else only when this source failed to store.
+                if !rebuilt {
+                    let failed_to_store = store
+                        .source_state(&source.name)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| is_store_failure(s.last_error.as_deref()));
+                    if !failed_to_store || retried_on_recovery {
+                        continue;
+                    }
+                    retried_on_recovery = true;
                 }
-                retried_on_recovery = true;
             }
             _ = stop.recv() => return,
         }

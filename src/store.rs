@@ -529,8 +529,8 @@ pub struct Store {
     /// The source states read or written since opening: every render and `/status.json`
     /// read all of them, and ten thousand decodes took most of a render.
     states: Arc<Mutex<States>>,
-    /// Whether writes fail, and the recoveries since opening.
-    health: Arc<WriteHealth>,
+    /// Whether writes fail or pages are damaged, and the recoveries since opening.
+    health: Arc<StoreHealth>,
 }
 
 /// The source states a [`Store`] keeps in memory.
@@ -545,21 +545,35 @@ struct States {
     unsaved: HashMap<String, SourceState>,
 }
 
-/// Whether the store's writes work.
-struct WriteHealth {
+/// Whether the store works: its writes, its pages.
+struct StoreHealth {
     /// Why the last write failed, while writes fail; `None` when they work.
     failure: Mutex<Option<String>>,
-    /// Counts the recoveries from a write failure, for the sources waiting on one.
-    recovered: tokio::sync::watch::Sender<u64>,
+    /// Why the store was found corrupt since it was opened (a read that sled reported as
+    /// corruption, or panicked on), until [`Store::rebuild`] replaces it.
+    corruption: Mutex<Option<String>>,
+    /// What the sources waiting on a recovery watch.
+    recovered: tokio::sync::watch::Sender<Recoveries>,
 }
 
-impl Default for WriteHealth {
-    fn default() -> WriteHealth {
-        WriteHealth {
+impl Default for StoreHealth {
+    fn default() -> StoreHealth {
+        StoreHealth {
             failure: Mutex::new(None),
-            recovered: tokio::sync::watch::Sender::new(0),
+            corruption: Mutex::new(None),
+            recovered: tokio::sync::watch::Sender::new(Recoveries::default()),
         }
     }
+}
+
+/// The recoveries of a store since it was opened (see [`Store::recoveries`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recoveries {
+    /// Recoveries from a write failure ([`Store::recover`]): what was stored is still there.
+    pub writes: u64,
+    /// Corrupt stores replaced by an empty one ([`Store::rebuild`]): every source must be
+    /// fetched again.
+    pub rebuilds: u64,
 }
 
 /// The state commits share; see [`Store::commits`].
@@ -811,11 +825,13 @@ impl Store {
         }
     }
 
-    /// Opens the store and reads all of it once, so that a corrupt page is found now rather
-    /// than by the first render or commit that needs it.
+    /// Opens the store and reads what every command reads first (the source states), so
+    /// that damage there is found now. The entries are read in full by [`Store::verify`],
+    /// which the daemon runs after it started: at a second per hundred thousand entries,
+    /// reading them at every open would double a warm `feedmill fetch`.
     fn open_checked(path: &Path, cache: u64) -> Result<Store, StoreError> {
         let store = Store::open_unchecked(path, cache)?;
-        store.guard(|| store.verify())?;
+        store.guard(|| store.read_all(b"s:"))?;
         Ok(store)
     }
 
@@ -830,7 +846,7 @@ impl Store {
             commit_ended: Arc::new(Condvar::new()),
             writes: Arc::new(RwLock::new(())),
             states: Arc::new(Mutex::new(States::default())),
-            health: Arc::new(WriteHealth::default()),
+            health: Arc::new(StoreHealth::default()),
         };
         store
             .guard(|| store.check_schema())
@@ -838,17 +854,40 @@ impl Store {
         Ok(store)
     }
 
-    /// Reads every key and value once: sled checks each page it reads, and reports (or
-    /// panics on) a damaged one. A store of a million entries reads in about a second.
-    fn verify(&self) -> Result<(), StoreError> {
-        let corrupt = |err: sled::Error| StoreError::Corrupt {
-            path: self.path.clone(),
-            reason: describe(&err),
-        };
-        for item in self.db()?.iter() {
-            item.map_err(corrupt)?;
+    /// Reads every key and value under `prefix` once: sled checks each page it reads, and
+    /// reports (or panics on) a damaged one.
+    fn read_all(&self, prefix: &[u8]) -> Result<u64, StoreError> {
+        let mut keys = 0u64;
+        for item in self.db()?.scan_prefix(prefix) {
+            item.map_err(|err| StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: describe(&err),
+            })?;
+            keys += 1;
         }
-        Ok(())
+        Ok(keys)
+    }
+
+    /// Reads the whole store once, so that a damaged page is found even where nothing
+    /// reads it yet; damage found is recorded for [`Store::corruption`]. About a second
+    /// per hundred thousand entries; blocking.
+    pub fn verify(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let read = self.guard(|| self.read_all(b""));
+        // Reading it went through sled's cache and the heap.
+        crate::memory::trim();
+        match read {
+            Ok(keys) => {
+                tracing::debug!(store = %self.path.display(), keys, elapsed_ms = started.elapsed().as_millis() as u64, "read the whole store");
+                Ok(())
+            }
+            Err(err) => {
+                if let StoreError::Corrupt { reason, .. } = &err {
+                    self.found_corrupt(reason);
+                }
+                Err(err)
+            }
+        }
     }
 
     /// The store's directory.
@@ -856,35 +895,111 @@ impl Store {
         &self.path
     }
 
-    /// Gives up this store as corrupt (found so after opening: a render or read that sled
-    /// failed or panicked on): waits until no handle is left, moves it aside with one log
-    /// line as [`Store::open`] does, and opens an empty one in its place. Every other clone
-    /// of this handle must be dropped first; if one lingers for ten seconds, the store is
-    /// left where it is and this is an error.
-    pub fn rebuild(self, reason: &str) -> Result<Store, StoreError> {
-        let (path, cache, window) = (self.path.clone(), self.cache, self.match_window);
-        drop(self);
+    /// Why the store was found corrupt since it was opened, until it is rebuilt.
+    pub fn corruption(&self) -> Option<String> {
+        self.health
+            .corruption
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn found_corrupt(&self, reason: &str) {
+        let mut corruption = self
+            .health
+            .corruption
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if corruption.is_none() {
+            // Said once, by the line that names where it goes (see `set_aside`).
+            tracing::debug!(store = %self.path.display(), "the store is corrupt ({reason})");
+            *corruption = Some(reason.to_string());
+        }
+    }
+
+    /// Gives up this store as corrupt (a read that sled failed or panicked on): once no
+    /// write is under way and no handle on the old one is left, moves it aside with one log
+    /// line as [`Store::open`] does and puts an empty one in its place, for every clone of
+    /// this handle. Every source must then be fetched again ([`Recoveries::rebuilds`]).
+    /// Blocking.
+    pub fn rebuild(&self, reason: &str) -> Result<(), StoreError> {
+        let _alone = self.writes.write().unwrap_or_else(|p| p.into_inner());
+        self.swap_db(Some(reason))?;
+        Ok(())
+    }
+
+    /// Closes sled and opens it again, under the writes lock (the caller holds it): moved
+    /// aside first when `corrupt` says why, or when it no longer opens. Returns whether it
+    /// was replaced by an empty store.
+    fn swap_db(&self, corrupt: Option<&str>) -> Result<bool, StoreError> {
+        drop(self.db.write().unwrap_or_else(|p| p.into_inner()).take());
+        // A reader may still hold the old handle for a moment; sled lets go of its file
+        // lock when the last one is dropped.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match open_sled(&path, cache) {
-                // Free (and readable enough to open): closed again at once.
-                Ok(db) => break drop(db),
+        let reopened = loop {
+            match open_sled(&self.path, self.cache) {
                 Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                Err(StoreError::Corrupt { .. }) => break,
+                Ok(db) if corrupt.is_none() => break Some(db),
+                Ok(db) => {
+                    drop(db);
+                    break None;
+                }
+                Err(StoreError::Corrupt { .. }) => break None,
                 Err(err) => return Err(err),
             }
+        };
+        let (db, rebuilt) = match reopened {
+            Some(db) => (db, false),
+            None => {
+                let reason = corrupt
+                    .map(str::to_string)
+                    .or_else(|| self.corruption())
+                    .unwrap_or_else(|| "it no longer opens".to_string());
+                set_aside(&self.path, &reason)?;
+                (open_sled(&self.path, self.cache)?, true)
+            }
+        };
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+        {
+            let mut states = self.cached_states();
+            states.saved.clear();
+            if rebuilt {
+                states.unsaved.clear();
+            }
         }
-        set_aside(&path, reason)?;
-        Ok(Store::open_with_cache(&path, cache)?.with_match_window(window))
+        self.commits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recent = None;
+        self.guard(|| self.check_schema())?;
+        if rebuilt {
+            *self
+                .health
+                .corruption
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            *self
+                .health
+                .failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            self.health.recovered.send_modify(|r| r.rebuilds += 1);
+        }
+        Ok(rebuilt)
     }
 
     /// Runs `work` on the store, a panic of sled's included: a panic (sled panics on some
     /// damaged pages rather than report them) becomes [`StoreError::Corrupt`], and its
     /// message goes into that error instead of a panic report on stderr.
+    /// The damage is recorded for [`Store::corruption`].
     pub fn guard<T>(&self, work: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-        guarded(&self.path, work)
+        let result = guarded(&self.path, work);
+        if let Err(StoreError::Corrupt { reason, .. }) = &result {
+            self.found_corrupt(reason);
+        }
+        result
     }
 
     /// The sled database, unless it is being reopened.
@@ -896,7 +1011,11 @@ impl Store {
             .ok_or_else(|| StoreError::Reopening(self.path.clone()))
     }
 
+    /// A failed read; sled's `Corruption` is recorded for [`Store::corruption`].
     fn db_error(&self, source: sled::Error) -> StoreError {
+        if matches!(source, sled::Error::Corruption { .. }) {
+            self.found_corrupt(&describe(&source));
+        }
         StoreError::Db {
             path: self.path.clone(),
             source,
@@ -930,8 +1049,8 @@ impl Store {
             .clone()
     }
 
-    /// Changes with each recovery from a write failure (see [`Store::recover`]).
-    pub fn recoveries(&self) -> tokio::sync::watch::Receiver<u64> {
+    /// Changes with each recovery ([`Store::recover`], [`Store::rebuild`]).
+    pub fn recoveries(&self) -> tokio::sync::watch::Receiver<Recoveries> {
         self.health.recovered.subscribe()
     }
 
@@ -946,7 +1065,11 @@ impl Store {
         probe_filesystem(&self.path).map_err(|err| self.write_error(sled::Error::Io(err)))?;
         let _alone = self.writes.write().unwrap_or_else(|p| p.into_inner());
         if self.probe_write().is_err() {
-            self.reopen()?;
+            tracing::info!(store = %self.path.display(), "reopening the store after a write failure");
+            if self.swap_db(None)? {
+                // It no longer opened: moved aside and replaced, every source fetched again.
+                return Ok(());
+            }
             self.probe_write()?;
         }
         *self
@@ -954,7 +1077,7 @@ impl Store {
             .failure
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
-        self.health.recovered.send_modify(|n| *n += 1);
+        self.health.recovered.send_modify(|r| r.writes += 1);
         tracing::info!(store = %self.path.display(), "store writes work again; sources that failed to store are fetched again");
         Ok(())
     }
@@ -970,35 +1093,6 @@ impl Store {
             .map_err(|e| self.write_error(e))?;
         db.flush().map_err(|e| self.write_error(e))?;
         Ok(())
-    }
-
-    /// Closes sled and opens it again (under the writes lock, so no commit is under way).
-    /// A store that no longer opens is moved aside and started afresh, as at start.
-    fn reopen(&self) -> Result<(), StoreError> {
-        tracing::info!(store = %self.path.display(), "reopening the store after a write failure");
-        drop(self.db.write().unwrap_or_else(|p| p.into_inner()).take());
-        // A reader may still hold the old handle for a moment; sled lets go of its file
-        // lock when the last one is dropped.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let db = loop {
-            match open_sled(&self.path, self.cache) {
-                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(StoreError::Corrupt { reason, .. }) => {
-                    set_aside(&self.path, &reason)?;
-                    break open_sled(&self.path, self.cache)?;
-                }
-                other => break other?,
-            }
-        };
-        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
-        self.cached_states().saved.clear();
-        self.commits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .recent = None;
-        self.guard(|| self.check_schema())
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
