@@ -397,15 +397,11 @@ async fn watchdog(context: Context, mut shutdown: Shutdown) {
     }
 }
 
-/// Keeps the store whole. Reads all of it once after the start ([`Store::verify`]: the
-/// daemon serves meanwhile); then every [`PROBE_EVERY`] replaces a store found corrupt by
-/// any read with an empty one ([`Store::rebuild`]; every source is then fetched again), and
+/// Keeps the store whole: every [`PROBE_EVERY`], replaces a store that a read found
+/// corrupt with an empty one ([`Store::rebuild`]; every source is then fetched again), and
 /// while writes fail checks whether they work again ([`Store::recover`]): a full disk that
 /// gets space again needs no restart.
 async fn store_probe(context: Context, mut shutdown: Shutdown) {
-    let store = context.store.clone();
-    // An error here is recorded as the store's corruption, handled below.
-    let _ = tokio::task::spawn_blocking(move || store.verify()).await;
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -467,9 +463,10 @@ pub async fn apply_retention(context: &Context) -> Result<usize, StoreError> {
         return Ok(0);
     }
     let pruning = context.store.clone();
-    let removed = tokio::task::spawn_blocking(move || pruning.prune(cutoff, keep))
-        .await
-        .map_err(|join| StoreError::Task(join.to_string()))??;
+    let removed =
+        tokio::task::spawn_blocking(move || pruning.guard(|| pruning.prune(cutoff, keep)))
+            .await
+            .map_err(|join| StoreError::Task(join.to_string()))??;
     // Retention read every source's index.
     crate::memory::trim();
     let total: usize = removed.values().sum();
@@ -500,8 +497,10 @@ async fn renderer(
                 let rendering = context.clone();
                 let rendered = tokio::task::spawn_blocking(move || {
                     let config = rendering.config.get();
-                    let sources = source_infos(&config, &rendering.store)?;
-                    render_home(&rendering, &config, &sources, None)
+                    rendering.store.guard(|| {
+                        let sources = source_infos(&config, &rendering.store)?;
+                        render_home(&rendering, &config, &sources, None)
+                    })
                 })
                 .await;
                 if let Ok(Err(err)) = rendered {
@@ -519,8 +518,11 @@ async fn renderer(
         let rendering = context.clone();
         let started = std::time::Instant::now();
         let rendered = tokio::task::spawn_blocking(move || {
-            render_feeds(&rendering, &config, |feed| {
-                feed.sources.iter().any(|s| dirty.contains(s))
+            // A sled panic on a damaged page is the store's corruption (see `store_probe`).
+            rendering.store.guard(|| {
+                render_feeds(&rendering, &config, |feed| {
+                    feed.sources.iter().any(|s| dirty.contains(s))
+                })
             })
         })
         .await;

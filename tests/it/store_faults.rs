@@ -21,10 +21,9 @@ fn rss(name: &str, items: usize) -> String {
     format!("<rss version=\"2.0\"><channel><title>{name}</title><link>http://{name}.example/</link><description>d</description>{items}</channel></rss>")
 }
 
-/// The sources `names` (each `NAME.rss`), fetched at start (when due) and then not for a
-/// year, and a feed of them.
-fn config_body(server: &FeedServer, names: &[&str]) -> String {
-    let mut body = String::from("[fetch]\nschedule = \"0 0 1 1 *\"\n");
+/// The sources `names` (each `NAME.rss`) on `schedule`, and a feed of them.
+fn config_body(server: &FeedServer, names: &[&str], schedule: &str) -> String {
+    let mut body = format!("[fetch]\nschedule = \"{schedule}\"\n");
     for name in names {
         body.push_str(&format!(
             "[[source]]\nname = \"{name}\"\nurl = \"{}\"\n",
@@ -33,6 +32,9 @@ fn config_body(server: &FeedServer, names: &[&str]) -> String {
     }
     body + "[[feed]]\nname = \"all\"\n"
 }
+
+/// Once a year: fetched at start when never fetched, then not again during a test.
+const YEARLY: &str = "0 0 1 1 *";
 
 /// Serves `items` entries for each of `names`, and fills `dir/store` with them through
 /// `feedmill fetch` and a config of its own there.
@@ -47,7 +49,10 @@ fn fill_store(dir: &Path, server: &FeedServer, names: &[&str], items: usize) -> 
     let config = dir.join("fetch.toml");
     std::fs::write(
         &config,
-        format!("[store]\npath = \"store\"\n{}", config_body(server, names)),
+        format!(
+            "[store]\npath = \"store\"\n{}",
+            config_body(server, names, YEARLY)
+        ),
     )
     .expect("write config");
     let out = feedmill()
@@ -139,13 +144,22 @@ fn assert_moved_aside_once(log: &str, store: &Path) {
 }
 
 /// A store of `items` entries for each of `names`, damaged as `how` says, then the daemon
-/// started on it.
+/// started on it, with every source due and changed: whatever opening did not find, the
+/// first render or commit reads (a damaged page nothing reads does no harm, and is not
+/// looked for).
 fn daemon_starts_on_a_damaged_store(names: &[&str], items: usize, how: Damage) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = runtime.block_on(FeedServer::start());
     let dir = tempfile::tempdir().expect("tempdir");
     fill_store(dir.path(), &server, names, items);
     damage(&dir.path().join("store"), how);
+    for name in names {
+        server.put(
+            &format!("{name}.rss"),
+            "application/rss+xml",
+            rss(name, items),
+        );
+    }
     let hits = || {
         names
             .iter()
@@ -155,7 +169,7 @@ fn daemon_starts_on_a_damaged_store(names: &[&str], items: usize, how: Damage) {
     let hits_before = hits();
 
     // Start answers /healthz 200 (or the test fails with the daemon's log).
-    let mut daemon = Daemon::start(dir.path(), &config_body(&server, names));
+    let mut daemon = Daemon::start(dir.path(), &config_body(&server, names, "* * * * * *"));
     // Fetched again into the new store, and served.
     daemon.wait_for("the sources' entries in the new store", || {
         let status = daemon.try_status()?;
@@ -173,11 +187,7 @@ fn daemon_starts_on_a_damaged_store(names: &[&str], items: usize, how: Damage) {
     });
     assert!(daemon.try_wait().is_none(), "the daemon exited");
     assert_moved_aside_once(&daemon.stderr(), &dir.path().join("store"));
-    assert_eq!(
-        hits(),
-        hits_before + names.len(),
-        "not fetched again once each"
-    );
+    assert!(hits() > hits_before, "not fetched again");
     let (status, _) = blocking_get(&daemon.url("/healthz")).expect("healthz answers");
     assert_eq!(status, 200);
 
@@ -267,7 +277,7 @@ fn a_store_in_use_or_of_a_newer_schema_is_never_moved_aside() {
     let server = runtime.block_on(FeedServer::start());
     server.put("a.rss", "application/rss+xml", rss("a", 3));
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(dir.path(), &config_body(&server, &["a"]));
+    let daemon = Daemon::start(dir.path(), &config_body(&server, &["a"], YEARLY));
     daemon.wait_for("the entries", || {
         Some(daemon.try_status()?.first()?["items"] == 3)
     });
