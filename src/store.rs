@@ -923,22 +923,21 @@ impl Store {
                 Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                Ok(db) if corrupt.is_none() => break Some(db),
-                Ok(db) => {
-                    drop(db);
-                    break None;
-                }
-                Err(StoreError::Corrupt { .. }) => break None,
+                Ok(db) => match corrupt {
+                    None => break Ok(db),
+                    // Free now; closed again to be moved.
+                    Some(reason) => {
+                        drop(db);
+                        break Err(reason.to_string());
+                    }
+                },
+                Err(StoreError::Corrupt { reason, .. }) => break Err(reason),
                 Err(err) => return Err(err),
             }
         };
         let (db, rebuilt) = match reopened {
-            Some(db) => (db, false),
-            None => {
-                let reason = corrupt
-                    .map(str::to_string)
-                    .or_else(|| self.corruption())
-                    .unwrap_or_else(|| "it no longer opens".to_string());
+            Ok(db) => (db, false),
+            Err(reason) => {
                 set_aside(&self.path, &reason)?;
                 (open_sled(&self.path, self.cache)?, true)
             }
