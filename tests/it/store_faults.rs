@@ -414,8 +414,8 @@ fn a_full_disk_backs_off_reports_503_and_recovers_by_itself() {
     });
 
     let hits = || names.map(|n| server.hits(&format!("{n}.rss")));
-    let before = hits();
     fill_up(&dir.path().join("small/filler"));
+    let before = hits();
     // Something to write: every source's next fetch has new entries.
     for name in names {
         server.put(&format!("{name}.rss"), "application/rss+xml", rss(name, 30));
@@ -436,6 +436,7 @@ fn a_full_disk_backs_off_reports_503_and_recovers_by_itself() {
     // no fetch (each source was fetched at most three times since the disk filled up: one
     // whose write sled accepted and then could not put on disk, the one that failed).
     let failing = hits();
+    // (A sleep: what is checked is that nothing happens meanwhile.)
     std::thread::sleep(Duration::from_secs(4));
     let later = hits();
     for (i, name) in names.iter().enumerate() {
