@@ -29,6 +29,14 @@
 //! match their entries one at a time, and see the entries of the commits before them that
 //! are still being written, so that two sources carrying one story at the same moment
 //! still meet.
+//!
+//! Faults: everything here can be fetched again, so a store that sled cannot open, or whose
+//! pages a read finds damaged (sled reports it, or panics: see [`Store::guard`]), is moved
+//! aside with one log line and replaced by an empty one ([`Store::open`],
+//! [`Store::rebuild`]). A failed write (a full disk) is recorded ([`Store::write_failure`]),
+//! the states that could not be written are kept in memory in place of the stored ones, and
+//! [`Store::recover`] reopens sled in place once the disk takes writes again: sled 0.34
+//! fails every write after one of its background flusher failed, until it is reopened.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
