@@ -123,7 +123,7 @@ pub fn backoff(failures: u32) -> Duration {
 
 /// Fetches `source` once (unless it is disabled), stores what it gives and records the
 /// outcome and the next fetch time in its state. A failing source is an outcome, and so is
-/// a store that cannot keep what it gave (see [`store_failed`]).
+/// a store that cannot keep what it gave (see `store_failed`).
 pub async fn refresh(
     source: &SourceConfig,
     fetcher: &Fetcher,

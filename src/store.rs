@@ -1247,7 +1247,7 @@ impl Store {
 
     /// Saves the state of `source` alone (a failure, a 304). When the write fails, the
     /// state is still what [`Store::source_state`] answers from now on, until a write of
-    /// this source's state works (see [`States::unsaved`]).
+    /// this source's state works (see `States::unsaved`).
     pub fn save_state(&self, source: &str, state: &SourceState) -> Result<(), StoreError> {
         let value = serde_json::to_vec(state).unwrap_or_default();
         let _writing = self.writes.read().unwrap_or_else(|p| p.into_inner());
