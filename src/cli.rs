@@ -292,30 +292,40 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
         .with_match_window(config.store.match_window);
     let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let results = runtime()?.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, source) in selected.iter().cloned().enumerate() {
-            let (fetcher, store, metrics) = (fetcher.clone(), store.clone(), metrics.clone());
-            tasks.spawn(async move { (i, refresh(&source, &fetcher, &store, &metrics).await) });
-        }
-        let mut results = vec![None; selected.len()];
-        let total = selected.len();
-        let mut done = 0;
-        let progress = std::io::stderr().is_terminal();
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok((i, result)) = joined {
-                results[i] = Some(result.map_err(|e| e.to_string()));
+    let runtime = runtime()?;
+    let fetch_all = |store: &Store| {
+        runtime.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, source) in selected.iter().cloned().enumerate() {
+                let (fetcher, store, metrics) = (fetcher.clone(), store.clone(), metrics.clone());
+                tasks.spawn(async move { (i, refresh(&source, &fetcher, &store, &metrics).await) });
             }
-            done += 1;
+            let mut results = vec![None; selected.len()];
+            let total = selected.len();
+            let mut done = 0;
+            let progress = std::io::stderr().is_terminal();
+            while let Some(joined) = tasks.join_next().await {
+                if let Ok((i, result)) = joined {
+                    results[i] = Some(result.map_err(|e| e.to_string()));
+                }
+                done += 1;
+                if progress {
+                    eprint!("\rfetched {done}/{total}");
+                }
+            }
             if progress {
-                eprint!("\rfetched {done}/{total}");
+                eprintln!();
             }
-        }
-        if progress {
-            eprintln!();
-        }
-        results
-    });
+            results
+        })
+    };
+    let mut results = fetch_all(&store);
+    // Found corrupt by this run (a page that opening did not read): replaced by an empty
+    // store, one log line saying where the old one went, and every source fetched again.
+    if let Some(reason) = store.corruption() {
+        store.rebuild(&reason)?;
+        results = fetch_all(&store);
+    }
     let wrote = results.iter().any(|result| {
         matches!(result, Some(Ok(RefreshOutcome::Stored { summary, .. })) if summary.changed())
     });

@@ -24,7 +24,7 @@ use crate::select::select;
 use crate::serve::{serve, App, ServeState};
 use crate::shutdown::{self, Shutdown};
 use crate::status::{report, source_reports, SourceReport};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, PROBE_EVERY};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -177,16 +177,9 @@ pub fn render_all(context: &Context) -> Result<(), StoreError> {
 
 /// Runs the daemon on the config at `config.path` until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let store = Store::open_with_cache(&config.store.path, config.store.cache)?
-        .with_match_window(config.store.match_window);
     let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
-    let context = Context {
-        config: SharedConfig::new(config),
-        store: store.clone(),
-        publisher: Arc::new(Publisher::default()),
-        metrics: Arc::new(Metrics::new()),
-        health: Arc::new(Health::default()),
-    };
+    let context = open_store(config)?;
+    let store = context.store.clone();
     // The one copy of the config, shared (ten thousand sources take megabytes).
     let config = context.config.get();
     // The port first: a port in use fails at once, before any work, and a reader that
@@ -197,7 +190,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         .map_err(|source| DaemonError::Bind { addr, source })?;
     // What the store already holds is served at once, before any fetch. The render is
     // bounded (`limit` at most 1,000 entries, select::DOCUMENT_BUDGET of text per document).
-    render_all(&context)?;
+    first_render(&context)?;
     let signal = |kind| tokio::signal::unix::signal(kind).map_err(DaemonError::Signals);
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -220,6 +213,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tasks.spawn(renderer(context.clone(), changed, shutdown.clone()));
     tasks.spawn(retention_loop(context.clone(), shutdown.clone()));
     tasks.spawn(watchdog(context.clone(), shutdown.clone()));
+    tasks.spawn(store_probe(context.clone(), shutdown.clone()));
     let app = App::new(ServeState {
         publisher: context.publisher.clone(),
         store: store.clone(),
@@ -269,8 +263,39 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         tracing::warn!("some tasks did not stop in time; abandoning them");
         tasks.abort_all();
     }
-    store.flush().await?;
+    if let Err(err) = store.flush().await {
+        tracing::error!("cannot flush the store on shutdown (what was fetched since its last flush is fetched again at the next start): {err}");
+        return Err(err.into());
+    }
     tracing::info!("store flushed; bye");
+    Ok(())
+}
+
+/// Opens the store. Opening moves a store aside that sled cannot open or whose source
+/// states it cannot read.
+fn open_store(config: Config) -> Result<Context, DaemonError> {
+    let store = Store::open_with_cache(&config.store.path, config.store.cache)?
+        .with_match_window(config.store.match_window);
+    Ok(Context {
+        config: SharedConfig::new(config),
+        store,
+        publisher: Arc::new(Publisher::default()),
+        metrics: Arc::new(Metrics::new()),
+        health: Arc::new(Health::default()),
+    })
+}
+
+/// Renders what the store holds. Should the first render fail (an error or a panic of
+/// sled's on an entry's page), the store is given up like one that does not open and the
+/// daemon starts on an empty one, rather than exit to be started again by systemd on the
+/// same store, forever.
+fn first_render(context: &Context) -> Result<(), DaemonError> {
+    if let Err(err) = context.store.guard(|| render_all(context)) {
+        context
+            .store
+            .rebuild(&format!("its first render failed: {}", err.reason()))?;
+        context.store.guard(|| render_all(context))?;
+    }
     Ok(())
 }
 
@@ -381,6 +406,10 @@ fn notify_status(context: &Context) {
         }
         Err(err) => format!("store unreadable: {err}"),
     };
+    let text = match context.store.write_failure() {
+        Some(reason) => format!("store write failed: {reason}; {text}"),
+        None => text,
+    };
     notify(&[NotifyState::Status(&text)]);
 }
 
@@ -400,6 +429,38 @@ async fn watchdog(context: Context, mut shutdown: Shutdown) {
             notify(&[NotifyState::Watchdog]);
         }
         notify_status(&context);
+    }
+}
+
+/// Keeps the store whole: every [`PROBE_EVERY`], replaces a store that a read found
+/// corrupt with an empty one ([`Store::rebuild`]; every source is then fetched again), and
+/// while writes fail checks whether they work again ([`Store::recover`]): a full disk that
+/// gets space again needs no restart.
+async fn store_probe(context: Context, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let store = context.store.clone();
+        if let Some(reason) = store.corruption() {
+            match tokio::task::spawn_blocking(move || store.rebuild(&reason)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(
+                    "cannot replace the corrupt store (trying again in {} s): {err}",
+                    PROBE_EVERY.as_secs()
+                ),
+                Err(err) => tracing::error!("the store's repair failed: {err}"),
+            }
+        } else if store.write_failure().is_some() {
+            match tokio::task::spawn_blocking(move || store.guard(|| store.recover())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::debug!("store writes still fail: {err}"),
+                Err(err) => tracing::error!("the store's write check failed: {err}"),
+            }
+        }
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.recv() => return,
+        }
     }
 }
 
@@ -443,9 +504,10 @@ pub async fn apply_retention(context: &Context) -> Result<usize, StoreError> {
         return Ok(0);
     }
     let pruning = context.store.clone();
-    let removed = tokio::task::spawn_blocking(move || pruning.prune(cutoff, keep))
-        .await
-        .map_err(|join| StoreError::Task(join.to_string()))??;
+    let removed =
+        tokio::task::spawn_blocking(move || pruning.guard(|| pruning.prune(cutoff, keep)))
+            .await
+            .map_err(|join| StoreError::Task(join.to_string()))??;
     // Retention read every source's index.
     crate::memory::trim();
     let total: usize = removed.values().sum();
@@ -476,8 +538,10 @@ async fn renderer(
                 let rendering = context.clone();
                 let rendered = tokio::task::spawn_blocking(move || {
                     let config = rendering.config.get();
-                    let sources = source_infos(&config, &rendering.store)?;
-                    render_home(&rendering, &config, &sources, None)
+                    rendering.store.guard(|| {
+                        let sources = source_infos(&config, &rendering.store)?;
+                        render_home(&rendering, &config, &sources, None)
+                    })
                 })
                 .await;
                 if let Ok(Err(err)) = rendered {
@@ -495,8 +559,11 @@ async fn renderer(
         let rendering = context.clone();
         let started = std::time::Instant::now();
         let rendered = tokio::task::spawn_blocking(move || {
-            render_feeds(&rendering, &config, |feed| {
-                feed.sources.iter().any(|s| dirty.contains(s))
+            // A sled panic on a damaged page is the store's corruption (see `store_probe`).
+            rendering.store.guard(|| {
+                render_feeds(&rendering, &config, |feed| {
+                    feed.sources.iter().any(|s| dirty.contains(s))
+                })
             })
         })
         .await;

@@ -124,8 +124,8 @@ pub fn backoff(failures: u32) -> Duration {
 }
 
 /// Fetches `source` once (unless it is disabled), stores what it gives and records the
-/// outcome and the next fetch time in its state. Only a store failure is an error; a failing
-/// source is an outcome.
+/// outcome and the next fetch time in its state. A failing source is an outcome, and so is
+/// a store that cannot keep what it gave (see `store_failed`).
 pub async fn refresh(
     source: &SourceConfig,
     fetcher: &Fetcher,
@@ -135,7 +135,10 @@ pub async fn refresh(
     let _slot = fetcher.refresh_slot().await;
     let started = std::time::Instant::now();
     let mut bytes = 0;
-    let outcome = refresh_once(source, fetcher, store, &mut bytes).await?;
+    let outcome = match refresh_once(source, fetcher, store, &mut bytes).await {
+        Ok(outcome) => outcome,
+        Err(err) => store_failed(source, store, err),
+    };
     let (kind, new) = match &outcome {
         RefreshOutcome::Stored { summary, .. } => (Outcome::stored, summary.new as u64),
         RefreshOutcome::NotModified => (Outcome::not_modified, 0),
@@ -224,7 +227,7 @@ async fn refresh_once(
         let (store, name) = (store.clone(), source.name.clone());
         let _cpu = fetcher.cpu_slot().await;
         tokio::task::spawn_blocking(move || {
-            store.commit_fetch(&name, &mut state, &parsed.entries, now)
+            store.guard(|| store.commit_fetch(&name, &mut state, &parsed.entries, now))
         })
         .await
         .map_err(|join| StoreError::Task(join.to_string()))??
@@ -492,6 +495,49 @@ fn fail(
     Ok(RefreshOutcome::Failed(reason))
 }
 
+/// What a source's `last_error` starts with when the store could not keep its fetch.
+pub const STORE_WRITE_FAILED: &str = "store write failed";
+/// What a source's `last_error` starts with when the store could not be read for it.
+pub const STORE_READ_FAILED: &str = "store read failed";
+
+/// Whether a source's `last_error` says its last fetch failed in the store.
+pub fn is_store_failure(last_error: Option<&str>) -> bool {
+    last_error
+        .is_some_and(|e| e.starts_with(STORE_WRITE_FAILED) || e.starts_with(STORE_READ_FAILED))
+}
+
+/// A refresh the store failed (a full disk, a read-only or failing one): the source's
+/// failure, as a failed fetch is, so that it backs off instead of being fetched again at
+/// once, and `/status.json` says why. The state recorded is the one before this fetch,
+/// without its validators: the next fetch is unconditional and stores in full whatever this
+/// one could not (a write sled accepted may be lost with its validators). When that state
+/// cannot be written either, the store keeps it in memory and answers it in its place.
+fn store_failed(source: &SourceConfig, store: &Store, err: StoreError) -> RefreshOutcome {
+    let reason = match &err {
+        StoreError::Write { .. } | StoreError::Reopening(_) => {
+            format!("{STORE_WRITE_FAILED}: {}", err.reason())
+        }
+        other => format!("{STORE_READ_FAILED}: {}", other.reason()),
+    };
+    let now = Utc::now();
+    let mut state = current_state(source, store).unwrap_or_else(|_| SourceState {
+        config_url: source.url.to_string(),
+        url: source.url.to_string(),
+        config_fingerprint: fingerprint(source),
+        ..SourceState::default()
+    });
+    state.last_fetch = Some(now);
+    state.last_error = Some(reason.clone());
+    state.consecutive_failures += 1;
+    state.validators = Validators::default();
+    let wait = backoff(state.consecutive_failures);
+    plan(source, &mut state, now, hold(Some(wait)));
+    tracing::error!(source = %source.name, url = %state.url, error = %reason, next_fetch = ?state.next_fetch, "cannot store the fetch; backing off");
+    // Kept in memory by the store when it cannot be written (see `Store::save_state`).
+    let _ = store.save_state(&source.name, &state);
+    RefreshOutcome::Failed(reason)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,6 +604,36 @@ mod tests {
             Some(now + chrono::Duration::seconds(86400)),
             "capped at a day"
         );
+    }
+
+    #[test]
+    fn a_store_failure_backs_off_and_drops_the_validators() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).expect("opens");
+        let source = source("* * * * * *");
+        let mut state = current_state(&source, &store).expect("state");
+        state.validators.etag = Some("\"v1\"".into());
+        state.consecutive_failures = 1;
+        store.save_state("s", &state).expect("saves");
+        let full = StoreError::Write {
+            path: dir.path().join("store"),
+            source: sled::Error::Io(std::io::Error::from_raw_os_error(28)),
+        };
+        let before = Utc::now();
+        let outcome = store_failed(&source, &store, full);
+        let state = store.source_state("s").expect("reads").expect("state");
+        let error = state.last_error.as_deref().unwrap_or_default();
+        assert_eq!(
+            error,
+            "store write failed: No space left on device (os error 28)"
+        );
+        assert_eq!(outcome, RefreshOutcome::Failed(error.to_string()));
+        assert!(is_store_failure(Some(error)));
+        assert_eq!(state.consecutive_failures, 2);
+        // Two minutes at least (the second failure in a row), on a schedule of a second.
+        let next = state.next_fetch.expect("planned");
+        assert!(next >= before + chrono::Duration::seconds(120), "{next}");
+        assert_eq!(state.validators, Validators::default());
     }
 
     #[test]

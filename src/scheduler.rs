@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use crate::config::{FetchConfig, SourceConfig};
 use crate::fetch::Fetcher;
 use crate::metrics::Metrics;
-use crate::refresh::{current_state, first_fetch, refresh, RefreshOutcome};
+use crate::refresh::{current_state, first_fetch, is_store_failure, refresh, RefreshOutcome};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::store::Store;
 
@@ -26,6 +26,8 @@ use crate::store::Store;
 const BEAT: Duration = Duration::from_secs(1);
 /// A heartbeat older than this means the scheduler is hung.
 const STALE: Duration = Duration::from_secs(10);
+/// How long a source waits when its state cannot be read from the store.
+const UNREADABLE_WAIT: Duration = Duration::from_secs(60);
 
 /// Whether the scheduler is alive, as its heartbeat says.
 #[derive(Debug, Default)]
@@ -210,6 +212,11 @@ async fn stop_task(task: SourceTask) {
 
 /// One source's life: fetch when due, then as the refresh planned (schedule, backoff,
 /// `Retry-After`, freshness).
+///
+/// A fetch that failed to store backs off like any failure; when the store recovers (see
+/// [`Store::recover`]) the source is fetched again at once, though only once for a run of
+/// failures: if that fetch fails to store as well, its backoff runs its course. When a
+/// corrupt store was replaced by an empty one ([`Store::rebuild`]), it is fetched at once.
 async fn source_loop(
     source: SourceConfig,
     fetcher: Arc<Fetcher>,
@@ -218,17 +225,46 @@ async fn source_loop(
     changes: mpsc::UnboundedSender<String>,
     mut stop: Shutdown,
 ) {
-    let mut due = match current_state(&source, &store) {
-        Ok(state) => first_fetch(&source, &state, Utc::now()),
-        Err(err) => {
-            tracing::error!(source = %source.name, "cannot read source state: {err}");
-            return;
+    let mut recoveries = store.recoveries();
+    let mut seen = *recoveries.borrow_and_update();
+    let mut due = loop {
+        match current_state(&source, &store) {
+            Ok(state) => break first_fetch(&source, &state, Utc::now()),
+            Err(err) => {
+                tracing::error!(source = %source.name, "cannot read source state (trying again in {} s): {err}", UNREADABLE_WAIT.as_secs());
+                tokio::select! {
+                    _ = tokio::time::sleep(UNREADABLE_WAIT) => {}
+                    _ = stop.recv() => return,
+                }
+            }
         }
     };
+    // Whether this run of failures was already fetched again on a recovery of the store.
+    let mut retried_on_recovery = false;
     while let Some(due_at) = due {
         let wait = (due_at - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            // (An error, which this task's own handle on the store rules out, only turns
+            // this branch off until the next turn.)
+            Ok(()) = recoveries.changed() => {
+                let now = *recoveries.borrow_and_update();
+                let rebuilt = now.rebuilds != seen.rebuilds;
+                seen = now;
+                // An empty store in place of a corrupt one: fetched at once, like at a
+                // first start. Else only when this source failed to store.
+                if !rebuilt {
+                    let failed_to_store = store
+                        .source_state(&source.name)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| is_store_failure(s.last_error.as_deref()));
+                    if !failed_to_store || retried_on_recovery {
+                        continue;
+                    }
+                    retried_on_recovery = true;
+                }
+            }
             _ = stop.recv() => return,
         }
         let outcome = tokio::select! {
@@ -248,11 +284,22 @@ async fn source_loop(
             Ok(_) => {}
             Err(err) => tracing::error!(source = %source.name, "cannot store: {err}"),
         }
+        // Never sooner than the schedule's next time, nor, when the state cannot be read, than
+        // a minute from now: whatever fails, a source is never fetched in a loop.
         due = match store.source_state(&source.name) {
-            Ok(state) => state.and_then(|s| s.next_fetch),
+            Ok(state) => {
+                if !state
+                    .as_ref()
+                    .is_some_and(|s| is_store_failure(s.last_error.as_deref()))
+                {
+                    retried_on_recovery = false;
+                }
+                state.and_then(|s| s.next_fetch)
+            }
             Err(err) => {
                 tracing::error!(source = %source.name, "cannot read source state: {err}");
-                source.schedule.next_fetch(&source.name, Utc::now())
+                let scheduled = source.schedule.next_fetch(&source.name, Utc::now());
+                scheduled.map(|s| s.max(Utc::now() + UNREADABLE_WAIT))
             }
         };
     }

@@ -656,13 +656,27 @@ async fn status(State(state): State<ServeState>) -> Response {
     }
 }
 
+/// 200 when the store answers, takes writes and the scheduler beats; else 503 with every
+/// reason, one a line (a full disk: "store write failed: No space left on device ...").
 async fn healthz(State(state): State<ServeState>) -> Response {
-    let store_ok = crate::daemon::store_answers(&state.store).await;
-    let scheduler_ok = state.health.alive();
-    match (store_ok, scheduler_ok) {
-        (true, true) => (StatusCode::OK, "ok\n").into_response(),
-        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response(),
-        (_, false) => (StatusCode::SERVICE_UNAVAILABLE, "scheduler not running\n").into_response(),
+    let mut reasons = Vec::new();
+    if !crate::daemon::store_answers(&state.store).await {
+        reasons.push("store unavailable".to_string());
+    }
+    if let Some(failure) = state.store.write_failure() {
+        reasons.push(format!(
+            "store write failed: {failure} (retried every {} s)",
+            crate::store::PROBE_EVERY.as_secs()
+        ));
+    }
+    if !state.health.alive() {
+        reasons.push("scheduler not running".to_string());
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        let body = reasons.join("\n") + "\n";
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     }
 }
 

@@ -29,6 +29,14 @@
 //! match their entries one at a time, and see the entries of the commits before them that
 //! are still being written, so that two sources carrying one story at the same moment
 //! still meet.
+//!
+//! Faults: everything here can be fetched again, so a store that sled cannot open, or whose
+//! pages a read finds damaged (sled reports it, or panics: see [`Store::guard`]), is moved
+//! aside with one log line and replaced by an empty one ([`Store::open`],
+//! [`Store::rebuild`]). A failed write (a full disk) is recorded ([`Store::write_failure`]),
+//! the states that could not be written are kept in memory in place of the stored ones, and
+//! [`Store::recover`] reopens sled in place once the disk takes writes again: sled 0.34
+//! fails every write after one of its background flusher failed, until it is reopened.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -81,17 +89,274 @@ pub enum StoreError {
         /// The version found.
         found: u32,
     },
+    /// The store cannot be read as it is: sled reported corruption, or panicked on it.
+    /// Opening moves such a store aside and starts afresh; this error is seen only when that
+    /// failed too.
+    #[error("the store {} is corrupt ({reason})", path.display())]
+    Corrupt {
+        /// The store directory.
+        path: PathBuf,
+        /// What was wrong, in words.
+        reason: String,
+    },
+    /// A corrupt store could not be moved aside.
+    #[error("the store {} is corrupt ({reason}) and could not be moved aside: {source}; move or delete it by hand (everything in it is fetched again)", path.display())]
+    SetAside {
+        /// The store directory.
+        path: PathBuf,
+        /// Why it is corrupt.
+        reason: String,
+        /// Why it could not be moved.
+        source: std::io::Error,
+    },
+    /// The store is being reopened after a write failure (for a moment).
+    #[error("the store {} is being reopened after a write failure; try again in a moment", .0.display())]
+    Reopening(PathBuf),
+    /// A write failed: the disk is full, read-only, or failing.
+    #[error("cannot write the store {}: {}; free space on its disk (or fix the disk)", path.display(), describe(source))]
+    Write {
+        /// The store directory.
+        path: PathBuf,
+        /// The sled error.
+        source: sled::Error,
+    },
     /// A blocking store task died.
     #[error("a store task failed: {0}")]
     Task(String),
     /// sled failed.
-    #[error("store {}: {source}", path.display())]
+    #[error("store {}: {}", path.display(), describe(source))]
     Db {
         /// The store directory.
         path: PathBuf,
         /// The sled error.
         source: sled::Error,
     },
+}
+
+impl StoreError {
+    /// What went wrong, in words, without the store's path: what a source's `last_error`
+    /// shows after a write failed ("No space left on device (os error 28)").
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::Write { source, .. } | StoreError::Db { source, .. } => describe(source),
+            StoreError::Corrupt { reason, .. } => format!("the store is corrupt ({reason})"),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A sled error in words. sled hands the I/O error that stopped its background writer to
+/// every later call as a copy whose text is the original's `Debug` form
+/// (`Os { code: 28, kind: StorageFull, message: "No space left on device" }`): that is
+/// turned back into the system's words.
+pub fn describe(err: &sled::Error) -> String {
+    match err {
+        sled::Error::Io(io) => describe_io(io),
+        sled::Error::Corruption { at, .. } => match at {
+            Some(at) => format!("corrupted data at {at:?} in its db file"),
+            None => "corrupted data".to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn describe_io(io: &std::io::Error) -> String {
+    if io.raw_os_error().is_some() {
+        return io.to_string();
+    }
+    let text = io.to_string();
+    let code = text
+        .strip_prefix("Os { code: ")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|code| code.trim().parse::<i32>().ok());
+    match code {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => text,
+    }
+}
+
+/// How often a daemon whose store writes fail checks whether they work again
+/// ([`Store::recover`]). Sources back off as after a failed fetch meanwhile; when writes
+/// work again, those whose last attempt failed to store are fetched again at once.
+pub const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens sled at `path`, a panic included: see [`Store::open`] for what is corruption.
+fn open_sled(path: &Path, cache: u64) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(cache)
+        .flush_every_ms(Some(500));
+    match guarded(path, || Ok(config.open())) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(sled::Error::Io(err))) if err.to_string().contains("could not acquire lock") => {
+            Err(StoreError::Locked(path.to_path_buf()))
+        }
+        // The disk or the system refuses us: moving the store aside would not help, and
+        // would lose a good store.
+        Ok(Err(sled::Error::Io(err))) if refused(&err) => Err(StoreError::Db {
+            path: path.to_path_buf(),
+            source: sled::Error::Io(err),
+        }),
+        Ok(Err(err)) => Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: describe(&err),
+        }),
+        Err(panicked) => Err(panicked),
+    }
+}
+
+/// A read error of a store being opened is corruption, unless the system refused us.
+fn corrupt_unless_refused(err: StoreError) -> StoreError {
+    match err {
+        StoreError::Db { path, source } => match &source {
+            sled::Error::Io(io) if refused(io) => StoreError::Db { path, source },
+            _ => StoreError::Corrupt {
+                reason: describe(&source),
+                path,
+            },
+        },
+        other => other,
+    }
+}
+
+/// Whether an I/O error comes from the system rather than from what is in the store.
+fn refused(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        err.kind(),
+        PermissionDenied
+            | StorageFull
+            | QuotaExceeded
+            | ReadOnlyFilesystem
+            | NotADirectory
+            | OutOfMemory
+            | ResourceBusy
+    ) || matches!(err.raw_os_error(), Some(24 | 23)) // EMFILE, ENFILE: too many open files
+}
+
+thread_local! {
+    /// Set while this thread runs [`guarded`] work: its panics are caught, not reported.
+    static GUARDED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The last panic caught on this thread: message and where.
+    static CAUGHT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `work`; a panic becomes [`StoreError::Corrupt`] with its message, and is not
+/// printed as a panic report (the error is logged on one line by whoever handles it).
+/// Panics of other threads are reported as before.
+fn guarded<T>(path: &Path, work: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED.with(|g| g.get()) > 0 {
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_string());
+                let place = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                CAUGHT.with(|c| *c.borrow_mut() = Some(format!("{message}{place}")));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    GUARDED.with(|g| g.set(g.get() + 1));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    GUARDED.with(|g| g.set(g.get() - 1));
+    result.unwrap_or_else(|_| {
+        let caught = CAUGHT.with(|c| c.borrow_mut().take());
+        Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!(
+                "sled panicked reading it: {}",
+                caught.unwrap_or_else(|| "a panic".to_string())
+            ),
+        })
+    })
+}
+
+/// Moves the corrupt store at `path` aside, to `PATH.corrupt-TIME` beside it, and says so
+/// in one log line. A directory that cannot be renamed (a mount point, or systemd's
+/// `StateDirectory=` whose parent we may not write) keeps its place and has its files
+/// moved into `PATH/corrupt-TIME/` instead. Returns where the store went.
+fn set_aside(path: &Path, reason: &str) -> Result<PathBuf, StoreError> {
+    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "store".to_string());
+    let unused = |candidate: &dyn Fn(usize) -> PathBuf| {
+        (0..)
+            .map(candidate)
+            .find(|p| std::fs::symlink_metadata(p).is_err())
+            .unwrap_or_else(|| candidate(0))
+    };
+    let numbered = |base: String| {
+        move |n: usize| {
+            if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            }
+        }
+    };
+    let beside = numbered(format!("{name}.corrupt-{stamp}"));
+    let aside = unused(&|n| path.with_file_name(beside(n)));
+    let failed = |source| StoreError::SetAside {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+        source,
+    };
+    let aside = match std::fs::rename(path, &aside) {
+        Ok(()) => aside,
+        Err(_) => {
+            let inside = numbered(format!("corrupt-{stamp}"));
+            let aside = unused(&|n| path.join(inside(n)));
+            move_contents(path, &aside).map_err(failed)?;
+            aside
+        }
+    };
+    tracing::error!(
+        store = %path.display(),
+        moved_to = %aside.display(),
+        "the store is corrupt ({reason}); moved it to {} and starting with an empty store (every source is fetched again; delete the old one once you no longer need it)",
+        aside.display()
+    );
+    Ok(aside)
+}
+
+/// Moves the files of the store directory `from` into the new directory `to` inside it,
+/// leaving earlier `corrupt-*` directories where they are.
+fn move_contents(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if entry.path() == to || name.to_string_lossy().starts_with("corrupt-") {
+            continue;
+        }
+        std::fs::rename(entry.path(), to.join(&name))?;
+    }
+    Ok(())
+}
+
+/// Whether the file system of the store directory takes a write now: 64 KiB written,
+/// synced and removed again.
+fn probe_filesystem(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let probe = path.join(".feedmill-write-probe");
+    let written = std::fs::File::create(&probe).and_then(|mut file| {
+        file.write_all(&[0; 64 * 1024])?;
+        file.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    written
 }
 
 /// The stable 16-byte key of an entry: a hash of its source and identity.
@@ -251,7 +516,10 @@ impl CommitSummary {
 /// The store handle; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    /// The sled database; `None` only while [`Store::recover`] reopens it. Behind a lock
+    /// because sled 0.34, once a write of its background flusher failed (a full disk), fails
+    /// every later write until it is opened again: reopening swaps it in place.
+    db: Arc<RwLock<Option<sled::Db>>>,
     path: PathBuf,
     cache: u64,
     /// How many of the most recent entries a new one is matched against.
@@ -262,14 +530,58 @@ pub struct Store {
     commits: Arc<Mutex<Commits>>,
     /// Signalled when a commit ends, for a commit of the same source waiting its turn.
     commit_ended: Arc<Condvar>,
-    /// Held for reading by every write, and for writing by a flush and by retention:
-    /// sled 0.34 can deadlock when a flush runs beside a batch (seen with a thousand
+    /// Held for reading by every write, and for writing by a flush, by retention and by a
+    /// reopen: sled 0.34 can deadlock when a flush runs beside a batch (seen with a thousand
     /// sources committing at once), and retention rewrites sources' indexes.
     writes: Arc<RwLock<()>>,
-    /// The source states read or written since opening (`None`: none stored): every render
-    /// and `/status.json` read all of them, and ten thousand decodes took most of a render.
-    /// Written through: a state is cached only after its write went to sled.
-    states: Arc<Mutex<HashMap<String, Option<SourceState>>>>,
+    /// The source states read or written since opening: every render and `/status.json`
+    /// read all of them, and ten thousand decodes took most of a render.
+    states: Arc<Mutex<States>>,
+    /// Whether writes fail or pages are damaged, and the recoveries since opening.
+    health: Arc<StoreHealth>,
+}
+
+/// The source states a [`Store`] keeps in memory.
+#[derive(Default)]
+struct States {
+    /// As stored (`None`: none stored). Written through: a state is cached only after its
+    /// write went to sled.
+    saved: HashMap<String, Option<SourceState>>,
+    /// States whose write failed (a full disk): read in place of the stored ones, so that
+    /// the failure, its backoff and its next fetch are seen (`/status.json`, the scheduler)
+    /// while the store cannot record them. Dropped when the source's state is next written.
+    unsaved: HashMap<String, SourceState>,
+}
+
+/// Whether the store works: its writes, its pages.
+struct StoreHealth {
+    /// Why the last write failed, while writes fail; `None` when they work.
+    failure: Mutex<Option<String>>,
+    /// Why the store was found corrupt since it was opened (a read that sled reported as
+    /// corruption, or panicked on), until [`Store::rebuild`] replaces it.
+    corruption: Mutex<Option<String>>,
+    /// What the sources waiting on a recovery watch.
+    recovered: tokio::sync::watch::Sender<Recoveries>,
+}
+
+impl Default for StoreHealth {
+    fn default() -> StoreHealth {
+        StoreHealth {
+            failure: Mutex::new(None),
+            corruption: Mutex::new(None),
+            recovered: tokio::sync::watch::Sender::new(Recoveries::default()),
+        }
+    }
+}
+
+/// The recoveries of a store since it was opened (see [`Store::recoveries`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recoveries {
+    /// Recoveries from a write failure ([`Store::recover`]): what was stored is still there.
+    pub writes: u64,
+    /// Corrupt stores replaced by an empty one ([`Store::rebuild`]): every source must be
+    /// fetched again.
+    pub rebuilds: u64,
 }
 
 /// The state commits share; see [`Store::commits`].
@@ -501,63 +813,280 @@ impl Store {
         self
     }
 
-    /// Opens (or creates) the store at `path`. A corrupt store is moved aside and rebuilt:
-    /// it holds nothing that cannot be fetched again.
+    /// Opens (or creates) the store at `path`. A store that fails to open or to read (sled
+    /// reports corruption, or panics on it) is moved aside with one log line naming where,
+    /// and rebuilt empty: it holds nothing that cannot be fetched again. A store in use by
+    /// another process, of a newer schema, or on a disk that refuses us (full, read-only,
+    /// no permission) is an error, and stays where it is.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Store::open_with_cache(path, DEFAULT_CACHE)
     }
 
     /// [`Store::open`] with a page cache of `cache` bytes.
     pub fn open_with_cache(path: &Path, cache: u64) -> Result<Store, StoreError> {
-        let db_error = |source| StoreError::Db {
-            path: path.to_path_buf(),
-            source,
-        };
-        let config = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache)
-            .flush_every_ms(Some(500));
-        let db = match config.open() {
-            Ok(db) => db,
-            Err(sled::Error::Io(err)) if err.to_string().contains("could not acquire lock") => {
-                return Err(StoreError::Locked(path.to_path_buf()))
+        match Store::open_checked(path, cache) {
+            Err(StoreError::Corrupt { reason, .. }) => {
+                set_aside(path, &reason)?;
+                Store::open_checked(path, cache)
             }
-            Err(sled::Error::Corruption { .. }) => {
-                let aside = path.with_extension(format!("corrupt-{}", Utc::now().timestamp()));
-                tracing::error!(
-                    store = %path.display(),
-                    moved_to = %aside.display(),
-                    "the store is corrupt; moving it aside and starting empty (sources will be fetched again)"
-                );
-                std::fs::rename(path, &aside).map_err(|err| db_error(sled::Error::Io(err)))?;
-                config.open().map_err(db_error)?
-            }
-            Err(err) => return Err(db_error(err)),
-        };
+            other => other,
+        }
+    }
+
+    /// Opens the store and reads what every command reads first (the source states), so
+    /// that damage there is found now. Entries and indexes are checked as they are read
+    /// (see [`Store::corruption`]): reading all of them at every open cost about half a
+    /// second and 27 MB of sled's cache per hundred thousand entries (in a release build),
+    /// which would have halved a warm `feedmill fetch` and taken a daemon of a million
+    /// entries over its unit's `MemoryHigh`.
+    fn open_checked(path: &Path, cache: u64) -> Result<Store, StoreError> {
+        let store = Store::open_unchecked(path, cache)?;
+        store.guard(|| store.read_all(b"s:"))?;
+        Ok(store)
+    }
+
+    /// Opens sled and checks the schema, reading nothing else.
+    fn open_unchecked(path: &Path, cache: u64) -> Result<Store, StoreError> {
         let store = Store {
-            db,
+            db: Arc::new(RwLock::new(Some(open_sled(path, cache)?))),
             path: path.to_path_buf(),
             cache,
             match_window: DEFAULT_MATCH_WINDOW,
             commits: Arc::new(Mutex::new(Commits::default())),
             commit_ended: Arc::new(Condvar::new()),
             writes: Arc::new(RwLock::new(())),
-            states: Arc::new(Mutex::new(HashMap::new())),
+            states: Arc::new(Mutex::new(States::default())),
+            health: Arc::new(StoreHealth::default()),
         };
-        store.check_schema()?;
+        store
+            .guard(|| store.check_schema())
+            .map_err(corrupt_unless_refused)?;
         Ok(store)
     }
 
+    /// Reads every key and value under `prefix` once: sled checks each page it reads, and
+    /// reports (or panics on) a damaged one.
+    fn read_all(&self, prefix: &[u8]) -> Result<u64, StoreError> {
+        let mut keys = 0u64;
+        for item in self.db()?.scan_prefix(prefix) {
+            item.map_err(|err| StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: describe(&err),
+            })?;
+            keys += 1;
+        }
+        Ok(keys)
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Why the store was found corrupt since it was opened, until it is rebuilt: a read that
+    /// sled reported as corruption, or panicked on inside [`Store::guard`]. Damage that
+    /// nothing reads does no harm and is not looked for.
+    pub fn corruption(&self) -> Option<String> {
+        self.health
+            .corruption
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn found_corrupt(&self, reason: &str) {
+        let mut corruption = self
+            .health
+            .corruption
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if corruption.is_none() {
+            // Said once, by the line that names where it goes (see `set_aside`).
+            tracing::debug!(store = %self.path.display(), "the store is corrupt ({reason})");
+            *corruption = Some(reason.to_string());
+        }
+    }
+
+    /// Gives up this store as corrupt (a read that sled failed or panicked on): once no
+    /// write is under way and no handle on the old one is left, moves it aside with one log
+    /// line as [`Store::open`] does and puts an empty one in its place, for every clone of
+    /// this handle. Every source must then be fetched again ([`Recoveries::rebuilds`]).
+    /// Blocking.
+    pub fn rebuild(&self, reason: &str) -> Result<(), StoreError> {
+        let _alone = self.writes.write().unwrap_or_else(|p| p.into_inner());
+        self.swap_db(Some(reason))?;
+        Ok(())
+    }
+
+    /// Closes sled and opens it again, under the writes lock (the caller holds it): moved
+    /// aside first when `corrupt` says why, or when it no longer opens. Returns whether it
+    /// was replaced by an empty store.
+    fn swap_db(&self, corrupt: Option<&str>) -> Result<bool, StoreError> {
+        drop(self.db.write().unwrap_or_else(|p| p.into_inner()).take());
+        // A reader may still hold the old handle for a moment; sled lets go of its file
+        // lock when the last one is dropped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let reopened = loop {
+            match open_sled(&self.path, self.cache) {
+                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Ok(db) => match corrupt {
+                    None => break Ok(db),
+                    // Free now; closed again to be moved.
+                    Some(reason) => {
+                        drop(db);
+                        break Err(reason.to_string());
+                    }
+                },
+                Err(StoreError::Corrupt { reason, .. }) => break Err(reason),
+                Err(err) => return Err(err),
+            }
+        };
+        let (db, rebuilt) = match reopened {
+            Ok(db) => (db, false),
+            Err(reason) => {
+                set_aside(&self.path, &reason)?;
+                (open_sled(&self.path, self.cache)?, true)
+            }
+        };
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+        {
+            let mut states = self.cached_states();
+            states.saved.clear();
+            if rebuilt {
+                states.unsaved.clear();
+            }
+        }
+        self.commits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recent = None;
+        self.guard(|| self.check_schema())?;
+        if rebuilt {
+            *self
+                .health
+                .corruption
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            *self
+                .health
+                .failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            self.health.recovered.send_modify(|r| r.rebuilds += 1);
+        }
+        Ok(rebuilt)
+    }
+
+    /// Runs `work` on the store, a panic of sled's included: a panic (sled panics on some
+    /// damaged pages rather than report them) becomes [`StoreError::Corrupt`], and its
+    /// message goes into that error instead of a panic report on stderr.
+    /// The damage is recorded for [`Store::corruption`].
+    pub fn guard<T>(&self, work: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let result = guarded(&self.path, work);
+        if let Err(StoreError::Corrupt { reason, .. }) = &result {
+            self.found_corrupt(reason);
+        }
+        result
+    }
+
+    /// The sled database, unless it is being reopened.
+    fn db(&self) -> Result<sled::Db, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Reopening(self.path.clone()))
+    }
+
+    /// A failed read; sled's `Corruption` is recorded for [`Store::corruption`].
     fn db_error(&self, source: sled::Error) -> StoreError {
+        if matches!(source, sled::Error::Corruption { .. }) {
+            self.found_corrupt(&describe(&source));
+        }
         StoreError::Db {
             path: self.path.clone(),
             source,
         }
     }
 
+    /// A failed write: recorded as the store's health until [`Store::recover`] succeeds.
+    fn write_error(&self, source: sled::Error) -> StoreError {
+        let reason = describe(&source);
+        let mut failure = self
+            .health
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if failure.is_none() {
+            tracing::error!(store = %self.path.display(), error = %reason, "a store write failed; sources back off until writes work again (checked every {} s)", PROBE_EVERY.as_secs());
+        }
+        *failure = Some(reason);
+        StoreError::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Why writes fail, while they do (`None` when they work): `/healthz` answers 503 with it.
+    pub fn write_failure(&self) -> Option<String> {
+        self.health
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Changes with each recovery ([`Store::recover`], [`Store::rebuild`]).
+    pub fn recoveries(&self) -> tokio::sync::watch::Receiver<Recoveries> {
+        self.health.recovered.subscribe()
+    }
+
+    /// After a write failure: checks whether the store can be written again and, if so,
+    /// makes it whole. The file system is tried first (a small file written, synced and
+    /// removed), so that nothing is closed while the disk is still full; then sled, which
+    /// after a failure of its background writer fails every write until it is reopened:
+    /// then it is reopened in place, once no write is under way. What the failure cost
+    /// (writes sled had accepted but not yet put on disk) is as a crash would have lost:
+    /// the states cached since are forgotten and read again from disk. Blocking.
+    pub fn recover(&self) -> Result<(), StoreError> {
+        probe_filesystem(&self.path).map_err(|err| self.write_error(sled::Error::Io(err)))?;
+        let _alone = self.writes.write().unwrap_or_else(|p| p.into_inner());
+        if self.probe_write().is_err() {
+            tracing::info!(store = %self.path.display(), "reopening the store after a write failure");
+            if self.swap_db(None)? {
+                // It no longer opened: moved aside and replaced, every source fetched again.
+                return Ok(());
+            }
+            self.probe_write()?;
+        }
+        *self
+            .health
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        self.health.recovered.send_modify(|r| r.writes += 1);
+        tracing::info!(store = %self.path.display(), "store writes work again; sources that failed to store are fetched again");
+        Ok(())
+    }
+
+    /// One small write that must reach the disk: the schema version, written again.
+    fn probe_write(&self) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let version = db
+            .get(b"m:schema")
+            .map_err(|e| self.db_error(e))?
+            .unwrap_or_else(|| SCHEMA_VERSION.to_string().as_bytes().into());
+        db.insert(b"m:schema", version)
+            .map_err(|e| self.write_error(e))?;
+        db.flush().map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+
     fn check_schema(&self) -> Result<(), StoreError> {
         let found = self
-            .db
+            .db()?
             .get(b"m:schema")
             .map_err(|e| self.db_error(e))?
             .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok());
@@ -569,9 +1098,9 @@ impl Store {
             Some(found) if found < SCHEMA_VERSION => self.migrate(found),
             Some(_) => Ok(()),
             None => {
-                self.db
+                self.db()?
                     .insert(b"m:schema", SCHEMA_VERSION.to_string().as_bytes())
-                    .map_err(|e| self.db_error(e))?;
+                    .map_err(|e| self.write_error(e))?;
                 Ok(())
             }
         }
@@ -585,7 +1114,7 @@ impl Store {
         tracing::info!(store = %self.path.display(), from, to = SCHEMA_VERSION, "updating the store's layout");
         if from == 3 {
             return self
-                .db
+                .db()?
                 .insert(b"m:schema", SCHEMA_VERSION.to_string().as_bytes())
                 .map(|_| ())
                 .map_err(|e| self.db_error(e));
@@ -595,7 +1124,7 @@ impl Store {
         let apply = |batch: &mut sled::Batch, pending: &mut usize, force: bool| {
             if *pending >= 1000 || (force && *pending > 0) {
                 *pending = 0;
-                self.db
+                self.db()?
                     .apply_batch(std::mem::take(batch))
                     .map_err(|e| self.db_error(e))
             } else {
@@ -603,7 +1132,7 @@ impl Store {
             }
         };
         let mut indexes: HashMap<String, Vec<Indexed>> = HashMap::new();
-        for item in self.db.scan_prefix(b"e:") {
+        for item in self.db()?.scan_prefix(b"e:") {
             let (k, v) = item.map_err(|e| self.db_error(e))?;
             let Some((source, _)) = split_entry_key(&k) else {
                 continue;
@@ -624,7 +1153,7 @@ impl Store {
             apply(&mut batch, &mut pending, false)?;
         }
         for prefix in [b"i:", b"f:", b"c:", b"b:", b"h:"] {
-            for item in self.db.scan_prefix(prefix) {
+            for item in self.db()?.scan_prefix(prefix) {
                 let (k, _) = item.map_err(|e| self.db_error(e))?;
                 batch.remove(k);
                 pending += 1;
@@ -638,7 +1167,7 @@ impl Store {
             apply(&mut batch, &mut pending, false)?;
         }
         apply(&mut batch, &mut pending, true)?;
-        self.db
+        self.db()?
             .insert(b"m:schema", SCHEMA_VERSION.to_string().as_bytes())
             .map_err(|e| self.db_error(e))?;
         Ok(())
@@ -651,7 +1180,8 @@ impl Store {
         if guard.recent.is_none() {
             // The newest WINDOW (first seen, source, key), with a bounded min-heap.
             let mut newest: BinaryHeap<Reverse<(i64, Arc<str>, EntryKey)>> = BinaryHeap::new();
-            for item in self.db.scan_prefix(b"n:") {
+            let db = self.db()?;
+            for item in db.scan_prefix(b"n:") {
                 let (k, v) = item.map_err(|e| self.db_error(e))?;
                 let source: Arc<str> = String::from_utf8_lossy(&k[2..]).into();
                 for indexed in decode_index(&v) {
@@ -664,8 +1194,7 @@ impl Store {
             let mut recent = RecentEntries::new(self.match_window);
             // Oldest first: a later entry wins a shared band.
             for Reverse((seen, source, key)) in newest.into_sorted_vec().into_iter().rev() {
-                let Some(value) = self
-                    .db
+                let Some(value) = db
                     .get(entry_key(&source, &key))
                     .map_err(|e| self.db_error(e))?
                 else {
@@ -684,45 +1213,66 @@ impl Store {
 
     /// The saved state of `source`, if it was ever fetched.
     pub fn source_state(&self, source: &str) -> Result<Option<SourceState>, StoreError> {
-        if let Some(known) = self.cached_states().get(source) {
-            return Ok(known.clone());
+        {
+            let states = self.cached_states();
+            if let Some(unsaved) = states.unsaved.get(source) {
+                return Ok(Some(unsaved.clone()));
+            }
+            if let Some(known) = states.saved.get(source) {
+                return Ok(known.clone());
+            }
         }
         let value = self
-            .db
+            .db()?
             .get(state_key(source))
             .map_err(|e| self.db_error(e))?;
         let state: Option<SourceState> = value.and_then(|v| decode(&v, "source state"));
         self.cached_states()
+            .saved
             .entry(source.to_string())
             .or_insert_with(|| state.clone());
         Ok(state)
     }
 
-    fn cached_states(&self) -> MutexGuard<'_, HashMap<String, Option<SourceState>>> {
+    fn cached_states(&self) -> MutexGuard<'_, States> {
         self.states.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records a state that is now in sled.
     fn cache_state(&self, source: &str, state: &SourceState) {
-        self.cached_states()
-            .insert(source.to_string(), Some(state.clone()));
+        let mut states = self.cached_states();
+        states.unsaved.remove(source);
+        states.saved.insert(source.to_string(), Some(state.clone()));
     }
 
-    /// Saves the state of `source` alone (a failure, a 304).
+    /// Saves the state of `source` alone (a failure, a 304). When the write fails, the
+    /// state is still what [`Store::source_state`] answers from now on, until a write of
+    /// this source's state works (see `States::unsaved`).
     pub fn save_state(&self, source: &str, state: &SourceState) -> Result<(), StoreError> {
         let value = serde_json::to_vec(state).unwrap_or_default();
         let _writing = self.writes.read().unwrap_or_else(|p| p.into_inner());
-        self.db
-            .insert(state_key(source), value)
-            .map_err(|e| self.db_error(e))?;
-        self.cache_state(source, state);
-        Ok(())
+        let written = self.db().and_then(|db| {
+            db.insert(state_key(source), value)
+                .map_err(|e| self.write_error(e))
+        });
+        match written {
+            Ok(_) => {
+                self.cache_state(source, state);
+                Ok(())
+            }
+            Err(err) => {
+                self.cached_states()
+                    .unsaved
+                    .insert(source.to_string(), state.clone());
+                Err(err)
+            }
+        }
     }
 
     /// The index of `source`, newest first.
     fn index(&self, source: &str) -> Result<Vec<Indexed>, StoreError> {
         Ok(self
-            .db
+            .db()?
             .get(index_key(source))
             .map_err(|e| self.db_error(e))?
             .map(|v| decode_index(&v))
@@ -852,36 +1402,34 @@ impl Store {
         mut index: Vec<Indexed>,
         written: &[(EntryKey, Arc<Written>)],
     ) -> Result<(), StoreError> {
+        let db = self.db()?;
         for (key, entry) in written {
             if !entry.new {
                 index.retain(|i| i.key != *key);
             }
             index.push(Indexed::of(&entry.stored));
             state.newest = state.newest.max(Some(entry.stored.sort_time));
-            self.db
-                .insert(
-                    entry_key(source, key),
-                    encode_entry(&entry.stored, &entry.record),
-                )
-                .map_err(|e| self.db_error(e))?;
+            db.insert(
+                entry_key(source, key),
+                encode_entry(&entry.stored, &entry.record),
+            )
+            .map_err(|e| self.write_error(e))?;
         }
         if !written.is_empty() {
             index.sort_unstable();
-            self.db
-                .insert(index_key(source), encode_index(&index))
-                .map_err(|e| self.db_error(e))?;
+            db.insert(index_key(source), encode_index(&index))
+                .map_err(|e| self.write_error(e))?;
         }
         // The index is the truth; a count kept by adding up could drift after a crash.
         state.items = index.len() as u64;
         // Not flushed here: sled flushes every 500 ms, and a commit lost to a crash takes its
         // validators with it, so the next fetch is unconditional and stores it again. A flush
         // per commit was a quarter of a cold refresh's time.
-        self.db
-            .insert(
-                state_key(source),
-                serde_json::to_vec(state).unwrap_or_default(),
-            )
-            .map_err(|e| self.db_error(e))?;
+        db.insert(
+            state_key(source),
+            serde_json::to_vec(state).unwrap_or_default(),
+        )
+        .map_err(|e| self.write_error(e))?;
         self.cache_state(source, state);
         Ok(())
     }
@@ -889,7 +1437,7 @@ impl Store {
     /// The stored entry `key` of `source`.
     pub fn entry(&self, source: &str, key: &EntryKey) -> Result<Option<StoredEntry>, StoreError> {
         Ok(self
-            .db
+            .db()?
             .get(entry_key(source, key))
             .map_err(|e| self.db_error(e))?
             .and_then(|v| decode(split_entry(&v)?.1, "entry")))
@@ -991,7 +1539,7 @@ impl Store {
             return Ok(check(&written.record).then(|| written.stored.clone()));
         }
         let value = self
-            .db
+            .db()?
             .get(entry_key(recent.source(carrier), &carrier.key))
             .map_err(|e| self.db_error(e))?;
         let Some((record, json)) = value.as_deref().and_then(split_entry) else {
@@ -1049,7 +1597,9 @@ impl Store {
                     );
                     state
                 });
-                self.db.apply_batch(batch).map_err(|e| self.db_error(e))?;
+                self.db()?
+                    .apply_batch(batch)
+                    .map_err(|e| self.write_error(e))?;
                 if let Some(state) = state {
                     self.cache_state(&source, &state);
                 }
@@ -1064,7 +1614,7 @@ impl Store {
 
     /// The number of keys under a prefix (for tests and metrics).
     pub fn count_prefix(&self, prefix: &[u8]) -> usize {
-        self.db.scan_prefix(prefix).count()
+        self.db().map_or(0, |db| db.scan_prefix(prefix).count())
     }
 
     /// Waits until everything written so far is on disk. Alone (see [`Store::writes`]):
@@ -1084,10 +1634,22 @@ impl Store {
         self.flush_blocking()?;
         let (path, cache) = (self.path.clone(), self.cache);
         drop(self);
-        match Store::open_when_free(&path, cache, std::time::Duration::from_secs(5)) {
-            Ok(reopened) => reopened.flush_blocking(),
-            Err(StoreError::Locked(_)) => Ok(()),
-            Err(err) => Err(err),
+        // sled alone: the store was read in full when it was opened.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match open_sled(&path, cache) {
+                Ok(db) => {
+                    return db.flush().map(|_| ()).map_err(|source| StoreError::Write {
+                        path: path.clone(),
+                        source,
+                    })
+                }
+                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(StoreError::Locked(_)) => return Ok(()),
+                Err(err) => return Err(err),
+            }
         }
     }
 
@@ -1112,7 +1674,10 @@ impl Store {
     /// Like [`Store::flush`], for callers outside an async runtime.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         let _alone = self.writes.write().unwrap_or_else(|p| p.into_inner());
-        self.db.flush().map(|_| ()).map_err(|e| self.db_error(e))
+        self.db()?
+            .flush()
+            .map(|_| ())
+            .map_err(|e| self.write_error(e))
     }
 
     /// Shows the entries of `sources` to `visit`, newest first, until it says stop. A k-way
@@ -1181,7 +1746,7 @@ impl Store {
 
     /// The state of every source that was ever fetched, by name.
     pub fn source_states(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
-        self.db
+        self.db()?
             .scan_prefix(b"s:")
             .map(|item| {
                 let (k, v) = item.map_err(|e| self.db_error(e))?;
@@ -1322,6 +1887,160 @@ mod tests {
             Err(other) => panic!("unexpected error {other}"),
             Ok(_) => panic!("second open succeeded"),
         }
+    }
+
+    /// The names in `dir`.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_corrupt_store_goes_beside_itself_or_else_into_a_directory_of_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store");
+        std::fs::create_dir(&path).expect("mkdir");
+        std::fs::write(path.join("db"), b"old").expect("write");
+        let aside = set_aside(&path, "testing").expect("moves");
+        assert_eq!(aside.parent(), Some(dir.path()));
+        assert!(aside
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("store.corrupt-")));
+        assert_eq!(std::fs::read(aside.join("db")).expect("moved"), b"old");
+        assert!(!path.exists());
+        // Twice in the same second: a new name, nothing overwritten.
+        std::fs::create_dir(&path).expect("mkdir");
+        let again = set_aside(&path, "testing").expect("moves");
+        assert_ne!(again, aside);
+        assert!(aside.join("db").exists() && again.is_dir());
+
+        // What is done instead when the directory cannot be renamed (a mount point,
+        // systemd's StateDirectory= whose parent is not ours): its files move inside.
+        let store = dir.path().join("kept");
+        std::fs::create_dir_all(store.join("corrupt-earlier")).expect("mkdir");
+        std::fs::write(store.join("db"), b"old").expect("write");
+        std::fs::write(store.join("conf"), b"conf").expect("write");
+        let inside = store.join("corrupt-now");
+        move_contents(&store, &inside).expect("moves the files");
+        assert_eq!(names_in(&store), ["corrupt-earlier", "corrupt-now"]);
+        assert_eq!(names_in(&inside), ["conf", "db"]);
+        // sled starts afresh beside them.
+        let opened = Store::open(&store).expect("opens");
+        assert_eq!(opened.source_state("s").expect("reads"), None);
+    }
+
+    #[test]
+    fn a_store_found_corrupt_is_replaced_in_place_for_every_handle() {
+        let (dir, store) = open();
+        let other = store.clone();
+        let mut recoveries = other.recoveries();
+        let mut state = SourceState::default();
+        store
+            .commit_fetch("s", &mut state, &[article("s", 1)], from_millis(1_000))
+            .expect("commits");
+        assert_eq!(store.corruption(), None);
+        // As a read that sled reports as corruption records it.
+        let _ = store.db_error(sled::Error::Corruption { at: None, bt: () });
+        assert_eq!(other.corruption().as_deref(), Some("corrupted data"));
+        store.rebuild("corrupted data").expect("rebuilds");
+        assert_eq!(other.corruption(), None);
+        assert!(recoveries.has_changed().expect("watching"));
+        assert_eq!(recoveries.borrow_and_update().rebuilds, 1);
+        // Every handle sees the empty store; the old one is beside it.
+        assert!(titles(&other, &["s"], 10).is_empty());
+        assert_eq!(other.source_state("s").expect("reads"), None);
+        let names = names_in(dir.path());
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names[1].starts_with("db.corrupt-"), "{names:?}");
+        // And it works.
+        store
+            .commit_fetch(
+                "s",
+                &mut SourceState::default(),
+                &[article("s", 2)],
+                from_millis(2_000),
+            )
+            .expect("commits");
+        assert_eq!(titles(&other, &["s"], 10), ["s 2"]);
+    }
+
+    #[test]
+    fn a_locked_or_newer_store_stays_where_it_is() {
+        let (dir, store) = open();
+        let path = dir.path().join("db");
+        assert!(matches!(Store::open(&path), Err(StoreError::Locked(_))));
+        store
+            .db()
+            .expect("open")
+            .insert(b"m:schema", b"99")
+            .expect("writes");
+        store.flush_blocking().expect("flushes");
+        drop(store);
+        let reopened =
+            Store::open_when_free(&path, DEFAULT_CACHE, std::time::Duration::from_secs(10));
+        assert!(
+            matches!(reopened, Err(StoreError::NewerSchema { found: 99, .. })),
+            "{:?}",
+            reopened.err()
+        );
+        assert_eq!(names_in(dir.path()), ["db"], "something was moved aside");
+    }
+
+    #[test]
+    fn a_panic_inside_the_guard_is_a_corrupt_store_with_its_message() {
+        let path = Path::new("/somewhere/store");
+        let caught: Result<(), StoreError> =
+            guarded(path, || panic!("tried to serialize Uninitialized"));
+        match caught {
+            Err(StoreError::Corrupt { path: p, reason }) => {
+                assert_eq!(p, path);
+                assert!(
+                    reason.contains("tried to serialize Uninitialized"),
+                    "{reason}"
+                );
+                assert!(reason.contains("store.rs:"), "no location: {reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Work that does not panic passes through; errors too.
+        assert_eq!(guarded(path, || Ok(7)).ok(), Some(7));
+        assert!(matches!(
+            guarded::<()>(path, || Err(StoreError::Task("x".into()))),
+            Err(StoreError::Task(_))
+        ));
+        // A guard inside a guard catches its own panic and leaves the outer one guarding.
+        let nested = guarded(path, || {
+            let inner: Result<(), StoreError> = guarded(path, || panic!("inner"));
+            assert!(matches!(inner, Err(StoreError::Corrupt { .. })));
+            GUARDED.with(|g| assert_eq!(g.get(), 1));
+            Ok(())
+        });
+        assert!(nested.is_ok());
+        GUARDED.with(|g| assert_eq!(g.get(), 0));
+    }
+
+    #[test]
+    fn sled_io_errors_read_as_the_system_says_them() {
+        let full = std::io::Error::from_raw_os_error(28);
+        assert_eq!(
+            describe(&sled::Error::Io(full)),
+            "No space left on device (os error 28)"
+        );
+        // As sled hands out the error that stopped its flusher: a copy in Debug form.
+        let copied = sled::Error::Io(std::io::Error::from_raw_os_error(28)).clone();
+        assert_eq!(describe(&copied), "No space left on device (os error 28)");
+        let other = std::io::Error::other("something else");
+        assert_eq!(describe(&sled::Error::Io(other)), "something else");
+        assert!(refused(&std::io::Error::from_raw_os_error(28)));
+        assert!(refused(&std::io::Error::from_raw_os_error(13)));
+        assert!(!refused(&std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "short read"
+        )));
     }
 
     #[test]
@@ -1480,20 +2199,32 @@ mod tests {
         let root = repost_root(&path, |store| {
             // Turn the store back into schema 1: JSON-only entry values, an index key per
             // entry and band, no index values.
-            for item in store.db.scan_prefix(b"e:") {
+            for item in store.db().expect("open").scan_prefix(b"e:") {
                 let (k, v) = item.expect("reads");
                 let (_, json) = split_entry(&v).expect("an entry value");
                 let json = json.to_vec();
-                store.db.insert(&k, json).expect("inserts");
+                store.db().expect("open").insert(&k, json).expect("inserts");
                 for prefix in [b"i:", b"f:", b"c:", b"b:", b"h:"] {
                     let old_key = [prefix.as_slice(), &k[2..]].concat();
-                    store.db.insert(old_key, &[]).expect("inserts");
+                    store
+                        .db()
+                        .expect("open")
+                        .insert(old_key, &[])
+                        .expect("inserts");
                 }
             }
-            for item in store.db.scan_prefix(b"n:") {
-                store.db.remove(item.expect("reads").0).expect("removes");
+            for item in store.db().expect("open").scan_prefix(b"n:") {
+                store
+                    .db()
+                    .expect("open")
+                    .remove(item.expect("reads").0)
+                    .expect("removes");
             }
-            store.db.insert(b"m:schema", b"1").expect("inserts");
+            store
+                .db()
+                .expect("open")
+                .insert(b"m:schema", b"1")
+                .expect("inserts");
             store.flush_blocking().expect("flushes");
             drop(store);
             let store = reopen(&path);
@@ -1501,13 +2232,18 @@ mod tests {
                 assert_eq!(store.count_prefix(prefix.as_bytes()), 0, "{prefix}");
             }
             assert_eq!(store.count_prefix(b"n:"), 1);
-            assert!(store.db.scan_prefix(b"e:").all(|item| item
+            assert!(store.db().expect("open").scan_prefix(b"e:").all(|item| item
                 .ok()
                 .and_then(|(_, v)| split_entry(&v).map(|(record, _)| record))
                 .is_some_and(|record| record.fingerprint.is_some() && record.link.is_some())));
             assert_eq!(titles(&store, &["outlet"], 10), ["outlet 1"]);
             assert_eq!(
-                store.db.get(b"m:schema").expect("reads").as_deref(),
+                store
+                    .db()
+                    .expect("open")
+                    .get(b"m:schema")
+                    .expect("reads")
+                    .as_deref(),
                 Some(SCHEMA_VERSION.to_string().as_bytes())
             );
             store
@@ -1621,11 +2357,20 @@ mod tests {
         store
             .commit_fetch("a", &mut state, &[article("a", 1)], from_millis(1_000))
             .expect("commits");
-        store.db.insert(b"m:schema", b"3").expect("writes");
+        store
+            .db()
+            .expect("open")
+            .insert(b"m:schema", b"3")
+            .expect("writes");
         drop(store);
         let store = reopen(&path);
         assert_eq!(
-            store.db.get(b"m:schema").expect("reads").as_deref(),
+            store
+                .db()
+                .expect("open")
+                .get(b"m:schema")
+                .expect("reads")
+                .as_deref(),
             Some(SCHEMA_VERSION.to_string().as_bytes())
         );
         assert_eq!(titles(&store, &["a"], 10), ["a 1"]);
@@ -1640,7 +2385,11 @@ mod tests {
             .commit_fetch("cut", &mut state, &entries, from_millis(1_000))
             .expect("commits");
         // A crash after the entries were written, before the index and the state.
-        store.db.remove(index_key("cut")).expect("removes");
+        store
+            .db()
+            .expect("open")
+            .remove(index_key("cut"))
+            .expect("removes");
         assert!(titles(&store, &["cut"], 10).is_empty());
         let mut state = SourceState::default();
         let summary = store
