@@ -3,9 +3,14 @@
 //!
 //! Allowed: ammonia's default set of harmless formatting tags and attributes. Removed: script,
 //! style, iframe, object, embed, form elements, every event handler and `style` attribute.
-//! URLs: only http(s) survive, plus `data:` in `<img src>`; relative URLs are resolved against
-//! the entry's base, so the output holds no relative link.
+//! URLs: every URL attribute is resolved against the entry's base first and checked after:
+//! only absolute http(s) URLs survive, plus `data:` raster images in `<img src>` (see
+//! [`republishable_url`]), so the output holds no relative link and no other scheme, whatever
+//! the base or the spelling (`JaVaScRiPt:`, `java\tscript:`, `&#106;avascript:`). ammonia
+//! alone checks a URL's scheme as written, before it resolves it: a `javascript:` base (from a
+//! hostile `xml:base`) turned a relative `href` into a `javascript:` link.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use url::Url;
@@ -43,25 +48,117 @@ pub fn xml_safe(text: String) -> String {
     }
 }
 
-/// The allow-list sanitizer for item HTML, resolving relative URLs against `base`.
+/// The allow-list sanitizer for item HTML, resolving relative URLs against `base`: only an
+/// http(s) base resolves anything; with another (a `file:` source) relative URLs are dropped.
 fn builder(base: &Url) -> ammonia::Builder<'static> {
+    let base = is_http(base).then(|| base.clone());
     let mut builder = ammonia::Builder::default();
     builder
+        // ammonia's own check, on the URL as written; ours below runs after resolution.
         .url_schemes(HashSet::from(["http", "https", "data"]))
         .link_rel(Some("noopener noreferrer nofollow"))
-        .url_relative(ammonia::UrlRelative::RewriteWithBase(base.clone()))
-        .attribute_filter(|element, attribute, value| {
-            let is_data = value
-                .trim_start()
-                .get(..5)
-                .is_some_and(|s| s.eq_ignore_ascii_case("data:"));
-            if is_data && !(element == "img" && attribute == "src") {
-                None
+        // The attribute filter below makes every URL it keeps absolute; anything still
+        // relative after it is dropped.
+        .url_relative(ammonia::UrlRelative::Custom(Box::new(drop_relative)))
+        .attribute_filter(move |element, attribute, value| {
+            if is_url_attribute(attribute) {
+                republishable_url(element, attribute, value, base.as_ref())
             } else {
                 Some(value.into())
             }
         });
     builder
+}
+
+fn drop_relative(_: &str) -> Option<Cow<'_, str>> {
+    None
+}
+
+fn is_http(url: &Url) -> bool {
+    matches!(url.scheme(), "http" | "https")
+}
+
+/// Attributes whose value is a URL (or a list of them) in some version of HTML; ammonia lets
+/// few of them through (`href`, `src`, `cite`), every one is checked all the same.
+fn is_url_attribute(attribute: &str) -> bool {
+    matches!(
+        attribute,
+        "href"
+            | "src"
+            | "cite"
+            | "action"
+            | "formaction"
+            | "poster"
+            | "background"
+            | "longdesc"
+            | "usemap"
+            | "codebase"
+            | "classid"
+            | "data"
+            | "manifest"
+            | "icon"
+            | "profile"
+            | "dynsrc"
+            | "lowsrc"
+            | "xlink:href"
+            | "srcset"
+            | "imagesrcset"
+            | "ping"
+            | "archive"
+    )
+}
+
+/// `value`, a URL in `attribute` of `element`, as it may be republished: resolved against
+/// `base` when relative, then kept only if it is absolute http(s), or a `data:` raster image
+/// (PNG, GIF, JPEG, WebP, AVIF, ...; not SVG, which can carry script) in `<img src>`. A URL
+/// written plainly (`https://...`) is kept as written; any other spelling is replaced by its
+/// parsed form, which is what every reader sees whatever its parser. URL lists (`srcset`,
+/// `ping`) are dropped.
+pub fn republishable_url<'a>(
+    element: &str,
+    attribute: &str,
+    value: &'a str,
+    base: Option<&Url>,
+) -> Option<Cow<'a, str>> {
+    if matches!(attribute, "srcset" | "imagesrcset" | "ping" | "archive") {
+        return None;
+    }
+    let url = match Url::parse(value) {
+        Ok(url) => url,
+        Err(url::ParseError::RelativeUrlWithoutBase) => base?.join(value).ok()?,
+        Err(_) => return None,
+    };
+    let plain = |prefix: &str| value.starts_with(prefix);
+    match url.scheme() {
+        "http" | "https" if plain("http://") || plain("https://") => Some(value.into()),
+        "http" | "https" => Some(String::from(url).into()),
+        "data" if element == "img" && attribute == "src" && is_data_image(&url) => {
+            if plain("data:image/") {
+                Some(value.into())
+            } else {
+                Some(String::from(url).into())
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Whether a `data:` URL holds a raster image: its media type is `image/...`, not SVG.
+fn is_data_image(url: &Url) -> bool {
+    let media_type = url
+        .path()
+        .split([',', ';'])
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    media_type.starts_with("image/") && !media_type.starts_with("image/svg")
+}
+
+/// An absolute link (an entry's, a site's, a source's) as it may be republished: absolute
+/// http(s), else nothing.
+pub fn republishable_link(link: &str) -> Option<Cow<'_, str>> {
+    republishable_url("a", "href", link, None)
 }
 
 thread_local! {
@@ -435,15 +532,158 @@ mod tests {
         );
     }
 
+    /// The URL attributes of sanitized HTML (html5ever writes them double-quoted), with
+    /// their element, as a reader's HTML parser reads them.
+    fn urls_in(html: &str) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        let mut rest = html;
+        while let Some(open) = rest.find('<') {
+            rest = &rest[open + 1..];
+            let element: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            let end = rest.find('>').unwrap_or(rest.len());
+            let tag = &rest[..end];
+            for attribute in ["href", "src", "cite"] {
+                if let Some(at) = tag.find(&format!(" {attribute}=\"")) {
+                    let value = &tag[at + attribute.len() + 3..];
+                    let value = &value[..value.find('"').unwrap_or(value.len())];
+                    found.push((
+                        element.clone(),
+                        html_escape::decode_html_entities(value).into_owned(),
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    /// Every URL is absolute http(s), or a raster `data:` image in an `<img>`.
+    fn assert_republishable(html: &str, clean: &str) {
+        for (element, url) in urls_in(clean) {
+            let parsed = Url::parse(&url).unwrap_or_else(|e| panic!("{url} ({e}) from {html}"));
+            let fine = matches!(parsed.scheme(), "http" | "https")
+                || (element == "img" && url.starts_with("data:image/"));
+            assert!(fine, "{element} {url} kept from {html}: {clean}");
+        }
+    }
+
     #[test]
-    fn data_urls_only_in_images() {
-        let html = r#"<img src="data:image/png;base64,iVBORw0KGgo="><a href="data:text/html,<script>x</script>">d</a>"#;
+    fn only_http_urls_survive_resolution_whatever_the_spelling() {
+        let hostile = [
+            "javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            " javascript:alert(1)",
+            "\njavascript:alert(1)",
+            "java\tscript:alert(1)",
+            "java\nscript:alert(1)",
+            "\u{1}javascript:alert(1)",
+            "&#106;avascript:alert(1)",
+            "&#x6A;avascript:alert(1)",
+            "&#X6a;avascript&#58;alert(1)",
+            "jav&#x09;ascript:alert(1)",
+            "javascript&colon;alert(1)",
+            "javascript&#0000058alert(1)",
+            "vbscript:msgbox(1)",
+            "VBScript:x",
+            "livescript:x",
+            "data:text/html,<script>alert(1)</script>",
+            "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+            "file:///etc/passwd",
+            "ftp://ftp.example/x",
+            "mailto:a@b.example",
+            "tel:+123",
+            "custom-scheme:x",
+            "x-javascript:x",
+            "about:blank",
+            "blob:https://x.example/1",
+        ];
+        for url in hostile {
+            for (element, attribute) in [
+                ("a", "href"),
+                ("img", "src"),
+                ("blockquote", "cite"),
+                ("q", "cite"),
+                ("del", "cite"),
+                ("ins", "cite"),
+            ] {
+                let html = format!(r#"<{element} {attribute}="{url}">x</{element}>"#);
+                let clean = sanitize_html(&html, &base());
+                assert_republishable(&html, &clean);
+                assert!(urls_in(&clean).is_empty(), "{url} kept: {clean}");
+            }
+        }
+        // What resolves to http(s) stays, resolved.
+        let kept = [
+            ("clickme", "https://news.example/a/clickme"),
+            ("//other.example/x", "https://other.example/x"),
+            ("\\\\other.example\\x", "https://other.example/x"),
+            (
+                "%6Aavascript:alert(1)",
+                "https://news.example/a/%6Aavascript:alert(1)",
+            ),
+            (
+                "javascript%3Aalert(1)",
+                "https://news.example/a/javascript%3Aalert(1)",
+            ),
+            (
+                "./javascript:alert(1)",
+                "https://news.example/a/javascript:alert(1)",
+            ),
+            ("HTTPS://Other.Example/p", "https://other.example/p"),
+            ("https://other.example/p q", "https://other.example/p q"),
+            ("  https://other.example/t", "https://other.example/t"),
+        ];
+        for (url, resolved) in kept {
+            let clean = sanitize_html(
+                &format!(r#"<a href="{url}">x</a><q cite="{url}">q</q>"#),
+                &base(),
+            );
+            let urls: Vec<String> = urls_in(&clean).into_iter().map(|(_, u)| u).collect();
+            assert_eq!(urls, [resolved, resolved], "{url}: {clean}");
+        }
+    }
+
+    #[test]
+    fn a_base_that_is_not_http_resolves_nothing() {
+        for base in [
+            "javascript://x/%0Aalert(1)//",
+            "file:///srv/feeds/",
+            "data:text/html,x/",
+        ] {
+            let base = Url::parse(base).expect("a URL");
+            let html = r#"<a href="clickme">a</a><img src="i.png"><q cite="c">q</q><a href="https://ok.example/">ok</a>"#;
+            let clean = sanitize_html(html, &base);
+            assert_republishable(html, &clean);
+            assert_eq!(
+                urls_in(&clean),
+                [("a".to_string(), "https://ok.example/".to_string())],
+                "{clean}"
+            );
+        }
+    }
+
+    #[test]
+    fn data_urls_only_as_raster_images() {
+        let html = r#"<img src="data:image/png;base64,iVBORw0KGgo="><a href="data:text/html,<script>x</script>">d</a><a href="data:image/png;base64,iVBORw0KGgo=">i</a>"#;
         let clean = sanitize_html(html, &base());
         assert!(
             clean.contains(r#"<img src="data:image/png;base64,iVBORw0KGgo=">"#),
             "{clean}"
         );
         assert!(!clean.contains("data:text"), "{clean}");
+        assert_eq!(clean.matches("data:").count(), 1, "{clean}");
+        for svg in [
+            "data:image/svg+xml,<svg onload=alert(1)>",
+            "data:image/svg+xml;base64,PHN2Zz4=",
+            "DATA:IMAGE/SVG+XML,x",
+        ] {
+            let clean = sanitize_html(&format!(r#"<img src="{svg}">"#), &base());
+            assert_eq!(clean, "<img>", "{svg}");
+        }
+        let clean = sanitize_html(r#"<img src=" DATA:image/gif;base64,R0lGOD==">"#, &base());
+        assert_eq!(clean, r#"<img src="data:image/gif;base64,R0lGOD==">"#);
     }
 
     #[test]
