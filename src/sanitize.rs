@@ -299,6 +299,138 @@ pub fn sanitized_to_plain(html: &str) -> String {
     html_escape::decode_html_entities(&text).into_owned()
 }
 
+/// A title or a name (an entry's, a feed's, an author's; a category) as plain text that no
+/// reader can take for markup. `html` says the feed marks it as HTML (Atom `type="html"`);
+/// text it does not mark that still looks like HTML (a closing tag or a character reference,
+/// as feedparser decides) is read as HTML too: tags removed (script and style with their
+/// content), entities decoded, so `Caf&eacute;` and `<b>Bold</b>` read "Café" and "Bold".
+/// White space is folded and the text cut to [`MAX_TITLE_CHARS`]. What is left that a reader
+/// rendering the text as HTML would still take for a tag (`Vec<T>`, a literal `<script>`),
+/// as it is or after decoding one more round of entities, gets an invisible U+2060 WORD
+/// JOINER after its `<`: the text reads the same, and no tag opens. A `<` that opens nothing
+/// ("a < b", "<3") is left alone; the writers escape it.
+pub fn plain_text(text: &str, html: bool) -> String {
+    let text = truncate_bytes(text, MAX_HTML_BYTES);
+    let folded = if html || looks_like_html(text) {
+        html_to_text(text)
+    } else {
+        fold_text(text)
+    };
+    defang(folded)
+}
+
+/// Whether plain text looks like HTML: it has a closing tag, or a character reference that
+/// decodes (feedparser's test, without its list of "acceptable" tags: a script is HTML too).
+fn looks_like_html(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.windows(2).enumerate().any(|(at, pair)| match pair {
+        [b'<', b'/'] => bytes.get(at + 2).is_some_and(u8::is_ascii_alphabetic),
+        [b'&', next] if next.is_ascii_alphanumeric() || *next == b'#' => {
+            let rest = &text[at..];
+            let end = rest.as_bytes()[1..]
+                .iter()
+                .take(40)
+                .position(|b| !(b.is_ascii_alphanumeric() || *b == b'#'))
+                .map(|n| n + 1);
+            end.is_some_and(|end| {
+                rest.as_bytes().get(end) == Some(&b';')
+                    && html_escape::decode_html_entities(&rest[..=end]) != rest[..=end]
+            })
+        }
+        _ => false,
+    })
+}
+
+/// U+2060 WORD JOINER: invisible, and no markup parser takes `<` followed by it for a tag.
+const JOINER: char = '\u{2060}';
+
+/// `text` with a [`JOINER`] after every `<` (or reference to one) that opens markup, read
+/// as it is or after one more round of entity decoding (see [`plain_text`]).
+pub fn defang(text: String) -> String {
+    if !text.contains(['<', '&']) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut kept = 0;
+    let mut at = 0;
+    while let Some(found) = text[at..].find(['<', '&']) {
+        let start = at + found;
+        let (is_lt, len) = match text.as_bytes()[start] {
+            b'<' => (true, 1),
+            _ => reference_at(&text[start..]).map_or((false, 1), |(c, len)| (c == '<', len)),
+        };
+        at = start + len;
+        if is_lt && opens_markup(&text[at..]) {
+            out.push_str(&text[kept..at]);
+            out.push(JOINER);
+            kept = at;
+        }
+    }
+    out.push_str(&text[kept..]);
+    out
+}
+
+/// Whether a `<` followed by `rest` opens markup (a tag, an end tag, a comment or a
+/// declaration), with `rest` read as it is or its first character reference decoded.
+fn opens_markup(rest: &str) -> bool {
+    let next = match rest.as_bytes().first() {
+        Some(b'&') => reference_at(rest).map(|(c, _)| c),
+        _ => rest.chars().next(),
+    };
+    next.is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '/' | '!' | '?'))
+}
+
+/// The character that the character reference at the start of `text` (which starts with
+/// `&`) stands for in HTML text, and its length; only the references that can make markup
+/// are known: numeric ones, `&lt` and `&LT` (with or without `;`), `&sol;`, `&excl;`,
+/// `&quest;` (no named reference stands for an ASCII letter).
+fn reference_at(text: &str) -> Option<(char, usize)> {
+    let bytes = text.as_bytes();
+    if bytes.get(1) == Some(&b'#') {
+        let hex = matches!(bytes.get(2), Some(b'x' | b'X'));
+        let digits_at = if hex { 3 } else { 2 };
+        let digits = bytes[digits_at.min(bytes.len())..]
+            .iter()
+            .take_while(|b| {
+                if hex {
+                    b.is_ascii_hexdigit()
+                } else {
+                    b.is_ascii_digit()
+                }
+            })
+            .count();
+        if digits == 0 {
+            return None;
+        }
+        let number = text[digits_at..digits_at + digits]
+            .bytes()
+            .fold(0u32, |n, b| {
+                let digit = (b as char).to_digit(16).unwrap_or(0);
+                n.saturating_mul(if hex { 16 } else { 10 })
+                    .saturating_add(digit)
+            });
+        let mut len = digits_at + digits;
+        if bytes.get(len) == Some(&b';') {
+            len += 1;
+        }
+        return Some((char::from_u32(number).unwrap_or('\u{fffd}'), len));
+    }
+    for (name, c) in [
+        ("lt;", '<'),
+        ("LT;", '<'),
+        ("lt", '<'),
+        ("LT", '<'),
+        ("sol;", '/'),
+        ("excl;", '!'),
+        ("quest;", '?'),
+    ] {
+        if text[1..].starts_with(name) {
+            return Some((c, 1 + name.len()));
+        }
+    }
+    None
+}
+
 /// White space folded and the text cut to [`MAX_TITLE_CHARS`].
 pub fn fold_text(text: &str) -> String {
     let folded = xml_safe(text.split_whitespace().collect::<Vec<_>>().join(" "));
@@ -704,6 +836,124 @@ mod tests {
         assert_eq!(fold_text("a\u{1}b\u{1b}[31mc\u{fffe}"), "ab[31mc");
         assert_eq!(sanitize_html("<p>x\u{0}y</p>", &base()), "<p>xy</p>");
         assert_eq!(text_to_html("\u{8}<"), "&lt;");
+    }
+
+    /// Whether a reader that renders `text` as HTML would find a tag in it: a `<` followed
+    /// by a letter, `/`, `!` or `?`.
+    fn has_tag(text: &str) -> bool {
+        text.as_bytes()
+            .windows(2)
+            .any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || b"/!?".contains(&w[1])))
+    }
+
+    /// `text` decoded as a reader decodes HTML text once more, references without `;`
+    /// included.
+    fn decode_once(text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(at) = rest.find('&') {
+            out.push_str(&rest[..at]);
+            rest = &rest[at..];
+            match reference_at(rest) {
+                Some((c, len)) => {
+                    out.push(c);
+                    rest = &rest[len..];
+                }
+                None => {
+                    let decoded = html_escape::decode_html_entities(
+                        &rest[..rest[1..].find('&').map_or(rest.len(), |n| n + 1)],
+                    )
+                    .into_owned();
+                    let len = rest[1..].find('&').map_or(rest.len(), |n| n + 1);
+                    out.push_str(&decoded);
+                    rest = &rest[len..];
+                }
+            }
+        }
+        out + rest
+    }
+
+    fn assert_plain(input: &str, html: bool) -> String {
+        let out = plain_text(input, html);
+        assert!(!has_tag(&out), "{input:?} kept a tag: {out:?}");
+        let decoded = decode_once(&out);
+        assert!(
+            !has_tag(&decoded),
+            "{input:?} makes a tag once decoded: {out:?} -> {decoded:?}"
+        );
+        out
+    }
+
+    #[test]
+    fn titles_and_names_carry_no_markup() {
+        let cases: [(&str, bool, &str); 17] = [
+            (
+                "<script>alert(1)</script><img src=x onerror=alert(1)>",
+                false,
+                "",
+            ),
+            (
+                "Hi <script>alert(1)</script><img src=x onerror=alert(1)>",
+                true,
+                "Hi",
+            ),
+            (
+                "<img src=x onerror=alert(1)>",
+                false,
+                "<\u{2060}img src=x onerror=alert(1)>",
+            ),
+            ("Caf&eacute;", false, "Café"),
+            ("Caf&eacute;", true, "Café"),
+            ("<b>Bold</b> &amp; co", false, "Bold & co"),
+            ("A <b> & \"quotes\"", false, "A <\u{2060}b> & \"quotes\""),
+            ("a < b, a<3, 1 <= 2, <", false, "a < b, a<3, 1 <= 2, <"),
+            (
+                "Vec<T> and Box<dyn Error>",
+                false,
+                "Vec<\u{2060}T> and Box<\u{2060}dyn Error>",
+            ),
+            ("&lt;script&gt;x", true, "<\u{2060}script>x"),
+            ("&amp;lt;script&amp;gt;", true, "&lt;\u{2060}script&gt;"),
+            ("&amp;#60;b&amp;#62;", true, "&#60;\u{2060}b&#62;"),
+            ("<&#115;cript>", false, "<\u{2060}script>"),
+            ("x &lt;&#115;cript&gt;", true, "x <\u{2060}script>"),
+            (
+                "<!-- c --> <?pi?>",
+                false,
+                "<\u{2060}!-- c --> <\u{2060}?pi?>",
+            ),
+            ("<!-- c --></x", false, ""),
+            ("  spread\n over\tlines  ", false, "spread over lines"),
+        ];
+        for (input, html, expected) in cases {
+            assert_eq!(assert_plain(input, html), expected, "{input:?}");
+        }
+        // Defanging what is defanged changes nothing (the writers defang stored titles again).
+        for (input, html, _) in cases {
+            let once = plain_text(input, html);
+            assert_eq!(defang(once.clone()), once, "{input:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn no_title_carries_a_tag_even_decoded_once_more(
+            pieces in prop::collection::vec(prop::sample::select(vec![
+                "<", ">", "/", "!", "?", "s", "script", " ", "&", ";", "#", "x", "3", "6", "0",
+                "&lt;", "&lt", "&LT", "&#60;", "&#x3C;", "&#060", "&amp;", "&amp;lt;", "&sol;",
+                "&excl;", "&quest;", "&#115;", "&#x73;", "&#47;", "&nbsp;", "&eacute;", "\u{2060}",
+                "<b>", "</b>", "<![CDATA[", "]]>", "<!--", "-->", "é", "中",
+            ]), 0..12),
+            html in any::<bool>(),
+        ) {
+            let input = pieces.concat();
+            let out = plain_text(&input, html);
+            prop_assert!(!has_tag(&out), "{:?} kept a tag: {:?}", input, out);
+            let decoded = decode_once(&out);
+            prop_assert!(!has_tag(&decoded), "{:?} -> {:?} -> {:?}", input, out, decoded);
+        }
     }
 
     #[test]
