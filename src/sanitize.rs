@@ -15,6 +15,10 @@ use std::collections::HashSet;
 
 use url::Url;
 
+mod bound;
+
+pub use bound::{MAX_ATTRIBUTES, MAX_DEPTH};
+
 /// The longest HTML field (summary or content) we keep, in bytes; longer text is cut before
 /// sanitizing (ammonia repairs the cut markup).
 pub const MAX_HTML_BYTES: usize = 1024 * 1024;
@@ -178,7 +182,8 @@ pub fn sanitize_html(html: &str, base: &Url) -> String {
 
 /// [`sanitize_html`] through ammonia, whatever the HTML.
 fn clean_with_ammonia(html: &str, base: &Url) -> String {
-    let html = truncate_bytes(html, MAX_HTML_BYTES);
+    let html = bound::bound(truncate_bytes(html, MAX_HTML_BYTES));
+    let html = html.as_ref();
     let clean = LAST.with(|last| {
         let mut last = last.borrow_mut();
         if last.as_ref().is_none_or(|(b, _)| b != base) {
@@ -266,7 +271,7 @@ pub fn html_to_plain(html: &str) -> String {
     static NO_TAGS: std::sync::OnceLock<ammonia::Builder<'static>> = std::sync::OnceLock::new();
     let without_tags = NO_TAGS
         .get_or_init(ammonia::Builder::empty)
-        .clean(truncate_bytes(html, MAX_HTML_BYTES))
+        .clean(&bound::bound(truncate_bytes(html, MAX_HTML_BYTES)))
         .to_string();
     html_escape::decode_html_entities(&without_tags).into_owned()
 }
