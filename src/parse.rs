@@ -319,7 +319,10 @@ struct CheckedXml<'a> {
 /// - to cut a document after its first [`MAX_ENTRIES`] items, so that a feed of 100,000 items
 ///   costs the parser and the memory of 5,000;
 /// - to learn the xml:base inherited by each entry, which feed-rs uses for links but does
-///   not expose for resolving the entry's HTML.
+///   not expose for resolving the entry's HTML;
+/// - to blank out (with spaces, so that line and column stay) every xml:base that does not
+///   resolve to an http(s) URL, so that neither feed-rs nor we resolve anything against a
+///   `javascript:` (or `file:`, `data:`, ...) base: the enclosing base applies instead.
 fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError> {
     let mut reader = quick_xml::Reader::from_reader(utf8);
     // Open elements with the base in effect inside each, as a position in `bases`: most
@@ -327,6 +330,8 @@ fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError
     let mut open: Vec<(Vec<u8>, usize)> = Vec::new();
     let mut bases: Vec<Url> = vec![url.clone()];
     let mut entry_bases = Vec::new();
+    // The byte ranges of xml:base attributes that are not honoured (see `declared_base`).
+    let mut blanks: Vec<std::ops::Range<usize>> = Vec::new();
     let mut shape = rss2::Shape::default();
     let at = |offset: u64, message: String| {
         let (line, column) = line_col(utf8, offset as usize);
@@ -342,23 +347,15 @@ fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError
             Ok(quick_xml::events::Event::Start(start)) => {
                 shape.start(open.len(), &start);
                 let parent = open.last().map_or(0, |(_, base)| *base);
-                let declared = start
-                    .attributes()
-                    .flatten()
-                    .find(|a| a.key.0 == "xml:base")
-                    .and_then(|a| {
-                        bases[parent]
-                            .join(
-                                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                                    .ok()?
-                                    .trim(),
-                            )
-                            .ok()
-                    });
+                let declared = declared_base(&start, &bases[parent]);
                 let base = match declared {
-                    Some(declared) => {
+                    Some(Ok(declared)) => {
                         bases.push(declared);
                         bases.len() - 1
+                    }
+                    Some(Err(())) => {
+                        blank_base(utf8, before, reader.buffer_position() as usize, &mut blanks);
+                        parent
                     }
                     None => parent,
                 };
@@ -366,6 +363,7 @@ fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError
                 if is_item && open.len() <= 2 {
                     if entry_bases.len() == MAX_ENTRIES {
                         let mut cut = utf8[..before].to_vec();
+                        blank_out(&mut cut, &blanks);
                         for (name, _) in open.iter().rev() {
                             cut.extend_from_slice(b"</");
                             cut.extend_from_slice(name);
@@ -384,6 +382,11 @@ fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError
             Ok(quick_xml::events::Event::Empty(empty)) => {
                 shape.start(open.len(), &empty);
                 shape.end(open.len());
+                // An empty element's own attributes resolve against its xml:base too.
+                let parent = open.last().map_or(0, |(_, base)| *base);
+                if let Some(Err(())) = declared_base(&empty, &bases[parent]) {
+                    blank_base(utf8, before, reader.buffer_position() as usize, &mut blanks);
+                }
             }
             Ok(quick_xml::events::Event::Text(text)) => shape.text(&text),
             Ok(quick_xml::events::Event::CData(cdata)) => shape.text(&cdata),
@@ -399,9 +402,16 @@ fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError
             Err(err) => return Err(at(reader.error_position(), err.to_string())),
         }
     }
+    let document = if blanks.is_empty() {
+        Cow::Borrowed(utf8)
+    } else {
+        let mut blanked = utf8.to_vec();
+        blank_out(&mut blanked, &blanks);
+        Cow::Owned(blanked)
+    };
     match open.last() {
         None => Ok(CheckedXml {
-            document: Cow::Borrowed(utf8),
+            document,
             entry_bases,
             plain_rss: shape.plain(),
         }),
@@ -412,6 +422,106 @@ fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError
                 String::from_utf8_lossy(name)
             ),
         )),
+    }
+}
+
+/// The xml:base `element` declares, resolved against `parent`: `None` when it declares none,
+/// `Err` when it is not to be honoured. Only a base that resolves to http(s) is, read both as
+/// XML normalizes attribute values and as written with references resolved (feed-rs reads
+/// the latter), so that no reading of it leaves another scheme.
+fn declared_base(element: &quick_xml::events::BytesStart, parent: &Url) -> Option<Result<Url, ()>> {
+    let attribute = element
+        .attributes()
+        .flatten()
+        .find(|a| a.key.0 == "xml:base")?;
+    let resolve = |value: &str| {
+        parent
+            .join(value.trim())
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+    };
+    let normalized = attribute
+        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+        .ok()
+        .and_then(|v| resolve(&v));
+    let as_written = quick_xml::escape::unescape(&attribute.value)
+        .ok()
+        .and_then(|v| resolve(&v));
+    Some(match (normalized, as_written) {
+        (Some(base), Some(_)) => Ok(base),
+        _ => Err(()),
+    })
+}
+
+/// Records the byte range of the xml:base attribute of the tag at `tag_start..tag_end`, to be
+/// blanked out. A tag whose attributes do not scan (quick-xml accepted it, so they do) keeps
+/// it: links resolved against it are still refused later, as every link that is not http(s).
+fn blank_base(
+    document: &[u8],
+    tag_start: usize,
+    tag_end: usize,
+    blanks: &mut Vec<std::ops::Range<usize>>,
+) {
+    let Some(tag) = document.get(tag_start..tag_end.min(document.len())) else {
+        return;
+    };
+    if let Some(span) = attribute_span(tag, b"xml:base") {
+        blanks.push(tag_start + span.start..tag_start + span.end);
+    }
+}
+
+/// Overwrites `blanks` with spaces, keeping line breaks (so errors keep their line).
+fn blank_out(document: &mut [u8], blanks: &[std::ops::Range<usize>]) {
+    for blank in blanks {
+        // A cut document ends before the tag that made the cut.
+        let Some(bytes) = document.get_mut(blank.start..blank.end) else {
+            continue;
+        };
+        for byte in bytes {
+            if *byte != b'\n' {
+                *byte = b' ';
+            }
+        }
+    }
+}
+
+/// Where attribute `name` (name, `=` and quoted value) is in an XML start tag `<...>`.
+fn attribute_span(tag: &[u8], name: &[u8]) -> Option<std::ops::Range<usize>> {
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let mut at = tag
+        .iter()
+        .position(|b| space(b) || *b == b'/' || *b == b'>')?;
+    loop {
+        while tag.get(at).is_some_and(space) {
+            at += 1;
+        }
+        let start = at;
+        while tag
+            .get(at)
+            .is_some_and(|b| !space(b) && !matches!(b, b'=' | b'/' | b'>'))
+        {
+            at += 1;
+        }
+        if at == start {
+            return None;
+        }
+        let key = &tag[start..at];
+        while tag.get(at).is_some_and(space) {
+            at += 1;
+        }
+        if tag.get(at) != Some(&b'=') {
+            return None;
+        }
+        at += 1;
+        while tag.get(at).is_some_and(space) {
+            at += 1;
+        }
+        let quote = *tag.get(at).filter(|q| matches!(q, b'"' | b'\''))?;
+        let close = at + 1 + tag[at + 1..].iter().position(|b| *b == quote)?;
+        at = close + 1;
+        if key == name {
+            return Some(start..at);
+        }
     }
 }
 
@@ -455,7 +565,8 @@ fn normalize_entry(entry: RawEntry, entry_base: &Url) -> Entry {
     let base = entry
         .content_base
         .as_deref()
-        .and_then(|b| entry_base.join(b).ok())
+        .and_then(|b| entry_base.join(b.trim()).ok())
+        .filter(|b| matches!(b.scheme(), "http" | "https"))
         .unwrap_or_else(|| entry_base.clone());
     let summary = entry
         .summary
@@ -482,7 +593,7 @@ fn normalize_entry(entry: RawEntry, entry_base: &Url) -> Entry {
         authors: entry
             .authors
             .iter()
-            .map(|name| sanitize::fold_text(name))
+            .map(|name| sanitize::plain_text(name, false))
             .filter(|n| !n.is_empty())
             .collect(),
         summary,
@@ -490,7 +601,7 @@ fn normalize_entry(entry: RawEntry, entry_base: &Url) -> Entry {
         categories: entry
             .categories
             .iter()
-            .map(|c| sanitize::fold_text(c))
+            .map(|c| sanitize::plain_text(c, false))
             .filter(|c| !c.is_empty())
             .collect(),
     }
@@ -535,13 +646,9 @@ fn http_url(href: &str) -> Option<String> {
         .map(String::from)
 }
 
-/// A feed text as plain text: markup removed and entities decoded when it is HTML.
+/// A feed text as plain text that no reader takes for markup (see [`sanitize::plain_text`]).
 fn plain_text(text: &RawText) -> String {
-    if text.html {
-        sanitize::html_to_text(&text.text)
-    } else {
-        sanitize::fold_text(&text.text)
-    }
+    sanitize::plain_text(&text.text, text.html)
 }
 
 /// A text as sanitized HTML; relative URLs in HTML resolve against `base`.
@@ -647,7 +754,8 @@ mod tests {
             assert!(!html.contains(bad), "{bad} survived in {html}");
         }
         assert!(html.contains("<p>ok</p>"), "{html}");
-        assert_eq!(entry.title, "<script>alert(1)</script>Hi");
+        // The title is HTML (it has a closing tag): the script goes, with its text.
+        assert_eq!(entry.title, "Hi");
     }
 
     #[test]
@@ -676,6 +784,125 @@ mod tests {
                 "http://c.example/deeper/p"
             ]
         );
+    }
+
+    /// The href of the first link in an entry's HTML.
+    fn first_href(entry: &Entry) -> String {
+        let html = entry.html().unwrap_or_default();
+        let Some(start) = html.find("href=\"").map(|at| at + 6) else {
+            return String::new();
+        };
+        html[start..][..html[start..].find('"').expect("closed")].to_string()
+    }
+
+    #[test]
+    fn an_xml_base_that_is_not_http_is_ignored() {
+        let url = Url::parse("https://feed.example/dir/feed.atom").expect("url");
+        let bad_bases = [
+            "javascript://x/%0Aalert(1)//",
+            "JavaScript:alert(1)//",
+            "java&#x9;script:alert(1)//",
+            " vbscript:x/",
+            "data:text/html,x/",
+            "file:///etc/",
+            "ftp://ftp.example/",
+            "http://[bad",
+        ];
+        for bad in bad_bases {
+            // On the feed: the feed's URL applies.
+            let atom = format!(
+                r#"<feed xmlns="http://www.w3.org/2005/Atom" xml:base="{bad}"><title>T</title><id>urn:f</id>
+<entry><id>urn:1</id><title>One</title><link href="clickme"/><content type="html">&lt;a href="clickme"&gt;x&lt;/a&gt;</content></entry>
+</feed>"#
+            );
+            let feed = parse_feed(atom.as_bytes(), None, &url).expect("parses");
+            let entry = &feed.entries[0];
+            assert_eq!(
+                entry.link.as_deref(),
+                Some("https://feed.example/dir/clickme"),
+                "{bad}"
+            );
+            assert_eq!(
+                first_href(entry),
+                "https://feed.example/dir/clickme",
+                "{bad}"
+            );
+            // On an entry, its content, a link: the enclosing base applies.
+            let atom = format!(
+                r#"<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://good.example/g/"><title>T</title><id>urn:f</id>
+<entry xml:base="{bad}"><id>urn:1</id><title>One</title><link xml:base="{bad}" href="clickme"/><content xml:base="{bad}" type="html">&lt;a href="clickme"&gt;x&lt;/a&gt;</content></entry>
+</feed>"#
+            );
+            let feed = parse_feed(atom.as_bytes(), None, &url).expect("parses");
+            let entry = &feed.entries[0];
+            assert_eq!(
+                entry.link.as_deref(),
+                Some("https://good.example/g/clickme"),
+                "{bad}"
+            );
+            assert_eq!(first_href(entry), "https://good.example/g/clickme", "{bad}");
+            // RSS with xml:base.
+            let rss = format!(
+                r#"<rss version="2.0" xml:base="{bad}"><channel xml:base="{bad}"><title>T</title><link>home</link>
+<item xml:base="{bad}"><guid>1</guid><title>One</title><link>clickme</link><description>&lt;a href="clickme"&gt;x&lt;/a&gt;&lt;img src="i.png"&gt;</description></item>
+</channel></rss>"#
+            );
+            let feed = parse_feed(rss.as_bytes(), None, &url).expect("parses");
+            let entry = &feed.entries[0];
+            assert_eq!(
+                feed.site_link.as_deref(),
+                Some("https://feed.example/dir/home")
+            );
+            assert_eq!(
+                entry.link.as_deref(),
+                Some("https://feed.example/dir/clickme"),
+                "{bad}"
+            );
+            assert_eq!(
+                first_href(entry),
+                "https://feed.example/dir/clickme",
+                "{bad}"
+            );
+            assert!(
+                entry
+                    .html()
+                    .unwrap_or_default()
+                    .contains("src=\"https://feed.example/dir/i.png\""),
+                "{bad}: {entry:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cut_document_keeps_its_blanks_in_range() {
+        let items: String = (0..MAX_ENTRIES + 2)
+            .map(|i| {
+                format!("<item xml:base=\"javascript:x/\"><guid>{i}</guid><link>l</link></item>")
+            })
+            .collect();
+        let feed = parse(&format!(
+            "<rss version=\"2.0\"><channel><title>t</title>{items}</channel></rss>"
+        ));
+        assert_eq!(feed.entries.len(), MAX_ENTRIES);
+        assert_eq!(
+            feed.entries[0].link.as_deref(),
+            Some("https://news.example/feeds/l")
+        );
+    }
+
+    #[test]
+    fn ignored_bases_are_blanked_in_place() {
+        let xml = "<feed xmlns=\"http://www.w3.org/2005/Atom\">\n<entry xml:base=\"javascript:\nx/\" a='b'><id>1</id></entry><link xml:base='file:/' href='h'/></feed>";
+        let checked = check_xml(xml.as_bytes(), &url()).expect("well-formed");
+        let document = String::from_utf8(checked.document.to_vec()).expect("utf-8");
+        assert_eq!(document.len(), xml.len());
+        assert_eq!(document.lines().count(), xml.lines().count());
+        assert!(!document.contains("xml:base"), "{document}");
+        assert!(
+            document.contains("<entry        ") && document.contains("a='b'"),
+            "{document}"
+        );
+        assert_eq!(checked.entry_bases, [url()]);
     }
 
     #[test]

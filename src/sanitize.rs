@@ -3,12 +3,21 @@
 //!
 //! Allowed: ammonia's default set of harmless formatting tags and attributes. Removed: script,
 //! style, iframe, object, embed, form elements, every event handler and `style` attribute.
-//! URLs: only http(s) survive, plus `data:` in `<img src>`; relative URLs are resolved against
-//! the entry's base, so the output holds no relative link.
+//! URLs: every URL attribute is resolved against the entry's base first and checked after:
+//! only absolute http(s) URLs survive, plus `data:` raster images in `<img src>` (see
+//! [`republishable_url`]), so the output holds no relative link and no other scheme, whatever
+//! the base or the spelling (`JaVaScRiPt:`, `java\tscript:`, `&#106;avascript:`). ammonia
+//! alone checks a URL's scheme as written, before it resolves it: a `javascript:` base (from a
+//! hostile `xml:base`) turned a relative `href` into a `javascript:` link.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use url::Url;
+
+mod bound;
+
+pub use bound::{MAX_ATTRIBUTES, MAX_DEPTH};
 
 /// The longest HTML field (summary or content) we keep, in bytes; longer text is cut before
 /// sanitizing (ammonia repairs the cut markup).
@@ -43,25 +52,117 @@ pub fn xml_safe(text: String) -> String {
     }
 }
 
-/// The allow-list sanitizer for item HTML, resolving relative URLs against `base`.
+/// The allow-list sanitizer for item HTML, resolving relative URLs against `base`: only an
+/// http(s) base resolves anything; with another (a `file:` source) relative URLs are dropped.
 fn builder(base: &Url) -> ammonia::Builder<'static> {
+    let base = is_http(base).then(|| base.clone());
     let mut builder = ammonia::Builder::default();
     builder
+        // ammonia's own check, on the URL as written; ours below runs after resolution.
         .url_schemes(HashSet::from(["http", "https", "data"]))
         .link_rel(Some("noopener noreferrer nofollow"))
-        .url_relative(ammonia::UrlRelative::RewriteWithBase(base.clone()))
-        .attribute_filter(|element, attribute, value| {
-            let is_data = value
-                .trim_start()
-                .get(..5)
-                .is_some_and(|s| s.eq_ignore_ascii_case("data:"));
-            if is_data && !(element == "img" && attribute == "src") {
-                None
+        // The attribute filter below makes every URL it keeps absolute; anything still
+        // relative after it is dropped.
+        .url_relative(ammonia::UrlRelative::Custom(Box::new(drop_relative)))
+        .attribute_filter(move |element, attribute, value| {
+            if is_url_attribute(attribute) {
+                republishable_url(element, attribute, value, base.as_ref())
             } else {
                 Some(value.into())
             }
         });
     builder
+}
+
+fn drop_relative(_: &str) -> Option<Cow<'_, str>> {
+    None
+}
+
+fn is_http(url: &Url) -> bool {
+    matches!(url.scheme(), "http" | "https")
+}
+
+/// Attributes whose value is a URL (or a list of them) in some version of HTML; ammonia lets
+/// few of them through (`href`, `src`, `cite`), every one is checked all the same.
+fn is_url_attribute(attribute: &str) -> bool {
+    matches!(
+        attribute,
+        "href"
+            | "src"
+            | "cite"
+            | "action"
+            | "formaction"
+            | "poster"
+            | "background"
+            | "longdesc"
+            | "usemap"
+            | "codebase"
+            | "classid"
+            | "data"
+            | "manifest"
+            | "icon"
+            | "profile"
+            | "dynsrc"
+            | "lowsrc"
+            | "xlink:href"
+            | "srcset"
+            | "imagesrcset"
+            | "ping"
+            | "archive"
+    )
+}
+
+/// `value`, a URL in `attribute` of `element`, as it may be republished: resolved against
+/// `base` when relative, then kept only if it is absolute http(s), or a `data:` raster image
+/// (PNG, GIF, JPEG, WebP, AVIF, ...; not SVG, which can carry script) in `<img src>`. A URL
+/// written plainly (`https://...`) is kept as written; any other spelling is replaced by its
+/// parsed form, which is what every reader sees whatever its parser. URL lists (`srcset`,
+/// `ping`) are dropped.
+pub fn republishable_url<'a>(
+    element: &str,
+    attribute: &str,
+    value: &'a str,
+    base: Option<&Url>,
+) -> Option<Cow<'a, str>> {
+    if matches!(attribute, "srcset" | "imagesrcset" | "ping" | "archive") {
+        return None;
+    }
+    let url = match Url::parse(value) {
+        Ok(url) => url,
+        Err(url::ParseError::RelativeUrlWithoutBase) => base?.join(value).ok()?,
+        Err(_) => return None,
+    };
+    let plain = |prefix: &str| value.starts_with(prefix);
+    match url.scheme() {
+        "http" | "https" if plain("http://") || plain("https://") => Some(value.into()),
+        "http" | "https" => Some(String::from(url).into()),
+        "data" if element == "img" && attribute == "src" && is_data_image(&url) => {
+            if plain("data:image/") {
+                Some(value.into())
+            } else {
+                Some(String::from(url).into())
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Whether a `data:` URL holds a raster image: its media type is `image/...`, not SVG.
+fn is_data_image(url: &Url) -> bool {
+    let media_type = url
+        .path()
+        .split([',', ';'])
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    media_type.starts_with("image/") && !media_type.starts_with("image/svg")
+}
+
+/// An absolute link (an entry's, a site's, a source's) as it may be republished: absolute
+/// http(s), else nothing.
+pub fn republishable_link(link: &str) -> Option<Cow<'_, str>> {
+    republishable_url("a", "href", link, None)
 }
 
 thread_local! {
@@ -81,7 +182,8 @@ pub fn sanitize_html(html: &str, base: &Url) -> String {
 
 /// [`sanitize_html`] through ammonia, whatever the HTML.
 fn clean_with_ammonia(html: &str, base: &Url) -> String {
-    let html = truncate_bytes(html, MAX_HTML_BYTES);
+    let html = bound::bound(truncate_bytes(html, MAX_HTML_BYTES));
+    let html = html.as_ref();
     let clean = LAST.with(|last| {
         let mut last = last.borrow_mut();
         if last.as_ref().is_none_or(|(b, _)| b != base) {
@@ -169,7 +271,7 @@ pub fn html_to_plain(html: &str) -> String {
     static NO_TAGS: std::sync::OnceLock<ammonia::Builder<'static>> = std::sync::OnceLock::new();
     let without_tags = NO_TAGS
         .get_or_init(ammonia::Builder::empty)
-        .clean(truncate_bytes(html, MAX_HTML_BYTES))
+        .clean(&bound::bound(truncate_bytes(html, MAX_HTML_BYTES)))
         .to_string();
     html_escape::decode_html_entities(&without_tags).into_owned()
 }
@@ -200,6 +302,138 @@ pub fn sanitized_to_plain(html: &str) -> String {
     }
     text.push_str(rest);
     html_escape::decode_html_entities(&text).into_owned()
+}
+
+/// A title or a name (an entry's, a feed's, an author's; a category) as plain text that no
+/// reader can take for markup. `html` says the feed marks it as HTML (Atom `type="html"`);
+/// text it does not mark that still looks like HTML (a closing tag or a character reference,
+/// as feedparser decides) is read as HTML too: tags removed (script and style with their
+/// content), entities decoded, so `Caf&eacute;` and `<b>Bold</b>` read "Café" and "Bold".
+/// White space is folded and the text cut to [`MAX_TITLE_CHARS`]. What is left that a reader
+/// rendering the text as HTML would still take for a tag (`Vec<T>`, a literal `<script>`),
+/// as it is or after decoding one more round of entities, gets an invisible U+2060 WORD
+/// JOINER after its `<`: the text reads the same, and no tag opens. A `<` that opens nothing
+/// ("a < b", "<3") is left alone; the writers escape it.
+pub fn plain_text(text: &str, html: bool) -> String {
+    let text = truncate_bytes(text, MAX_HTML_BYTES);
+    let folded = if html || looks_like_html(text) {
+        html_to_text(text)
+    } else {
+        fold_text(text)
+    };
+    defang(folded)
+}
+
+/// Whether plain text looks like HTML: it has a closing tag, or a character reference that
+/// decodes (feedparser's test, without its list of "acceptable" tags: a script is HTML too).
+fn looks_like_html(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.windows(2).enumerate().any(|(at, pair)| match pair {
+        [b'<', b'/'] => bytes.get(at + 2).is_some_and(u8::is_ascii_alphabetic),
+        [b'&', next] if next.is_ascii_alphanumeric() || *next == b'#' => {
+            let rest = &text[at..];
+            let end = rest.as_bytes()[1..]
+                .iter()
+                .take(40)
+                .position(|b| !(b.is_ascii_alphanumeric() || *b == b'#'))
+                .map(|n| n + 1);
+            end.is_some_and(|end| {
+                rest.as_bytes().get(end) == Some(&b';')
+                    && html_escape::decode_html_entities(&rest[..=end]) != rest[..=end]
+            })
+        }
+        _ => false,
+    })
+}
+
+/// U+2060 WORD JOINER: invisible, and no markup parser takes `<` followed by it for a tag.
+const JOINER: char = '\u{2060}';
+
+/// `text` with a [`JOINER`] after every `<` (or reference to one) that opens markup, read
+/// as it is or after one more round of entity decoding (see [`plain_text`]).
+pub fn defang(text: String) -> String {
+    if !text.contains(['<', '&']) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut kept = 0;
+    let mut at = 0;
+    while let Some(found) = text[at..].find(['<', '&']) {
+        let start = at + found;
+        let (is_lt, len) = match text.as_bytes()[start] {
+            b'<' => (true, 1),
+            _ => reference_at(&text[start..]).map_or((false, 1), |(c, len)| (c == '<', len)),
+        };
+        at = start + len;
+        if is_lt && opens_markup(&text[at..]) {
+            out.push_str(&text[kept..at]);
+            out.push(JOINER);
+            kept = at;
+        }
+    }
+    out.push_str(&text[kept..]);
+    out
+}
+
+/// Whether a `<` followed by `rest` opens markup (a tag, an end tag, a comment or a
+/// declaration), with `rest` read as it is or its first character reference decoded.
+fn opens_markup(rest: &str) -> bool {
+    let next = match rest.as_bytes().first() {
+        Some(b'&') => reference_at(rest).map(|(c, _)| c),
+        _ => rest.chars().next(),
+    };
+    next.is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '/' | '!' | '?'))
+}
+
+/// The character that the character reference at the start of `text` (which starts with
+/// `&`) stands for in HTML text, and its length; only the references that can make markup
+/// are known: numeric ones, `&lt` and `&LT` (with or without `;`), `&sol;`, `&excl;`,
+/// `&quest;` (no named reference stands for an ASCII letter).
+fn reference_at(text: &str) -> Option<(char, usize)> {
+    let bytes = text.as_bytes();
+    if bytes.get(1) == Some(&b'#') {
+        let hex = matches!(bytes.get(2), Some(b'x' | b'X'));
+        let digits_at = if hex { 3 } else { 2 };
+        let digits = bytes[digits_at.min(bytes.len())..]
+            .iter()
+            .take_while(|b| {
+                if hex {
+                    b.is_ascii_hexdigit()
+                } else {
+                    b.is_ascii_digit()
+                }
+            })
+            .count();
+        if digits == 0 {
+            return None;
+        }
+        let number = text[digits_at..digits_at + digits]
+            .bytes()
+            .fold(0u32, |n, b| {
+                let digit = (b as char).to_digit(16).unwrap_or(0);
+                n.saturating_mul(if hex { 16 } else { 10 })
+                    .saturating_add(digit)
+            });
+        let mut len = digits_at + digits;
+        if bytes.get(len) == Some(&b';') {
+            len += 1;
+        }
+        return Some((char::from_u32(number).unwrap_or('\u{fffd}'), len));
+    }
+    for (name, c) in [
+        ("lt;", '<'),
+        ("LT;", '<'),
+        ("lt", '<'),
+        ("LT", '<'),
+        ("sol;", '/'),
+        ("excl;", '!'),
+        ("quest;", '?'),
+    ] {
+        if text[1..].starts_with(name) {
+            return Some((c, 1 + name.len()));
+        }
+    }
+    None
 }
 
 /// White space folded and the text cut to [`MAX_TITLE_CHARS`].
@@ -435,15 +669,158 @@ mod tests {
         );
     }
 
+    /// The URL attributes of sanitized HTML (html5ever writes them double-quoted), with
+    /// their element, as a reader's HTML parser reads them.
+    fn urls_in(html: &str) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        let mut rest = html;
+        while let Some(open) = rest.find('<') {
+            rest = &rest[open + 1..];
+            let element: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            let end = rest.find('>').unwrap_or(rest.len());
+            let tag = &rest[..end];
+            for attribute in ["href", "src", "cite"] {
+                if let Some(at) = tag.find(&format!(" {attribute}=\"")) {
+                    let value = &tag[at + attribute.len() + 3..];
+                    let value = &value[..value.find('"').unwrap_or(value.len())];
+                    found.push((
+                        element.clone(),
+                        html_escape::decode_html_entities(value).into_owned(),
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    /// Every URL is absolute http(s), or a raster `data:` image in an `<img>`.
+    fn assert_republishable(html: &str, clean: &str) {
+        for (element, url) in urls_in(clean) {
+            let parsed = Url::parse(&url).unwrap_or_else(|e| panic!("{url} ({e}) from {html}"));
+            let fine = matches!(parsed.scheme(), "http" | "https")
+                || (element == "img" && url.starts_with("data:image/"));
+            assert!(fine, "{element} {url} kept from {html}: {clean}");
+        }
+    }
+
     #[test]
-    fn data_urls_only_in_images() {
-        let html = r#"<img src="data:image/png;base64,iVBORw0KGgo="><a href="data:text/html,<script>x</script>">d</a>"#;
+    fn only_http_urls_survive_resolution_whatever_the_spelling() {
+        let hostile = [
+            "javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            " javascript:alert(1)",
+            "\njavascript:alert(1)",
+            "java\tscript:alert(1)",
+            "java\nscript:alert(1)",
+            "\u{1}javascript:alert(1)",
+            "&#106;avascript:alert(1)",
+            "&#x6A;avascript:alert(1)",
+            "&#X6a;avascript&#58;alert(1)",
+            "jav&#x09;ascript:alert(1)",
+            "javascript&colon;alert(1)",
+            "javascript&#0000058alert(1)",
+            "vbscript:msgbox(1)",
+            "VBScript:x",
+            "livescript:x",
+            "data:text/html,<script>alert(1)</script>",
+            "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+            "file:///etc/passwd",
+            "ftp://ftp.example/x",
+            "mailto:a@b.example",
+            "tel:+123",
+            "custom-scheme:x",
+            "x-javascript:x",
+            "about:blank",
+            "blob:https://x.example/1",
+        ];
+        for url in hostile {
+            for (element, attribute) in [
+                ("a", "href"),
+                ("img", "src"),
+                ("blockquote", "cite"),
+                ("q", "cite"),
+                ("del", "cite"),
+                ("ins", "cite"),
+            ] {
+                let html = format!(r#"<{element} {attribute}="{url}">x</{element}>"#);
+                let clean = sanitize_html(&html, &base());
+                assert_republishable(&html, &clean);
+                assert!(urls_in(&clean).is_empty(), "{url} kept: {clean}");
+            }
+        }
+        // What resolves to http(s) stays, resolved.
+        let kept = [
+            ("clickme", "https://news.example/a/clickme"),
+            ("//other.example/x", "https://other.example/x"),
+            ("\\\\other.example\\x", "https://other.example/x"),
+            (
+                "%6Aavascript:alert(1)",
+                "https://news.example/a/%6Aavascript:alert(1)",
+            ),
+            (
+                "javascript%3Aalert(1)",
+                "https://news.example/a/javascript%3Aalert(1)",
+            ),
+            (
+                "./javascript:alert(1)",
+                "https://news.example/a/javascript:alert(1)",
+            ),
+            ("HTTPS://Other.Example/p", "https://other.example/p"),
+            ("https://other.example/p q", "https://other.example/p q"),
+            ("  https://other.example/t", "https://other.example/t"),
+        ];
+        for (url, resolved) in kept {
+            let clean = sanitize_html(
+                &format!(r#"<a href="{url}">x</a><q cite="{url}">q</q>"#),
+                &base(),
+            );
+            let urls: Vec<String> = urls_in(&clean).into_iter().map(|(_, u)| u).collect();
+            assert_eq!(urls, [resolved, resolved], "{url}: {clean}");
+        }
+    }
+
+    #[test]
+    fn a_base_that_is_not_http_resolves_nothing() {
+        for base in [
+            "javascript://x/%0Aalert(1)//",
+            "file:///srv/feeds/",
+            "data:text/html,x/",
+        ] {
+            let base = Url::parse(base).expect("a URL");
+            let html = r#"<a href="clickme">a</a><img src="i.png"><q cite="c">q</q><a href="https://ok.example/">ok</a>"#;
+            let clean = sanitize_html(html, &base);
+            assert_republishable(html, &clean);
+            assert_eq!(
+                urls_in(&clean),
+                [("a".to_string(), "https://ok.example/".to_string())],
+                "{clean}"
+            );
+        }
+    }
+
+    #[test]
+    fn data_urls_only_as_raster_images() {
+        let html = r#"<img src="data:image/png;base64,iVBORw0KGgo="><a href="data:text/html,<script>x</script>">d</a><a href="data:image/png;base64,iVBORw0KGgo=">i</a>"#;
         let clean = sanitize_html(html, &base());
         assert!(
             clean.contains(r#"<img src="data:image/png;base64,iVBORw0KGgo=">"#),
             "{clean}"
         );
         assert!(!clean.contains("data:text"), "{clean}");
+        assert_eq!(clean.matches("data:").count(), 1, "{clean}");
+        for svg in [
+            "data:image/svg+xml,<svg onload=alert(1)>",
+            "data:image/svg+xml;base64,PHN2Zz4=",
+            "DATA:IMAGE/SVG+XML,x",
+        ] {
+            let clean = sanitize_html(&format!(r#"<img src="{svg}">"#), &base());
+            assert_eq!(clean, "<img>", "{svg}");
+        }
+        let clean = sanitize_html(r#"<img src=" DATA:image/gif;base64,R0lGOD==">"#, &base());
+        assert_eq!(clean, r#"<img src="data:image/gif;base64,R0lGOD==">"#);
     }
 
     #[test]
@@ -464,6 +841,124 @@ mod tests {
         assert_eq!(fold_text("a\u{1}b\u{1b}[31mc\u{fffe}"), "ab[31mc");
         assert_eq!(sanitize_html("<p>x\u{0}y</p>", &base()), "<p>xy</p>");
         assert_eq!(text_to_html("\u{8}<"), "&lt;");
+    }
+
+    /// Whether a reader that renders `text` as HTML would find a tag in it: a `<` followed
+    /// by a letter, `/`, `!` or `?`.
+    fn has_tag(text: &str) -> bool {
+        text.as_bytes()
+            .windows(2)
+            .any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || b"/!?".contains(&w[1])))
+    }
+
+    /// `text` decoded as a reader decodes HTML text once more, references without `;`
+    /// included.
+    fn decode_once(text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(at) = rest.find('&') {
+            out.push_str(&rest[..at]);
+            rest = &rest[at..];
+            match reference_at(rest) {
+                Some((c, len)) => {
+                    out.push(c);
+                    rest = &rest[len..];
+                }
+                None => {
+                    let decoded = html_escape::decode_html_entities(
+                        &rest[..rest[1..].find('&').map_or(rest.len(), |n| n + 1)],
+                    )
+                    .into_owned();
+                    let len = rest[1..].find('&').map_or(rest.len(), |n| n + 1);
+                    out.push_str(&decoded);
+                    rest = &rest[len..];
+                }
+            }
+        }
+        out + rest
+    }
+
+    fn assert_plain(input: &str, html: bool) -> String {
+        let out = plain_text(input, html);
+        assert!(!has_tag(&out), "{input:?} kept a tag: {out:?}");
+        let decoded = decode_once(&out);
+        assert!(
+            !has_tag(&decoded),
+            "{input:?} makes a tag once decoded: {out:?} -> {decoded:?}"
+        );
+        out
+    }
+
+    #[test]
+    fn titles_and_names_carry_no_markup() {
+        let cases: [(&str, bool, &str); 17] = [
+            (
+                "<script>alert(1)</script><img src=x onerror=alert(1)>",
+                false,
+                "",
+            ),
+            (
+                "Hi <script>alert(1)</script><img src=x onerror=alert(1)>",
+                true,
+                "Hi",
+            ),
+            (
+                "<img src=x onerror=alert(1)>",
+                false,
+                "<\u{2060}img src=x onerror=alert(1)>",
+            ),
+            ("Caf&eacute;", false, "Café"),
+            ("Caf&eacute;", true, "Café"),
+            ("<b>Bold</b> &amp; co", false, "Bold & co"),
+            ("A <b> & \"quotes\"", false, "A <\u{2060}b> & \"quotes\""),
+            ("a < b, a<3, 1 <= 2, <", false, "a < b, a<3, 1 <= 2, <"),
+            (
+                "Vec<T> and Box<dyn Error>",
+                false,
+                "Vec<\u{2060}T> and Box<\u{2060}dyn Error>",
+            ),
+            ("&lt;script&gt;x", true, "<\u{2060}script>x"),
+            ("&amp;lt;script&amp;gt;", true, "&lt;\u{2060}script&gt;"),
+            ("&amp;#60;b&amp;#62;", true, "&#60;\u{2060}b&#62;"),
+            ("<&#115;cript>", false, "<\u{2060}script>"),
+            ("x &lt;&#115;cript&gt;", true, "x <\u{2060}script>"),
+            (
+                "<!-- c --> <?pi?>",
+                false,
+                "<\u{2060}!-- c --> <\u{2060}?pi?>",
+            ),
+            ("<!-- c --></x", false, ""),
+            ("  spread\n over\tlines  ", false, "spread over lines"),
+        ];
+        for (input, html, expected) in cases {
+            assert_eq!(assert_plain(input, html), expected, "{input:?}");
+        }
+        // Defanging what is defanged changes nothing (the writers defang stored titles again).
+        for (input, html, _) in cases {
+            let once = plain_text(input, html);
+            assert_eq!(defang(once.clone()), once, "{input:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn no_title_carries_a_tag_even_decoded_once_more(
+            pieces in prop::collection::vec(prop::sample::select(vec![
+                "<", ">", "/", "!", "?", "s", "script", " ", "&", ";", "#", "x", "3", "6", "0",
+                "&lt;", "&lt", "&LT", "&#60;", "&#x3C;", "&#060", "&amp;", "&amp;lt;", "&sol;",
+                "&excl;", "&quest;", "&#115;", "&#x73;", "&#47;", "&nbsp;", "&eacute;", "\u{2060}",
+                "<b>", "</b>", "<![CDATA[", "]]>", "<!--", "-->", "é", "中",
+            ]), 0..12),
+            html in any::<bool>(),
+        ) {
+            let input = pieces.concat();
+            let out = plain_text(&input, html);
+            prop_assert!(!has_tag(&out), "{:?} kept a tag: {:?}", input, out);
+            let decoded = decode_once(&out);
+            prop_assert!(!has_tag(&decoded), "{:?} -> {:?} -> {:?}", input, out, decoded);
+        }
     }
 
     #[test]
