@@ -252,6 +252,10 @@ pub struct Fetcher {
     refreshing: Semaphore,
     /// Parses and commits at once: [`CPU_SLOTS_PER_CORE`] per core.
     cpu_work: Semaphore,
+    /// First refreshes (nothing stored yet) under way: [`COLD_SLOTS_PER_CORE`] per core, at
+    /// most `concurrency`. Taken before a refresh slot, so warm refreshes are never queued
+    /// behind them.
+    cold: Semaphore,
     per_host_limit: usize,
     per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// When any server last answered anything (ms since the epoch; 0: never).
@@ -279,6 +283,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// the time; three took 25 % off its time, four no more. Each holds its entries in memory,
 /// so the number stays small.
 const CPU_SLOTS_PER_CORE: usize = 3;
+
+/// First refreshes of sources at once per core. Such a refresh stores its whole document
+/// as new entries, and while thousands are new at once (a reload adding ten thousand
+/// sources) the store's garbage grows with the writers under way: ten thousand new sources
+/// of 100 items peaked at 249–273 MiB with 32 refreshes at once and 205 MiB with 8 (see
+/// docs/benchmarks.md, "Memory under the unit's `MemoryHigh=256M`").
+const COLD_SLOTS_PER_CORE: usize = 4;
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
 
 impl Fetcher {
     /// Builds the HTTP client with the configured limits, and reads the names /etc/hosts
@@ -336,10 +351,8 @@ impl Fetcher {
             timeout: config.timeout,
             max_body: config.max_body,
             refreshing: Semaphore::new(config.concurrency),
-            cpu_work: Semaphore::new(
-                CPU_SLOTS_PER_CORE
-                    * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-            ),
+            cpu_work: Semaphore::new(CPU_SLOTS_PER_CORE * cores()),
+            cold: Semaphore::new((COLD_SLOTS_PER_CORE * cores()).min(config.concurrency)),
             per_host_limit: config.per_host,
             per_host: Mutex::new(HashMap::new()),
             last_answer_ms: AtomicI64::new(0),
@@ -391,6 +404,12 @@ impl Fetcher {
     /// closed, so this always gets one (after waiting its turn).
     pub async fn refresh_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.refreshing.acquire().await.ok()
+    }
+
+    /// A slot for a source's first refresh (nothing of it stored yet), taken before its
+    /// [`Fetcher::refresh_slot`]; see [`COLD_SLOTS_PER_CORE`].
+    pub async fn cold_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.cold.acquire().await.ok()
     }
 
     /// A slot for CPU-bound work (parsing, storing); see [`Fetcher::refresh_slot`].

@@ -132,6 +132,17 @@ pub async fn refresh(
     store: &Store,
     metrics: &Metrics,
 ) -> Result<RefreshOutcome, StoreError> {
+    // A source with nothing stored stores its whole document: fewer of those at once.
+    // A store that cannot be read is not cold: `refresh_once` reports it.
+    let cold = matches!(
+        store.source_state(&source.name),
+        Ok(None | Some(SourceState { items: 0, .. }))
+    );
+    let _cold = if cold {
+        fetcher.cold_slot().await
+    } else {
+        None
+    };
     let _slot = fetcher.refresh_slot().await;
     let started = std::time::Instant::now();
     let mut bytes = 0;
