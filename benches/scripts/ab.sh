@@ -48,6 +48,10 @@ for round in $(seq 1 "$ROUNDS"); do
         bin=$A; [ "$side" = B ] && bin=$B
         rm -rf "$work/store"
         cold[$side]=$(run "$bin")
+        failed=$(grep -c FAILED "$work/fetch.out" || true)
+        [ "$failed" -eq 0 ] || echo "warning: $side's cold run failed $failed sources: $(grep -m1 FAILED "$work/fetch.out")"
+        stored=$(grep -c "new" "$work/fetch.out" || true)
+        [ "$stored" -eq "$N" ] || echo "warning: $side's cold run stored new entries for $stored of $N sources"
         warm[$side]=$(run "$bin")
         grep -q "304 not modified" "$work/fetch.out" || echo "warning: $side's warm run saw no 304"
     done
