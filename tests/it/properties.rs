@@ -216,3 +216,135 @@ proptest! {
         }
     }
 }
+
+/// A URL piece as a hostile feed writes one: a scheme in any case, spacing, encoding or
+/// entity spelling (most of them not http), then a path that may escape into script.
+fn hostile_url() -> impl Strategy<Value = String> {
+    let scheme = prop_oneof![
+        Just("javascript:"),
+        Just("JaVaScRiPt:"),
+        Just(" javascript:"),
+        Just("java\tscript:"),
+        Just("java\nscript:"),
+        Just("\u{1}javascript:"),
+        Just("javascript&#58;"),
+        Just("&#106;avascript:"),
+        Just("&#x6A;avascript:"),
+        Just("%6A%61vascript:"),
+        Just("javascript%3A"),
+        Just("vbscript:"),
+        Just("VBScript:"),
+        Just("data:text/html,"),
+        Just("data:image/png;base64,"),
+        Just("DATA:image/svg+xml,"),
+        Just("file:"),
+        Just("ftp:"),
+        Just("custom-scheme:"),
+        Just("http:"),
+        Just("https:"),
+        Just("HTTP:"),
+        Just("//"),
+        Just(""),
+    ];
+    let rest = prop_oneof![
+        Just("//x/%0Aalert(1)//"),
+        Just("alert(1)"),
+        Just("clickme"),
+        Just("x/y?q=1#f"),
+        Just("%0A%0Dalert(1)"),
+        Just("\\\\evil/"),
+        Just("iVBORw0KGgo="),
+        Just(""),
+    ];
+    (scheme, rest).prop_map(|(s, r)| format!("{s}{r}"))
+}
+
+/// `text` as an XML attribute value.
+fn xml_attr(text: &str) -> String {
+    xml_escape(text).replace('"', "&quot;")
+}
+
+/// An Atom or RSS document whose bases, links, enclosures and HTML attributes are `urls`.
+fn document_with_urls(rss: bool, urls: &[String; 6]) -> String {
+    let [feed_base, entry_base, link, href, src, enclosure] = urls.each_ref().map(|u| xml_attr(u));
+    // In the HTML field the attribute is escaped once for HTML and once more for XML.
+    let html = format!(
+        "<p><a href=\"{href}\">link</a> <img src=\"{src}\"> <a href=\"{link}\">again</a></p>"
+    );
+    let html = xml_escape(&html);
+    if rss {
+        format!(
+            "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel xml:base=\"{feed_base}\"><title>t</title><link>{link}</link><description>d</description>\
+             <item xml:base=\"{entry_base}\"><title>Item</title><guid isPermaLink=\"false\">g</guid><link>{link}</link>\
+             <enclosure url=\"{enclosure}\" type=\"audio/mpeg\" length=\"1\"/><description>{html}</description></item></channel></rss>"
+        )
+    } else {
+        format!(
+            "<?xml version=\"1.0\"?><feed xmlns=\"http://www.w3.org/2005/Atom\" xml:base=\"{feed_base}\"><title>t</title><id>urn:t</id>\
+             <updated>2026-11-30T08:00:00Z</updated><link href=\"{link}\"/><entry xml:base=\"{entry_base}\"><title>Item</title><id>urn:t:1</id>\
+             <updated>2026-11-30T08:00:00Z</updated><link href=\"{link}\"/><link rel=\"enclosure\" href=\"{enclosure}\" type=\"audio/mpeg\" length=\"1\"/>\
+             <author><name>n</name><uri>{link}</uri></author><content type=\"html\">{html}</content></entry></feed>"
+        )
+    }
+}
+
+/// Every scheme an output names, read as a reader would: entities decoded (twice, for HTML
+/// inside XML), tabs and newlines dropped; `data:` counted apart when it is an `<img src>`.
+fn output_schemes(body: &[u8]) -> (Vec<String>, usize) {
+    let text = String::from_utf8_lossy(body);
+    // JSON escapes `<`, `>` and `&` as \u003c and the like; read them back.
+    let text = text
+        .replace("\\u003c", "<")
+        .replace("\\u003e", ">")
+        .replace("\\u0026", "&")
+        .replace("\\/", "/")
+        .replace("\\\"", "\"");
+    let once = html_escape::decode_html_entities(&text).into_owned();
+    let twice = html_escape::decode_html_entities(&once).into_owned();
+    let cleaned: String = twice
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let attribute = regex::Regex::new(
+        r#"(?:href|src|srcset|cite|action|poster|background|longdesc|uri|url|"url"|"external_url"|"image"|"home_page_url"|"feed_url"|"favicon"|"icon")\s*[=:]\s*["']?\s*([a-z][a-z0-9+.\-]*):"#,
+    )
+    .expect("regex");
+    let data_images = regex::Regex::new(r#"<img[^>]*\ssrc\s*=\s*["']?\s*data:"#)
+        .expect("regex")
+        .find_iter(&cleaned)
+        .count();
+    let schemes = attribute
+        .captures_iter(&cleaned)
+        .map(|c| c[1].to_string())
+        .collect();
+    (schemes, data_images)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Issue 14, item 2: whatever `xml:base`, `href` and `src` say, no URL in any output has
+    /// a scheme other than http(s), and `data:` only as an `<img src>`.
+    #[test]
+    fn no_output_url_has_a_scheme_but_http(rss in any::<bool>(), urls in prop::array::uniform6(hostile_url())) {
+        let doc = document_with_urls(rss, &urls);
+        let Ok(parsed) = parse_feed(doc.as_bytes(), None, &feed_url()) else {
+            return Ok(());
+        };
+        for (format, body) in render(parsed.entries) {
+            let (schemes, data_images) = output_schemes(&body);
+            let data = schemes.iter().filter(|s| *s == "data").count();
+            for scheme in &schemes {
+                prop_assert!(
+                    matches!(scheme.as_str(), "http" | "https" | "data"),
+                    "{:?} output names a {} URL\n{}\nfrom\n{}", format, scheme, String::from_utf8_lossy(&body), doc
+                );
+            }
+            prop_assert!(
+                data <= data_images,
+                "{:?} output has data: outside an <img src>\n{}\nfrom\n{}", format, String::from_utf8_lossy(&body), doc
+            );
+        }
+    }
+}
