@@ -156,6 +156,12 @@ pub fn relative_time(time: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// A link the page may carry: absolute http(s) only, whatever the store holds (an entry
+/// stored by an older version).
+fn http_link(link: &str) -> Option<String> {
+    sanitize::republishable_link(link).map(std::borrow::Cow::into_owned)
+}
+
 /// The first `max` characters of a text, cut at a word, with an ellipsis when cut.
 fn excerpt(text: &str, max: usize) -> String {
     let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -194,11 +200,11 @@ fn entry_views(
                 } else {
                     entry.title.clone()
                 },
-                link: entry.link.clone(),
+                link: entry.link.as_deref().and_then(http_link),
                 source_title: title_of(&story.entry.source),
                 source_link: sources
                     .get(&story.entry.source)
-                    .and_then(|s| s.site_link.clone()),
+                    .and_then(|s| s.site_link.as_deref().and_then(http_link)),
                 when_iso: when.to_rfc3339(),
                 when_exact: when.format("%Y-%m-%d %H:%M UTC").to_string(),
                 when_relative: relative_time(when, now),
@@ -211,7 +217,7 @@ fn entry_views(
                     .iter()
                     .map(|other| Carrier {
                         source: title_of(&other.source),
-                        link: other.entry.link.clone(),
+                        link: other.entry.link.as_deref().and_then(http_link),
                     })
                     .collect(),
             }
@@ -245,7 +251,7 @@ fn source_views(
             };
             SourceView {
                 title: info.map_or_else(|| report.name.clone(), |i| i.title.clone()),
-                site_link: info.and_then(|i| i.site_link.clone()),
+                site_link: info.and_then(|i| i.site_link.as_deref().and_then(http_link)),
                 state,
                 reason,
                 items: report.items,

@@ -906,6 +906,70 @@ mod tests {
     }
 
     #[test]
+    fn hostile_html_in_every_format_is_bounded() {
+        let nested = "<div>".repeat(20_000) + "deep text";
+        let escaped = nested.replace('<', "&lt;").replace('>', "&gt;");
+        let documents = [
+            format!("<rss version=\"2.0\"><channel><title>t</title><item><guid>1</guid><title>{escaped}</title><description>{escaped}</description></item></channel></rss>"),
+            format!("<feed xmlns=\"http://www.w3.org/2005/Atom\"><title>t</title><entry><id>1</id><title type=\"html\">{escaped}</title><content type=\"html\">{escaped}</content></entry></feed>"),
+            serde_json::json!({"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{"id": "1", "title": nested, "content_html": nested}]}).to_string(),
+        ];
+        for document in documents {
+            let feed = parse(&document);
+            let entry = &feed.entries[0];
+            let html = entry.html().unwrap_or_default();
+            assert!(html.contains("deep text"), "{html}");
+            assert!(
+                html.matches("<div>").count() <= sanitize::MAX_DEPTH,
+                "{} divs",
+                html.matches("<div>").count()
+            );
+            // Markup the format marks or that looks like HTML is removed; the rest opens no tag.
+            assert!(!entry.title.contains("<div"), "{}", entry.title);
+        }
+    }
+
+    /// Times hostile documents of about 1 MB against a plain one of the same size:
+    /// `cargo test --release --lib parse::tests::hostile_documents_cost -- --ignored
+    /// --nocapture`.
+    #[test]
+    #[ignore]
+    fn hostile_documents_cost_about_what_a_plain_one_does() {
+        let n = 100_000;
+        let time = |doc: &str| {
+            let started = std::time::Instant::now();
+            let parsed = parse_feed(doc.as_bytes(), None, &url());
+            (started.elapsed(), parsed.map(|f| f.entries.len()))
+        };
+        let plain = format!(
+            "<rss version=\"2.0\"><channel><title>t</title>{}</channel></rss>",
+            (0..n / 25)
+                .map(|i| format!("<item><guid>{i}</guid><description>&lt;div&gt;x&lt;/div&gt;</description></item>"))
+                .collect::<String>()
+        );
+        let (plain_time, _) = time(&plain);
+        eprintln!("plain, {} bytes: {plain_time:?}", plain.len());
+        let hostile = [
+            ("nested HTML in an item", format!("<rss version=\"2.0\"><channel><title>t</title><item><guid>1</guid><description>{}x</description></item></channel></rss>", "&lt;div&gt;".repeat(n))),
+            ("nested XHTML", format!("<feed xmlns=\"http://www.w3.org/2005/Atom\"><title>t</title><entry><id>1</id><content type=\"xhtml\"><div xmlns=\"http://www.w3.org/1999/xhtml\">{}x{}</div></content></entry></feed>", "<div>".repeat(n), "</div>".repeat(n))),
+            ("nested XML elements", format!("<rss version=\"2.0\"><channel><title>t</title><item><guid>1</guid>{}x{}</item></channel></rss>", "<x>".repeat(n), "</x>".repeat(n))),
+            ("XML attributes", format!("<rss version=\"2.0\"><channel><title>t</title><item {}><guid>1</guid></item></channel></rss>", (0..n).map(|i| format!("a{i}=\"1\" ")).collect::<String>())),
+            ("HTML attributes", format!("<rss version=\"2.0\"><channel><title>t</title><item><guid>1</guid><description>&lt;p {}&gt;x</description></item></channel></rss>", (0..n).map(|i| format!("a{i}=1 ")).collect::<String>())),
+            ("nested JSON Feed content_html", serde_json::json!({"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{"id": "1", "content_html": "<div>".repeat(2 * n)}]}).to_string()),
+            ("nested title", format!("<rss version=\"2.0\"><channel><title>t</title><item><guid>1</guid><title>{}x</title></item></channel></rss>", "&lt;div&gt;".repeat(n))),
+        ];
+        for (what, document) in hostile {
+            let (elapsed, parsed) = time(&document);
+            eprintln!(
+                "{what}, {} bytes: {elapsed:?} ({parsed:?}), {:.2} x plain",
+                document.len(),
+                elapsed.as_secs_f64() / plain_time.as_secs_f64() * plain.len() as f64
+                    / document.len() as f64
+            );
+        }
+    }
+
+    #[test]
     fn json_feed_items_parse() {
         let json = r#"{"version":"https://jsonfeed.org/version/1.1","title":"J","items":[
             {"id":"1","url":"https://j.example/1","title":"One","content_html":"<p>x</p>","date_published":"2026-11-01T10:00:00Z"}]}"#;

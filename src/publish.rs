@@ -5,6 +5,7 @@
 //! deterministic: the same entries give the same bytes and ETag, across restarts too, and the
 //! `Last-Modified` of a document moves only when its bytes do.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, RwLock};
@@ -19,6 +20,7 @@ use url::Url;
 
 use crate::config::{FeedConfig, ServerConfig};
 use crate::parse::hex;
+use crate::sanitize;
 use crate::select::Story;
 use crate::store::StoredEntry;
 
@@ -263,6 +265,35 @@ fn fixed(time: DateTime<Utc>) -> DateTime<FixedOffset> {
     time.fixed_offset()
 }
 
+// Every URL and text a document carries is checked again as it is written, whatever the
+// store holds (entries stored by an older version, a source's `file:` URL): no URL that is
+// not http(s), no text that a reader rendering it as HTML takes for a tag. For what the
+// parser stored, each check is a scan that changes nothing.
+
+/// `link` if it is an absolute http(s) URL.
+fn link_out(link: &str) -> Option<Cow<'_, str>> {
+    sanitize::republishable_link(link)
+}
+
+/// A title, a name or a category, with no tag in it.
+fn text_out(text: &str) -> Cow<'_, str> {
+    sanitize::defang_str(text)
+}
+
+/// Item HTML with no URL that is not http(s).
+fn html_out(html: &str) -> Cow<'_, str> {
+    sanitize::republishable_html(html)
+}
+
+/// The URL a source is republished with: its feed's URL if that is http(s), else (a `file:`
+/// source) a URL of this server that names it.
+fn source_url(source: &SourceInfo, base_url: &Url) -> String {
+    link_out(&source.url).map_or_else(
+        || format!("{base_url}#source-{}", source.name),
+        Cow::into_owned,
+    )
+}
+
 fn source_of<'a>(
     stored: &StoredEntry,
     sources: &'a HashMap<String, SourceInfo>,
@@ -301,27 +332,36 @@ fn render_atom(
             // The other carriers of the story, as `via` links (RFC 4287: a source of the
             // information), titled with their source.
             let via = story.also.iter().filter_map(|other| {
-                let href = other.entry.link.as_deref()?;
+                let href = link_out(other.entry.link.as_deref()?)?.into_owned();
                 Some(atom::Link {
-                    title: Some(source_of(other, sources).title.clone()),
-                    ..link(href, "via", Some("text/html"))
+                    title: Some(text_out(&source_of(other, sources).title).into_owned()),
+                    ..link(&href, "via", Some("text/html"))
                 })
             });
             let mut source_links = vec![];
-            if let Some(site) = &source.site_link {
-                source_links.push(link(site, "alternate", Some("text/html")));
+            if let Some(site) = source
+                .site_link
+                .as_deref()
+                .and_then(link_out)
+                .map(Cow::into_owned)
+            {
+                source_links.push(link(&site, "alternate", Some("text/html")));
             }
-            if !source.url.is_empty() {
-                source_links.push(link(&source.url, "self", None));
+            let own_url = link_out(&source.url).map(Cow::into_owned);
+            if let Some(url) = &own_url {
+                source_links.push(link(url, "self", None));
             }
             let authors = if e.authors.is_empty() {
-                vec![source.title.clone()]
+                vec![text_out(&source.title).into_owned()]
             } else {
-                e.authors.clone()
+                e.authors
+                    .iter()
+                    .map(|name| text_out(name).into_owned())
+                    .collect()
             };
             atom::Entry {
                 id: stored.key().urn(),
-                title: atom::Text::plain(e.title.clone()),
+                title: atom::Text::plain(text_out(&e.title).into_owned()),
                 updated: fixed(entry_updated(stored)),
                 published: e.published.map(fixed),
                 authors: authors
@@ -333,13 +373,19 @@ fn render_atom(
                     .collect(),
                 links: e
                     .link
+                    .as_deref()
+                    .and_then(link_out)
+                    .map(Cow::into_owned)
                     .iter()
                     .map(|l| link(l, "alternate", Some("text/html")))
                     .chain(via)
                     .collect(),
-                summary: e.summary.as_ref().map(|s| atom::Text::html(s.clone())),
-                content: e.content.as_ref().map(|c| atom::Content {
-                    value: Some(c.clone()),
+                summary: e
+                    .summary
+                    .as_deref()
+                    .map(|s| atom::Text::html(html_out(s).into_owned())),
+                content: e.content.as_deref().map(|c| atom::Content {
+                    value: Some(html_out(c).into_owned()),
                     content_type: Some("html".to_string()),
                     ..atom::Content::default()
                 }),
@@ -347,17 +393,13 @@ fn render_atom(
                     .categories
                     .iter()
                     .map(|term| atom::Category {
-                        term: term.clone(),
+                        term: text_out(term).into_owned(),
                         ..atom::Category::default()
                     })
                     .collect(),
                 source: Some(atom::Source {
-                    id: if source.url.is_empty() {
-                        format!("{base_url}#source-{}", source.name)
-                    } else {
-                        source.url.clone()
-                    },
-                    title: atom::Text::plain(source.title.clone()),
+                    id: own_url.unwrap_or_else(|| source_url(&source, base_url)),
+                    title: atom::Text::plain(text_out(&source.title).into_owned()),
                     links: source_links,
                     updated: fixed(stored.sort_time),
                     ..atom::Source::default()
@@ -368,7 +410,7 @@ fn render_atom(
         .collect();
     let document = atom::Feed {
         id: self_url.clone(),
-        title: atom::Text::plain(feed.title.clone()),
+        title: atom::Text::plain(text_out(&feed.title).into_owned()),
         updated: fixed(document_updated(stories)),
         links: [
             link(&self_url, "self", Some("application/atom+xml")),
@@ -403,11 +445,11 @@ fn render_rss(
             let e = &stored.entry;
             let source = source_of(stored, sources);
             rss::Item {
-                title: Some(e.title.clone()).filter(|t| !t.is_empty()),
-                link: e.link.clone(),
+                title: Some(text_out(&e.title).into_owned()).filter(|t| !t.is_empty()),
+                link: e.link.as_deref().and_then(link_out).map(Cow::into_owned),
                 description: e
                     .html()
-                    .map(str::to_string)
+                    .map(|html| html_out(html).into_owned())
                     .or_else(|| Some(String::new()).filter(|_| e.title.is_empty())),
                 guid: Some(rss::Guid {
                     value: stored.key().urn(),
@@ -418,22 +460,25 @@ fn render_rss(
                     .categories
                     .iter()
                     .map(|name| rss::Category {
-                        name: name.clone(),
+                        name: text_out(name).into_owned(),
                         domain: None,
                     })
                     .collect(),
                 source: Some(rss::Source {
-                    url: source.url.clone(),
-                    title: Some(source.title.clone()),
+                    url: source_url(&source, base_url),
+                    title: Some(text_out(&source.title).into_owned()),
                 }),
                 ..rss::Item::default()
             }
         })
         .collect();
     let channel = rss::Channel {
-        title: feed.title.clone(),
+        title: text_out(&feed.title).into_owned(),
         link: base_url.to_string(),
-        description: format!("{}: aggregated by feedmill", feed.title),
+        description: format!(
+            "{}: aggregated by feedmill",
+            text_out(&feed.title).into_owned()
+        ),
         generator: Some(format!("feedmill {}", env!("CARGO_PKG_VERSION"))),
         last_build_date: Some(document_updated(stories).to_rfc2822()),
         atom_ext: Some(rss::extension::atom::AtomExtension {
@@ -459,7 +504,7 @@ fn render_rss(
 #[derive(Serialize)]
 struct JsonFeed<'a> {
     version: &'static str,
-    title: &'a str,
+    title: Cow<'a, str>,
     home_page_url: &'a str,
     feed_url: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -478,23 +523,23 @@ struct JsonHub<'a> {
 struct JsonItem<'a> {
     id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<&'a str>,
+    url: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "str::is_empty")]
-    title: &'a str,
-    content_html: &'a str,
+    title: Cow<'a, str>,
+    content_html: Cow<'a, str>,
     date_published: String,
     date_modified: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     authors: Vec<JsonAuthor<'a>>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    tags: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<Cow<'a, str>>,
     /// JSON Feed extensions start with an underscore.
     _feedmill: JsonExtension<'a>,
 }
 
 #[derive(Serialize)]
 struct JsonAuthor<'a> {
-    name: &'a str,
+    name: Cow<'a, str>,
 }
 
 #[derive(Serialize)]
@@ -509,9 +554,9 @@ struct JsonExtension<'a> {
 #[derive(Serialize)]
 struct JsonAlso<'a> {
     source: String,
-    title: &'a str,
+    title: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<&'a str>,
+    url: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
@@ -538,28 +583,38 @@ fn render_json(
             let source = source_of(stored, sources).into_owned();
             JsonItem {
                 id: stored.key().urn(),
-                url: e.link.as_deref(),
-                title: &e.title,
-                content_html: e.html().unwrap_or_default(),
+                url: e.link.as_deref().and_then(link_out),
+                title: text_out(&e.title),
+                content_html: html_out(e.html().unwrap_or_default()),
                 date_published: stored.sort_time.to_rfc3339(),
                 date_modified: entry_updated(stored).to_rfc3339(),
-                authors: e.authors.iter().map(|name| JsonAuthor { name }).collect(),
-                tags: &e.categories,
+                authors: e
+                    .authors
+                    .iter()
+                    .map(|name| JsonAuthor {
+                        name: text_out(name),
+                    })
+                    .collect(),
+                tags: e.categories.iter().map(|tag| text_out(tag)).collect(),
                 _feedmill: JsonExtension {
                     about: "https://example.org/feedmill#json-extension",
                     source: JsonSource {
+                        feed_url: source_url(&source, base_url),
                         name: source.name,
-                        title: source.title,
-                        feed_url: source.url,
-                        home_page_url: source.site_link,
+                        title: text_out(&source.title).into_owned(),
+                        home_page_url: source
+                            .site_link
+                            .as_deref()
+                            .and_then(link_out)
+                            .map(Cow::into_owned),
                     },
                     also: story
                         .also
                         .iter()
                         .map(|other| JsonAlso {
-                            source: source_of(other, sources).title.clone(),
-                            title: &other.entry.title,
-                            url: other.entry.link.as_deref(),
+                            source: text_out(&source_of(other, sources).title).into_owned(),
+                            title: text_out(&other.entry.title),
+                            url: other.entry.link.as_deref().and_then(link_out),
                         })
                         .collect(),
                 },
@@ -568,7 +623,7 @@ fn render_json(
         .collect();
     let document = JsonFeed {
         version: "https://jsonfeed.org/version/1.1",
-        title: &feed.title,
+        title: text_out(&feed.title),
         home_page_url: base_url.as_str(),
         feed_url: feed_url(base_url, &feed.name, Format::Json),
         hubs: server
@@ -695,6 +750,89 @@ mod tests {
         );
         let plain = publish_one(None);
         assert!(!text(&plain, Format::Atom).contains("rel=\"hub\""));
+    }
+
+    #[test]
+    fn what_the_store_holds_is_checked_again_as_it_is_written() {
+        // An entry as a version before this check could store it, from a `file:` source.
+        let mut hostile = stored("a", "1", "javascript://x/%0Aalert(1)//clickme");
+        hostile.entry.title = "<script>alert(1)</script><img src=x onerror=alert(1)>".into();
+        hostile.entry.authors = vec!["<b onmouseover=alert(1)>Ann</b>".into()];
+        hostile.entry.categories = vec!["<i>tag</i>".into()];
+        hostile.entry.summary = Some(
+            r#"<p><a href="javascript://x/%0Aalert(1)//clickme">x</a><q cite="vbscript:x">q</q></p>"#
+                .into(),
+        );
+        let mut other = stored("b", "2", "JAVASCRIPT:alert(2)");
+        other.entry.title = "&lt;script&gt;".into();
+        let story = Story {
+            entry: hostile,
+            also: vec![other],
+        };
+        let sources = HashMap::from([(
+            "a".to_string(),
+            SourceInfo {
+                name: "a".into(),
+                title: "<svg onload=alert(1)>".into(),
+                url: "file:///srv/feeds/a.xml".into(),
+                site_link: Some("javascript:alert(3)".into()),
+            },
+        )]);
+        let publisher = Publisher::default();
+        let feed = FeedConfig {
+            name: "all".into(),
+            title: "All".into(),
+            sources: vec!["a".into(), "b".into()],
+            include: vec![],
+            exclude: vec![],
+            limit: 10,
+            max_per_source: 10,
+            dedup: Dedup::Content,
+        };
+        let server = ServerConfig {
+            listen: "127.0.0.1:8080".parse().expect("address"),
+            base_url: Url::parse("https://news.example/planet/").expect("url"),
+            header_timeout: std::time::Duration::from_secs(10),
+            write_timeout: std::time::Duration::from_secs(30),
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            title: "t".into(),
+            lang: "en".into(),
+            hub: None,
+        };
+        publisher.publish(&feed, &[story], &sources, &server, String::new());
+        let rendered = publisher.get("all").expect("published");
+        for format in [Format::Atom, Format::Rss, Format::Json] {
+            let body = text(&rendered, format);
+            // As a reader reads the text: XML or JSON unescaped once, then as HTML.
+            let read = body
+                .replace("\\u003c", "<")
+                .replace("\\u003e", ">")
+                .replace("\\u0026", "&")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&amp;", "&");
+            for bad in [
+                "javascript",
+                "vbscript",
+                "file:",
+                "<script",
+                "<img",
+                "<svg",
+                "<b ",
+                "<i>",
+            ] {
+                assert!(
+                    !read.to_ascii_lowercase().contains(bad),
+                    "{format:?} carries {bad}:\n{body}"
+                );
+            }
+            assert!(
+                read.contains("https://news.example/planet/#source-a"),
+                "{format:?}: {body}"
+            );
+        }
     }
 
     #[test]

@@ -165,6 +165,70 @@ pub fn republishable_link(link: &str) -> Option<Cow<'_, str>> {
     republishable_url("a", "href", link, None)
 }
 
+/// Item HTML from the store as it may be republished: HTML that [`sanitize_html`] wrote
+/// holds only URLs that [`republishable_url`] keeps; anything else (an entry stored by an
+/// older version, before URLs were checked after resolution) is sanitized again, its
+/// relative URLs dropped. Reads the serialized HTML without a parser (html5ever writes every
+/// attribute double-quoted), so the writers can check every document they render.
+pub fn republishable_html(html: &str) -> Cow<'_, str> {
+    if urls_are_republishable(html) {
+        Cow::Borrowed(html)
+    } else {
+        static NO_BASE: std::sync::OnceLock<Url> = std::sync::OnceLock::new();
+        let no_base = NO_BASE.get_or_init(|| Url::parse("about:blank").expect("a URL"));
+        Cow::Owned(clean_with_ammonia(html, no_base))
+    }
+}
+
+/// Whether every URL attribute of serialized HTML is one [`republishable_url`] keeps as it
+/// is; `false` for HTML that does not read as html5ever writes it.
+fn urls_are_republishable(html: &str) -> bool {
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        rest = &rest[open + 1..];
+        let name_len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            .count();
+        if name_len == 0 {
+            // An end tag, or a `<` html5ever would have escaped.
+            if !rest.starts_with('/') {
+                return false;
+            }
+            continue;
+        }
+        let element = &rest[..name_len];
+        rest = &rest[name_len..];
+        loop {
+            rest = rest.trim_start_matches(' ');
+            if let Some(after) = rest.strip_prefix('>') {
+                rest = after;
+                break;
+            }
+            let Some(eq) = rest.find("=\"") else {
+                return false;
+            };
+            let attribute = &rest[..eq];
+            let Some(close) = rest[eq + 2..].find('"') else {
+                return false;
+            };
+            let value = &rest[eq + 2..eq + 2 + close];
+            rest = &rest[eq + 3 + close..];
+            if attribute.contains([' ', '<', '>', '/']) {
+                return false;
+            }
+            if is_url_attribute(attribute) {
+                let value = html_escape::decode_html_entities(value);
+                let kept = republishable_url(element, attribute, &value, None);
+                if !matches!(kept, Some(Cow::Borrowed(_))) {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
 thread_local! {
     /// The last sanitizer built on this thread and its base: the entries of one feed share a
     /// base, and building one costs more than cleaning a paragraph.
@@ -352,8 +416,16 @@ const JOINER: char = '\u{2060}';
 /// `text` with a [`JOINER`] after every `<` (or reference to one) that opens markup, read
 /// as it is or after one more round of entity decoding (see [`plain_text`]).
 pub fn defang(text: String) -> String {
+    match defang_str(&text) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(defanged) => defanged,
+    }
+}
+
+/// [`defang`], borrowing what needs nothing.
+pub fn defang_str(text: &str) -> Cow<'_, str> {
     if !text.contains(['<', '&']) {
-        return text;
+        return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
     let mut kept = 0;
@@ -371,8 +443,11 @@ pub fn defang(text: String) -> String {
             kept = at;
         }
     }
+    if kept == 0 {
+        return Cow::Borrowed(text);
+    }
     out.push_str(&text[kept..]);
-    out
+    Cow::Owned(out)
 }
 
 /// Whether a `<` followed by `rest` opens markup (a tag, an end tag, a comment or a
@@ -798,6 +873,53 @@ mod tests {
                 [("a".to_string(), "https://ok.example/".to_string())],
                 "{clean}"
             );
+        }
+    }
+
+    #[test]
+    fn stored_html_with_other_urls_is_sanitized_again() {
+        // What versions before URLs were checked after resolution stored.
+        let stored = [
+            r#"<p><a href="javascript://x/%0Aalert(1)//clickme" rel="noopener noreferrer nofollow">x</a></p>"#,
+            r#"<a href="clickme">relative</a>"#,
+            r#"<q cite="javascript:alert(1)">q</q>"#,
+            r#"<img src="data:image/svg+xml,&lt;svg onload=alert(1)&gt;">"#,
+            r#"<a href="JAVASCRIPT:x">upper</a>"#,
+            r#"<a title="x" href="vbscript:x">v</a>"#,
+        ];
+        for html in stored {
+            let again = republishable_html(html);
+            assert!(matches!(again, Cow::Owned(_)), "{html}");
+            assert_republishable(html, &again);
+            assert!(urls_in(&again).is_empty(), "{html}: {again}");
+        }
+        let fine = [
+            "",
+            "plain &amp; text &lt;b&gt;",
+            "<p>One <b>bold</b><br>two</p>",
+            r#"<p><a href="https://x.example/?a=1&amp;b=2" rel="noopener noreferrer nofollow" title="a &quot;b&quot;">x</a><img src="data:image/png;base64,iVBORw0KGgo=" alt=""></p>"#,
+            r#"<table><tbody><tr><td colspan="2">c</td></tr></tbody></table><q cite="http://c.example/">q</q>"#,
+        ];
+        for html in fine {
+            assert!(
+                matches!(republishable_html(html), Cow::Borrowed(_)),
+                "{html}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// The writers' check never sanitizes again what the sanitizer wrote.
+        #[test]
+        fn sanitized_html_is_republishable_as_it_is(html in nearly_clean_html(), url in prop::sample::select(vec![
+            "a", "/b", "//c.example/d", "https://e.example/f g", "HTTP://H.example", "javascript:x",
+            "data:image/png;base64,AAAA", "data:text/html,x", " https://i.example/", "&#106;avascript:x",
+        ])) {
+            let html = format!(r#"{html}<a href="{url}">l</a><img src="{url}"><q cite="{url}">q</q>"#);
+            let clean = sanitize_html(&html, &base());
+            prop_assert!(matches!(republishable_html(&clean), Cow::Borrowed(_)), "{}", clean);
         }
     }
 

@@ -50,6 +50,7 @@ pub fn bound(html: &str) -> Cow<'_, str> {
         out: None,
         kept: 0,
         open: Vec::new(),
+        counts: vec![0; KNOWN.len()],
         in_template: 0,
         pre_end: None,
         fostered: 0,
@@ -173,22 +174,44 @@ const KNOWN: [&str; 109] = [
 /// The name of an element, as the tree builder compares them.
 #[derive(Debug, Clone, Copy)]
 enum Name {
-    /// One of [`KNOWN`].
-    Known(&'static str),
+    /// One of [`KNOWN`], by its index.
+    Known(u8),
     /// Any other, by its place in the document (compared without ASCII case).
     Other(usize, usize),
 }
 
 impl Name {
+    /// A name of [`KNOWN`] (the names this module uses all are).
+    fn of(known: &str) -> Name {
+        KNOWN
+            .binary_search(&known)
+            .map_or(Name::Other(0, 0), |at| Name::Known(at as u8))
+    }
+
     fn known(self) -> Option<&'static str> {
         match self {
-            Name::Known(name) => Some(name),
+            Name::Known(at) => Some(KNOWN[usize::from(at)]),
             Name::Other(..) => None,
         }
     }
 
     fn is(self, set: &[&str]) -> bool {
         self.known().is_some_and(|name| set.contains(&name))
+    }
+
+    /// What the element is to the tree builder (see [`SPECIAL_F`] and the rest).
+    fn flags(self) -> u32 {
+        static FLAGS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+        match self {
+            Name::Known(at) => {
+                FLAGS.get_or_init(|| KNOWN.iter().map(|k| flags_of(k)).collect())[usize::from(at)]
+            }
+            Name::Other(..) => 0,
+        }
+    }
+
+    fn has(self, flags: u32) -> bool {
+        self.flags() & flags != 0
     }
 }
 
@@ -280,14 +303,6 @@ const SPECIAL: [&str; 82] = [
 /// Where a search "in scope" stops.
 const DEFAULT_SCOPE: [&str; 10] = [
     "applet", "caption", "html", "table", "td", "th", "marquee", "object", "select", "template",
-];
-const BUTTON_SCOPE: [&str; 11] = [
-    "applet", "caption", "html", "table", "td", "th", "marquee", "object", "select", "template",
-    "button",
-];
-const LIST_ITEM_SCOPE: [&str; 12] = [
-    "applet", "caption", "html", "table", "td", "th", "marquee", "object", "select", "template",
-    "ol", "ul",
 ];
 /// Start tags that close an open `<p>` in button scope.
 const CLOSES_P: [&str; 36] = [
@@ -508,6 +523,93 @@ fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
     None
 }
 
+/// What an element is to the tree builder's rules (bits of [`Name::flags`]).
+const SPECIAL_F: u32 = 1;
+/// Where a search "in scope" stops.
+const SCOPE_F: u32 = 1 << 1;
+const BUTTON_F: u32 = 1 << 2;
+/// `ol`, `ul`: where a search for a list item stops too.
+const LIST_F: u32 = 1 << 3;
+const TABLE_PART_F: u32 = 1 << 4;
+const MARKER_F: u32 = 1 << 5;
+/// Elements whose closing the tree builder handles in ways this pass does not follow when
+/// they close by implication (formatting elements are reopened or moved about, objects leave
+/// markers behind): they are closed by an explicit end tag first.
+const EXPLICIT_F: u32 = 1 << 6;
+const HEADING_F: u32 = 1 << 7;
+const IMPLIED_F: u32 = 1 << 8;
+const TABLE_F: u32 = 1 << 9;
+const CAPTION_F: u32 = 1 << 10;
+const SECTION_F: u32 = 1 << 11;
+const TR_F: u32 = 1 << 12;
+const CELL_F: u32 = 1 << 13;
+/// Where a search for a list item to close stops: special, but not `address`, `div`, `p`.
+const ITEM_STOP_F: u32 = 1 << 14;
+const CLOSES_P_F: u32 = 1 << 15;
+const VOID_F: u32 = 1 << 16;
+const FORMATTING_F: u32 = 1 << 17;
+const CLOSED_IN_SCOPE_F: u32 = 1 << 18;
+/// Tags dropped (their content kept) or turned into text.
+const DROPPED_F: u32 = 1 << 19;
+
+fn flags_of(known: &str) -> u32 {
+    let sets: [(u32, &[&str]); 22] = [
+        (SPECIAL_F, &SPECIAL),
+        (SCOPE_F, &DEFAULT_SCOPE),
+        (BUTTON_F, &["button"]),
+        (LIST_F, &["ol", "ul"]),
+        (TABLE_PART_F, &TABLE_PARTS),
+        (MARKER_F, &MARKERS),
+        (EXPLICIT_F, &FORMATTING),
+        (EXPLICIT_F, &["applet", "marquee", "object"]),
+        (HEADING_F, &HEADINGS),
+        (IMPLIED_F, &IMPLIED_END),
+        (TABLE_F, &["table"]),
+        (CAPTION_F, &["caption"]),
+        (SECTION_F, &["tbody", "thead", "tfoot"]),
+        (TR_F, &["tr"]),
+        (CELL_F, &["td", "th"]),
+        (CLOSES_P_F, &CLOSES_P),
+        (VOID_F, &VOID),
+        (FORMATTING_F, &FORMATTING),
+        (CLOSED_IN_SCOPE_F, &CLOSED_IN_SCOPE),
+        (DROPPED_F, &DROPPED),
+        (DROPPED_F, &RAW_TEXT),
+        (DROPPED_F, &ESCAPABLE_RAW_TEXT),
+    ];
+    let mut flags = sets
+        .iter()
+        .filter(|(_, names)| names.contains(&known))
+        .fold(0, |flags, (flag, _)| flags | flag);
+    if SPECIAL.contains(&known) && !matches!(known, "address" | "div" | "p") {
+        flags |= ITEM_STOP_F;
+    }
+    if matches!(known, "script" | "style" | "template" | "plaintext") {
+        flags |= DROPPED_F;
+    }
+    flags
+}
+
+/// An element the tree builder holds open.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    name: Name,
+    flags: u32,
+}
+
+impl Open {
+    fn new(name: Name) -> Open {
+        Open {
+            name,
+            flags: name.flags(),
+        }
+    }
+
+    fn has(&self, flags: u32) -> bool {
+        self.flags & flags != 0
+    }
+}
+
 struct Bounder<'a> {
     src: &'a str,
     /// The bounded document so far, once it differs from `src`.
@@ -515,20 +617,15 @@ struct Bounder<'a> {
     /// `src[..kept]` is accounted for in `out`.
     kept: usize,
     /// The elements the tree builder holds open: those of the document this pass writes.
-    open: Vec<Name>,
+    open: Vec<Open>,
+    /// How many of each of [`KNOWN`] are open (a search for one that is not stops at once).
+    counts: Vec<u32>,
     /// How deep inside dropped `<template>`s.
     in_template: usize,
     /// Where the last `<pre>` or `<listing>` start tag kept ends.
     pre_end: Option<usize>,
     /// Text runs and elements moved out of a table so far.
     fostered: usize,
-}
-
-/// Elements whose closing the tree builder handles in ways this pass does not follow when
-/// they close by implication (formatting elements are reopened or moved about, objects leave
-/// markers behind): they are closed by an explicit end tag first.
-fn closes_explicitly(name: Name) -> bool {
-    name.is(&FORMATTING) || name.is(&["applet", "marquee", "object"])
 }
 
 /// What puts a marker in the list of active formatting elements.
@@ -571,7 +668,7 @@ impl<'a> Bounder<'a> {
         let in_table = self
             .open
             .last()
-            .is_some_and(|open| open.is(&["table", "tbody", "thead", "tfoot", "tr"]));
+            .is_some_and(|open| open.has(TABLE_F | SECTION_F | TR_F));
         if !in_table {
             return true;
         }
@@ -592,11 +689,16 @@ impl<'a> Bounder<'a> {
         self.kept = end;
     }
 
-    /// Drops `src[start..end]`, a token or more. Just after `<pre>` or `<listing>` an empty
-    /// comment stays in its place: the tree builder skips a line break only if it comes
-    /// next, token after token.
+    /// Drops `src[start..end]`, a token or more. Just after `<pre>` or `<listing>`, and
+    /// directly in a table, an empty comment stays in its place: the tree builder skips a
+    /// line break only if it comes next, token after token, and moves white space out of a
+    /// table with the text that follows it unless a token comes between.
     fn drop(&mut self, start: usize, end: usize) {
-        let with = if self.pre_end == Some(start) {
+        let in_table = self
+            .open
+            .last()
+            .is_some_and(|open| open.has(TABLE_F | SECTION_F | TR_F));
+        let with = if self.pre_end == Some(start) || in_table {
             "<!---->"
         } else {
             ""
@@ -613,7 +715,7 @@ impl<'a> Bounder<'a> {
             }
             if let Ok(name) = std::str::from_utf8(&lower[..bytes.len()]) {
                 if let Ok(known) = KNOWN.binary_search(&name) {
-                    return Name::Known(KNOWN[known]);
+                    return Name::Known(known as u8);
                 }
             }
         }
@@ -711,6 +813,9 @@ impl<'a> Bounder<'a> {
             self.drop(lt, tag.end);
             return tag.end;
         }
+        if !name.has(DROPPED_F) {
+            return self.element(lt, tag, name);
+        }
         match name.known() {
             Some("script" | "style") => {
                 let (_, end) = self.raw_end(tag.end, name);
@@ -789,12 +894,12 @@ impl<'a> Bounder<'a> {
     fn close_explicitly(&mut self, at: usize, keep: usize) {
         let mut closing = String::new();
         while self.open.len() > keep {
-            let Some(name) = self.open.pop() else {
+            let Some(open) = self.pop() else {
                 break;
             };
             closing.push_str("</");
-            closing.push_str(match name {
-                Name::Known(known) => known,
+            closing.push_str(match open.name {
+                Name::Known(_) => open.name.known().unwrap_or_default(),
                 Name::Other(start, end) => &self.src[start..end],
             });
             closing.push('>');
@@ -803,31 +908,61 @@ impl<'a> Bounder<'a> {
     }
 
     /// Closes the open elements past the first `keep`, as the tree builder will on the
-    /// token at `at`; first explicitly (see [`closes_explicitly`]) if any of them needs it.
+    /// token at `at`; first explicitly (see [`EXPLICIT_F`]) if any of them needs it.
     fn close_to(&mut self, at: usize, keep: usize) {
         if self.open[keep.min(self.open.len())..]
             .iter()
-            .any(|name| closes_explicitly(*name))
+            .any(|open| open.has(EXPLICIT_F))
         {
             self.close_explicitly(at, keep);
         }
-        self.open.truncate(keep);
+        self.truncate(keep);
+    }
+
+    fn push(&mut self, name: Name) {
+        if let Name::Known(at) = name {
+            self.counts[usize::from(at)] += 1;
+        }
+        self.open.push(Open::new(name));
+    }
+
+    fn pop(&mut self) -> Option<Open> {
+        let open = self.open.pop()?;
+        if let Name::Known(at) = open.name {
+            self.counts[usize::from(at)] -= 1;
+        }
+        Some(open)
+    }
+
+    fn truncate(&mut self, keep: usize) {
+        while self.open.len() > keep {
+            self.pop();
+        }
+    }
+
+    /// Whether any element named in `names` is open.
+    fn any_open(&self, names: &[&str]) -> bool {
+        names.iter().any(|name| {
+            KNOWN
+                .binary_search(name)
+                .map_or(true, |at| self.counts[at] > 0)
+        })
     }
 
     /// Whether an element the tree builder treats as special is open past the first `from`.
     fn special_past(&self, from: usize) -> bool {
-        self.open[from..].iter().any(|name| name.is(&SPECIAL))
+        self.open[from..].iter().any(|open| open.has(SPECIAL_F))
     }
 
     /// The nearest open `name` that is not behind a marker (as the active formatting
     /// elements would hold it).
     fn active(&self, name: &str) -> Option<usize> {
-        self.nearest(self.open.len(), &[name], &MARKERS)
+        self.nearest(self.open.len(), &[name], MARKER_F)
     }
 
     /// A start tag the tree builder makes an element of (or ignores).
     fn element(&mut self, lt: usize, tag: Tag, name: Name) -> usize {
-        if !name.is(&TABLE_PARTS) && !name.is(&["col"]) && !self.foster() {
+        if !name.has(TABLE_PART_F) && !name.is(&["col"]) && !self.foster() {
             self.drop(lt, tag.end);
             return tag.end;
         }
@@ -836,7 +971,7 @@ impl<'a> Bounder<'a> {
         // dropped when blocks are in the way.
         let outer = match name.known() {
             Some("a") => self.active("a"),
-            Some("nobr") => self.nearest(self.open.len(), &["nobr"], &DEFAULT_SCOPE),
+            Some("nobr") => self.nearest(self.open.len(), &["nobr"], SCOPE_F),
             _ => None,
         };
         if let Some(outer) = outer {
@@ -851,7 +986,9 @@ impl<'a> Bounder<'a> {
             None => {}
             Some((keep, pushes)) if keep + pushes.iter().flatten().count() <= MAX_DEPTH => {
                 self.close_to(lt, keep);
-                self.open.extend(pushes.into_iter().flatten());
+                for push in pushes.into_iter().flatten() {
+                    self.push(push);
+                }
             }
             Some(_) => {
                 self.drop(lt, tag.end);
@@ -908,7 +1045,7 @@ impl<'a> Bounder<'a> {
                 while let Some((_, "table" | "tbody" | "thead" | "tfoot" | "tr")) =
                     self.nearest_table_part(keep)
                 {
-                    keep = self.nearest(keep, &["table"], &[]).unwrap_or(0);
+                    keep = self.nearest(keep, &["table"], 0).unwrap_or(0);
                 }
                 return Some((self.close_p(keep), one(name)));
             }
@@ -920,36 +1057,35 @@ impl<'a> Bounder<'a> {
                 keep = self.close_item(keep, &["dd", "dt"]);
                 keep = self.close_p(keep);
             }
-            Some(heading) if HEADINGS.contains(&heading) => {
+            Some(_) if name.has(HEADING_F) => {
                 keep = self.close_p(keep);
-                if keep > 0 && self.open[keep - 1].is(&HEADINGS) {
+                if keep > 0 && self.open[keep - 1].has(HEADING_F) {
                     keep -= 1;
                 }
             }
-            Some(closes) if CLOSES_P.contains(&closes) => keep = self.close_p(keep),
+            Some(_) if name.has(CLOSES_P_F) => keep = self.close_p(keep),
             Some("button") => {
-                if let Some(button) = self.nearest(keep, &["button"], &DEFAULT_SCOPE) {
+                if let Some(button) = self.nearest(keep, &["button"], SCOPE_F) {
                     keep = button;
                 }
             }
-            Some("option" | "optgroup") if keep > 0 && self.open[keep - 1].is(&["option"]) => {
+            Some("option" | "optgroup") if keep > 0 && self.open[keep - 1].name.is(&["option"]) => {
                 keep -= 1;
             }
             Some(ruby @ ("rb" | "rtc" | "rp" | "rt"))
-                if self.nearest(keep, &["ruby"], &DEFAULT_SCOPE).is_some() =>
+                if self.nearest(keep, &["ruby"], SCOPE_F).is_some() =>
             {
-                let implied: &[&str] = if matches!(ruby, "rb" | "rtc") {
-                    &IMPLIED_END
-                } else {
-                    &IMPLIED_END[..9]
-                };
-                while keep > 0 && self.open[keep - 1].is(implied) {
+                let rtc_too = matches!(ruby, "rb" | "rtc");
+                while keep > 0
+                    && self.open[keep - 1].has(IMPLIED_F)
+                    && (rtc_too || !self.open[keep - 1].name.is(&["rtc"]))
+                {
                     keep -= 1;
                 }
             }
             _ => {}
         }
-        if name.is(&VOID) {
+        if name.has(VOID_F) {
             Some((keep, [None; 3]))
         } else {
             Some((keep, one(name)))
@@ -959,8 +1095,8 @@ impl<'a> Bounder<'a> {
     /// [`Bounder::plan_start`] for the parts of a table, by the mode the nearest open part
     /// puts the tree builder in.
     fn plan_table_part(&self, part: &str, name: Name) -> Option<(usize, [Option<Name>; 3])> {
-        let tbody = Name::Known("tbody");
-        let tr = Name::Known("tr");
+        let tbody = Name::of("tbody");
+        let tr = Name::of("tr");
         let mut keep = self.open.len();
         loop {
             // No table open: the tree builder ignores the tag.
@@ -998,13 +1134,7 @@ impl<'a> Bounder<'a> {
             self.drop(lt, tag.end);
             return tag.end;
         }
-        let dropped = name.known().is_some_and(|known| {
-            DROPPED.contains(&known)
-                || RAW_TEXT.contains(&known)
-                || ESCAPABLE_RAW_TEXT.contains(&known)
-                || matches!(known, "script" | "style" | "template" | "plaintext")
-        });
-        if dropped {
+        if name.has(DROPPED_F) {
             self.drop(lt, tag.end);
             return tag.end;
         }
@@ -1017,7 +1147,7 @@ impl<'a> Bounder<'a> {
             // The adoption agency: closes the formatting element if only other formatting
             // (or plain) elements are open in it; with a block open in it, it moves elements
             // about, so the end tag is dropped (the formatting goes on to the block's end).
-            Some(formatting) if FORMATTING.contains(&formatting) => match self.active(formatting) {
+            Some(formatting) if name.has(FORMATTING_F) => match self.active(formatting) {
                 Some(at) if self.special_past(at + 1) => {
                     self.drop(lt, tag.end);
                     return tag.end;
@@ -1029,7 +1159,7 @@ impl<'a> Bounder<'a> {
         };
         if let Some(target) = target {
             self.close_to(lt, target + 1);
-            self.open.truncate(target);
+            self.truncate(target);
         }
         if !tag.attributes.is_empty() || tag.left_out || tag.self_closing {
             // The tree builder ignores them; the tokenizer would still compare them all.
@@ -1044,42 +1174,31 @@ impl<'a> Bounder<'a> {
         let keep = self.open.len();
         match name.known() {
             Some("p") => Some(self.close_p(keep)).filter(|p| *p < keep),
-            Some("li") => self.nearest(keep, &["li"], &LIST_ITEM_SCOPE),
-            Some(item @ ("dd" | "dt")) => self.nearest(keep, &[item], &DEFAULT_SCOPE),
-            Some(heading) if HEADINGS.contains(&heading) => {
-                self.nearest(keep, &HEADINGS, &DEFAULT_SCOPE)
-            }
-            Some(closed) if CLOSED_IN_SCOPE.contains(&closed) => {
-                self.nearest(keep, &[closed], &DEFAULT_SCOPE)
-            }
-            Some("table") => self.nearest(keep, &["table"], &[]),
-            Some("caption") => self.nearest(keep, &["caption"], &["table"]),
+            Some("li") => self.nearest(keep, &["li"], SCOPE_F | LIST_F),
+            Some(item @ ("dd" | "dt")) => self.nearest(keep, &[item], SCOPE_F),
+            Some(_) if name.has(HEADING_F) => self.nearest(keep, &HEADINGS, SCOPE_F),
+            Some(closed) if name.has(CLOSED_IN_SCOPE_F) => self.nearest(keep, &[closed], SCOPE_F),
+            Some("table") => self.nearest(keep, &["table"], 0),
+            Some("caption") => self.nearest(keep, &["caption"], TABLE_F),
             Some(section @ ("tbody" | "thead" | "tfoot")) => {
-                self.nearest(keep, &[section], &["table", "caption"])
+                self.nearest(keep, &[section], TABLE_F | CAPTION_F)
             }
-            Some("tr") => self.nearest(
+            Some("tr") => self.nearest(keep, &["tr"], TABLE_F | CAPTION_F | SECTION_F),
+            Some(cell @ ("td" | "th")) => self.nearest(
                 keep,
-                &["tr"],
-                &["table", "caption", "tbody", "thead", "tfoot"],
+                &[cell],
+                TABLE_F | CAPTION_F | SECTION_F | TR_F | CELL_F,
             ),
-            Some(cell @ ("td" | "th")) => {
-                let other = if cell == "td" { "th" } else { "td" };
-                self.nearest(
-                    keep,
-                    &[cell],
-                    &["table", "caption", "tbody", "thead", "tfoot", "tr", other],
-                )
-            }
             Some("br" | "body" | "html") => None,
             // Any other end tag: the nearest open element of its name, unless a special
             // element comes first.
             _ => {
                 for at in (0..keep).rev() {
                     let open = self.open[at];
-                    if self.same(open, name) {
+                    if self.same(open.name, name) {
                         return Some(at);
                     }
-                    if open.is(&SPECIAL) {
+                    if open.has(SPECIAL_F) {
                         return None;
                     }
                 }
@@ -1089,14 +1208,17 @@ impl<'a> Bounder<'a> {
     }
 
     /// The index of the nearest of the first `keep` open elements named in `targets`, unless
-    /// one named in `stops` comes first.
-    fn nearest(&self, keep: usize, targets: &[&str], stops: &[&str]) -> Option<usize> {
+    /// one with any of the `stops` flags comes first.
+    fn nearest(&self, keep: usize, targets: &[&str], stops: u32) -> Option<usize> {
+        if !self.any_open(targets) {
+            return None;
+        }
         for at in (0..keep).rev() {
             let open = self.open[at];
-            if open.is(targets) {
+            if open.name.is(targets) {
                 return Some(at);
             }
-            if open.is(stops) {
+            if open.has(stops) {
                 return None;
             }
         }
@@ -1105,25 +1227,31 @@ impl<'a> Bounder<'a> {
 
     /// The nearest open part of a table, and which it is.
     fn nearest_table_part(&self, keep: usize) -> Option<(usize, &'static str)> {
-        (0..keep).rev().find_map(|at| match self.open[at].known() {
-            Some(part) if TABLE_PARTS.contains(&part) => Some((at, part)),
-            _ => None,
+        if !self.any_open(&TABLE_PARTS) {
+            return None;
+        }
+        (0..keep).rev().find_map(|at| {
+            let open = self.open[at];
+            open.has(TABLE_PART_F)
+                .then(|| open.name.known().map(|part| (at, part)))
+                .flatten()
         })
     }
 
     /// What is left open once an open `<p>` in button scope closes.
     fn close_p(&self, keep: usize) -> usize {
-        self.nearest(keep, &["p"], &BUTTON_SCOPE).unwrap_or(keep)
+        self.nearest(keep, &["p"], SCOPE_F | BUTTON_F)
+            .unwrap_or(keep)
     }
 
     /// What is left open once a list item (`li`, or `dd`/`dt`) closes for a new one.
     fn close_item(&self, keep: usize, items: &[&str]) -> usize {
         for at in (0..keep).rev() {
             let open = self.open[at];
-            if open.is(items) {
+            if open.name.is(items) {
                 return at;
             }
-            if open.is(&SPECIAL) && !open.is(&["address", "div", "p"]) {
+            if open.has(ITEM_STOP_F) {
                 break;
             }
         }
