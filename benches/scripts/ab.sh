@@ -15,21 +15,7 @@ trap 'stop_nginx "$work"; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 python3 "$ROOT/benches/scripts/make_feeds.py" "$work/www" "$N" 20
 port=$(free_port)
 start_nginx "$work" "$port"
-{
-    echo "[store]"
-    echo "path = \"$work/store\""
-    echo "max_items_per_source = 0"
-    echo "[fetch]"
-    echo "concurrency = 32"
-    echo "per_host = 32"
-    for i in $(seq 0 $((N - 1))); do
-        echo "[[source]]"
-        echo "name = \"f$i\""
-        echo "url = \"http://127.0.0.1:$port/f/$i.xml\""
-    done
-    echo "[[feed]]"
-    echo "name = \"all\""
-} > "$work/feedmill.toml"
+refresh_config "$work" "$port" "$N"
 
 run() { # run BINARY: prints wall seconds and CPU seconds (user + system)
     local started ended

@@ -53,3 +53,26 @@ stop_nginx() {
 }
 
 ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}' if b else 'inf')" "$1" "$2"; }
+
+# refresh_config WORK PORT N: writes WORK/feedmill.toml for `feedmill fetch` of the N feeds
+# that make_feeds.py wrote and nginx serves on PORT, and their URLs to WORK/urls.txt.
+refresh_config() {
+    local work=$1 port=$2 n=$3
+    : > "$work/urls.txt"
+    {
+        echo "[store]"
+        echo "path = \"$work/store\""
+        echo "max_items_per_source = 0"
+        echo "[fetch]"
+        echo "concurrency = 32"
+        echo "per_host = 32"
+        for i in $(seq 0 $((n - 1))); do
+            echo "[[source]]"
+            echo "name = \"f$i\""
+            echo "url = \"http://127.0.0.1:$port/f/$i.xml\""
+            echo "http://127.0.0.1:$port/f/$i.xml" >> "$work/urls.txt"
+        done
+        echo "[[feed]]"
+        echo "name = \"all\""
+    } > "$work/feedmill.toml"
+}
