@@ -9,7 +9,6 @@ mod hostile;
 mod output_safety;
 mod page;
 mod properties;
-mod republish;
 mod service;
 mod ssrf;
 mod store_faults;

@@ -571,3 +571,26 @@ impl Daemon {
         Daemon::start_with(config, port, Vec::new())
     }
 }
+
+// --- Added for tests/it/output_safety.rs (issue 14, items 2, 3, 8) ---
+
+impl Daemon {
+    /// The CPU time (user and system) the daemon has used so far, from /proc.
+    pub fn cpu_time(&self) -> Duration {
+        let pid = self.child.as_ref().expect("daemon running").id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The fields after the command (which may hold spaces) in parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|at| fields.get(*at)?.parse::<u64>().ok())
+            .sum();
+        // SAFETY: sysconf has no memory effects.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+}
