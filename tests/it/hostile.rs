@@ -582,10 +582,10 @@ fn the_daemon_survives_the_hostile_web() {
         old_hits,
         "the old URL was fetched after the move"
     );
-    // Autodiscovery: the HTML page led to its feed, which is fetched directly from then on.
+    // Autodiscovery: the HTML page led to its feed; a feed link never moves the source.
     assert_eq!(
         daemon.source("html-with-feed")["url"],
-        server.url("h/discovered.rss")
+        server.url("h/home.html")
     );
     // XXE: the external entity was never fetched.
     assert_eq!(
