@@ -9,6 +9,13 @@
 //! the base or the spelling (`JaVaScRiPt:`, `java\tscript:`, `&#106;avascript:`). ammonia
 //! alone checks a URL's scheme as written, before it resolves it: a `javascript:` base (from a
 //! hostile `xml:base`) turned a relative `href` into a `javascript:` link.
+//!
+//! Titles and names are plain text that opens no tag in a reader ([`plain_text`]). Before any
+//! HTML reaches html5ever (here, for item HTML and titles; for excerpts and story matching
+//! through [`html_to_plain`]), [`bound`] bounds what would make its tree builder superlinear:
+//! nesting, attributes, reopened formatting, content moved out of tables. The writers check
+//! what the store holds again as they write it ([`republishable_html`], [`defang`],
+//! [`republishable_link`]).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -17,7 +24,7 @@ use url::Url;
 
 mod bound;
 
-pub use bound::{MAX_ATTRIBUTES, MAX_DEPTH};
+pub use bound::{bound, MAX_ATTRIBUTES, MAX_DEPTH, MAX_FOSTERED};
 
 /// The longest HTML field (summary or content) we keep, in bytes; longer text is cut before
 /// sanitizing (ammonia repairs the cut markup).
@@ -413,7 +420,7 @@ fn looks_like_html(text: &str) -> bool {
 /// U+2060 WORD JOINER: invisible, and no markup parser takes `<` followed by it for a tag.
 const JOINER: char = '\u{2060}';
 
-/// `text` with a [`JOINER`] after every `<` (or reference to one) that opens markup, read
+/// `text` with a U+2060 WORD JOINER after every `<` (or reference to one) that opens markup, read
 /// as it is or after one more round of entity decoding (see [`plain_text`]).
 pub fn defang(text: String) -> String {
     match defang_str(&text) {
