@@ -134,6 +134,11 @@ pub fn republishable_url<'a>(
     if matches!(attribute, "srcset" | "imagesrcset" | "ping" | "archive") {
         return None;
     }
+    // Written plainly, the scheme is http(s) whatever follows (the writers check every link
+    // of every document they render: most are so).
+    if value.starts_with("https://") || value.starts_with("http://") {
+        return Some(value.into());
+    }
     let url = match Url::parse(value) {
         Ok(url) => url,
         Err(url::ParseError::RelativeUrlWithoutBase) => base?.join(value).ok()?,
@@ -225,7 +230,11 @@ fn urls_are_republishable(html: &str) -> bool {
                 return false;
             }
             if is_url_attribute(attribute) {
-                let value = html_escape::decode_html_entities(value);
+                let value = if value.contains('&') {
+                    html_escape::decode_html_entities(value)
+                } else {
+                    Cow::Borrowed(value)
+                };
                 let kept = republishable_url(element, attribute, &value, None);
                 if !matches!(kept, Some(Cow::Borrowed(_))) {
                     return false;
@@ -398,6 +407,9 @@ pub fn plain_text(text: &str, html: bool) -> String {
 /// Whether plain text looks like HTML: it has a closing tag, or a character reference that
 /// decodes (feedparser's test, without its list of "acceptable" tags: a script is HTML too).
 fn looks_like_html(text: &str) -> bool {
+    if !text.contains(['<', '&']) {
+        return false;
+    }
     let bytes = text.as_bytes();
     bytes.windows(2).enumerate().any(|(at, pair)| match pair {
         [b'<', b'/'] => bytes.get(at + 2).is_some_and(u8::is_ascii_alphabetic),
