@@ -9,6 +9,13 @@
 //! the base or the spelling (`JaVaScRiPt:`, `java\tscript:`, `&#106;avascript:`). ammonia
 //! alone checks a URL's scheme as written, before it resolves it: a `javascript:` base (from a
 //! hostile `xml:base`) turned a relative `href` into a `javascript:` link.
+//!
+//! Titles and names are plain text that opens no tag in a reader ([`plain_text`]). Before any
+//! HTML reaches html5ever (here, for item HTML and titles; for excerpts and story matching
+//! through [`html_to_plain`]), [`bound`] bounds what would make its tree builder superlinear:
+//! nesting, attributes, reopened formatting, content moved out of tables. The writers check
+//! what the store holds again as they write it ([`republishable_html`], [`defang`],
+//! [`republishable_link`]).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -17,7 +24,7 @@ use url::Url;
 
 mod bound;
 
-pub use bound::{MAX_ATTRIBUTES, MAX_DEPTH};
+pub use bound::{bound, MAX_ATTRIBUTES, MAX_DEPTH, MAX_FOSTERED};
 
 /// The longest HTML field (summary or content) we keep, in bytes; longer text is cut before
 /// sanitizing (ammonia repairs the cut markup).
@@ -127,6 +134,11 @@ pub fn republishable_url<'a>(
     if matches!(attribute, "srcset" | "imagesrcset" | "ping" | "archive") {
         return None;
     }
+    // Written plainly, the scheme is http(s) whatever follows (the writers check every link
+    // of every document they render: most are so).
+    if value.starts_with("https://") || value.starts_with("http://") {
+        return Some(value.into());
+    }
     let url = match Url::parse(value) {
         Ok(url) => url,
         Err(url::ParseError::RelativeUrlWithoutBase) => base?.join(value).ok()?,
@@ -218,7 +230,11 @@ fn urls_are_republishable(html: &str) -> bool {
                 return false;
             }
             if is_url_attribute(attribute) {
-                let value = html_escape::decode_html_entities(value);
+                let value = if value.contains('&') {
+                    html_escape::decode_html_entities(value)
+                } else {
+                    Cow::Borrowed(value)
+                };
                 let kept = republishable_url(element, attribute, &value, None);
                 if !matches!(kept, Some(Cow::Borrowed(_))) {
                     return false;
@@ -391,6 +407,9 @@ pub fn plain_text(text: &str, html: bool) -> String {
 /// Whether plain text looks like HTML: it has a closing tag, or a character reference that
 /// decodes (feedparser's test, without its list of "acceptable" tags: a script is HTML too).
 fn looks_like_html(text: &str) -> bool {
+    if !text.contains(['<', '&']) {
+        return false;
+    }
     let bytes = text.as_bytes();
     bytes.windows(2).enumerate().any(|(at, pair)| match pair {
         [b'<', b'/'] => bytes.get(at + 2).is_some_and(u8::is_ascii_alphabetic),
@@ -413,7 +432,7 @@ fn looks_like_html(text: &str) -> bool {
 /// U+2060 WORD JOINER: invisible, and no markup parser takes `<` followed by it for a tag.
 const JOINER: char = '\u{2060}';
 
-/// `text` with a [`JOINER`] after every `<` (or reference to one) that opens markup, read
+/// `text` with a U+2060 WORD JOINER after every `<` (or reference to one) that opens markup, read
 /// as it is or after one more round of entity decoding (see [`plain_text`]).
 pub fn defang(text: String) -> String {
     match defang_str(&text) {
