@@ -683,8 +683,9 @@ mod tests {
         }
     }
 
-    fn publish_one(hub: Option<&str>) -> Arc<RenderedFeed> {
-        let feed = FeedConfig {
+    /// The output feed the tests publish: sources a and b.
+    fn test_feed() -> FeedConfig {
+        FeedConfig {
             name: "all".into(),
             title: "All".into(),
             sources: vec!["a".into(), "b".into()],
@@ -693,8 +694,12 @@ mod tests {
             limit: 10,
             max_per_source: 10,
             dedup: Dedup::Content,
-        };
-        let server = ServerConfig {
+        }
+    }
+
+    /// The `[server]` the tests publish for, naming `hub` when given.
+    fn test_server(hub: Option<&str>) -> ServerConfig {
+        ServerConfig {
             listen: "127.0.0.1:8080".parse().expect("address"),
             base_url: Url::parse("https://news.example/planet/").expect("url"),
             header_timeout: std::time::Duration::from_secs(10),
@@ -704,7 +709,12 @@ mod tests {
             title: "t".into(),
             lang: "en".into(),
             hub: hub.map(|h| Url::parse(h).expect("url")),
-        };
+        }
+    }
+
+    fn publish_one(hub: Option<&str>) -> Arc<RenderedFeed> {
+        let feed = test_feed();
+        let server = test_server(hub);
         let story = Story {
             entry: stored("a", "1", "https://a.example/1"),
             also: vec![stored("b", "2", "https://b.example/2")],
@@ -779,27 +789,8 @@ mod tests {
             },
         )]);
         let publisher = Publisher::default();
-        let feed = FeedConfig {
-            name: "all".into(),
-            title: "All".into(),
-            sources: vec!["a".into(), "b".into()],
-            include: vec![],
-            exclude: vec![],
-            limit: 10,
-            max_per_source: 10,
-            dedup: Dedup::Content,
-        };
-        let server = ServerConfig {
-            listen: "127.0.0.1:8080".parse().expect("address"),
-            base_url: Url::parse("https://news.example/planet/").expect("url"),
-            header_timeout: std::time::Duration::from_secs(10),
-            write_timeout: std::time::Duration::from_secs(30),
-            max_connections: 1024,
-            max_connections_per_ip: 64,
-            title: "t".into(),
-            lang: "en".into(),
-            hub: None,
-        };
+        let feed = test_feed();
+        let server = test_server(None);
         publisher.publish(&feed, &[story], &sources, &server, String::new());
         let rendered = publisher.get("all").expect("published");
         for format in [Format::Atom, Format::Rss, Format::Json] {
