@@ -431,6 +431,18 @@ impl Checker<'_> {
         ))
     }
 
+    /// "`what` is out of range: use `low` to `high`", at `span`: one wording for integers,
+    /// sizes and durations.
+    fn out_of_range(
+        &self,
+        span: Range<usize>,
+        what: String,
+        low: impl fmt::Display,
+        high: impl fmt::Display,
+    ) -> ConfigError {
+        self.at(span, format!("{what} is out of range: use {low} to {high}"))
+    }
+
     /// An integer in `range`, or `default` when the key is absent. `key` names it in errors
     /// as `[section] key`.
     fn integer(
@@ -443,14 +455,11 @@ impl Checker<'_> {
         match value {
             None => Ok(default),
             Some(v) if range.contains(v.get_ref()) => Ok(*v.get_ref()),
-            Some(v) => Err(self.at(
+            Some(v) => Err(self.out_of_range(
                 v.span(),
-                format!(
-                    "{key} = {} is out of range: use {} to {}",
-                    v.get_ref(),
-                    range.start(),
-                    range.end()
-                ),
+                format!("{key} = {}", v.get_ref()),
+                range.start(),
+                range.end(),
             )),
         }
     }
@@ -464,13 +473,11 @@ impl Checker<'_> {
     ) -> Result<u64, ConfigError> {
         let text = value.get_ref();
         let out_of_range = || {
-            self.at(
+            self.out_of_range(
                 value.span(),
-                format!(
-                    "{key} {text:?} is out of range: use {} to {}",
-                    size_text(*range.start()),
-                    size_text(*range.end())
-                ),
+                format!("{key} {text:?}"),
+                size_text(*range.start()),
+                size_text(*range.end()),
             )
         };
         let bytes = text.trim().parse::<bytesize::ByteSize>().map_err(|err| {
@@ -503,13 +510,11 @@ impl Checker<'_> {
     ) -> Result<Duration, ConfigError> {
         let text = value.get_ref();
         let out_of_range = || {
-            self.at(
+            self.out_of_range(
                 value.span(),
-                format!(
-                    "{key} {text:?} is out of range: use {} to {}",
-                    humantime::format_duration(*range.start()),
-                    humantime::format_duration(*range.end())
-                ),
+                format!("{key} {text:?}"),
+                humantime::format_duration(*range.start()),
+                humantime::format_duration(*range.end()),
             )
         };
         let duration = humantime::parse_duration(text).map_err(|err| match err {
