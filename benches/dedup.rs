@@ -23,6 +23,7 @@ fn article(source: usize, n: usize) -> Entry {
         summary: Some(format!("<p>{words}</p>")),
         content: None,
         categories: vec![],
+        ..Entry::default()
     }
 }
 

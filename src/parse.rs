@@ -20,7 +20,7 @@ use crate::{dates, discover, encoding, sanitize};
 mod rss2;
 
 /// One item of a source, normalized and sanitized.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// The stable identity within the source: guid/id, else link, else a hash of title + text.
     pub identity: String,
@@ -47,6 +47,23 @@ pub struct Entry {
     /// Category terms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,
+    /// Media files: RSS `<enclosure>`, Atom `rel="enclosure"`, Media RSS `media:content` and
+    /// `media:thumbnail`, JSON Feed `attachments`; unique by URL, in document order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enclosures: Vec<Enclosure>,
+}
+
+/// A media file of an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enclosure {
+    /// The absolute http(s) URL of the file.
+    pub url: String,
+    /// Its MIME type, as the source says (`audio/mpeg`), when it says one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// Its size in bytes, when the source gives a positive one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
 }
 
 impl Entry {
@@ -226,6 +243,19 @@ struct RawEntry {
     authors: Vec<String>,
     /// Category labels (else terms), as written.
     categories: Vec<String>,
+    /// Media files, their URLs already resolved (against the xml:base in effect where each
+    /// is written); [`normalize_entry`] keeps the http(s) ones.
+    enclosures: Vec<RawEnclosure>,
+}
+
+/// A media file as a parser read it.
+struct RawEnclosure {
+    /// Resolved, not yet checked.
+    url: String,
+    /// The `type` as written.
+    mime_type: Option<String>,
+    /// The `length` (or `size_in_bytes`, `fileSize`) as written.
+    length: Option<String>,
 }
 
 impl From<model::Entry> for RawEntry {
@@ -251,6 +281,7 @@ impl From<model::Entry> for RawEntry {
                 .into_iter()
                 .map(|c| c.label.unwrap_or(c.term))
                 .collect(),
+            enclosures: Vec::new(),
         }
     }
 }
@@ -604,7 +635,63 @@ fn normalize_entry(entry: RawEntry, entry_base: &Url) -> Entry {
             .map(|c| sanitize::plain_text(c, false))
             .filter(|c| !c.is_empty())
             .collect(),
+        enclosures: enclosures(entry.enclosures),
     }
+}
+
+/// The most media files kept of one entry.
+const MAX_ENCLOSURES: usize = 32;
+
+/// The entry's media files that are http(s), unique by URL, at most [`MAX_ENCLOSURES`].
+fn enclosures(raw: Vec<RawEnclosure>) -> Vec<Enclosure> {
+    let mut kept: Vec<Enclosure> = Vec::new();
+    for enclosure in raw {
+        let Some(url) = http_url(&enclosure.url) else {
+            continue;
+        };
+        let mime_type = enclosure
+            .mime_type
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| is_mime_type(t));
+        let length = enclosure
+            .length
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .filter(|l| *l > 0);
+        let room = kept.len() < MAX_ENCLOSURES;
+        match kept.iter_mut().find(|k| k.url == url) {
+            // Media RSS and RSS often name one file twice; keep what either says.
+            Some(same) => {
+                same.mime_type = same.mime_type.take().or(mime_type);
+                same.length = same.length.or(length);
+            }
+            None if room => kept.push(Enclosure {
+                url,
+                mime_type,
+                length,
+            }),
+            None => {}
+        }
+    }
+    kept
+}
+
+/// Whether `text` is a MIME type (`type/subtype`, parameters allowed) that can be written
+/// into any output as it is.
+fn is_mime_type(text: &str) -> bool {
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.len() <= 127
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    text.len() <= 255
+        && !text
+            .chars()
+            .any(|c| c.is_control() || c == '"' || c == '<' || c == '>')
+        && essence
+            .split_once('/')
+            .is_some_and(|(kind, sub)| token(kind) && token(sub))
 }
 
 /// The identity of an entry: its own id, else its link, else a hash of its title and text.

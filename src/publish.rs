@@ -675,6 +675,7 @@ mod tests {
                 summary: Some("<p>text</p>".into()),
                 content: None,
                 categories: vec![],
+                ..Entry::default()
             },
             first_seen: now,
             sort_time: now,

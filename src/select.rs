@@ -194,6 +194,7 @@ mod tests {
                 summary: None,
                 content: Some(format!("<p>{}</p>", "x".repeat(content))),
                 categories: vec![],
+                ..Entry::default()
             })
             .collect();
         store

@@ -1789,6 +1789,7 @@ mod tests {
             summary: None,
             content: None,
             categories: vec![],
+            ..Entry::default()
         }
     }
 

@@ -411,6 +411,7 @@ pub(super) fn read(document: &[u8], url: &Url) -> Option<(FeedHead, Vec<RawEntry
                     .chain(dublin_core.creators)
                     .collect(),
                 categories: item.categories.into_iter().map(|c| c.name).collect(),
+                enclosures: Vec::new(),
             }
         })
         .collect();
