@@ -5,7 +5,6 @@
 //! relative links made absolute, links that are not http(s) are dropped, and every entry has a
 //! stable identity (never feed-rs's random UUID fallback).
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use url::Url;
 
 use crate::{dates, discover, encoding, sanitize};
 
-mod rss2;
+mod xml;
 
 /// One item of a source, normalized and sanitized.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -139,31 +138,41 @@ pub fn parse_feed(
             links: discover::feed_links(&html, url),
         });
     }
-    let checked;
-    let (utf8, entry_bases) = if utf8.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<') {
-        checked = check_xml(utf8, url)?;
-        if checked.plain_rss {
-            if let Some(parsed) = read_with_rss(&checked.document, url) {
-                return Ok(parsed);
-            }
-        }
-        (checked.document.as_ref(), checked.entry_bases.as_slice())
-    } else {
-        (utf8, &[][..])
-    };
-    match read_with_feed_rs(utf8, entry_bases, url) {
-        // The rss crate reads RSS 2.0 well enough when feed-rs cannot.
-        Err(ParseError::ParserPanicked) => {
-            read_with_rss(utf8, url).ok_or(ParseError::ParserPanicked)
-        }
-        parsed => parsed,
+    match utf8.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'<') => read_xml(utf8, url),
+        Some(b'{') => read_with_feed_rs(utf8, &[], url),
+        _ => Err(ParseError::NotAFeed(
+            "the body is neither XML nor JSON (expected RSS, Atom or JSON Feed)".into(),
+        )),
     }
 }
 
-/// Reads RSS with the rss crate (see [`rss2`]); nothing if it refuses the document.
-fn read_with_rss(document: &[u8], url: &Url) -> Option<ParsedFeed> {
-    let (head, entries) = rss2::read(document, url)?;
-    Some(finish(head, entries.into_iter(), &[], url))
+/// Reads an XML document with our own reader (see [`xml`]); a document that yields no
+/// entries says why.
+fn read_xml(utf8: &[u8], url: &Url) -> Result<ParsedFeed, ParseError> {
+    let document = xml::read(utf8, url)?;
+    if document.entries.is_empty() {
+        if document.foreign_items > 0 {
+            return Err(ParseError::NotAFeed(format!(
+                "the document has {} <item> or <entry> elements, but none in the RSS or Atom \
+                 namespace (root element <{}>)",
+                document.foreign_items, document.root
+            )));
+        }
+        if !document.feed_root {
+            return Err(ParseError::NotAFeed(format!(
+                "the root element is <{}>, not <rss>, <rdf:RDF> or <feed>, and it holds no \
+                 <item> or <entry>",
+                document.root
+            )));
+        }
+    }
+    Ok(finish(
+        document.head,
+        document.entries.into_iter(),
+        &document.entry_bases,
+        url,
+    ))
 }
 
 /// Reads a checked document (or JSON) with feed-rs.
@@ -332,228 +341,6 @@ fn keep_feed_rs_panics_quiet() {
             }
         }));
     });
-}
-
-/// What [`check_xml`] learned of a document.
-struct CheckedXml<'a> {
-    /// The document, cut after [`MAX_ENTRIES`] items.
-    document: Cow<'a, [u8]>,
-    /// The xml:base in effect at each item/entry, in document order.
-    entry_bases: Vec<Url>,
-    /// Whether the rss crate reads this document as feed-rs would (see [`rss2`]).
-    plain_rss: bool,
-}
-
-/// Reads the XML once with quick-xml, before feed-rs sees it:
-/// - to report malformed or truncated documents with their line and column (feed-rs reports
-///   neither, and accepts a document cut off mid-way);
-/// - to cut a document after its first [`MAX_ENTRIES`] items, so that a feed of 100,000 items
-///   costs the parser and the memory of 5,000;
-/// - to learn the xml:base inherited by each entry, which feed-rs uses for links but does
-///   not expose for resolving the entry's HTML;
-/// - to blank out (with spaces, so that line and column stay) every xml:base that does not
-///   resolve to an http(s) URL, so that neither feed-rs nor we resolve anything against a
-///   `javascript:` (or `file:`, `data:`, ...) base: the enclosing base applies instead.
-fn check_xml<'a>(utf8: &'a [u8], url: &Url) -> Result<CheckedXml<'a>, ParseError> {
-    let mut reader = quick_xml::Reader::from_reader(utf8);
-    // Open elements with the base in effect inside each, as a position in `bases`: most
-    // documents have one base, and a URL per element was most of this pass.
-    let mut open: Vec<(Vec<u8>, usize)> = Vec::new();
-    let mut bases: Vec<Url> = vec![url.clone()];
-    let mut entry_bases = Vec::new();
-    // The byte ranges of xml:base attributes that are not honoured (see `declared_base`).
-    let mut blanks: Vec<std::ops::Range<usize>> = Vec::new();
-    let mut shape = rss2::Shape::default();
-    let at = |offset: u64, message: String| {
-        let (line, column) = line_col(utf8, offset as usize);
-        ParseError::Xml {
-            line,
-            column,
-            message,
-        }
-    };
-    loop {
-        let before = reader.buffer_position() as usize;
-        match reader.read_event() {
-            Ok(quick_xml::events::Event::Start(start)) => {
-                shape.start(open.len(), &start);
-                let parent = open.last().map_or(0, |(_, base)| *base);
-                let declared = declared_base(&start, &bases[parent]);
-                let base = match declared {
-                    Some(Ok(declared)) => {
-                        bases.push(declared);
-                        bases.len() - 1
-                    }
-                    Some(Err(())) => {
-                        blank_base(utf8, before, reader.buffer_position() as usize, &mut blanks);
-                        parent
-                    }
-                    None => parent,
-                };
-                let is_item = matches!(start.local_name().into_inner(), "item" | "entry");
-                if is_item && open.len() <= 2 {
-                    if entry_bases.len() == MAX_ENTRIES {
-                        let mut cut = utf8[..before].to_vec();
-                        blank_out(&mut cut, &blanks);
-                        for (name, _) in open.iter().rev() {
-                            cut.extend_from_slice(b"</");
-                            cut.extend_from_slice(name);
-                            cut.push(b'>');
-                        }
-                        return Ok(CheckedXml {
-                            document: Cow::Owned(cut),
-                            entry_bases,
-                            plain_rss: shape.plain(),
-                        });
-                    }
-                    entry_bases.push(bases[base].clone());
-                }
-                open.push((start.name().0.as_bytes().to_vec(), base));
-            }
-            Ok(quick_xml::events::Event::Empty(empty)) => {
-                shape.start(open.len(), &empty);
-                shape.end(open.len());
-                // An empty element's own attributes resolve against its xml:base too.
-                let parent = open.last().map_or(0, |(_, base)| *base);
-                if let Some(Err(())) = declared_base(&empty, &bases[parent]) {
-                    blank_base(utf8, before, reader.buffer_position() as usize, &mut blanks);
-                }
-            }
-            Ok(quick_xml::events::Event::Text(text)) => shape.text(&text),
-            Ok(quick_xml::events::Event::CData(cdata)) => shape.text(&cdata),
-            Ok(quick_xml::events::Event::GeneralRef(reference)) => shape.reference(&reference),
-            Ok(quick_xml::events::Event::End(_)) => {
-                open.pop();
-                shape.end(open.len());
-                // Only the bases of open elements are needed.
-                bases.truncate(open.last().map_or(0, |(_, base)| *base) + 1);
-            }
-            Ok(quick_xml::events::Event::Eof) => break,
-            Ok(_) => {}
-            Err(err) => return Err(at(reader.error_position(), err.to_string())),
-        }
-    }
-    let document = if blanks.is_empty() {
-        Cow::Borrowed(utf8)
-    } else {
-        let mut blanked = utf8.to_vec();
-        blank_out(&mut blanked, &blanks);
-        Cow::Owned(blanked)
-    };
-    match open.last() {
-        None => Ok(CheckedXml {
-            document,
-            entry_bases,
-            plain_rss: shape.plain(),
-        }),
-        Some((name, _)) => Err(at(
-            reader.buffer_position(),
-            format!(
-                "the document ends before <{}> is closed (truncated?)",
-                String::from_utf8_lossy(name)
-            ),
-        )),
-    }
-}
-
-/// The xml:base `element` declares, resolved against `parent`: `None` when it declares none,
-/// `Err` when it is not to be honoured. Only a base that resolves to http(s) is, read both as
-/// XML normalizes attribute values and as written with references resolved (feed-rs reads
-/// the latter), so that no reading of it leaves another scheme.
-fn declared_base(element: &quick_xml::events::BytesStart, parent: &Url) -> Option<Result<Url, ()>> {
-    let attribute = element
-        .attributes()
-        .flatten()
-        .find(|a| a.key.0 == "xml:base")?;
-    let resolve = |value: &str| {
-        parent
-            .join(value.trim())
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https"))
-    };
-    let normalized = attribute
-        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-        .ok()
-        .and_then(|v| resolve(&v));
-    let as_written = quick_xml::escape::unescape(&attribute.value)
-        .ok()
-        .and_then(|v| resolve(&v));
-    Some(match (normalized, as_written) {
-        (Some(base), Some(_)) => Ok(base),
-        _ => Err(()),
-    })
-}
-
-/// Records the byte range of the xml:base attribute of the tag at `tag_start..tag_end`, to be
-/// blanked out. A tag whose attributes do not scan (quick-xml accepted it, so they do) keeps
-/// it: links resolved against it are still refused later, as every link that is not http(s).
-fn blank_base(
-    document: &[u8],
-    tag_start: usize,
-    tag_end: usize,
-    blanks: &mut Vec<std::ops::Range<usize>>,
-) {
-    let Some(tag) = document.get(tag_start..tag_end.min(document.len())) else {
-        return;
-    };
-    if let Some(span) = attribute_span(tag, b"xml:base") {
-        blanks.push(tag_start + span.start..tag_start + span.end);
-    }
-}
-
-/// Overwrites `blanks` with spaces, keeping line breaks (so errors keep their line).
-fn blank_out(document: &mut [u8], blanks: &[std::ops::Range<usize>]) {
-    for blank in blanks {
-        // A cut document ends before the tag that made the cut.
-        let Some(bytes) = document.get_mut(blank.start..blank.end) else {
-            continue;
-        };
-        for byte in bytes {
-            if *byte != b'\n' {
-                *byte = b' ';
-            }
-        }
-    }
-}
-
-/// Where attribute `name` (name, `=` and quoted value) is in an XML start tag `<...>`.
-fn attribute_span(tag: &[u8], name: &[u8]) -> Option<std::ops::Range<usize>> {
-    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
-    let mut at = tag
-        .iter()
-        .position(|b| space(b) || *b == b'/' || *b == b'>')?;
-    loop {
-        while tag.get(at).is_some_and(space) {
-            at += 1;
-        }
-        let start = at;
-        while tag
-            .get(at)
-            .is_some_and(|b| !space(b) && !matches!(b, b'=' | b'/' | b'>'))
-        {
-            at += 1;
-        }
-        if at == start {
-            return None;
-        }
-        let key = &tag[start..at];
-        while tag.get(at).is_some_and(space) {
-            at += 1;
-        }
-        if tag.get(at) != Some(&b'=') {
-            return None;
-        }
-        at += 1;
-        while tag.get(at).is_some_and(space) {
-            at += 1;
-        }
-        let quote = *tag.get(at).filter(|q| matches!(q, b'"' | b'\''))?;
-        let close = at + 1 + tag[at + 1..].iter().position(|b| *b == quote)?;
-        at = close + 1;
-        if key == name {
-            return Some(start..at);
-        }
-    }
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -978,21 +765,6 @@ mod tests {
     }
 
     #[test]
-    fn ignored_bases_are_blanked_in_place() {
-        let xml = "<feed xmlns=\"http://www.w3.org/2005/Atom\">\n<entry xml:base=\"javascript:\nx/\" a='b'><id>1</id></entry><link xml:base='file:/' href='h'/></feed>";
-        let checked = check_xml(xml.as_bytes(), &url()).expect("well-formed");
-        let document = String::from_utf8(checked.document.to_vec()).expect("utf-8");
-        assert_eq!(document.len(), xml.len());
-        assert_eq!(document.lines().count(), xml.lines().count());
-        assert!(!document.contains("xml:base"), "{document}");
-        assert!(
-            document.contains("<entry        ") && document.contains("a='b'"),
-            "{document}"
-        );
-        assert_eq!(checked.entry_bases, [url()]);
-    }
-
-    #[test]
     fn hostile_html_in_every_format_is_bounded() {
         let nested = "<div>".repeat(20_000) + "deep text";
         let escaped = nested.replace('<', "&lt;").replace('>', "&gt;");
@@ -1113,8 +885,8 @@ mod tests {
     }
 
     #[test]
-    fn an_author_that_crashes_feed_rs_is_read_by_the_rss_crate() {
-        // feed-rs slices "desk@news.example（" inside the full-width parenthesis and panics.
+    fn an_author_with_an_address_and_wide_characters_is_read() {
+        // feed-rs sliced "desk@news.example（" inside the full-width parenthesis and panicked.
         let xml = r#"<rss version="2.0"><channel><title>日报</title>
             <item><guid>1</guid><title>头条</title><author>desk@news.example（编辑部）</author></item>
             </channel></rss>"#;
@@ -1122,7 +894,6 @@ mod tests {
         assert_eq!(feed.title.as_deref(), Some("日报"));
         assert_eq!(feed.entries.len(), 1);
         assert_eq!(feed.entries[0].title, "头条");
-        // Not RSS 2.0: whatever reads it, the answer is a result, not a panic.
         let rdf = "<rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" \
             xmlns=\"http://purl.org/rss/1.0/\" xmlns:dc=\"http://purl.org/dc/elements/1.1/\">\
             <channel><title>t</title></channel><item><title>x</title>\
