@@ -139,7 +139,7 @@ pub fn parse_feed(
         });
     }
     match utf8.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'<') => read_xml(utf8, url),
+        Some(b'<') => read_xml(utf8, url, decoded.encoding == encoding_rs::UTF_8),
         Some(b'{') => read_with_feed_rs(utf8, &[], url),
         _ => Err(ParseError::NotAFeed(
             "the body is neither XML nor JSON (expected RSS, Atom or JSON Feed)".into(),
@@ -149,8 +149,8 @@ pub fn parse_feed(
 
 /// Reads an XML document with our own reader (see [`xml`]); a document that yields no
 /// entries says why.
-fn read_xml(utf8: &[u8], url: &Url) -> Result<ParsedFeed, ParseError> {
-    let document = xml::read(utf8, url)?;
+fn read_xml(utf8: &[u8], url: &Url, came_as_utf8: bool) -> Result<ParsedFeed, ParseError> {
+    let document = xml::read(utf8, url, came_as_utf8)?;
     if document.entries.is_empty() {
         if document.foreign_items > 0 {
             return Err(ParseError::NotAFeed(format!(

@@ -185,6 +185,8 @@ struct Collecting {
     /// Whether `<div>` elements right inside are left out (markup in a text element that
     /// says it is escaped HTML: TypePad's habit).
     skipped_divs: usize,
+    /// Whether the element holds XML data whose text is not read.
+    data_only: bool,
 }
 
 /// An entry being read.
@@ -219,13 +221,68 @@ struct AuthorDraft {
 /// The most open elements followed; deeper ones are read as text of their ancestors.
 const MAX_DEPTH: usize = 512;
 
-/// Reads `utf8` (already decoded), fetched from `url`.
-pub(super) fn read(utf8: &[u8], url: &Url) -> Result<Document, ParseError> {
-    let text = match std::str::from_utf8(utf8) {
+/// Reads `document` (already decoded to UTF-8), fetched from `url`; `utf8` says whether it
+/// came as UTF-8.
+pub(super) fn read(document: &[u8], url: &Url, utf8: bool) -> Result<Document, ParseError> {
+    let text = match std::str::from_utf8(document) {
         Ok(text) => Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(utf8),
+        Err(_) => String::from_utf8_lossy(document),
     };
-    Reader::new(&text, url).run()
+    let text = match escape_lone_angles(&text) {
+        Some(repaired) => Cow::Owned(repaired),
+        None => text,
+    };
+    Reader::new(&text, url, utf8).run()
+}
+
+/// Whether the rest of a text after a `<` cannot open markup (`a < b`, `1 <2`, `<=`).
+fn is_lone_angle(rest: &str) -> bool {
+    rest.chars().next().is_none_or(|c| {
+        c.is_whitespace() || c.is_ascii_digit() || matches!(c, '<' | '=' | '-' | ')' | '(')
+    })
+}
+
+/// The document with every `<` that cannot open markup escaped, outside CDATA sections and
+/// comments; nothing when it has none (the usual case, found without copying).
+fn escape_lone_angles(text: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(found) = text[at..].find('<') {
+        let pos = at + found;
+        let rest = &text[pos + 1..];
+        if let Some(skip) = opaque_len(rest) {
+            at = pos + 1 + skip;
+        } else if is_lone_angle(rest) {
+            let out = out.get_or_insert_with(|| String::with_capacity(text.len() + 16));
+            out.push_str(&text[copied..pos]);
+            out.push_str("&lt;");
+            copied = pos + 1;
+            at = pos + 1;
+        } else {
+            at = pos + 1;
+        }
+    }
+    let mut out = out?;
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
+/// The length of a CDATA section or comment starting right after its `<` (to the end of the
+/// text when unterminated).
+fn opaque_len(rest: &str) -> Option<usize> {
+    let (open, close) = if rest.starts_with("![CDATA[") {
+        ("![CDATA[", "]]>")
+    } else if rest.starts_with("!--") {
+        ("!--", "-->")
+    } else {
+        return None;
+    };
+    Some(
+        rest[open.len()..]
+            .find(close)
+            .map_or(rest.len(), |end| open.len() + end + close.len()),
+    )
 }
 
 struct Reader<'a> {
@@ -248,22 +305,29 @@ struct Reader<'a> {
     root: Option<String>,
     feed_root: bool,
     foreign_items: usize,
+    /// Whether the document came as UTF-8 (for [`repair`]).
+    utf8: bool,
 }
 
-#[derive(Clone, Copy)]
 struct Open {
     /// The base in effect inside, as a position in `bases`.
     base: usize,
     /// Whether the element declared that base (and `bases` drops it when it ends).
     declares_base: bool,
+    /// Its name as written, to match end tags liberally.
+    name: Box<str>,
 }
 
 impl<'a> Reader<'a> {
-    fn new(text: &'a str, url: &Url) -> Reader<'a> {
+    fn new(text: &'a str, url: &Url, utf8: bool) -> Reader<'a> {
         let mut xml = quick_xml::NsReader::from_reader(text.as_bytes());
         let config = xml.config_mut();
         // `AT&T` and `?a=1&b=2` in text are common and harmless.
         config.allow_dangling_amp = true;
+        // An unclosed `<br>` or `<p>` in a title is common too: end tags are matched here,
+        // as an HTML parser would (see `end_named`).
+        config.check_end_names = false;
+        config.allow_unmatched_ends = true;
         Reader {
             xml,
             source: text,
@@ -284,6 +348,7 @@ impl<'a> Reader<'a> {
             root: None,
             feed_root: false,
             foreign_items: 0,
+            utf8,
         }
     }
 
@@ -311,7 +376,7 @@ impl<'a> Reader<'a> {
                     self.start(&empty, true);
                     self.end();
                 }
-                Event::End(_) => self.end(),
+                Event::End(end) => self.end_named(end.name().0),
                 Event::Text(text) => {
                     self.text(&text.xml_content(quick_xml::XmlVersion::Implicit1_0))
                 }
@@ -330,44 +395,15 @@ impl<'a> Reader<'a> {
                 return Ok(self.finish());
             }
         }
-        if !self.open.is_empty() {
+        if let Some(open) = self.open.last() {
             let at = self.xml.buffer_position();
-            let name = self.open_name();
+            let name = open.name.to_string();
             return Err(self.error_at(
                 at,
                 format!("the document ends before <{name}> is closed (truncated?)"),
             ));
         }
         Ok(self.finish())
-    }
-
-    /// The name of the innermost open element, for the truncation message.
-    fn open_name(&self) -> String {
-        // quick-xml keeps the names of open elements for end-name checks.
-        let source = self.source;
-        let mut names: Vec<&str> = Vec::new();
-        let mut reader = quick_xml::Reader::from_str(source);
-        while let Ok(event) = reader.read_event() {
-            match event {
-                Event::Start(start) => {
-                    let at = reader.buffer_position() as usize;
-                    let tag = &source[..at];
-                    let begin = tag.rfind('<').map_or(0, |i| i + 1);
-                    let name = tag[begin..]
-                        .split(|c: char| c.is_whitespace() || c == '>' || c == '/')
-                        .next()
-                        .unwrap_or_default();
-                    let _ = start;
-                    names.push(name);
-                }
-                Event::End(_) => {
-                    names.pop();
-                }
-                Event::Eof => break,
-                _ => {}
-            }
-        }
-        names.last().copied().unwrap_or("?").to_string()
     }
 
     fn finish(self) -> Document {
@@ -404,6 +440,7 @@ impl<'a> Reader<'a> {
         self.open.push(Open {
             base,
             declares_base,
+            name: start.name().0.into(),
         });
 
         if let Some(collecting) = &mut self.collecting {
@@ -469,6 +506,10 @@ impl<'a> Reader<'a> {
             (Core, "description", true) | (DublinCore, "description", true) => {
                 self.summary_or_content(depth, start, "text/html", base)
             }
+            (Media, "description", true) => {
+                self.summary_or_content(depth, start, "text/html", base)
+            }
+            (Media, "title", true) => self.collect(Field::Title, depth, typed("text/plain"), base),
             (Core, "summary", true) | (Itunes, "summary", true) => {
                 self.summary_or_content(depth, start, "text/plain", base)
             }
@@ -628,6 +669,7 @@ impl<'a> Reader<'a> {
             base,
             inner: Vec::new(),
             skipped_divs: 0,
+            data_only: false,
         });
     }
 
@@ -641,7 +683,9 @@ impl<'a> Reader<'a> {
             }
             return;
         };
-        if !collecting.inner.is_empty() && !collecting.field.is_construct() {
+        if !collecting.inner.is_empty()
+            && (!collecting.field.is_construct() || collecting.data_only)
+        {
             // Text of a child of a plain field belongs to the child (feedparser).
             return;
         }
@@ -649,6 +693,17 @@ impl<'a> Reader<'a> {
             escape_into(&mut collecting.text, text);
         } else {
             collecting.text.push_str(text);
+        }
+    }
+
+    /// An end tag: it closes the innermost open element of its name and every element
+    /// left open inside that one; an end tag that closes nothing is ignored.
+    fn end_named(&mut self, name: &str) {
+        let Some(at) = self.open.iter().rposition(|open| &*open.name == name) else {
+            return;
+        };
+        while self.open.len() > at {
+            self.end();
         }
     }
 
@@ -704,7 +759,7 @@ impl<'a> Reader<'a> {
     fn store(&mut self, collecting: Collecting) {
         let atom = self.atom;
         let base = &self.bases[collecting.base];
-        let Some(raw) = finish_text(collecting.text, &collecting.kind, atom) else {
+        let Some(raw) = finish_text(collecting.text, &collecting.kind, atom, self.utf8) else {
             return;
         };
         let plain = || cp1252(raw.text.trim());
@@ -823,6 +878,12 @@ impl EntryDraft {
 /// the text into XHTML), except `<div>` right inside escaped HTML.
 fn open_inner(collecting: &mut Collecting, start: &BytesStart, empty: bool) {
     let local = start.local_name().into_inner().to_ascii_lowercase();
+    if collecting.kind.mime.ends_with("xml") && !collecting.kind.is_xhtml() {
+        // Data in XML (`application/xml`) is no text to republish (feedparser reads none).
+        collecting.inner.push(String::new());
+        collecting.data_only = true;
+        return;
+    }
     if !collecting.kind.mime.ends_with("xml") {
         if local == "div" && collecting.inner.is_empty() {
             collecting.skipped_divs += 1;
@@ -830,10 +891,7 @@ fn open_inner(collecting: &mut Collecting, start: &BytesStart, empty: bool) {
             return;
         }
         // Markup in a text that says it is escaped HTML (or plain text): it is markup.
-        collecting.kind = TextType {
-            mime: "application/xhtml+xml".into(),
-            base64: false,
-        };
+        collecting.kind.mime = "application/xhtml+xml".into();
     }
     collecting.text.push('<');
     collecting.text.push_str(&local);
@@ -872,28 +930,27 @@ fn close_inner(collecting: &mut Collecting) {
 
 /// The text of a text element as its type says: base64 decoded, markup kept as HTML,
 /// C1 characters read as Windows-1252. `None` when it cannot be read as text.
-fn finish_text(text: String, kind: &TextType, atom: bool) -> Option<RawText> {
+fn finish_text(text: String, kind: &TextType, atom: bool, utf8: bool) -> Option<RawText> {
     let trimmed = text.trim();
-    let text = if kind.base64 {
+    // Markup is not base64, whatever the type said.
+    let text = if kind.base64 && !kind.is_xhtml() {
+        let words = trimmed
+            .chars()
+            .any(|c| !is_base64_char(c) && !matches!(c, '=' | '\n' | '\r' | '\t'));
         match decode_base64(trimmed) {
+            // Words that are not base64 (`type=""` on a plain title) are read as they are,
+            // as feedparser does.
+            _ if words => trimmed.to_string(),
             Base64::Text(decoded) => decoded,
             // Base64 of bytes that are not text (an image) is no text to republish.
             Base64::Binary => return None,
-            // Words that are not base64 (`type=""` on a plain title) are read as they are,
-            // as feedparser does; anything else that fails is bad base64, and lost.
-            Base64::Invalid
-                if trimmed
-                    .chars()
-                    .any(|c| !is_base64_char(c) && c != '\n' && c != '\r' && c != '\t') =>
-            {
-                trimmed.to_string()
-            }
+            // Bad base64 is lost.
             Base64::Invalid => return None,
         }
     } else {
         trimmed.to_string()
     };
-    let text = cp1252(text.trim());
+    let text = repair(cp1252(text.trim()), utf8);
     let html = kind.is_html() || (!atom && kind.mime == "text/plain" && looks_like_html(&text));
     Some(RawText { text, html })
 }
@@ -931,6 +988,16 @@ fn decode_base64(text: &str) -> Base64 {
 /// Whether `c` is in base64's alphabet.
 fn is_base64_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '+' | '/')
+}
+
+/// UTF-8 text that was read as Latin-1 somewhere on its way (`CafÃ©`), read again as UTF-8,
+/// when the document is UTF-8 (feedparser's repair, field by field).
+fn repair(text: String, utf8: bool) -> String {
+    if !utf8 || text.is_ascii() || text.chars().any(|c| c > '\u{ff}') {
+        return text;
+    }
+    let bytes: Vec<u8> = text.chars().map(|c| c as u8).collect();
+    String::from_utf8(bytes).unwrap_or(text)
 }
 
 /// C1 control characters read as the Windows-1252 characters they stand for.
