@@ -39,7 +39,8 @@ ul.feeds li{padding:.5rem 0}
 label{display:block;font-size:.85rem;color:var(--muted)}
 input[type=text]{display:block;width:100%;font:inherit;font-size:.85rem;padding:.3rem;margin-top:.2rem;color:var(--fg);background:transparent;border:1px solid var(--line);border-radius:4px}
 ol.river li{padding:.75rem 0;border-bottom:1px solid var(--line)}
-.meta,.also{margin:.2rem 0;color:var(--muted);font-size:.9rem}
+.meta,.also,.media{margin:.2rem 0;color:var(--muted);font-size:.9rem}
+.media{overflow-wrap:anywhere}
 .excerpt{margin:.3rem 0;overflow-wrap:anywhere}
 table.sources{width:100%;border-collapse:collapse;font-size:.9rem}
 table.sources th,table.sources td{text-align:left;padding:.35rem .3rem;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:break-word}
@@ -89,6 +90,38 @@ pub struct Carrier {
     link: Option<String>,
 }
 
+/// A media file of an entry, as the page links to it.
+pub struct MediaLink {
+    url: String,
+    /// The file's name, and its type when known.
+    label: String,
+}
+
+/// Media files linked from one entry at most: a photo feed can attach dozens.
+const LISTED_MEDIA: usize = 8;
+
+/// An entry's media files, as links: only absolute http(s) URLs, named by their file.
+fn media_links(entry: &crate::parse::Entry) -> Vec<MediaLink> {
+    entry
+        .enclosures
+        .iter()
+        .filter_map(|enclosure| {
+            let url = http_link(&enclosure.url)?;
+            let name = Url::parse(&url)
+                .ok()
+                .and_then(|u| Some(u.path_segments()?.rfind(|s| !s.is_empty())?.to_string()))
+                .filter(|name| !name.trim().is_empty())
+                .unwrap_or_else(|| "media".to_string());
+            let label = match &enclosure.mime_type {
+                Some(kind) => format!("{name} ({kind})"),
+                None => name,
+            };
+            Some(MediaLink { url, label })
+        })
+        .take(LISTED_MEDIA)
+        .collect()
+}
+
 /// One entry of a river.
 pub struct EntryView {
     title: String,
@@ -99,6 +132,7 @@ pub struct EntryView {
     when_exact: String,
     when_relative: String,
     excerpt: String,
+    media: Vec<MediaLink>,
     also: Vec<Carrier>,
 }
 
@@ -209,9 +243,10 @@ fn entry_views(
                 when_exact: when.format("%Y-%m-%d %H:%M UTC").to_string(),
                 when_relative: relative_time(when, now),
                 excerpt: excerpt(
-                    &sanitize::sanitized_to_plain(entry.html().unwrap_or_default()),
+                    &sanitize::sanitized_to_text(entry.html().unwrap_or_default()),
                     280,
                 ),
+                media: media_links(entry),
                 also: story
                     .also
                     .iter()
@@ -386,6 +421,37 @@ mod tests {
         let long = "word ".repeat(100);
         let cut = excerpt(&long, 50);
         assert!(cut.ends_with("word…") && cut.chars().count() <= 51, "{cut}");
+    }
+
+    #[test]
+    fn media_links_are_http_only_named_by_their_file() {
+        let enclosure = |url: &str, mime_type: Option<&str>| crate::parse::Enclosure {
+            url: url.into(),
+            mime_type: mime_type.map(str::to_string),
+            length: None,
+        };
+        let entry = crate::parse::Entry {
+            enclosures: vec![
+                enclosure("https://cdn.example/show/ep1.mp3", Some("audio/mpeg")),
+                enclosure("javascript:alert(1)", None),
+                enclosure("https://cdn.example/", None),
+            ],
+            ..crate::parse::Entry::default()
+        };
+        let links: Vec<(String, String)> = media_links(&entry)
+            .into_iter()
+            .map(|m| (m.url, m.label))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                (
+                    "https://cdn.example/show/ep1.mp3".to_string(),
+                    "ep1.mp3 (audio/mpeg)".to_string()
+                ),
+                ("https://cdn.example/".to_string(), "media".to_string()),
+            ]
+        );
     }
 
     #[test]

@@ -253,12 +253,30 @@ fn document_updated(stories: &[Story]) -> DateTime<Utc> {
 }
 
 fn entry_updated(stored: &StoredEntry) -> DateTime<Utc> {
+    let sort_time = sort_time_out(stored);
     stored
         .entry
         .updated
+        .and_then(writable)
         .filter(|u| *u <= Utc::now())
-        .unwrap_or(stored.sort_time)
-        .max(stored.sort_time)
+        .unwrap_or(sort_time)
+        .max(sort_time)
+}
+
+/// `time` if every format can write it: RFC 3339 and RFC 2822 have four-digit years (0 to
+/// 9999), and chrono panics writing RFC 2822 beyond them. A feed may date an entry in the
+/// year -1000 or 20000, and its sort time is then that date.
+fn writable(time: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    use chrono::Datelike;
+    (0..=9999).contains(&time.year()).then_some(time)
+}
+
+/// The entry's sort time as written (RSS `pubDate`, JSON `date_published`): its sort time,
+/// else (a date no format can write) its first-seen time.
+fn sort_time_out(stored: &StoredEntry) -> DateTime<Utc> {
+    writable(stored.sort_time)
+        .or_else(|| writable(stored.first_seen))
+        .unwrap_or_default()
 }
 
 fn fixed(time: DateTime<Utc>) -> DateTime<FixedOffset> {
@@ -270,9 +288,147 @@ fn fixed(time: DateTime<Utc>) -> DateTime<FixedOffset> {
 // not http(s), no text that a reader rendering it as HTML takes for a tag. For what the
 // parser stored, each check is a scan that changes nothing.
 
-/// `link` if it is an absolute http(s) URL.
+/// `link` if it is an absolute http(s) URL, written as a URI that validators accept: the
+/// characters RFC 3986 leaves out of URIs (`|`, `^`, `[` and `]` in a path, `{`, `}`, a
+/// backtick, white space, anything not ASCII) percent-encoded after the authority, as a
+/// browser sends them. The W3C validator reports a link holding one as an error
+/// (`InvalidUriChar`); the url crate leaves some of them in a path.
 fn link_out(link: &str) -> Option<Cow<'_, str>> {
-    sanitize::republishable_link(link)
+    let link = sanitize::republishable_link(link)?;
+    if link.bytes().all(is_uri_byte) {
+        return Some(link);
+    }
+    // Through the url crate first: a host in Unicode becomes its ASCII (punycode) form.
+    let parsed = String::from(Url::parse(&link).ok()?);
+    let authority = parsed.find("://").map_or(0, |at| at + 3);
+    let path = parsed[authority..]
+        .find(['/', '?', '#'])
+        .map_or(parsed.len(), |at| authority + at);
+    let mut out = String::with_capacity(parsed.len() + 16);
+    out.push_str(&parsed[..path]);
+    for c in parsed[path..].chars() {
+        if c.is_ascii() && is_uri_byte(c as u8) {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for byte in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    Some(Cow::Owned(out))
+}
+
+/// Whether a byte may stand in a URI as it is (RFC 2396's characters, as the W3C validator
+/// checks them; `%` and `#` included).
+fn is_uri_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b";/?:@&=+$.-_!~*'()%,#".contains(&byte)
+}
+
+/// A media file as a document writes it.
+struct Media<'a> {
+    url: Cow<'a, str>,
+    /// The stored type, if it is one every format can carry.
+    mime_type: Option<&'a str>,
+    length: Option<u64>,
+}
+
+impl Media<'_> {
+    /// The type for formats that require one (RSS `<enclosure type>`, JSON Feed
+    /// `mime_type`): the stored one, else the one its file name says, else
+    /// `application/octet-stream`.
+    fn required_type(&self) -> &str {
+        self.mime_type
+            .or_else(|| guessed_type(&self.url))
+            .unwrap_or("application/octet-stream")
+    }
+}
+
+/// The entry's media files that may be republished: each URL checked as links are.
+fn media_out(entry: &crate::parse::Entry) -> impl Iterator<Item = Media<'_>> {
+    entry.enclosures.iter().filter_map(|enclosure| {
+        Some(Media {
+            url: link_out(&enclosure.url)?,
+            mime_type: enclosure.mime_type.as_deref().and_then(mime_out),
+            length: enclosure.length.filter(|l| *l > 0),
+        })
+    })
+}
+
+/// A MIME type as written: `type/subtype` and parameters (`name=value`, the value a token or
+/// a quoted string) as RFC 2045 spells them and validators check them; with parameters that
+/// are not so, the type alone; nothing if even that is not a type.
+fn mime_out(mime: &str) -> Option<&str> {
+    fn token(text: &str) -> bool {
+        !text.is_empty()
+            && text.len() <= 127
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    }
+    let mut parts = mime.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    if !essence
+        .split_once('/')
+        .is_some_and(|(kind, sub)| token(kind) && token(sub))
+    {
+        return None;
+    }
+    let parameters_ok = parts.all(|parameter| {
+        parameter
+            .trim()
+            .split_once('=')
+            .is_some_and(|(name, value)| {
+                let quoted = value.len() >= 2
+                    && value.starts_with('"')
+                    && value.ends_with('"')
+                    && !value[1..value.len() - 1]
+                        .chars()
+                        .any(|c| c == '"' || c == '\\' || c.is_control());
+                token(name) && (token(value) || quoted)
+            })
+    });
+    if parameters_ok && mime.len() <= 255 && !mime.starts_with(char::is_whitespace) {
+        Some(mime.trim_end())
+    } else {
+        Some(essence)
+    }
+}
+
+/// The type a media file's name says (`.mp3`: `audio/mpeg`), for the few kinds feeds carry.
+fn guessed_type(url: &str) -> Option<&'static str> {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let name = path.rsplit('/').next().unwrap_or_default();
+    let (_, extension) = name.rsplit_once('.')?;
+    let extension = extension.to_ascii_lowercase();
+    Some(match extension.as_str() {
+        "mp3" => "audio/mpeg",
+        "m4a" => "audio/mp4",
+        "aac" => "audio/aac",
+        "ogg" | "oga" => "audio/ogg",
+        "opus" => "audio/opus",
+        "wav" => "audio/wav",
+        "flac" => "audio/flac",
+        "mp4" => "video/mp4",
+        "m4v" => "video/x-m4v",
+        "mov" => "video/quicktime",
+        "webm" => "video/webm",
+        "ogv" => "video/ogg",
+        "mpg" | "mpeg" => "video/mpeg",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "svg" => "image/svg+xml",
+        "pdf" => "application/pdf",
+        "epub" => "application/epub+zip",
+        "zip" => "application/zip",
+        "torrent" => "application/x-bittorrent",
+        "vtt" => "text/vtt",
+        "srt" => "application/x-subrip",
+        _ => return None,
+    })
 }
 
 /// A title, a name or a category, with no tag in it.
@@ -308,6 +464,15 @@ fn source_of<'a>(
     }
 }
 
+/// The name a source is written with: its title, else (blank) its configured name.
+fn source_name(source: &SourceInfo) -> &str {
+    if source.title.trim().is_empty() {
+        &source.name
+    } else {
+        &source.title
+    }
+}
+
 fn render_atom(
     feed: &FeedConfig,
     stories: &[Story],
@@ -334,7 +499,7 @@ fn render_atom(
             let via = story.also.iter().filter_map(|other| {
                 let href = link_out(other.entry.link.as_deref()?)?.into_owned();
                 Some(atom::Link {
-                    title: Some(text_out(&source_of(other, sources).title).into_owned()),
+                    title: Some(text_out(source_name(&source_of(other, sources))).into_owned()),
                     ..link(&href, "via", Some("text/html"))
                 })
             });
@@ -351,19 +516,52 @@ fn render_atom(
             if let Some(url) = &own_url {
                 source_links.push(link(url, "self", None));
             }
-            let authors = if e.authors.is_empty() {
-                vec![text_out(&source.title).into_owned()]
-            } else {
-                e.authors
-                    .iter()
-                    .map(|name| text_out(name).into_owned())
-                    .collect()
+            let mut authors: Vec<String> = e
+                .authors
+                .iter()
+                .map(|name| text_out(name).into_owned())
+                .filter(|name| !name.trim().is_empty())
+                .collect();
+            if authors.is_empty() {
+                authors.push(text_out(source_name(&source)).into_owned());
+            }
+            let alternate = e.link.as_deref().and_then(link_out).map(Cow::into_owned);
+            let html_content = |html: &str| atom::Content {
+                value: Some(html_out(html).into_owned()),
+                content_type: Some("html".to_string()),
+                ..atom::Content::default()
             };
+            // RFC 4287 §4.1.1: an entry has a content or an alternate link (a summary is
+            // not enough; the W3C validator's MissingContentOrAlternate). Without a link, the
+            // summary is the content; with neither text nor link, the content is empty
+            // text: the validator warns of a blank element but reports no error, a reader
+            // shows the title alone, and a reader of this document reads no text, as the
+            // source had none.
+            let (summary, content) = match (e.content.as_deref(), e.summary.as_deref()) {
+                (Some(content), summary) => (summary, Some(html_content(content))),
+                (None, Some(summary)) if alternate.is_none() => (None, Some(html_content(summary))),
+                (None, summary) if alternate.is_some() => (summary, None),
+                (None, _) => (
+                    None,
+                    Some(atom::Content {
+                        value: Some(String::new()),
+                        content_type: Some("text".to_string()),
+                        ..atom::Content::default()
+                    }),
+                ),
+            };
+            let enclosures = media_out(e).map(|media| atom::Link {
+                href: media.url.into_owned(),
+                rel: "enclosure".to_string(),
+                mime_type: media.mime_type.map(str::to_string),
+                length: media.length.map(|l| l.to_string()),
+                ..atom::Link::default()
+            });
             atom::Entry {
                 id: stored.key().urn(),
                 title: atom::Text::plain(text_out(&e.title).into_owned()),
                 updated: fixed(entry_updated(stored)),
-                published: e.published.map(fixed),
+                published: e.published.and_then(writable).map(fixed),
                 authors: authors
                     .into_iter()
                     .map(|name| atom::Person {
@@ -371,47 +569,51 @@ fn render_atom(
                         ..atom::Person::default()
                     })
                     .collect(),
-                links: e
-                    .link
-                    .as_deref()
-                    .and_then(link_out)
-                    .map(Cow::into_owned)
+                links: alternate
                     .iter()
                     .map(|l| link(l, "alternate", Some("text/html")))
+                    .chain(enclosures)
                     .chain(via)
                     .collect(),
-                summary: e
-                    .summary
-                    .as_deref()
-                    .map(|s| atom::Text::html(html_out(s).into_owned())),
-                content: e.content.as_deref().map(|c| atom::Content {
-                    value: Some(html_out(c).into_owned()),
-                    content_type: Some("html".to_string()),
-                    ..atom::Content::default()
-                }),
+                summary: summary.map(|s| atom::Text::html(html_out(s).into_owned())),
+                content,
                 categories: e
                     .categories
                     .iter()
+                    .map(|term| text_out(term))
+                    .filter(|term| !term.trim().is_empty())
                     .map(|term| atom::Category {
-                        term: text_out(term).into_owned(),
+                        term: term.into_owned(),
                         ..atom::Category::default()
                     })
                     .collect(),
                 source: Some(atom::Source {
                     id: own_url.unwrap_or_else(|| source_url(&source, base_url)),
-                    title: atom::Text::plain(text_out(&source.title).into_owned()),
+                    title: atom::Text::plain(text_out(source_name(&source)).into_owned()),
                     links: source_links,
-                    updated: fixed(stored.sort_time),
+                    updated: fixed(sort_time_out(stored)),
                     ..atom::Source::default()
                 }),
                 ..atom::Entry::default()
             }
         })
         .collect();
+    // RFC 4287 §4.1.1: a feed names an author unless every entry does; with no entry yet
+    // (a new planet) the W3C validator reports its absence as an error. The site writes it.
+    let feed_author = [&server.title, &feed.title, &feed.name]
+        .into_iter()
+        .map(|name| text_out(name))
+        .find(|name| !name.trim().is_empty())
+        .unwrap_or(Cow::Borrowed("feedmill"))
+        .into_owned();
     let document = atom::Feed {
         id: self_url.clone(),
         title: atom::Text::plain(text_out(&feed.title).into_owned()),
         updated: fixed(document_updated(stories)),
+        authors: vec![atom::Person {
+            name: feed_author,
+            ..atom::Person::default()
+        }],
         links: [
             link(&self_url, "self", Some("application/atom+xml")),
             link(base_url.as_str(), "alternate", Some("text/html")),
@@ -444,29 +646,42 @@ fn render_rss(
             let stored = &story.entry;
             let e = &stored.entry;
             let source = source_of(stored, sources);
+            let title = Some(text_out(&e.title).into_owned()).filter(|t| !t.trim().is_empty());
             rss::Item {
-                title: Some(text_out(&e.title).into_owned()).filter(|t| !t.is_empty()),
-                link: e.link.as_deref().and_then(link_out).map(Cow::into_owned),
+                // An item has a title or a description (RSS 2.0; the W3C validator's
+                // ItemMustContainTitleOrDescription): without a title, an empty description.
                 description: e
                     .html()
                     .map(|html| html_out(html).into_owned())
-                    .or_else(|| Some(String::new()).filter(|_| e.title.is_empty())),
+                    .or_else(|| Some(String::new()).filter(|_| title.is_none())),
+                title,
+                link: e.link.as_deref().and_then(link_out).map(Cow::into_owned),
                 guid: Some(rss::Guid {
                     value: stored.key().urn(),
                     permalink: false,
                 }),
-                pub_date: Some(stored.sort_time.to_rfc2822()),
+                pub_date: Some(sort_time_out(stored).to_rfc2822()),
                 categories: e
                     .categories
                     .iter()
+                    .map(|name| text_out(name))
+                    .filter(|name| !name.trim().is_empty())
                     .map(|name| rss::Category {
-                        name: text_out(name).into_owned(),
+                        name: name.into_owned(),
                         domain: None,
                     })
                     .collect(),
+                // RSS allows one enclosure, and requires its length and type: 0 for a
+                // length not known (RSS Best Practices), a type from the file name else
+                // `application/octet-stream`.
+                enclosure: media_out(e).next().map(|media| rss::Enclosure {
+                    length: media.length.unwrap_or(0).to_string(),
+                    mime_type: media.required_type().to_string(),
+                    url: media.url.into_owned(),
+                }),
                 source: Some(rss::Source {
                     url: source_url(&source, base_url),
-                    title: Some(text_out(&source.title).into_owned()),
+                    title: Some(text_out(source_name(&source)).into_owned()),
                 }),
                 ..rss::Item::default()
             }
@@ -533,8 +748,19 @@ struct JsonItem<'a> {
     authors: Vec<JsonAuthor<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tags: Vec<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<JsonAttachment<'a>>,
     /// JSON Feed extensions start with an underscore.
     _feedmill: JsonExtension<'a>,
+}
+
+/// A media file; JSON Feed 1.1 requires `url` and `mime_type`.
+#[derive(Serialize)]
+struct JsonAttachment<'a> {
+    url: Cow<'a, str>,
+    mime_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size_in_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -586,16 +812,28 @@ fn render_json(
                 url: e.link.as_deref().and_then(link_out),
                 title: text_out(&e.title),
                 content_html: html_out(e.html().unwrap_or_default()),
-                date_published: stored.sort_time.to_rfc3339(),
+                date_published: sort_time_out(stored).to_rfc3339(),
                 date_modified: entry_updated(stored).to_rfc3339(),
                 authors: e
                     .authors
                     .iter()
-                    .map(|name| JsonAuthor {
-                        name: text_out(name),
+                    .map(|name| text_out(name))
+                    .filter(|name| !name.trim().is_empty())
+                    .map(|name| JsonAuthor { name })
+                    .collect(),
+                tags: e
+                    .categories
+                    .iter()
+                    .map(|tag| text_out(tag))
+                    .filter(|tag| !tag.trim().is_empty())
+                    .collect(),
+                attachments: media_out(e)
+                    .map(|media| JsonAttachment {
+                        mime_type: media.required_type().to_string(),
+                        size_in_bytes: media.length,
+                        url: media.url,
                     })
                     .collect(),
-                tags: e.categories.iter().map(|tag| text_out(tag)).collect(),
                 _feedmill: JsonExtension {
                     about: "https://example.org/feedmill#json-extension",
                     source: JsonSource {
@@ -659,7 +897,7 @@ fn escape_json_html(json: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::config::Dedup;
-    use crate::parse::Entry;
+    use crate::parse::{Enclosure, Entry};
 
     fn stored(source: &str, id: &str, link: &str) -> StoredEntry {
         let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
@@ -825,6 +1063,202 @@ mod tests {
                 "{format:?}: {body}"
             );
         }
+    }
+
+    fn enclosure(url: &str, mime_type: Option<&str>, length: Option<u64>) -> Enclosure {
+        Enclosure {
+            url: url.into(),
+            mime_type: mime_type.map(str::to_string),
+            length,
+        }
+    }
+
+    fn publish_entries(entries: Vec<StoredEntry>) -> Arc<RenderedFeed> {
+        let stories: Vec<Story> = entries
+            .into_iter()
+            .map(|entry| Story {
+                entry,
+                also: vec![],
+            })
+            .collect();
+        let publisher = Publisher::default();
+        publisher.publish(
+            &test_feed(),
+            &stories,
+            &HashMap::new(),
+            &test_server(None),
+            String::new(),
+        );
+        publisher.get("all").expect("published")
+    }
+
+    #[test]
+    fn media_is_written_in_every_format_with_safe_urls_only() {
+        let mut podcast = stored("a", "1", "https://a.example/1");
+        podcast.entry.enclosures = vec![
+            enclosure("javascript:alert(1)//x.mp3", Some("audio/mpeg"), Some(5)),
+            enclosure("media/relative.mp3", Some("audio/mpeg"), None),
+            enclosure("https://cdn.example/ep1.mp3", None, None),
+            enclosure(
+                "https://cdn.example/ep1.ogg",
+                Some("audio/ogg; codecs=opus"),
+                Some(1234),
+            ),
+            enclosure("https://cdn.example/notes", Some("text/plain;"), None),
+        ];
+        let rendered = publish_entries(vec![podcast]);
+        let atom = text(&rendered, Format::Atom);
+        assert!(
+            atom.contains(r#"<link href="https://cdn.example/ep1.mp3" rel="enclosure"/>"#),
+            "{atom}"
+        );
+        assert!(
+            atom.contains(r#"<link href="https://cdn.example/ep1.ogg" rel="enclosure" type="audio/ogg; codecs=opus" length="1234"/>"#),
+            "{atom}"
+        );
+        // A type with a parameter that is not one is written without it.
+        assert!(
+            atom.contains(
+                r#"<link href="https://cdn.example/notes" rel="enclosure" type="text/plain"/>"#
+            ),
+            "{atom}"
+        );
+        let rss = text(&rendered, Format::Rss);
+        // One enclosure, the first safe one, with the length and type RSS requires.
+        assert_eq!(rss.matches("<enclosure").count(), 1, "{rss}");
+        assert!(
+            rss.contains(
+                r#"<enclosure url="https://cdn.example/ep1.mp3" length="0" type="audio/mpeg"/>"#
+            ),
+            "{rss}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&rendered.document(Format::Json).body).expect("json");
+        assert_eq!(
+            json["items"][0]["attachments"],
+            serde_json::json!([
+                {"url": "https://cdn.example/ep1.mp3", "mime_type": "audio/mpeg"},
+                {"url": "https://cdn.example/ep1.ogg", "mime_type": "audio/ogg; codecs=opus", "size_in_bytes": 1234},
+                {"url": "https://cdn.example/notes", "mime_type": "text/plain"},
+            ])
+        );
+        for format in [Format::Atom, Format::Rss, Format::Json] {
+            let body = text(&rendered, format);
+            assert!(
+                !body.contains("javascript") && !body.contains("relative.mp3"),
+                "{format:?}: {body}"
+            );
+        }
+        // A file whose name says nothing, with no type: the type of any file.
+        let mut unknown = stored("a", "2", "https://a.example/2");
+        unknown.entry.enclosures = vec![enclosure("https://cdn.example/get?id=7", None, None)];
+        let rendered = publish_entries(vec![unknown]);
+        assert!(text(&rendered, Format::Rss).contains(
+            r#"<enclosure url="https://cdn.example/get?id=7" length="0" type="application/octet-stream"/>"#
+        ));
+    }
+
+    #[test]
+    fn every_atom_entry_has_content_or_an_alternate_link() {
+        let mut title_only = stored("a", "1", "https://a.example/1");
+        title_only.entry.link = None;
+        title_only.entry.summary = None;
+        let mut summary_only = stored("a", "2", "https://a.example/2");
+        summary_only.entry.link = None;
+        let linked = stored("a", "3", "https://a.example/3");
+        let rendered = publish_entries(vec![title_only, summary_only, linked]);
+        let atom = text(&rendered, Format::Atom);
+        let entries: Vec<&str> = atom.split("<entry>").skip(1).collect();
+        assert_eq!(entries.len(), 3, "{atom}");
+        assert!(
+            entries[0].contains(r#"<content type="text"></content>"#)
+                && !entries[0].contains("<summary"),
+            "{}",
+            entries[0]
+        );
+        assert!(
+            entries[1].contains(r#"<content type="html">&lt;p&gt;text&lt;/p&gt;</content>"#)
+                && !entries[1].contains("<summary"),
+            "{}",
+            entries[1]
+        );
+        assert!(
+            entries[2].contains(r#"rel="alternate""#)
+                && entries[2].contains("<summary")
+                && !entries[2].contains("<content"),
+            "{}",
+            entries[2]
+        );
+        // The feed names an author, entries or none (RFC 4287 §4.1.1).
+        let empty = publish_entries(vec![]);
+        assert!(
+            text(&empty, Format::Atom).contains("<author><name>t</name></author>"),
+            "{}",
+            text(&empty, Format::Atom)
+        );
+        // RSS: a title, or a description.
+        let mut nothing = stored("a", "4", "https://a.example/4");
+        nothing.entry.title = String::new();
+        nothing.entry.summary = None;
+        let rss = text(&publish_entries(vec![nothing]), Format::Rss);
+        assert!(
+            rss.contains("<description><![CDATA[]]></description>"),
+            "{rss}"
+        );
+    }
+
+    #[test]
+    fn dates_no_format_can_write_are_not_written() {
+        let mut ancient = stored("a", "1", "https://a.example/1");
+        let far = |year: i32| {
+            chrono::NaiveDate::from_ymd_opt(year, 1, 1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+                .expect("a date")
+        };
+        ancient.entry.published = Some(far(-1000));
+        ancient.entry.updated = Some(far(20_000));
+        ancient.sort_time = far(-1000);
+        let rendered = publish_entries(vec![ancient]);
+        let atom = text(&rendered, Format::Atom);
+        assert!(!atom.contains("<published>"), "{atom}");
+        assert!(!atom.contains("-1000") && !atom.contains("20000"), "{atom}");
+        let rss = text(&rendered, Format::Rss);
+        assert!(rss.contains("<pubDate>Fri, 15 Jan 2027"), "{rss}");
+    }
+
+    #[test]
+    fn links_are_written_as_uris_validators_accept() {
+        assert_eq!(
+            link_out("https://a.example/x").as_deref(),
+            Some("https://a.example/x")
+        );
+        assert_eq!(
+            link_out("https://a.example/a|b/[c]^{d}?q=`e`#f|g").as_deref(),
+            Some("https://a.example/a%7Cb/%5Bc%5D%5E%7Bd%7D?q=%60e%60#f%7Cg")
+        );
+        assert_eq!(
+            link_out("https://bücher.example/straße").as_deref(),
+            Some("https://xn--bcher-kva.example/stra%C3%9Fe")
+        );
+        assert_eq!(
+            link_out("https://[::1]:8080/a|b").as_deref(),
+            Some("https://[::1]:8080/a%7Cb")
+        );
+        assert_eq!(link_out("javascript:alert(1)"), None);
+        assert_eq!(mime_out("Audio/MPEG"), Some("Audio/MPEG"));
+        assert_eq!(mime_out("audio/mpeg; q"), Some("audio/mpeg"));
+        assert_eq!(
+            mime_out(r#"text/plain; charset="utf-8""#),
+            Some(r#"text/plain; charset="utf-8""#)
+        );
+        assert_eq!(mime_out("audio"), None);
+        assert_eq!(mime_out("<b>/x"), None);
+        assert_eq!(
+            guessed_type("https://x.example/a/Episode.MP3?dl=1"),
+            Some("audio/mpeg")
+        );
+        assert_eq!(guessed_type("https://x.example/a.b/file"), None);
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //! hostile `xml:base`) turned a relative `href` into a `javascript:` link.
 //!
 //! Titles and names are plain text that opens no tag in a reader ([`plain_text`]). Before any
-//! HTML reaches html5ever (here, for item HTML and titles; for excerpts and story matching
-//! through [`html_to_plain`]), [`bound`] bounds what would make its tree builder superlinear:
+//! HTML reaches html5ever (here, for item HTML and titles; for story matching through
+//! [`html_to_plain`], for excerpts through [`sanitized_to_text`]), [`bound`] bounds what would make its tree builder superlinear:
 //! nesting, attributes, reopened formatting, content moved out of tables. The writers check
 //! what the store holds again as they write it ([`republishable_html`], [`defang`],
 //! [`republishable_link`]).
@@ -346,7 +346,10 @@ pub fn html_to_text(html: &str) -> String {
     fold_text(&html_to_plain(html))
 }
 
-/// HTML reduced to plain text, uncut (as far as [`MAX_HTML_BYTES`]), for comparing texts.
+/// HTML reduced to plain text, uncut (as far as [`MAX_HTML_BYTES`]), for comparing texts:
+/// the text of neighbouring elements runs together (`<p>a</p><p>b</p>` is "ab"). Story
+/// matching's fingerprints are made of this text and must never change for a text; what a
+/// person reads goes through [`sanitized_to_text`].
 pub fn html_to_plain(html: &str) -> String {
     static NO_TAGS: std::sync::OnceLock<ammonia::Builder<'static>> = std::sync::OnceLock::new();
     let without_tags = NO_TAGS
@@ -356,6 +359,74 @@ pub fn html_to_plain(html: &str) -> String {
     html_escape::decode_html_entities(&without_tags).into_owned()
 }
 
+/// Elements whose text a reader sees apart from the text around them: blocks, list items,
+/// table rows and cells, and line breaks. Reduced to plain text, each leaves a space.
+const SEPARATE: &[&str] = &[
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "br",
+    "caption",
+    "dd",
+    "details",
+    "div",
+    "dl",
+    "dt",
+    "figcaption",
+    "figure",
+    "footer",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "ul",
+];
+
+/// [`html_to_plain`] as a person reads it: a space where a paragraph, a line break or another
+/// element of [`SEPARATE`] was, so that "daily work.</p><p>Organizers" reads "daily work.
+/// Organizers". Through ammonia keeping only those elements (bare), then [`scan_text`].
+fn html_to_spaced_plain(html: &str) -> String {
+    static SEPARATE_ONLY: std::sync::OnceLock<ammonia::Builder<'static>> =
+        std::sync::OnceLock::new();
+    let separated = SEPARATE_ONLY
+        .get_or_init(|| {
+            let mut builder = ammonia::Builder::empty();
+            builder.tags(SEPARATE.iter().copied().collect());
+            builder
+        })
+        .clean(&bound::bound(truncate_bytes(html, MAX_HTML_BYTES)))
+        .to_string();
+    scan_text(&separated, true)
+}
+
+/// Markup whose parse would move or drop text (a table's stray text, the newline after
+/// `<pre>`): HTML holding one goes through the parser, not [`scan_text`].
+fn needs_the_parser(html: &str) -> bool {
+    ["<table", "<pre", "<textarea", "<listing"]
+        .iter()
+        .any(|tag| html.contains(tag))
+}
+
 /// [`html_to_plain`] of HTML that [`sanitize_html`] or [`text_to_html`] wrote, without an
 /// HTML parser: that HTML is serialized by html5ever, so every `<` opens a tag and every
 /// attribute value is double-quoted; text comes out in document order. Markup whose parse
@@ -363,12 +434,27 @@ pub fn html_to_plain(html: &str) -> String {
 /// the parser. Story matching reduces every new entry's text, and the parser was most of it.
 pub fn sanitized_to_plain(html: &str) -> String {
     let html = truncate_bytes(html, MAX_HTML_BYTES);
-    if ["<table", "<pre", "<textarea", "<listing"]
-        .iter()
-        .any(|tag| html.contains(tag))
-    {
+    if needs_the_parser(html) {
         return html_to_plain(html);
     }
+    scan_text(html, false)
+}
+
+/// Sanitized HTML (as [`sanitized_to_plain`] takes it) as the plain text a person reads: a
+/// space where a paragraph, a line break, a list item, a heading, a table row or cell, a
+/// quotation or another block was, so that no two sentences of neighbouring blocks run
+/// together. For excerpts; white space is not folded.
+pub fn sanitized_to_text(html: &str) -> String {
+    let html = truncate_bytes(html, MAX_HTML_BYTES);
+    if needs_the_parser(html) {
+        return html_to_spaced_plain(html);
+    }
+    scan_text(html, true)
+}
+
+/// The text of serialized HTML: tags dropped (with a space for each of [`SEPARATE`] when
+/// `spaced`), entities decoded.
+fn scan_text(html: &str, spaced: bool) -> String {
     let mut text = String::with_capacity(html.len());
     let mut rest = html;
     while let Some(open) = rest.find('<') {
@@ -378,6 +464,17 @@ pub fn sanitized_to_plain(html: &str) -> String {
             quoted ^= b == b'"';
             b == b'>' && !quoted
         });
+        if spaced {
+            let tag = rest[open + 1..].trim_start_matches('/');
+            let name_len = tag
+                .bytes()
+                .position(|b| !b.is_ascii_alphanumeric())
+                .unwrap_or(tag.len());
+            let name = &tag[..name_len];
+            if SEPARATE.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+                text.push(' ');
+            }
+        }
         rest = close.map_or("", |close| &rest[open + close + 1..]);
     }
     text.push_str(rest);
@@ -723,9 +820,49 @@ mod tests {
             );
             let escaped = text_to_html(sample);
             assert_eq!(sanitized_to_plain(&escaped), html_to_plain(&escaped));
+            // The spaced reduction agrees with the parser's too, but for runs of spaces.
+            let words = |text: String| text.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(
+                words(sanitized_to_text(&clean)),
+                words(html_to_spaced_plain(&clean)),
+                "{sample} sanitized to {clean}"
+            );
         }
         // Older html5ever left `>` unescaped in attribute values.
         assert_eq!(sanitized_to_plain(r#"<a title="a > b">x</a>y"#), "xy");
+    }
+
+    #[test]
+    fn excerpt_text_keeps_a_space_where_a_block_or_a_break_was() {
+        let words = |text: String| text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (html, text) in [
+            (
+                "<p>in their daily work.</p><p>Organizers said</p>",
+                "in their daily work. Organizers said",
+            ),
+            ("one<br>two<br/>three", "one two three"),
+            ("<div>a</div><div>b</div>", "a b"),
+            ("<ul><li>x</li><li>y</li></ul>end", "x y end"),
+            ("<h2>Head</h2>Body", "Head Body"),
+            ("<blockquote>q</blockquote>r", "q r"),
+            (
+                "<table><tr><td>c1</td><td>c2</td></tr><tr><td>d</td></tr></table>",
+                "c1 c2 d",
+            ),
+            (
+                "in<b>line</b> <i>stays</i> to<a href=\"https://x.example/\">gether</a>",
+                "inline stays together",
+            ),
+            ("AT&amp;T &lt;p&gt;", "AT&T <p>"),
+        ] {
+            let clean = sanitize_html(html, &base());
+            assert_eq!(words(sanitized_to_text(&clean)), text, "{html} as {clean}");
+        }
+        // The fingerprints' text is as it always was.
+        assert_eq!(
+            sanitized_to_plain("<p>daily work.</p><p>Organizers</p>"),
+            "daily work.Organizers"
+        );
     }
 
     #[test]

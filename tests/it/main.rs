@@ -7,6 +7,7 @@ mod daemon;
 mod dedup;
 mod hostile;
 mod output_safety;
+mod outputs;
 mod page;
 mod properties;
 mod service;

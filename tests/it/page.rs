@@ -242,3 +242,43 @@ print(json.dumps({"bozo": bool(result.bozo), "error": str(result.get("bozo_excep
         ])
     );
 }
+
+/// Excerpts read as the entry does: a space where a paragraph, a line break, a list item or
+/// another block ended, never two sentences run together (issue 15, item 3).
+#[test]
+fn excerpts_keep_a_space_where_a_paragraph_or_a_line_break_was() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = runtime.block_on(FeedServer::start());
+    server.put(
+        "daily.rss",
+        "application/rss+xml",
+        rss(
+            "daily",
+            "<item><guid>p1</guid><title>Paragraphs</title><link>https://daily.example/p1</link>\
+             <description>&lt;p&gt;Cadres reported on the results in their daily work.&lt;/p&gt;&lt;p&gt;Organizers said the classes would go on.&lt;/p&gt;\
+             &lt;ul&gt;&lt;li&gt;First point&lt;/li&gt;&lt;li&gt;Second point&lt;/li&gt;&lt;/ul&gt;Line one&lt;br&gt;Line two&lt;h3&gt;Heading&lt;/h3&gt;Tail</description></item>",
+        ),
+    );
+    let config = format!(
+        "[fetch]\nschedule = \"0 0 1 1 *\"\n[[source]]\nname = \"daily\"\nurl = \"{}\"\n[[feed]]\nname = \"all\"\ntitle = \"All\"\n",
+        server.url("daily.rss")
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path(), &config);
+    let mut page = String::new();
+    daemon.wait_for("the entry on the page", || {
+        let (_, body) = blocking_get(&daemon.url("/"))?;
+        page = String::from_utf8_lossy(&body).into_owned();
+        Some(page.contains("Paragraphs</a>"))
+    });
+    let excerpt = page
+        .split("<p class=\"excerpt\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
+        .unwrap_or_else(|| panic!("no excerpt on the page: {page}"));
+    assert_eq!(
+        excerpt,
+        "Cadres reported on the results in their daily work. Organizers said the classes would go on. \
+         First point Second point Line one Line two Heading Tail"
+    );
+}

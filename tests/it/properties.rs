@@ -746,3 +746,408 @@ fn no_url_in_any_output_has_a_scheme_other_than_http() {
         "{old_attacks} of {cases} cases attack the old code, {old_base_attacks} through xml:base"
     );
 }
+
+// --- Round trip: stored entries -> each output -> feedmill's own parser (issue 15) ---
+//
+// Generated entries as the parser stores them (titles plain text made from markup-like
+// text and entities, sanitized HTML, http(s) links, dates, media), rendered in each format
+// and read back by `parse_feed`, come back the same: title, link, dates to the second, the
+// text of the content, and media. The documented exceptions, each what the format allows:
+// - dates: Atom writes `published` when known and `updated` (the entry's update time, else
+//   its sort time); RSS has one date, `pubDate`, the sort time (published, else updated, else
+//   first seen; a date in the future counts as first seen), read back as both published and
+//   updated; JSON Feed writes the sort time
+//   as `date_published` and the update time as `date_modified`. A date no format can write
+//   (a year before 0 or after 9999) is left out, the first-seen time standing in.
+// - text: Atom writes the summary as the content when an entry has no link (RFC 4287 wants
+//   a content or an alternate link), so the text is compared, not which field holds it.
+// - titles: a stored title whose text still reads as HTML (a character reference such as
+//   `&amp;`, from a source that escaped twice) is decoded once more by every liberal reader,
+//   ours included; those are counted and left out of the title comparison.
+// - media: RSS keeps only the first file, and writes a length (0 when unknown, which reads
+//   back as unknown) and a type (from the file name, else `application/octet-stream`);
+//   JSON Feed requires a type likewise; Atom writes what is known.
+
+/// The time the round-trip entries are rendered at; their dates keep a day away from it.
+fn round_trip_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// A date as feeds give one, relative to now: none, past, future, or one no format can
+/// write.
+fn gen_date() -> impl Strategy<Value = Option<i64>> {
+    let day = 86_400i64;
+    prop_oneof![
+        2 => Just(None),
+        4 => (-(40 * 365 * day)..-day).prop_map(Some),
+        1 => (day..(365 * day)).prop_map(Some),
+        1 => prop::sample::select(vec![-95_000_000_000i64, 600_000_000_000]).prop_map(Some),
+    ]
+}
+
+/// Title text with markup-like text and entities.
+fn gen_title() -> impl Strategy<Value = (String, bool)> {
+    let pieces = prop_oneof![
+        Just("Tom & Jerry".to_string()),
+        Just("a < b > c".to_string()),
+        Just("Vec<T> and <3".to_string()),
+        Just("<b>bold</b> move".to_string()),
+        Just("Caf&eacute;&nbsp;culture &mdash; a guide".to_string()),
+        Just("&lt;script&gt;alert(1)&lt;/script&gt;".to_string()),
+        Just("“quoted” — 内蒙古 🚀".to_string()),
+        Just("]]> and \"quotes\" 'too'".to_string()),
+        Just("AT&amp;T".to_string()),
+        Just("AT&amp;amp;T, escaped twice".to_string()),
+        "[ -~]{0,16}",
+    ];
+    (prop::collection::vec(pieces, 0..4), any::<bool>()).prop_map(|(v, html)| (v.join(" "), html))
+}
+
+fn gen_link() -> impl Strategy<Value = Option<String>> {
+    let host = prop::sample::select(vec!["a.example", "news.example.org", "sub.b.example:8443"]);
+    let path = prop::collection::vec("[a-z0-9_-]{1,8}", 0..4);
+    let query = prop::option::of("[a-z]{1,5}=[0-9]{1,4}");
+    prop::option::weighted(
+        0.8,
+        (any::<bool>(), host, path, query).prop_map(|(https, host, path, query)| {
+            let mut link = format!(
+                "{}://{host}/{}",
+                if https { "https" } else { "http" },
+                path.join("/")
+            );
+            if let Some(query) = query {
+                link.push('?');
+                link.push_str(&query);
+            }
+            link
+        }),
+    )
+}
+
+fn gen_html() -> impl Strategy<Value = Option<String>> {
+    let pieces = prop_oneof![
+        Just("<p>First paragraph.</p>".to_string()),
+        Just("<p>Second &amp; last</p>".to_string()),
+        Just("<b>bold</b> <i>it</i>".to_string()),
+        Just("<a href=\"https://x.example/a?b=1&amp;c=2\">a link</a>".to_string()),
+        Just("<a href=\"relative/page\">relative</a>".to_string()),
+        Just("<img src=\"https://x.example/i.png\" alt=\"an image\">".to_string()),
+        Just("<ul><li>one</li><li>two</li></ul>".to_string()),
+        Just("<script>alert(1)</script>".to_string()),
+        Just("&lt;not a tag&gt; 5 &lt; 6".to_string()),
+        Just("内蒙古日报".to_string()),
+        "[ -~&&[^<&]]{0,24}",
+    ];
+    prop::option::weighted(
+        0.7,
+        prop::collection::vec(pieces, 1..5).prop_map(|v| v.concat()),
+    )
+}
+
+fn gen_enclosures() -> impl Strategy<Value = Vec<feedmill::parse::Enclosure>> {
+    let one = (
+        "[a-z0-9]{1,8}",
+        prop::sample::select(vec!["mp3", "m4a", "ogg", "mp4", "jpg", "pdf", "bin", ""]),
+        prop::option::of(prop::sample::select(vec![
+            "audio/mpeg",
+            "video/mp4",
+            "image/jpeg",
+            "audio/ogg; codecs=opus",
+        ])),
+        prop::option::of(1u64..10_000_000_000),
+    )
+        .prop_map(
+            |(name, extension, mime_type, length)| feedmill::parse::Enclosure {
+                url: if extension.is_empty() {
+                    format!("https://cdn.example/media/{name}")
+                } else {
+                    format!("https://cdn.example/media/{name}.{extension}")
+                },
+                mime_type: mime_type.map(str::to_string),
+                length,
+            },
+        );
+    prop::collection::vec(one, 0..4).prop_map(|mut files| {
+        let mut seen = std::collections::HashSet::new();
+        files.retain(|f| seen.insert(f.url.clone()));
+        files
+    })
+}
+
+/// One generated entry, as the parser stores it.
+fn gen_entry() -> impl Strategy<Value = feedmill::parse::Entry> {
+    (
+        gen_title(),
+        gen_link(),
+        (gen_date(), gen_date()),
+        (gen_html(), gen_html()),
+        gen_enclosures(),
+    )
+        .prop_map(
+            |((title, html_title), link, (published, updated), (content, summary), enclosures)| {
+                let now = round_trip_now();
+                let date = |offset: Option<i64>| {
+                    offset.and_then(|o| now.checked_add_signed(chrono::TimeDelta::try_seconds(o)?))
+                };
+                let base = Url::parse("https://x.example/base/").expect("url");
+                let html = |h: Option<String>| {
+                    h.map(|h| feedmill::sanitize::sanitize_html(&h, &base))
+                        .filter(|h| !h.trim().is_empty())
+                };
+                feedmill::parse::Entry {
+                    identity: String::new(),
+                    title: feedmill::sanitize::plain_text(&title, html_title),
+                    link,
+                    published: date(published),
+                    updated: date(updated),
+                    content: html(content),
+                    summary: html(summary),
+                    enclosures,
+                    ..feedmill::parse::Entry::default()
+                }
+            },
+        )
+}
+
+/// The entries as stored (identities, first-seen and sort times), rendered in every format.
+fn render_stored(entries: &[feedmill::parse::Entry]) -> (Vec<StoredEntry>, [(Format, Vec<u8>); 3]) {
+    let now = round_trip_now();
+    let first_seen = now - chrono::TimeDelta::hours(1);
+    let stored: Vec<StoredEntry> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let mut entry = entry.clone();
+            entry.identity = format!("id{i}");
+            StoredEntry {
+                source: "src".into(),
+                sort_time: sort_time(&entry, first_seen, now),
+                first_seen,
+                entry,
+                same_link_as: None,
+                same_text_as: None,
+            }
+        })
+        .collect();
+    let stories: Vec<Story> = stored
+        .iter()
+        .map(|entry| Story {
+            entry: entry.clone(),
+            also: vec![],
+        })
+        .collect();
+    let feed = FeedConfig {
+        name: "all".into(),
+        title: "All".into(),
+        sources: vec!["src".into()],
+        include: vec![],
+        exclude: vec![],
+        limit: 100,
+        max_per_source: 100,
+        dedup: Dedup::None,
+    };
+    let sources = HashMap::from([(
+        "src".to_string(),
+        SourceInfo {
+            name: "src".into(),
+            title: "Source".into(),
+            url: feed_url().to_string(),
+            site_link: Some("https://src.example/".into()),
+        },
+    )]);
+    let publisher = Publisher::default();
+    publisher.publish(
+        &feed,
+        &stories,
+        &sources,
+        &ServerConfig {
+            listen: "127.0.0.1:8080".parse().expect("address"),
+            base_url: Url::parse("http://127.0.0.1:8080/").expect("url"),
+            header_timeout: std::time::Duration::from_secs(10),
+            write_timeout: std::time::Duration::from_secs(30),
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            title: "feedmill".into(),
+            lang: "en".into(),
+            hub: None,
+        },
+        String::new(),
+    );
+    let rendered = publisher.get("all").expect("published");
+    let documents =
+        [Format::Atom, Format::Rss, Format::Json].map(|f| (f, rendered.document(f).body.to_vec()));
+    (stored, documents)
+}
+
+/// A time as every format can write it (years 0 to 9999), else nothing.
+fn writable(time: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::Datelike;
+    (0..=9999).contains(&time.year()).then_some(time)
+}
+
+fn seconds(time: Option<chrono::DateTime<chrono::Utc>>) -> Option<i64> {
+    time.map(|t| t.timestamp())
+}
+
+fn words(html: Option<&str>) -> String {
+    feedmill::sanitize::sanitized_to_text(html.unwrap_or_default())
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The media an output says, as it reads back: (URL, type, length).
+type Media = Vec<(String, Option<String>, Option<u64>)>;
+
+/// The type a format that requires one writes for a file that has none.
+fn required_type(url: &str) -> String {
+    let types = [
+        ("mp3", "audio/mpeg"),
+        ("m4a", "audio/mp4"),
+        ("ogg", "audio/ogg"),
+        ("mp4", "video/mp4"),
+        ("jpg", "image/jpeg"),
+        ("pdf", "application/pdf"),
+    ];
+    types
+        .iter()
+        .find(|(extension, _)| url.ends_with(&format!(".{extension}")))
+        .map_or("application/octet-stream", |(_, t)| t)
+        .to_string()
+}
+
+/// Reads every output back and compares it with what was stored. Titles that read as HTML
+/// (see above) are counted in `html_titles`; `media` compares media too.
+fn round_trip(
+    entries: &[feedmill::parse::Entry],
+    media: bool,
+    html_titles: &std::cell::Cell<usize>,
+) -> Result<(), TestCaseError> {
+    let now = round_trip_now();
+    let (stored, documents) = render_stored(entries);
+    for (format, body) in documents {
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let url = Url::parse(&format!(
+            "http://127.0.0.1:8080/feeds/all.{}",
+            format.extension()
+        ))
+        .expect("url");
+        let parsed = parse_feed(&body, Some(format.content_type()), &url).map_err(|e| {
+            TestCaseError::fail(format!("{format:?} does not read back: {e}\n{text}"))
+        })?;
+        prop_assert_eq!(
+            parsed.entries.len(),
+            stored.len(),
+            "{:?} entries\n{}",
+            format,
+            text
+        );
+        for (stored, read) in stored.iter().zip(&parsed.entries) {
+            let e = &stored.entry;
+            let context = || format!("{format:?}, stored {e:#?}\nread {read:#?}\n{text}");
+            if feedmill::sanitize::plain_text(&e.title, false) == e.title {
+                prop_assert_eq!(&read.title, &e.title, "title: {}", context());
+            } else {
+                html_titles.set(html_titles.get() + 1);
+            }
+            prop_assert_eq!(&read.link, &e.link, "link: {}", context());
+            let sort = writable(stored.sort_time).unwrap_or(stored.first_seen);
+            let updated = e
+                .updated
+                .and_then(writable)
+                .filter(|u| *u <= now)
+                .unwrap_or(sort)
+                .max(sort);
+            let (published, updated) = match format {
+                Format::Atom => (e.published.and_then(writable), Some(updated)),
+                // Read as feed-rs reads RSS: an item without an update time was updated
+                // when published.
+                Format::Rss => (Some(sort), Some(sort)),
+                Format::Json => (Some(sort), Some(updated)),
+            };
+            prop_assert_eq!(
+                seconds(read.published),
+                seconds(published),
+                "published: {}",
+                context()
+            );
+            prop_assert_eq!(
+                seconds(read.updated),
+                seconds(updated),
+                "updated: {}",
+                context()
+            );
+            prop_assert_eq!(words(read.html()), words(e.html()), "text: {}", context());
+            if media {
+                let files = |entry: &feedmill::parse::Entry| -> Media {
+                    entry
+                        .enclosures
+                        .iter()
+                        .map(|f| (f.url.clone(), f.mime_type.clone(), f.length))
+                        .collect()
+                };
+                let want: Media = match format {
+                    Format::Atom => files(e),
+                    Format::Rss => files(e)
+                        .into_iter()
+                        .take(1)
+                        .map(|(url, kind, length)| {
+                            let kind = kind.unwrap_or_else(|| required_type(&url));
+                            (url, Some(kind), length)
+                        })
+                        .collect(),
+                    Format::Json => files(e)
+                        .into_iter()
+                        .map(|(url, kind, length)| {
+                            let kind = kind.unwrap_or_else(|| required_type(&url));
+                            (url, Some(kind), length)
+                        })
+                        .collect(),
+                };
+                prop_assert_eq!(files(read), want, "media: {}", context());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn round_trip_cases(media: bool) {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let html_titles = std::cell::Cell::new(0);
+    let entries = std::cell::Cell::new(0);
+    let result = runner.run(
+        &prop::collection::vec(gen_entry(), 0..6),
+        |mut generated| {
+            entries.set(entries.get() + generated.len());
+            if !media {
+                // Today's parser takes an Atom enclosure link for the story link: media wait
+                // for the parser that reads them (below).
+                generated.iter_mut().for_each(|e| e.enclosures.clear());
+            }
+            round_trip(&generated, media, &html_titles)
+        },
+    );
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+    // The exception stays one: few titles read as HTML once stored.
+    let (html_titles, entries) = (html_titles.get(), entries.get());
+    eprintln!("{html_titles} of {entries} entries' titles read as HTML, left out");
+    assert!(html_titles * 5 <= entries * 3, "{html_titles} of {entries}");
+}
+
+#[test]
+fn stored_entries_read_back_the_same_from_every_output() {
+    round_trip_cases(false);
+}
+
+/// ENCLOSURES: feedmill's parser drops media today (issue 15 item 6): run with `--ignored`
+/// once the parser that reads them lands, and drop the `ignore`.
+#[test]
+#[ignore = "needs the parser that reads enclosures (issue 15 item 6)"]
+fn stored_media_reads_back_from_every_output() {
+    round_trip_cases(true);
+}
