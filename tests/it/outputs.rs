@@ -369,7 +369,6 @@ fn every_output_keeps_the_rules_validators_check_for_tricky_entries() {
 /// ENCLOSURES: needs the parser that reads media (RSS `<enclosure>`, Atom `rel="enclosure"`);
 /// today's parser drops them all. Run with `--ignored` once it lands, and drop the `ignore`.
 #[test]
-#[ignore = "needs the parser that reads enclosures (issue 15 item 6)"]
 fn media_reaches_every_output_and_only_safe_media() {
     let Checked { report, server, .. } = check_outputs();
     assert_eq!(report["violations"], serde_json::json!([]));

@@ -1147,7 +1147,6 @@ fn stored_entries_read_back_the_same_from_every_output() {
 /// ENCLOSURES: feedmill's parser drops media today (issue 15 item 6): run with `--ignored`
 /// once the parser that reads them lands, and drop the `ignore`.
 #[test]
-#[ignore = "needs the parser that reads enclosures (issue 15 item 6)"]
 fn stored_media_reads_back_from_every_output() {
     round_trip_cases(true);
 }
