@@ -17,6 +17,7 @@ use url::Url;
 
 use crate::{dates, discover, encoding, sanitize};
 
+mod json;
 mod rss2;
 
 /// One item of a source, normalized and sanitized.
@@ -138,6 +139,13 @@ pub fn parse_feed(
         return Err(ParseError::HtmlPage {
             links: discover::feed_links(&html, url),
         });
+    }
+    if matches!(
+        utf8.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    ) {
+        let (head, entries) = json::read(utf8, url)?;
+        return Ok(finish(head, entries.into_iter(), &[], url));
     }
     let checked;
     let (utf8, entry_bases) = if utf8.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<') {
