@@ -1,6 +1,6 @@
 //! The stages of the pipeline, each against a baseline measured in the same run:
 //!
-//! - parse: feed bytes to entries (feedmill's whole parse: charset, XML check, feed-rs,
+//! - parse: feed bytes to entries (feedmill's whole parse: charset, the XML reader,
 //!   sanitizing, identity), against quick-xml's raw event scan of the same bytes (the floor
 //!   any XML parse stands on) and serde_json's parse into a `Value` for JSON Feed;
 //! - render: 50 stories to Atom, RSS, JSON Feed and their gzip;

@@ -3,19 +3,19 @@
 //! This is where untrusted text becomes something we republish, so everything leaves here
 //! clean: titles are plain text, HTML is passed through an allow-list sanitizer with its
 //! relative links made absolute, links that are not http(s) are dropped, and every entry has a
-//! stable identity (never feed-rs's random UUID fallback).
+//! stable identity.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use feed_rs::model;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::{dates, discover, encoding, sanitize};
+use crate::{discover, encoding, sanitize};
 
+mod json;
 mod xml;
 
 /// One item of a source, normalized and sanitized.
@@ -114,10 +114,6 @@ pub enum ParseError {
     /// The document is not RSS, Atom or JSON Feed.
     #[error("not a feed: {0}")]
     NotAFeed(String),
-    /// feed-rs failed on the document (a bug in it), and it is not RSS 2.0 that the rss
-    /// crate reads instead.
-    #[error("the feed parser (feed-rs) crashed on this document; please report the feed's URL to feedmill")]
-    ParserPanicked,
 }
 
 /// Parses `body`, fetched from `url`. `content_type` is the HTTP header, whose charset wins
@@ -139,8 +135,11 @@ pub fn parse_feed(
         });
     }
     match utf8.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'<') => read_xml(utf8, url, decoded.encoding == encoding_rs::UTF_8),
-        Some(b'{') => read_with_feed_rs(utf8, &[], url),
+        Some(b'<') => read_xml(utf8, url),
+        Some(b'{' | b'[') => {
+            let (head, entries) = json::read(utf8, url)?;
+            Ok(finish(head, entries.into_iter(), &[], url))
+        }
         _ => Err(ParseError::NotAFeed(
             "the body is neither XML nor JSON (expected RSS, Atom or JSON Feed)".into(),
         )),
@@ -149,8 +148,8 @@ pub fn parse_feed(
 
 /// Reads an XML document with our own reader (see [`xml`]); a document that yields no
 /// entries says why.
-fn read_xml(utf8: &[u8], url: &Url, came_as_utf8: bool) -> Result<ParsedFeed, ParseError> {
-    let document = xml::read(utf8, url, came_as_utf8)?;
+fn read_xml(utf8: &[u8], url: &Url) -> Result<ParsedFeed, ParseError> {
+    let document = xml::read(utf8, url)?;
     if document.entries.is_empty() {
         if document.foreign_items > 0 {
             return Err(ParseError::NotAFeed(format!(
@@ -175,42 +174,6 @@ fn read_xml(utf8: &[u8], url: &Url, came_as_utf8: bool) -> Result<ParsedFeed, Pa
     ))
 }
 
-/// Reads a checked document (or JSON) with feed-rs.
-fn read_with_feed_rs(
-    utf8: &[u8],
-    entry_bases: &[Url],
-    url: &Url,
-) -> Result<ParsedFeed, ParseError> {
-    let parser = feed_rs::parser::Builder::new()
-        .base_uri(Some(url.as_str()))
-        .sanitize_content(false)
-        .timestamp_parser(dates::parse_date)
-        // An empty id marks "no id in the document"; `identity_of` then decides.
-        .id_generator(|_, _, _| String::new())
-        .build();
-    // feed-rs panics on some input (an author "name@example.org" followed by a non-ASCII
-    // character slices a string inside that character): a hostile feed must not.
-    keep_feed_rs_panics_quiet();
-    IN_FEED_RS.with(|inside| inside.set(true));
-    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.parse(utf8)));
-    IN_FEED_RS.with(|inside| inside.set(false));
-    let feed = parsed
-        .map_err(|_| {
-            let panic = FEED_RS_PANIC.with(|panic| panic.take()).unwrap_or_default();
-            tracing::warn!(url = %url, "feed-rs failed on this document ({panic})");
-            ParseError::ParserPanicked
-        })?
-        .map_err(|err| ParseError::NotAFeed(describe_parse_error(&err)))?;
-
-    let head = FeedHead {
-        title: feed.title.map(RawText::from),
-        site_link: alternate_link(&feed.links),
-        ttl_minutes: feed.ttl,
-    };
-    let entries = feed.entries.into_iter().map(RawEntry::from);
-    Ok(finish(head, entries, entry_bases, url))
-}
-
 /// What a parser read of the feed itself.
 struct FeedHead {
     title: Option<RawText>,
@@ -225,16 +188,7 @@ struct RawText {
     html: bool,
 }
 
-impl From<model::Text> for RawText {
-    fn from(text: model::Text) -> RawText {
-        RawText {
-            html: text.content_type.subty() != "plain",
-            text: text.content,
-        }
-    }
-}
-
-/// An entry as a parser read it (feed-rs, or the rss crate for plain RSS 2.0), before
+/// An entry as a reader read it (the XML reader or the JSON one), before
 /// [`normalize_entry`]: both parsers end in this, so both are cleaned the same way.
 struct RawEntry {
     /// The guid or id; empty when the document has none.
@@ -267,34 +221,6 @@ struct RawEnclosure {
     length: Option<String>,
 }
 
-impl From<model::Entry> for RawEntry {
-    fn from(entry: model::Entry) -> RawEntry {
-        let content = entry.content.and_then(|c| {
-            Some(RawText {
-                html: c.content_type.subty() != "plain",
-                text: c.body?,
-            })
-        });
-        RawEntry {
-            link: alternate_link(&entry.links),
-            id: entry.id,
-            title: entry.title.map(RawText::from),
-            content_base: entry.base,
-            summary: entry.summary.map(RawText::from),
-            content,
-            published: entry.published,
-            updated: entry.updated,
-            authors: entry.authors.into_iter().filter_map(|p| p.name).collect(),
-            categories: entry
-                .categories
-                .into_iter()
-                .map(|c| c.label.unwrap_or(c.term))
-                .collect(),
-            enclosures: Vec::new(),
-        }
-    }
-}
-
 /// The parsed feed from what a parser read: entries normalized (each against the xml:base
 /// in effect where it is, else the feed's URL), at most [`MAX_ENTRIES`], unique by identity.
 fn finish(
@@ -320,29 +246,6 @@ fn finish(
     }
 }
 
-thread_local! {
-    /// Whether this thread is inside feed-rs, whose panics [`read_with_feed_rs`] catches.
-    static IN_FEED_RS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// What feed-rs's last caught panic said.
-    static FEED_RS_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-/// A panic inside feed-rs is kept for [`read_with_feed_rs`] to log with the feed's URL,
-/// instead of the default hook's message on stderr; every other panic is reported as before.
-fn keep_feed_rs_panics_quiet() {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if IN_FEED_RS.with(std::cell::Cell::get) {
-                FEED_RS_PANIC.with(|panic| *panic.borrow_mut() = Some(info.to_string()));
-            } else {
-                default(info);
-            }
-        }));
-    });
-}
-
 /// 1-based line and column (in characters) of a byte offset.
 fn line_col(text: &[u8], offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -358,21 +261,6 @@ fn line_col(text: &[u8], offset: usize) -> (usize, usize) {
             .count()
             + 1,
     )
-}
-
-fn describe_parse_error(err: &feed_rs::parser::ParseFeedError) -> String {
-    use feed_rs::parser::ParseFeedError as E;
-    match err {
-        E::ParseError(kind) => format!("{kind} (expected RSS, Atom or JSON Feed)"),
-        E::IoError(err) => format!("read error: {err}"),
-        E::JsonSerde(err) => format!(
-            "JSON error at line {}, column {}: {err}",
-            err.line(),
-            err.column()
-        ),
-        E::JsonUnsupportedVersion(version) => format!("unsupported JSON Feed version {version}"),
-        E::XmlReader(err) => format!("XML error: {err}"),
-    }
 }
 
 /// Normalizes one entry; `entry_base` is the xml:base in effect at the entry (else the
@@ -500,16 +388,6 @@ pub fn identity_of(id: &str, link: Option<&str>, title: &str, text: Option<&str>
 /// Lower-case hexadecimal.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The first `alternate` (or untyped) http(s) link; feed-rs already resolved it against
-/// xml:base and the feed URL.
-fn alternate_link(links: &[model::Link]) -> Option<String> {
-    links
-        .iter()
-        .filter(|l| matches!(l.rel.as_deref(), None | Some("alternate")))
-        .chain(links.iter())
-        .find_map(|l| http_url(&l.href))
 }
 
 /// `href` as an absolute http(s) URL, or nothing.

@@ -17,8 +17,9 @@
 //!   or no rel), else a permalink `<guid>` (or Atom `<id>`) that is an http(s) URL.
 //! - References to HTML's named entities (`&eacute;`, common in RSS 0.91) are read as the
 //!   characters they name; no entity declared in the document is ever expanded.
-//! - C1 control characters (U+0080..U+009F), which only mislabelled Windows-1252 text
-//!   contains, are read as the Windows-1252 characters they stand for.
+//! - Every text is repaired as feedparser repairs it ([`encoding::repair_text`]): UTF-8
+//!   decoded twice is read once, and C1 control characters (U+0080..U+009F), which only
+//!   mislabelled Windows-1252 text contains, are the Windows-1252 characters they stand for.
 //!
 //! One pass with quick-xml, which also reports malformed and truncated documents with
 //! their line and column, and stops after [`MAX_ENTRIES`] entries.
@@ -32,7 +33,7 @@ use quick_xml::name::ResolveResult;
 use url::Url;
 
 use super::{line_col, FeedHead, ParseError, RawEnclosure, RawEntry, RawText, MAX_ENTRIES};
-use crate::dates;
+use crate::{dates, encoding};
 
 /// What one XML document holds.
 pub(super) struct Document {
@@ -221,9 +222,8 @@ struct AuthorDraft {
 /// The most open elements followed; deeper ones are read as text of their ancestors.
 const MAX_DEPTH: usize = 512;
 
-/// Reads `document` (already decoded to UTF-8), fetched from `url`; `utf8` says whether it
-/// came as UTF-8.
-pub(super) fn read(document: &[u8], url: &Url, utf8: bool) -> Result<Document, ParseError> {
+/// Reads `document` (already decoded to UTF-8), fetched from `url`.
+pub(super) fn read(document: &[u8], url: &Url) -> Result<Document, ParseError> {
     let text = match std::str::from_utf8(document) {
         Ok(text) => Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(document),
@@ -232,7 +232,7 @@ pub(super) fn read(document: &[u8], url: &Url, utf8: bool) -> Result<Document, P
         Some(repaired) => Cow::Owned(repaired),
         None => text,
     };
-    Reader::new(&text, url, utf8).run()
+    Reader::new(&text, url).run()
 }
 
 /// Whether the rest of a text after a `<` cannot open markup (`a < b`, `1 <2`, `<=`).
@@ -305,8 +305,6 @@ struct Reader<'a> {
     root: Option<String>,
     feed_root: bool,
     foreign_items: usize,
-    /// Whether the document came as UTF-8 (for [`repair`]).
-    utf8: bool,
 }
 
 struct Open {
@@ -319,7 +317,7 @@ struct Open {
 }
 
 impl<'a> Reader<'a> {
-    fn new(text: &'a str, url: &Url, utf8: bool) -> Reader<'a> {
+    fn new(text: &'a str, url: &Url) -> Reader<'a> {
         let mut xml = quick_xml::NsReader::from_reader(text.as_bytes());
         let config = xml.config_mut();
         // `AT&T` and `?a=1&b=2` in text are common and harmless.
@@ -348,7 +346,6 @@ impl<'a> Reader<'a> {
             root: None,
             feed_root: false,
             foreign_items: 0,
-            utf8,
         }
     }
 
@@ -759,10 +756,10 @@ impl<'a> Reader<'a> {
     fn store(&mut self, collecting: Collecting) {
         let atom = self.atom;
         let base = &self.bases[collecting.base];
-        let Some(raw) = finish_text(collecting.text, &collecting.kind, atom, self.utf8) else {
+        let Some(raw) = finish_text(collecting.text, &collecting.kind, atom) else {
             return;
         };
-        let plain = || cp1252(raw.text.trim());
+        let plain = || raw.text.trim().to_string();
         match collecting.field {
             Field::FeedTitle => {
                 if self
@@ -930,7 +927,7 @@ fn close_inner(collecting: &mut Collecting) {
 
 /// The text of a text element as its type says: base64 decoded, markup kept as HTML,
 /// C1 characters read as Windows-1252. `None` when it cannot be read as text.
-fn finish_text(text: String, kind: &TextType, atom: bool, utf8: bool) -> Option<RawText> {
+fn finish_text(text: String, kind: &TextType, atom: bool) -> Option<RawText> {
     let trimmed = text.trim();
     // Markup is not base64, whatever the type said.
     let text = if kind.base64 && !kind.is_xhtml() {
@@ -950,7 +947,7 @@ fn finish_text(text: String, kind: &TextType, atom: bool, utf8: bool) -> Option<
     } else {
         trimmed.to_string()
     };
-    let text = repair(cp1252(text.trim()), utf8);
+    let text = encoding::repair_text(text.trim()).into_owned();
     let html = kind.is_html() || (!atom && kind.mime == "text/plain" && looks_like_html(&text));
     Some(RawText { text, html })
 }
@@ -988,31 +985,6 @@ fn decode_base64(text: &str) -> Base64 {
 /// Whether `c` is in base64's alphabet.
 fn is_base64_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '+' | '/')
-}
-
-/// UTF-8 text that was read as Latin-1 somewhere on its way (`CafÃ©`), read again as UTF-8,
-/// when the document is UTF-8 (feedparser's repair, field by field).
-fn repair(text: String, utf8: bool) -> String {
-    if !utf8 || text.is_ascii() || text.chars().any(|c| c > '\u{ff}') {
-        return text;
-    }
-    let bytes: Vec<u8> = text.chars().map(|c| c as u8).collect();
-    String::from_utf8(bytes).unwrap_or(text)
-}
-
-/// C1 control characters read as the Windows-1252 characters they stand for.
-fn cp1252(text: &str) -> String {
-    if !text.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c)) {
-        return text.to_string();
-    }
-    text.chars()
-        .map(|c| match c {
-            '\u{80}'..='\u{9f}' => {
-                markup5ever::data::C1_REPLACEMENTS[c as usize - 0x80].unwrap_or(c)
-            }
-            c => c,
-        })
-        .collect()
 }
 
 /// Whether a text that claims to be plain is in fact HTML: it has a closing tag or a
@@ -1164,7 +1136,7 @@ fn resolve_reference(reference: &BytesRef) -> String {
     let name: &str = reference;
     if reference.is_char_ref() {
         return match reference.resolve_char_ref() {
-            Ok(Some(c)) => cp1252(&c.to_string()),
+            Ok(Some(c)) => c.to_string(),
             _ => format!("&{name};"),
         };
     }
@@ -1207,7 +1179,7 @@ fn unescape_lenient(value: &str) -> String {
                     };
                     code.and_then(char::from_u32)
                         .filter(|c| *c != '\0')
-                        .map(|c| cp1252(&c.to_string()))
+                        .map(String::from)
                 }
                 None => named_entity(name),
             }?;
