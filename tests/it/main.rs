@@ -9,6 +9,7 @@ mod hostile;
 mod output_safety;
 mod page;
 mod properties;
+mod reference;
 mod service;
 mod ssrf;
 mod store_faults;
