@@ -191,10 +191,10 @@ def shown(field, value):
     return value
 
 
-def report(results, what, extra=None):
+def report(results, what, extra=None, suffix=""):
     """Prints one line per disagreeing document, a tally by construct and by field, and the
-    summary line; writes the whole as JSON to $FEEDMILL_REFERENCE_REPORT; returns the exit
-    code (1 when any document disagrees).
+    summary line; writes the whole as JSON to $FEEDMILL_REFERENCE_REPORT (with `suffix` before
+    its extension); returns the exit code (1 when any document disagrees).
 
     results: [(file, fetched line, [(field, reference, ours), ...])]."""
     bad = [(f, fetched, d) for f, fetched, d in results if d]
@@ -224,6 +224,9 @@ def report(results, what, extra=None):
     share = 100.0 * agree / total if total else 0.0
     print(f"agree {agree} of {total} documents ({share:.1f} %)")
     path = os.environ.get("FEEDMILL_REFERENCE_REPORT")
+    if path and suffix:
+        stem, ext = os.path.splitext(path)
+        path = f"{stem}{suffix}{ext or '.json'}"
     if path:
         with open(path, "w", encoding="utf-8") as f:
             json.dump({
