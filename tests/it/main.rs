@@ -10,6 +10,7 @@ mod output_safety;
 mod outputs;
 mod page;
 mod properties;
+mod reference;
 mod service;
 mod ssrf;
 mod store_faults;
