@@ -238,7 +238,7 @@ fn finish(
         .collect();
     ParsedFeed {
         title: head.title.map(|t| plain_text(&t)).filter(|t| !t.is_empty()),
-        site_link: head.site_link,
+        site_link: head.site_link.as_deref().and_then(http_url),
         ttl: head
             .ttl_minutes
             .map(|minutes| Duration::from_secs(u64::from(minutes) * 60)),
@@ -267,7 +267,7 @@ fn line_col(text: &[u8], offset: usize) -> (usize, usize) {
 /// feed's URL).
 fn normalize_entry(entry: RawEntry, entry_base: &Url) -> Entry {
     let title = entry.title.as_ref().map(plain_text).unwrap_or_default();
-    let link = entry.link;
+    let link = entry.link.as_deref().and_then(http_url);
     let base = entry
         .content_base
         .as_deref()

@@ -188,6 +188,8 @@ struct Collecting {
     skipped_divs: usize,
     /// Whether the element holds XML data whose text is not read.
     data_only: bool,
+    /// The parts of a multipart text seen so far.
+    parts: usize,
 }
 
 /// An entry being read.
@@ -535,9 +537,14 @@ impl<'a> Reader<'a> {
             (Core, "link", true) => {
                 let rel = attribute(start, "rel").map(|r| r.trim().to_ascii_lowercase());
                 let kind = attribute(start, "type");
-                match link_href(start) {
+                // `href=""` is the base itself (RFC 3986 §5.2), as feedparser reads it.
+                let empty = attribute(start, "href").filter(|href| href.trim().is_empty());
+                match link_href(start).or(empty) {
                     Some(href) => {
-                        let resolved = resolve(&self.bases[base], &href);
+                        let resolved = match href.trim() {
+                            "" => Some(self.bases[base].to_string()),
+                            href => resolve(&self.bases[base], href),
+                        };
                         let Some((draft, _)) = &mut self.entry else {
                             return;
                         };
@@ -550,7 +557,9 @@ impl<'a> Reader<'a> {
                                 });
                             }
                         } else if is_alternate(rel.as_deref(), kind.as_deref()) {
-                            if let Some(url) = resolved {
+                            // A link that is not http(s) is no story link, and does not
+                            // replace one that is.
+                            if let Some(url) = resolved.as_deref().and_then(super::http_url) {
                                 draft.link = Some(url);
                             }
                         }
@@ -667,6 +676,7 @@ impl<'a> Reader<'a> {
             inner: Vec::new(),
             skipped_divs: 0,
             data_only: false,
+            parts: 0,
         });
     }
 
@@ -804,7 +814,8 @@ impl<'a> Reader<'a> {
                     }
                     Field::Content => draft.contents.push((raw, text_base)),
                     Field::Link => {
-                        if let Some(link) = resolve(base, &plain()) {
+                        let resolved = resolve(base, &plain());
+                        if let Some(link) = resolved.as_deref().and_then(super::http_url) {
                             draft.link = Some(link);
                         }
                     }
@@ -875,6 +886,20 @@ impl EntryDraft {
 /// the text into XHTML), except `<div>` right inside escaped HTML.
 fn open_inner(collecting: &mut Collecting, start: &BytesStart, empty: bool) {
     let local = start.local_name().into_inner().to_ascii_lowercase();
+    let multipart = collecting.parts > 0 || collecting.kind.mime.starts_with("multipart/");
+    if multipart && collecting.inner.is_empty() {
+        // Atom 0.3's multipart/alternative: the first part is the text (feedparser's
+        // reading); the others are the same text again.
+        if collecting.parts == 0 {
+            collecting.kind =
+                TextType::new(attribute(start, "type").as_deref(), "text/plain", None);
+        } else {
+            collecting.data_only = true;
+        }
+        collecting.parts += 1;
+        collecting.inner.push(String::new());
+        return;
+    }
     if collecting.kind.mime.ends_with("xml") && !collecting.kind.is_xhtml() {
         // Data in XML (`application/xml`) is no text to republish (feedparser reads none).
         collecting.inner.push(String::new());
@@ -935,14 +960,12 @@ fn finish_text(text: String, kind: &TextType, atom: bool) -> Option<RawText> {
             .chars()
             .any(|c| !is_base64_char(c) && !matches!(c, '=' | '\n' | '\r' | '\t'));
         match decode_base64(trimmed) {
+            Base64::Text(decoded) => decoded,
             // Words that are not base64 (`type=""` on a plain title) are read as they are,
             // as feedparser does.
             _ if words => trimmed.to_string(),
-            Base64::Text(decoded) => decoded,
-            // Base64 of bytes that are not text (an image) is no text to republish.
-            Base64::Binary => return None,
-            // Bad base64 is lost.
-            Base64::Invalid => return None,
+            // Base64 of bytes that are not text (an image), or bad base64: no text.
+            Base64::Binary | Base64::Invalid => return None,
         }
     } else {
         trimmed.to_string()
@@ -973,7 +996,7 @@ fn decode_base64(text: &str) -> Base64 {
         .chars()
         .filter(|c| is_base64_char(*c) || *c == '=')
         .collect();
-    if compact.len() % 4 != 0 {
+    if !compact.len().is_multiple_of(4) {
         return Base64::Invalid;
     }
     match LENIENT.decode(compact.as_bytes()) {

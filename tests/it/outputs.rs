@@ -378,9 +378,19 @@ fn media_reaches_every_output_and_only_safe_media() {
         let mut want = serde_json::Map::new();
         for (entry, files) in entries {
             let files = files.as_array().expect("array");
-            let absent = |f: &serde_json::Value, fallback: &str| {
+            // An unknown type is guessed from the file's name, as the writers do, else the
+            // fallback.
+            let absent = |f: &serde_json::Value, url: &serde_json::Value, fallback: &str| {
                 if f.is_null() {
-                    serde_json::Value::from(fallback)
+                    let url = url.as_str().unwrap_or_default();
+                    let guess = if url.ends_with(".ogg") {
+                        "audio/ogg"
+                    } else if url.ends_with(".mp3") {
+                        "audio/mpeg"
+                    } else {
+                        fallback
+                    };
+                    serde_json::Value::from(guess)
                 } else {
                     f.clone()
                 }
@@ -396,7 +406,11 @@ fn media_reaches_every_output_and_only_safe_media() {
                         } else {
                             f[2].to_string()
                         };
-                        serde_json::json!([f[0], absent(&f[1], "application/octet-stream"), length])
+                        serde_json::json!([
+                            f[0],
+                            absent(&f[1], &f[0], "application/octet-stream"),
+                            length
+                        ])
                     })
                     .collect(),
                 // Every file; a type and a length only when known (attributes: text).
@@ -415,7 +429,11 @@ fn media_reaches_every_output_and_only_safe_media() {
                 _ => files
                     .iter()
                     .map(|f| {
-                        serde_json::json!([f[0], absent(&f[1], "application/octet-stream"), f[2]])
+                        serde_json::json!([
+                            f[0],
+                            absent(&f[1], &f[0], "application/octet-stream"),
+                            f[2]
+                        ])
                     })
                     .collect(),
             };
