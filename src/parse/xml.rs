@@ -221,6 +221,15 @@ struct AuthorDraft {
     name: Option<String>,
 }
 
+/// How many open elements an end tag may close at once (see `end_named`).
+const END_TAG_REACH: usize = 64;
+
+/// Where the `;` that ends a reference is, looked for in the next 32 bytes only: no name is
+/// longer, and a text of a million `&` must not be scanned a million times.
+fn semicolon_within(rest: &str) -> Option<usize> {
+    rest.as_bytes().iter().take(33).position(|b| *b == b';')
+}
+
 /// The most open elements followed; deeper ones are read as text of their ancestors.
 const MAX_DEPTH: usize = 512;
 
@@ -706,7 +715,14 @@ impl<'a> Reader<'a> {
     /// An end tag: it closes the innermost open element of its name and every element
     /// left open inside that one; an end tag that closes nothing is ignored.
     fn end_named(&mut self, name: &str) {
-        let Some(at) = self.open.iter().rposition(|open| &*open.name == name) else {
+        // Only the innermost elements are looked at: an end tag that closes something
+        // further out is rarer than a flood of stray end tags that would each scan it all.
+        let window = self.open.len().saturating_sub(END_TAG_REACH);
+        let Some(at) = self.open[window..]
+            .iter()
+            .rposition(|open| &*open.name == name)
+            .map(|at| window + at)
+        else {
             return;
         };
         while self.open.len() > at {
@@ -1042,7 +1058,7 @@ fn looks_like_html(text: &str) -> bool {
 fn references_in(text: &str) -> impl Iterator<Item = &str> {
     text.match_indices('&').filter_map(|(at, _)| {
         let rest = &text[at + 1..];
-        let end = rest.find(';')?;
+        let end = semicolon_within(rest)?;
         let name = &rest[..end];
         let body = name.strip_prefix('#').unwrap_or(name);
         (!body.is_empty() && body.chars().all(|c| c.is_alphanumeric() || c == '_')).then_some(name)
@@ -1192,7 +1208,7 @@ fn unescape_lenient(value: &str) -> String {
     while let Some(at) = rest.find('&') {
         out.push_str(&rest[..at]);
         let after = &rest[at + 1..];
-        let resolved = after.find(';').filter(|end| *end <= 32).and_then(|end| {
+        let resolved = semicolon_within(after).and_then(|end| {
             let name = &after[..end];
             let text = match name.strip_prefix('#') {
                 Some(number) => {
