@@ -623,3 +623,50 @@ fn one_story_when_every_outlet_is_fetched_at_once() {
         faults.join("\n")
     );
 }
+
+#[test]
+fn a_feed_without_the_bridge_shows_the_stories_it_joined_as_one() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let one = runtime.block_on(FeedServer::start());
+    let two = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    publish_fire(&one, &two);
+    let xml = "application/rss+xml";
+    // The portal has nothing yet, so that the outlet's and the wire's are two stories first.
+    let portal = one.served("portal.rss").body;
+    one.put("portal.rss", xml, rss("portal", "utf-8", &[]));
+    let mut body = String::from("[fetch]\nschedule = \"* * * * * *\"\n");
+    body.push_str(&fire_config(&one, &two));
+    body.push_str("[[feed]]\nname = \"pair\"\nsources = [\"outlet\", \"wire\"]\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path(), &body);
+    let fire = |daemon: &Daemon| -> Shown {
+        let mut fire: Shown = json(daemon, "pair")
+            .iter()
+            .filter(|i| {
+                ["Grassland Fire", "Blaze Contained"]
+                    .iter()
+                    .any(|t| i["title"].as_str().is_some_and(|title| title.contains(t)))
+            })
+            .map(|i| {
+                let source = i["_feedmill"]["source"]["name"].as_str();
+                (source.unwrap_or_default().to_string(), also(i))
+            })
+            .collect();
+        fire.sort();
+        fire
+    };
+    daemon.wait_for("the outlet's and the wire's stories, apart", || {
+        Some(fire(&daemon).len() == 2)
+    });
+    // The bridge arrives: the feed of the two others shows their stories as one, though
+    // nothing of theirs changed.
+    one.put("portal.rss", xml, portal);
+    daemon.wait_for("the outlet's and the wire's stories as one", || {
+        let fire = fire(&daemon);
+        Some(
+            fire.len() == 1
+                && (fire[0] == ("outlet".to_string(), vec!["wire".to_string()])
+                    || fire[0] == ("wire".to_string(), vec!["outlet".to_string()])),
+        )
+    });
+}
