@@ -62,7 +62,7 @@ mod recent;
 pub mod stories;
 use recent::{MatchKeys, RecentEntries};
 pub use stories::StoryKind;
-use stories::{story_order, Join, Joins, Members};
+use stories::{share_a_source, story_order, Join, Joins, Members};
 
 /// The layout version written in `m:schema`; bump it with a migration when the layout changes.
 /// 1: a key per entry in each of five indexes and 21 LSH band keys.
@@ -854,19 +854,19 @@ fn count_member(
         let named = firsts[kind.index()].as_ref().unwrap_or(me);
         let first = joins.resolve(kind, named);
         if first.key == me.key {
-            // The first entry of its story: its source is counted by the others.
+            // The first entry of its story: the others count it.
             members.touch(kind, &first.key, seq);
             continue;
         }
-        let sources = [
-            recent.intern(&me.source),
-            recent.intern(&named.source),
-            recent.intern(&first.source),
+        let entries = [
+            (recent.intern(&me.source), me.key),
+            (recent.intern(&named.source), named.key),
+            (recent.intern(&first.source), first.key),
         ];
         members.add(
             kind,
             first.key,
-            &sources,
+            &entries,
             seq,
             me.first_seen.timestamp_millis(),
         );
@@ -1234,7 +1234,8 @@ impl Store {
     /// after a failure of its background writer fails every write until it is reopened:
     /// then it is reopened in place, once no write is under way. What the failure cost
     /// (writes sled had accepted but not yet put on disk) is as a crash would have lost:
-    /// the states cached since are forgotten and read again from disk. Blocking.
+    /// the states cached since, and what matching remembers, are forgotten and read again
+    /// from disk. Blocking.
     pub fn recover(&self) -> Result<(), StoreError> {
         probe_filesystem(&self.path).map_err(|err| self.write_error(sled::Error::Io(err)))?;
         let _alone = self.writes.write().unwrap_or_else(|p| p.into_inner());
@@ -1245,6 +1246,12 @@ impl Store {
                 return Ok(());
             }
             self.probe_write()?;
+        } else {
+            // Matching remembers the entries of the commits that failed as if they were
+            // stored (and they hide older entries from it): read it again from the store.
+            let mut commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+            commits.recent = None;
+            commits.members = Members::default();
         }
         *self
             .health
@@ -1601,6 +1608,7 @@ impl Store {
                     summary.new += 1;
                     let [same_link_as, same_text_as] = self.join_stories(
                         source,
+                        key,
                         &prepared,
                         recent,
                         pending,
@@ -1648,16 +1656,17 @@ impl Store {
         Ok(())
     }
 
-    /// The stories a new entry of `source` is part of, by link and by text: of the stories
-    /// it matches (see [`Store::find_stories`]), those that hold no entry of its source, and
-    /// of those, the earliest and each that shares no source with the ones before it (a
-    /// story never holds two entries of one source). When that is more than one, the later
+    /// The stories the new entry `key` of `source` is part of, by link and by text: of the
+    /// stories it matches (see [`Store::find_stories`]), those that hold no other entry of
+    /// its source, and of those, the earliest and each that shares no source with the ones
+    /// before it (a story never holds two entries of one source). When that is more than one, the later
     /// ones are joined into the earliest, here and in `joined` (to be written), and the
     /// sources of the stories joined are added to `touched`.
     #[allow(clippy::too_many_arguments)]
     fn join_stories(
         &self,
         source: &str,
+        key: EntryKey,
         prepared: &Prepared,
         recent: &mut RecentEntries,
         pending: &FxHashMap<EntryKey, Arc<Written>>,
@@ -1669,22 +1678,26 @@ impl Store {
             let joins = self.joins.read().unwrap_or_else(|p| p.into_inner());
             self.find_stories(source, prepared, recent, pending, &joins)?
         };
-        let own = recent.intern(source);
+        let me = (recent.intern(source), key);
         let mut firsts = [None, None];
         for kind in StoryKind::BOTH {
-            let mut held = vec![own];
+            // The entries of the stories chosen so far, by source.
+            let mut held: FxHashMap<u32, EntryKey> = FxHashMap::from_iter([me]);
             let mut chosen: Vec<EntryRef> = Vec::new();
             for story in &found[kind.index()] {
-                let sources = members.sources(kind, &story.key, recent.intern(&story.source));
-                if sources.iter().any(|s| held.contains(s)) {
+                let first_source = recent.intern(&story.source);
+                let entries = members.of(kind, &story.key, first_source);
+                if share_a_source(&entries, &held) {
                     continue;
                 }
-                held.extend(sources);
+                for &(source, key) in entries.iter() {
+                    held.entry(source).or_insert(key);
+                }
                 chosen.push(story.clone());
             }
             if chosen.len() > 1 {
                 touched.extend(
-                    held.iter()
+                    held.keys()
                         .filter_map(|&id| recent.name(id))
                         .map(String::from),
                 );
@@ -3277,6 +3290,27 @@ mod tests {
         assert_eq!(
             firsts[1].as_ref().map(|r| r.key),
             Some(EntryKey::new("outlet", "https://imdaily.example/fire"))
+        );
+    }
+
+    #[test]
+    fn an_entry_whose_commit_failed_joins_its_story_again_once_the_store_recovers() {
+        let (_dir, store) = open();
+        commit(&store, "outlet", &[carrier("outlet")], 1_000);
+        commit(&store, "repost", &[carrier("repost")], 2_000);
+        // As if the repost's commit had failed: matched and remembered, not stored (and it
+        // hides the outlet's entry from matching, as the latest carrier of its bands).
+        let db = store.db().expect("open");
+        let key = EntryKey::new("repost", &carrier("repost").identity);
+        db.remove(entry_key("repost", &key)).expect("removes");
+        db.remove(index_key("repost")).expect("removes");
+        db.remove(state_key("repost")).expect("removes");
+        store.cached_states().saved.clear();
+        store.recover().expect("recovers");
+        commit(&store, "repost", &[carrier("repost")], 3_000);
+        assert_eq!(
+            story(&store, StoryKind::Text, "repost", &carrier("repost")),
+            EntryKey::new("outlet", &carrier("outlet").identity)
         );
     }
 

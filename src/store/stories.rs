@@ -13,7 +13,7 @@
 //! A story never holds two entries of one source: a new entry joins only the stories that
 //! hold none of its source, and of the stories it matches, two that share a source are never
 //! joined. It joins the earliest of them (by first entry) and, in that order, every other
-//! that shares a source with none before it; the rest stay apart. The sources of each recent
+//! that shares a source with none before it; the rest stay apart. The entries of each recent
 //! story are remembered here ([`Members`]), for the stories of the entries that matching can
 //! still find (the match window), rebuilt from their match records when the store opens.
 
@@ -123,11 +123,24 @@ impl Joins {
     }
 }
 
+/// An entry of a story, as matching knows it: its source (interned by
+/// [`super::recent::RecentEntries`]) and its key.
+pub(super) type Member = (u32, EntryKey);
+
+/// Whether `entries` hold an entry of a source that `held` (entries by source) holds another
+/// entry of (two entries with the same key are one: an entry stored again after its commit
+/// failed).
+pub(super) fn share_a_source(entries: &[Member], held: &FxHashMap<u32, EntryKey>) -> bool {
+    entries
+        .iter()
+        .any(|(source, key)| held.get(source).is_some_and(|k| k != key))
+}
+
 /// What matching knows of a recent story of more than one entry.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Story {
-    /// Its entries' sources (interned by [`super::recent::RecentEntries`]), each once.
-    sources: Vec<u32>,
+    /// Its entries, each once.
+    entries: Vec<Member>,
     /// The newest first-seen time (ms) of its entries.
     newest_ms: i64,
     /// The matching index's sequence number of its most recently remembered entry: the
@@ -135,8 +148,25 @@ pub(super) struct Story {
     last_seq: u32,
 }
 
-/// The sources of the recent stories, by the first entry of each (after joins). A story of
-/// one entry is not kept: its sources are its first entry's.
+impl Story {
+    fn add(&mut self, entries: &[Member]) {
+        for entry in entries {
+            if !self.entries.contains(entry) {
+                self.entries.push(*entry);
+            }
+        }
+    }
+
+    /// Keeps `seq` as the latest remembered, unless the one kept is later (numbers wrap).
+    fn remembered(&mut self, seq: u32) {
+        if seq.wrapping_sub(self.last_seq) < u32::MAX / 2 {
+            self.last_seq = seq;
+        }
+    }
+}
+
+/// The entries of the recent stories, by the first entry of each (after joins). A story of
+/// one entry is not kept: its entry is its first.
 #[derive(Debug, Default)]
 pub(super) struct Members {
     kinds: [FxHashMap<EntryKey, Story>; 2],
@@ -145,33 +175,34 @@ pub(super) struct Members {
 }
 
 impl Members {
-    /// The sources of the story that `first` begins (`first_source` is its source, interned).
-    pub fn sources(&self, kind: StoryKind, first: &EntryKey, first_source: u32) -> Vec<u32> {
+    /// The entries of the story that `first` begins (`first_source` is its source).
+    pub fn of(
+        &self,
+        kind: StoryKind,
+        first: &EntryKey,
+        first_source: u32,
+    ) -> std::borrow::Cow<'_, [Member]> {
         match self.kinds[kind.index()].get(first) {
-            Some(story) => story.sources.clone(),
-            None => vec![first_source],
+            Some(story) => std::borrow::Cow::Borrowed(&story.entries),
+            None => std::borrow::Cow::Owned(vec![(first_source, *first)]),
         }
     }
 
-    /// Counts `sources` among the story that `first` begins, whose entry remembered as
-    /// `seq`, first seen at `seen_ms`, belongs to it.
+    /// Counts `entries` among the story that `first` begins: an entry of it, remembered by
+    /// the matching index as `seq` and first seen at `seen_ms`, names them.
     pub fn add(
         &mut self,
         kind: StoryKind,
         first: EntryKey,
-        sources: &[u32],
+        entries: &[Member],
         seq: Option<u32>,
         seen_ms: i64,
     ) {
         let story = self.kinds[kind.index()].entry(first).or_default();
-        for source in sources {
-            if !story.sources.contains(source) {
-                story.sources.push(*source);
-            }
-        }
+        story.add(entries);
         story.newest_ms = story.newest_ms.max(seen_ms);
         if let Some(seq) = seq {
-            story.last_seq = seq;
+            story.remembered(seq);
         }
     }
 
@@ -179,7 +210,7 @@ impl Members {
     /// remembered again as `seq` (it was updated): the story stays known while it is.
     pub fn touch(&mut self, kind: StoryKind, first: &EntryKey, seq: Option<u32>) {
         if let (Some(story), Some(seq)) = (self.kinds[kind.index()].get_mut(first), seq) {
-            story.last_seq = seq;
+            story.remembered(seq);
         }
     }
 
@@ -201,20 +232,16 @@ impl Members {
     ) {
         let table = &mut self.kinds[kind.index()];
         let moved = table.remove(joined).unwrap_or_else(|| Story {
-            sources: vec![joined_source],
+            entries: vec![(joined_source, *joined)],
             ..Story::default()
         });
         let story = table.entry(into).or_insert_with(|| Story {
-            sources: vec![into_source],
+            entries: vec![(into_source, into)],
             ..Story::default()
         });
-        for source in moved.sources {
-            if !story.sources.contains(&source) {
-                story.sources.push(source);
-            }
-        }
+        story.add(&moved.entries);
         story.newest_ms = story.newest_ms.max(moved.newest_ms);
-        story.last_seq = story.last_seq.max(moved.last_seq);
+        story.remembered(moved.last_seq);
     }
 
     /// Forgets the stories none of whose entries the matching index remembers, once per
@@ -296,21 +323,46 @@ mod tests {
     #[test]
     fn members_join_and_are_forgotten_with_their_last_entry() {
         let mut members = Members::default();
-        let (a, b) = (EntryKey([1; 16]), EntryKey([2; 16]));
-        assert_eq!(members.sources(StoryKind::Text, &a, 7), [7]);
-        members.add(StoryKind::Text, a, &[7, 8], Some(10), 100);
-        members.add(StoryKind::Text, b, &[9], Some(20), 50);
+        let key = |n: u8| EntryKey([n; 16]);
+        let (a, b) = (key(1), key(2));
+        assert_eq!(*members.of(StoryKind::Text, &a, 7), [(7, a)]);
+        members.add(StoryKind::Text, a, &[(7, a), (8, key(8))], Some(10), 100);
+        members.add(StoryKind::Text, b, &[(9, b)], Some(20), 50);
         members.join(StoryKind::Text, &b, 9, a, 7);
-        assert_eq!(members.sources(StoryKind::Text, &a, 7), [7, 8, 9]);
-        // A story of one entry joined into another of one entry: both sources.
-        let (c, d) = (EntryKey([3; 16]), EntryKey([4; 16]));
-        members.join(StoryKind::Link, &d, 4, c, 3);
-        assert_eq!(members.sources(StoryKind::Link, &c, 3), [3, 4]);
+        assert_eq!(
+            *members.of(StoryKind::Text, &a, 7),
+            [(7, a), (8, key(8)), (9, b)]
+        );
         assert_eq!(members.newest_ms(StoryKind::Text, &a), Some(100));
         assert_eq!(members.newest_ms(StoryKind::Text, &b), None);
+        // A story of one entry joined into another of one entry: both entries.
+        let (c, d) = (key(3), key(4));
+        members.join(StoryKind::Link, &d, 4, c, 3);
+        assert_eq!(*members.of(StoryKind::Link, &c, 3), [(3, c), (4, d)]);
         members.prune(1, |seq| seq >= 20);
         assert_eq!(members.len(), 1);
         members.prune(2, |seq| seq > 20);
         assert_eq!(members.len(), 0);
+        // Sequence numbers wrap: the later one is kept.
+        members.add(StoryKind::Text, a, &[(7, a)], Some(u32::MAX), 1);
+        members.add(StoryKind::Text, a, &[(7, a)], Some(3), 1);
+        members.add(StoryKind::Text, a, &[(7, a)], Some(u32::MAX - 1), 1);
+        members.prune(3, |seq| seq == 3);
+        assert_eq!(members.len(), 1);
+    }
+
+    #[test]
+    fn two_entries_of_one_source_are_a_conflict_and_one_entry_twice_is_not() {
+        let key = |n: u8| EntryKey([n; 16]);
+        let held = |entries: &[Member]| entries.iter().copied().collect::<FxHashMap<_, _>>();
+        assert!(share_a_source(
+            &[(1, key(1))],
+            &held(&[(2, key(2)), (1, key(3))])
+        ));
+        assert!(!share_a_source(&[(1, key(1))], &held(&[(2, key(2))])));
+        assert!(!share_a_source(
+            &[(1, key(1))],
+            &held(&[(1, key(1)), (2, key(2))])
+        ));
     }
 }
