@@ -6,8 +6,8 @@
 //! [`Store::story_of`]) become one [`Story`]: the first-seen entry is kept and names the
 //! others. A story never holds two entries of one source: the store never puts two in one
 //! story, and should one still meet another here (a story older than the match window), the
-//! second is shown as a story of its own. A source may fill at most `max_per_source` places, so that a
-//! source that floods (a CMS re-import) cannot bury the others. A document holds at most
+//! second is shown as a story of its own. A source may fill at most `max_per_source` places,
+//! so that a source that floods (a CMS re-import) cannot bury the others. A document holds at most
 //! [`DOCUMENT_BUDGET`] of entry text, whatever `limit` says, so that what a render holds is
 //! bounded in bytes and not only in entries.
 

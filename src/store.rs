@@ -5,13 +5,13 @@
 //! ETag/Last-Modified: sled recovers its log in order, so a crash can never record a
 //! validator for entries we did not keep ([`Store::write_commit`] says why not a `Batch`).
 //!
-//! | key                 | value                                                      |
-//! |---------------------|------------------------------------------------------------|
-//! | `m:schema`          | schema version, decimal                                    |
-//! | `s:{source}`        | [`SourceState`], JSON                                      |
-//! | `n:{source}`        | the source's index: 32 bytes per entry, newest first       |
-//! | `e:{source}\0{key}` | match record (link hash, fingerprint, stories), then [`StoredEntry`] JSON |
-//! | `j:{kind}{key}`     | [`stories::Join`], JSON: the story that entry `{key}` began joined another |
+//! | key                 | value                                                        |
+//! |---------------------|--------------------------------------------------------------|
+//! | `m:schema`          | schema version, decimal                                      |
+//! | `s:{source}`        | [`SourceState`], JSON                                        |
+//! | `n:{source}`        | the source's index: 32 bytes per entry, newest first         |
+//! | `e:{source}\0{key}` | match record (link, fingerprint, stories), [`StoredEntry`] JSON |
+//! | `j:{kind}{key}`     | [`stories::Join`] JSON: the story entry `{key}` began, joined |
 //!
 //! `{key}` is the 16-byte [`EntryKey`] of the entry's identity. A source's index holds, per
 //! entry, its sort time (order-inverted, so that byte order is newest first), key and
@@ -1659,9 +1659,9 @@ impl Store {
     /// The stories the new entry `key` of `source` is part of, by link and by text: of the
     /// stories it matches (see [`Store::find_stories`]), those that hold no other entry of
     /// its source, and of those, the earliest and each that shares no source with the ones
-    /// before it (a story never holds two entries of one source). When that is more than one, the later
-    /// ones are joined into the earliest, here and in `joined` (to be written), and the
-    /// sources of the stories joined are added to `touched`.
+    /// before it (a story never holds two entries of one source). When that is more than
+    /// one, the later ones are joined into the earliest, here and in `joined` (to be
+    /// written), and the sources of the stories joined are added to `touched`.
     #[allow(clippy::too_many_arguments)]
     fn join_stories(
         &self,

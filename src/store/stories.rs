@@ -14,7 +14,7 @@
 //! hold none of its source, and of the stories it matches, two that share a source are never
 //! joined. It joins the earliest of them (by first entry) and, in that order, every other
 //! that shares a source with none before it; the rest stay apart. The entries of each recent
-//! story are remembered here ([`Members`]), for the stories of the entries that matching can
+//! story are remembered here (`Members`), for the stories of the entries that matching can
 //! still find (the match window), rebuilt from their match records when the store opens.
 
 use rustc_hash::FxHashMap;
