@@ -278,6 +278,10 @@ async fn source_loop(
             Ok(outcome) if outcome.changed() => {
                 if let RefreshOutcome::Stored { summary, .. } = &outcome {
                     tracing::info!(source = %source.name, new = summary.new, updated = summary.updated, "entries changed");
+                    // Stories this source's entries joined: feeds of their other sources too.
+                    for other in &summary.joined {
+                        let _ = changes.send(other.clone());
+                    }
                 }
                 let _ = changes.send(source.name.clone());
             }

@@ -2,10 +2,12 @@
 //! no more than its share per source.
 //!
 //! Entries are read newest first from the store's index. With `dedup = "link"` or
-//! `"content"` the entries of one story (as the store matched them on arrival) become one
-//! [`Story`]: the first-seen entry is kept and names the others. A story never holds two
-//! entries of one source. A source may fill at most `max_per_source` places, so that a
-//! source that floods (a CMS re-import) cannot bury the others. A document holds at most
+//! `"content"` the entries of one story (as the store matched and joined them on arrival,
+//! [`Store::story_of`]) become one [`Story`]: the first-seen entry is kept and names the
+//! others. A story never holds two entries of one source: the store never puts two in one
+//! story, and should one still meet another here (a story older than the match window), the
+//! second is shown as a story of its own. A source may fill at most `max_per_source` places,
+//! so that a source that floods (a CMS re-import) cannot bury the others. A document holds at most
 //! [`DOCUMENT_BUDGET`] of entry text, whatever `limit` says, so that what a render holds is
 //! bounded in bytes and not only in entries.
 
@@ -14,7 +16,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Dedup, FeedConfig};
-use crate::store::{EntryKey, Store, StoreError, StoredEntry, Visit};
+use crate::store::{EntryKey, Store, StoreError, StoredEntry, StoryKind, Visit};
 
 /// One entry of an output feed, and the entries of other sources that carried the same story.
 #[derive(Debug, Clone)]
@@ -49,16 +51,15 @@ fn weight(stored: &StoredEntry) -> usize {
 
 type StoryKey = (String, EntryKey);
 
-fn story_key(stored: &StoredEntry, dedup: Dedup) -> StoryKey {
-    let root = match dedup {
-        Dedup::None => None,
-        Dedup::Link => stored.same_link_as.as_ref(),
-        Dedup::Content => stored.same_text_as.as_ref(),
+/// The story `stored` is shown in: its story's first entry, after joins.
+fn story_key(store: &Store, stored: &StoredEntry, dedup: Dedup) -> StoryKey {
+    let kind = match dedup {
+        Dedup::None => return (stored.source.clone(), stored.key()),
+        Dedup::Link => StoryKind::Link,
+        Dedup::Content => StoryKind::Text,
     };
-    match root {
-        Some(root) => (root.source.clone(), root.key),
-        None => (stored.source.clone(), stored.key()),
-    }
+    let first = store.story_of(stored, kind);
+    (first.source, first.key)
 }
 
 /// The order in which a story's entries count as seen: by first-seen minute, then the
@@ -95,7 +96,7 @@ pub fn select(
         if !admits(feed, &stored) {
             return Visit::Next;
         }
-        let mut key = story_key(&stored, feed.dedup);
+        let mut key = story_key(store, &stored, feed.dedup);
         if let Some(&group) = by_key.get(&key) {
             let members = &mut groups[group].1;
             if members.iter().all(|m| m.source != stored.source) {

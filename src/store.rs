@@ -5,12 +5,13 @@
 //! ETag/Last-Modified: sled recovers its log in order, so a crash can never record a
 //! validator for entries we did not keep ([`Store::write_commit`] says why not a `Batch`).
 //!
-//! | key                 | value                                                      |
-//! |---------------------|------------------------------------------------------------|
-//! | `m:schema`          | schema version, decimal                                    |
-//! | `s:{source}`        | [`SourceState`], JSON                                      |
-//! | `n:{source}`        | the source's index: 32 bytes per entry, newest first       |
-//! | `e:{source}\0{key}` | match record (link hash, fingerprint), then [`StoredEntry`] JSON |
+//! | key                 | value                                                        |
+//! |---------------------|--------------------------------------------------------------|
+//! | `m:schema`          | schema version, decimal                                      |
+//! | `s:{source}`        | [`SourceState`], JSON                                        |
+//! | `n:{source}`        | the source's index: 32 bytes per entry, newest first         |
+//! | `e:{source}\0{key}` | match record (link, fingerprint, stories), [`StoredEntry`] JSON |
+//! | `j:{kind}{key}`     | [`stories::Join`] JSON: the story entry `{key}` began, joined |
 //!
 //! `{key}` is the 16-byte [`EntryKey`] of the entry's identity. A source's index holds, per
 //! entry, its sort time (order-inverted, so that byte order is newest first), key and
@@ -25,10 +26,13 @@
 //!
 //! Stories: when an entry is first stored it is matched against the entries of *other*
 //! sources (same canonical link; near-duplicate text) and remembers the first-seen entry of
-//! the story it joins ([`StoredEntry::same_link_as`], [`StoredEntry::same_text_as`]). Commits
-//! match their entries one at a time, and see the entries of the commits before them that
-//! are still being written, so that two sources carrying one story at the same moment
-//! still meet.
+//! the story it joins ([`StoredEntry::same_link_as`], [`StoredEntry::same_text_as`]). An
+//! entry that matches two or more stories joins them into one, recorded under a `j:` key,
+//! so that the stories come out the same whatever the order the entries arrived in; a story
+//! never holds two entries of one source (see [`stories`]). [`Store::story_of`] reads an
+//! entry's story. Commits match their entries one at a time, and see the entries and joins
+//! of the commits before them that are still being written, so that sources carrying one
+//! story at the same moment still meet, as if they had come one after the other.
 //!
 //! Faults: everything here can be fetched again, so a store that sled cannot open, or whose
 //! pages a read finds damaged (sled reports it, or panics: see [`Store::guard`]), is moved
@@ -55,7 +59,10 @@ use crate::parse::{hex, Entry};
 use crate::sanitize;
 
 mod recent;
+pub mod stories;
 use recent::{MatchKeys, RecentEntries};
+pub use stories::StoryKind;
+use stories::{share_a_source, story_order, Join, Joins, Members};
 
 /// The layout version written in `m:schema`; bump it with a migration when the layout changes.
 /// 1: a key per entry in each of five indexes and 21 LSH band keys.
@@ -63,7 +70,10 @@ use recent::{MatchKeys, RecentEntries};
 /// 3: one key per entry, one index value per source; see the module documentation.
 /// 4: entries leave out empty fields, which a feedmill of schema 3 cannot read (its values
 ///    read as they are: the migration only writes the version).
-pub const SCHEMA_VERSION: u32 = 4;
+/// 5: joined stories under `j:`, and entry values whose match record names the first
+///    entries of their stories (format 2), which a feedmill of schema 4 cannot read (values
+///    of format 1 read as they are: the migration only writes the version).
+pub const SCHEMA_VERSION: u32 = 5;
 /// sled's page cache when the config does not say: its own default (1 GiB) is far more than
 /// a small VPS can spare. With one key per entry, 16 MiB writes as fast as 64 MiB (a cold
 /// refresh of 20,000 entries differs within the noise) and keeps the daemon with ten
@@ -498,12 +508,15 @@ impl SourceState {
 }
 
 /// What one commit changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommitSummary {
     /// Entries seen for the first time.
     pub new: usize,
     /// Known entries whose content changed.
     pub updated: usize,
+    /// The other sources with entries in stories that this commit's entries joined into
+    /// one (by name, each once): the feeds that show them may now show them otherwise.
+    pub joined: Vec<String>,
 }
 
 impl CommitSummary {
@@ -534,6 +547,10 @@ pub struct Store {
     /// reopen: sled 0.34 can deadlock when a flush runs beside a batch (seen with a thousand
     /// sources committing at once), and retention rewrites sources' indexes.
     writes: Arc<RwLock<()>>,
+    /// Every join of two stories (see [`stories`]), as stored and as matched by commits
+    /// still being written: what readers follow to an entry's story. Read at open; changed
+    /// only under the commits lock (joins) and the writes lock (retention).
+    joins: Arc<RwLock<Joins>>,
     /// The source states read or written since opening: every render and `/status.json`
     /// read all of them, and ten thousand decodes took most of a render.
     states: Arc<Mutex<States>>,
@@ -589,6 +606,10 @@ pub struct Recoveries {
 struct Commits {
     /// The recent entries' matching index, loaded by the first commit after opening.
     recent: Option<RecentEntries>,
+    /// The sources of the recent stories, loaded with `recent`.
+    members: Members,
+    /// Joins matched by a commit whose write failed: written by the next commit.
+    unwritten: Vec<(StoryKind, EntryKey, Join)>,
     /// Entries a commit has matched but not yet written: a commit beside it finds them here.
     pending: FxHashMap<EntryKey, Arc<Written>>,
     /// Sources with a commit in flight: a source commits one response at a time.
@@ -635,8 +656,13 @@ pub enum Visit {
 }
 
 /// The first byte of an entry value that carries a [`MatchRecord`] (a JSON-only value, as
-/// schema 1 wrote them, starts with `{`).
+/// schema 1 wrote them, starts with `{`) without the first entries of its stories, as
+/// schemas 3 and 4 wrote them.
 const RECORD_FORMAT: u8 = 1;
+/// The first byte of an entry value whose [`MatchRecord`] also names the first entries of
+/// its stories (schema 5), so that the stories' sources are rebuilt at open without reading
+/// entries' JSON.
+const RECORD_WITH_STORIES: u8 = 2;
 
 fn entry_key(source: &str, key: &EntryKey) -> Vec<u8> {
     let mut k = Vec::with_capacity(3 + source.len() + 16);
@@ -659,6 +685,20 @@ fn split_entry_key(k: &[u8]) -> Option<(String, EntryKey)> {
         String::from_utf8(source.to_vec()).ok()?,
         EntryKey(key.try_into().ok()?),
     ))
+}
+
+fn join_key(kind: StoryKind, joined: &EntryKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(19);
+    k.extend_from_slice(b"j:");
+    k.push(kind.tag());
+    k.extend_from_slice(&joined.0);
+    k
+}
+
+fn split_join_key(k: &[u8]) -> Option<(StoryKind, EntryKey)> {
+    let tail = k.strip_prefix(b"j:")?;
+    let kind = StoryKind::of_tag(*tail.first()?)?;
+    Some((kind, EntryKey(tail.get(1..)?.try_into().ok()?)))
 }
 
 fn index_key(source: &str) -> Vec<u8> {
@@ -725,6 +765,42 @@ struct MatchRecord {
     link: Option<u64>,
     /// Its text's fingerprint.
     fingerprint: Option<Fingerprint>,
+    /// The first entries of its stories by link and by text, as stored
+    /// ([`StoredEntry::same_link_as`], [`StoredEntry::same_text_as`]); `None` when the value
+    /// does not say (format 1: read them from its JSON).
+    firsts: Option<[Option<EntryRef>; 2]>,
+}
+
+/// The first entries an entry names, by kind.
+fn firsts_of(stored: &StoredEntry) -> [Option<EntryRef>; 2] {
+    [stored.same_link_as.clone(), stored.same_text_as.clone()]
+}
+
+/// Writes `r` as a length-prefixed source, key and first-seen milliseconds; false (and
+/// nothing written) for a source name too long for the prefix.
+fn encode_ref(out: &mut Vec<u8>, r: &EntryRef) -> bool {
+    let Ok(len) = u16::try_from(r.source.len()) else {
+        return false;
+    };
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(r.source.as_bytes());
+    out.extend_from_slice(&r.key.0);
+    out.extend_from_slice(&r.first_seen.timestamp_millis().to_be_bytes());
+    true
+}
+
+/// Reads what [`encode_ref`] wrote from the front of `rest`.
+fn decode_ref(rest: &mut &[u8]) -> Option<EntryRef> {
+    let len = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+    let source = std::str::from_utf8(rest.get(2..2 + len)?).ok()?.to_string();
+    let key = EntryKey(rest.get(2 + len..18 + len)?.try_into().ok()?);
+    let ms = i64::from_be_bytes(rest.get(18 + len..26 + len)?.try_into().ok()?);
+    *rest = rest.get(26 + len..)?;
+    Some(EntryRef {
+        source,
+        key,
+        first_seen: from_millis(ms),
+    })
 }
 
 /// What a new or changed entry of a response needs for matching, computed before the
@@ -743,6 +819,8 @@ impl Prepared {
                 .as_deref()
                 .map(|canonical| xxh3_64(canonical.as_bytes())),
             fingerprint: Fingerprint::of(&fingerprint_text(entry)),
+            // Named when the entry is stored (see `encode_entry`).
+            firsts: None,
         };
         Prepared {
             keys: MatchKeys::of(&record),
@@ -752,32 +830,92 @@ impl Prepared {
     }
 }
 
-/// An entry value: format byte, flags, link hash, fingerprint, then the entry's JSON.
+/// The first entries an entry's JSON names (for values written before schema 5, whose match
+/// record does not).
+#[derive(Deserialize)]
+struct NamedFirsts {
+    #[serde(default)]
+    same_link_as: Option<EntryRef>,
+    #[serde(default)]
+    same_text_as: Option<EntryRef>,
+}
+
+/// Counts the entry `me`, remembered by the matching index as `seq`, among the members of
+/// the stories whose first entries it names (`firsts`, by kind), after joins.
+fn count_member(
+    members: &mut Members,
+    recent: &mut RecentEntries,
+    joins: &Joins,
+    me: &EntryRef,
+    firsts: &[Option<EntryRef>; 2],
+    seq: Option<u32>,
+) {
+    for kind in StoryKind::BOTH {
+        let named = firsts[kind.index()].as_ref().unwrap_or(me);
+        let first = joins.resolve(kind, named);
+        if first.key == me.key {
+            // The first entry of its story: the others count it.
+            members.touch(kind, &first.key, seq);
+            continue;
+        }
+        let entries = [
+            (recent.intern(&me.source), me.key),
+            (recent.intern(&named.source), named.key),
+            (recent.intern(&first.source), first.key),
+        ];
+        members.add(
+            kind,
+            first.key,
+            &entries,
+            seq,
+            me.first_seen.timestamp_millis(),
+        );
+    }
+}
+
+/// An entry value: format byte, flags, link hash, fingerprint, the first entries of its
+/// stories by link and by text (those it names; flags say which), then the entry's JSON.
 fn encode_entry(stored: &StoredEntry, record: &MatchRecord) -> Vec<u8> {
     // Room for the record and a typical entry's JSON: one allocation.
     let mut out = Vec::with_capacity(
-        266 + stored.entry.html().map_or(0, str::len) + stored.entry.title.len() + 512,
+        330 + stored.entry.html().map_or(0, str::len) + stored.entry.title.len() + 512,
     );
-    out.extend_from_slice(&[
-        RECORD_FORMAT,
-        u8::from(record.link.is_some()) | (u8::from(record.fingerprint.is_some()) << 1),
-    ]);
+    let firsts = firsts_of(stored);
+    let mut named = Vec::new();
+    let mut flags = u8::from(record.link.is_some()) | (u8::from(record.fingerprint.is_some()) << 1);
+    let recorded = firsts.iter().enumerate().all(|(i, first)| match first {
+        Some(first) => {
+            flags |= 4 << i;
+            encode_ref(&mut named, first)
+        }
+        None => true,
+    });
+    let format = if recorded {
+        RECORD_WITH_STORIES
+    } else {
+        flags &= 3;
+        RECORD_FORMAT
+    };
+    out.extend_from_slice(&[format, flags]);
     if let Some(link) = record.link {
         out.extend_from_slice(&link.to_be_bytes());
     }
     if let Some(fingerprint) = &record.fingerprint {
         out.extend_from_slice(&fingerprint.to_bytes());
     }
+    if recorded {
+        out.extend_from_slice(&named);
+    }
     // Writing to a Vec cannot fail, nor can serializing these types.
     let _ = serde_json::to_writer(&mut out, stored);
     out
 }
 
-/// The record and the JSON of an entry value (of either format).
+/// The record and the JSON of an entry value (of any format).
 fn split_entry(bytes: &[u8]) -> Option<(MatchRecord, &[u8])> {
     match bytes.first()? {
         b'{' => Some((MatchRecord::default(), bytes)),
-        &RECORD_FORMAT => {
+        &format @ (RECORD_FORMAT | RECORD_WITH_STORIES) => {
             let flags = *bytes.get(1)?;
             let mut rest = bytes.get(2..)?;
             let mut record = MatchRecord::default();
@@ -789,6 +927,15 @@ fn split_entry(bytes: &[u8]) -> Option<(MatchRecord, &[u8])> {
                 const PRINT: usize = crate::dedup::SIGNATURE_LEN * 4;
                 record.fingerprint = Some(Fingerprint::from_bytes(rest.get(..PRINT)?)?);
                 rest = rest.get(PRINT..)?;
+            }
+            if format == RECORD_WITH_STORIES {
+                let mut firsts = [None, None];
+                for (i, first) in firsts.iter_mut().enumerate() {
+                    if flags & (4 << i) != 0 {
+                        *first = Some(decode_ref(&mut rest)?);
+                    }
+                }
+                record.firsts = Some(firsts);
             }
             Some((record, rest))
         }
@@ -842,6 +989,7 @@ impl Store {
     fn open_checked(path: &Path, cache: u64) -> Result<Store, StoreError> {
         let store = Store::open_unchecked(path, cache)?;
         store.guard(|| store.read_all(b"s:"))?;
+        store.guard(|| store.load_joins())?;
         Ok(store)
     }
 
@@ -855,6 +1003,7 @@ impl Store {
             commits: Arc::new(Mutex::new(Commits::default())),
             commit_ended: Arc::new(Condvar::new()),
             writes: Arc::new(RwLock::new(())),
+            joins: Arc::new(RwLock::new(Joins::default())),
             states: Arc::new(Mutex::new(States::default())),
             health: Arc::new(StoreHealth::default()),
         };
@@ -876,6 +1025,38 @@ impl Store {
             keys += 1;
         }
         Ok(keys)
+    }
+
+    /// Reads every join of two stories into memory (a few keys: one per entry that joined
+    /// two stories), replacing what was there.
+    fn load_joins(&self) -> Result<(), StoreError> {
+        let mut joins = Joins::default();
+        for item in self.db()?.scan_prefix(b"j:") {
+            let (k, v) = item.map_err(|e| self.db_error(e))?;
+            let Some((kind, joined)) = split_join_key(&k) else {
+                continue;
+            };
+            if let Some(join) = decode::<Join>(&v, "story join") {
+                joins.insert(kind, joined, join);
+            }
+        }
+        *self.joins.write().unwrap_or_else(|p| p.into_inner()) = joins;
+        Ok(())
+    }
+
+    /// The first entry of the story that `stored` is part of, by link or by text, after
+    /// every join: entries of one story answer the same, whichever order they came in.
+    /// Itself when it is the first (or only) entry of its story.
+    pub fn story_of(&self, stored: &StoredEntry, kind: StoryKind) -> EntryRef {
+        let named = match kind {
+            StoryKind::Link => stored.same_link_as.as_ref(),
+            StoryKind::Text => stored.same_text_as.as_ref(),
+        };
+        let first = named.cloned().unwrap_or_else(|| stored.to_ref());
+        self.joins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .resolve(kind, &first)
     }
 
     /// The store's directory.
@@ -958,11 +1139,15 @@ impl Store {
                 states.unsaved.clear();
             }
         }
-        self.commits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .recent = None;
+        {
+            // Read again from what the reopened store holds, by the next commit.
+            let mut commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+            commits.recent = None;
+            commits.members = Members::default();
+            commits.unwritten.clear();
+        }
         self.guard(|| self.check_schema())?;
+        self.guard(|| self.load_joins())?;
         if rebuilt {
             *self
                 .health
@@ -1049,7 +1234,8 @@ impl Store {
     /// after a failure of its background writer fails every write until it is reopened:
     /// then it is reopened in place, once no write is under way. What the failure cost
     /// (writes sled had accepted but not yet put on disk) is as a crash would have lost:
-    /// the states cached since are forgotten and read again from disk. Blocking.
+    /// the states cached since, and what matching remembers, are forgotten and read again
+    /// from disk. Blocking.
     pub fn recover(&self) -> Result<(), StoreError> {
         probe_filesystem(&self.path).map_err(|err| self.write_error(sled::Error::Io(err)))?;
         let _alone = self.writes.write().unwrap_or_else(|p| p.into_inner());
@@ -1060,6 +1246,12 @@ impl Store {
                 return Ok(());
             }
             self.probe_write()?;
+        } else {
+            // Matching remembers the entries of the commits that failed as if they were
+            // stored (and they hide older entries from it): read it again from the store.
+            let mut commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+            commits.recent = None;
+            commits.members = Members::default();
         }
         *self
             .health
@@ -1112,7 +1304,7 @@ impl Store {
     /// step reads both value formats, so an interrupted migration simply runs again.
     fn migrate(&self, from: u32) -> Result<(), StoreError> {
         tracing::info!(store = %self.path.display(), from, to = SCHEMA_VERSION, "updating the store's layout");
-        if from == 3 {
+        if from >= 3 {
             return self
                 .db()?
                 .insert(b"m:schema", SCHEMA_VERSION.to_string().as_bytes())
@@ -1174,7 +1366,8 @@ impl Store {
     }
 
     /// Takes the commits lock and, on first use, loads the matching index of the newest
-    /// `match_window` entries by first-seen time (their match records, not their JSON).
+    /// `match_window` entries by first-seen time (their match records, not their JSON, but
+    /// for values written before schema 5), and the sources of their stories.
     fn lock_commits(&self) -> Result<MutexGuard<'_, Commits>, StoreError> {
         let mut guard = self.commits.lock().unwrap_or_else(|p| p.into_inner());
         if guard.recent.is_none() {
@@ -1192,6 +1385,8 @@ impl Store {
                 }
             }
             let mut recent = RecentEntries::new(self.match_window);
+            let mut members = Members::default();
+            let joins = self.joins.read().unwrap_or_else(|p| p.into_inner());
             // Oldest first: a later entry wins a shared band.
             for Reverse((seen, source, key)) in newest.into_sorted_vec().into_iter().rev() {
                 let Some(value) = db
@@ -1200,11 +1395,31 @@ impl Store {
                 else {
                     continue;
                 };
-                if let Some((record, _)) = split_entry(&value) {
-                    recent.insert(&source, key, seen, &MatchKeys::of(&record));
+                let Some((record, json)) = split_entry(&value) else {
+                    continue;
+                };
+                let seq = recent.insert(&source, key, seen, &MatchKeys::of(&record));
+                if seq.is_none() {
+                    // Never a candidate: nothing to know of its stories.
+                    continue;
                 }
+                let firsts = match record.firsts {
+                    Some(firsts) => firsts,
+                    None => decode::<NamedFirsts>(json, "entry").map_or_else(
+                        || [None, None],
+                        |named| [named.same_link_as, named.same_text_as],
+                    ),
+                };
+                let me = EntryRef {
+                    source: source.to_string(),
+                    key,
+                    first_seen: from_millis(seen),
+                };
+                count_member(&mut members, &mut recent, &joins, &me, &firsts, seq);
             }
+            drop(joins);
             guard.recent = Some(recent);
+            guard.members = members;
             // Reading a hundred thousand entries went through sled's cache and the heap.
             crate::memory::trim();
         }
@@ -1317,58 +1532,205 @@ impl Store {
         // before it, written or still pending.
         let mut written = Vec::with_capacity(changed.len());
         let mut summary = CommitSummary::default();
+        let mut joined = Vec::new();
         {
             let mut commits = self.lock_commits()?;
-            let Commits {
-                recent, pending, ..
-            } = &mut *commits;
-            let recent = recent.get_or_insert_with(|| RecentEntries::new(self.match_window));
-            for (position, entry, key, old, prepared) in changed {
-                let new = old.is_none();
-                let stored = match old {
-                    Some(old) => {
-                        summary.updated += 1;
-                        StoredEntry {
-                            entry: entry.clone(),
-                            sort_time: sort_time(entry, old.first_seen, now),
-                            ..old
-                        }
-                    }
-                    None => {
-                        // Undated entries of one response keep their document order (newest
-                        // first).
-                        let first_seen = now - chrono::Duration::milliseconds(position as i64);
-                        summary.new += 1;
-                        let (same_link_as, same_text_as) =
-                            self.find_story(source, &prepared, recent, pending)?;
-                        StoredEntry {
-                            source: source.to_string(),
-                            entry: entry.clone(),
-                            first_seen,
-                            sort_time: sort_time(entry, first_seen, now),
-                            same_link_as,
-                            same_text_as,
-                        }
-                    }
-                };
-                recent.insert(
-                    source,
-                    key,
-                    stored.first_seen.timestamp_millis(),
-                    &prepared.keys,
-                );
-                let written_entry = Arc::new(Written {
-                    stored,
-                    record: prepared.record,
-                    new,
-                });
-                pending.insert(key, written_entry.clone());
-                turn.written.push(key);
-                written.push((key, written_entry));
+            // The joins of a commit whose write failed go with this one.
+            joined.append(&mut commits.unwritten);
+            let matched = self.match_entries(
+                &mut commits,
+                source,
+                changed,
+                now,
+                &mut turn,
+                &mut summary,
+                &mut written,
+                &mut joined,
+            );
+            if let Err(err) = matched {
+                commits.unwritten.append(&mut joined);
+                return Err(err);
             }
+            summary.joined.retain(|other| other != source);
+            summary.joined.sort_unstable();
+            summary.joined.dedup();
         }
-        self.write_commit(source, state, index, &written)?;
+        if let Err(err) = self.write_commit(source, state, index, &written, &joined) {
+            // Its entries are fetched again (their validators were not saved), but the
+            // stories they joined are joined in memory already: the next commit writes that.
+            self.commits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwritten
+                .append(&mut joined);
+            return Err(err);
+        }
         Ok(summary)
+    }
+
+    /// Matches a commit's changed entries under the commits lock, one at a time, and
+    /// remembers them for the commits after it; `joined` collects the joins of stories that
+    /// new entries made.
+    #[allow(clippy::too_many_arguments)]
+    fn match_entries(
+        &self,
+        commits: &mut Commits,
+        source: &str,
+        changed: Vec<(usize, &Entry, EntryKey, Option<StoredEntry>, Prepared)>,
+        now: DateTime<Utc>,
+        turn: &mut CommitTurn<'_>,
+        summary: &mut CommitSummary,
+        written: &mut Vec<(EntryKey, Arc<Written>)>,
+        joined: &mut Vec<(StoryKind, EntryKey, Join)>,
+    ) -> Result<(), StoreError> {
+        let Commits {
+            recent,
+            pending,
+            members,
+            ..
+        } = commits;
+        let recent = recent.get_or_insert_with(|| RecentEntries::new(self.match_window));
+        for (position, entry, key, old, prepared) in changed {
+            let new = old.is_none();
+            let stored = match old {
+                Some(old) => {
+                    summary.updated += 1;
+                    StoredEntry {
+                        entry: entry.clone(),
+                        sort_time: sort_time(entry, old.first_seen, now),
+                        ..old
+                    }
+                }
+                None => {
+                    // Undated entries of one response keep their document order (newest
+                    // first).
+                    let first_seen = now - chrono::Duration::milliseconds(position as i64);
+                    summary.new += 1;
+                    let [same_link_as, same_text_as] = self.join_stories(
+                        source,
+                        key,
+                        &prepared,
+                        recent,
+                        pending,
+                        members,
+                        joined,
+                        &mut summary.joined,
+                    )?;
+                    StoredEntry {
+                        source: source.to_string(),
+                        entry: entry.clone(),
+                        first_seen,
+                        sort_time: sort_time(entry, first_seen, now),
+                        same_link_as,
+                        same_text_as,
+                    }
+                }
+            };
+            let seq = recent.insert(
+                source,
+                key,
+                stored.first_seen.timestamp_millis(),
+                &prepared.keys,
+            );
+            {
+                let joins = self.joins.read().unwrap_or_else(|p| p.into_inner());
+                count_member(
+                    members,
+                    recent,
+                    &joins,
+                    &stored.to_ref(),
+                    &firsts_of(&stored),
+                    seq,
+                );
+            }
+            members.prune(recent.seals(), |seq| recent.remembers(seq));
+            let written_entry = Arc::new(Written {
+                stored,
+                record: prepared.record,
+                new,
+            });
+            pending.insert(key, written_entry.clone());
+            turn.written.push(key);
+            written.push((key, written_entry));
+        }
+        Ok(())
+    }
+
+    /// The stories the new entry `key` of `source` is part of, by link and by text: of the
+    /// stories it matches (see [`Store::find_stories`]), those that hold no other entry of
+    /// its source, and of those, the earliest and each that shares no source with the ones
+    /// before it (a story never holds two entries of one source). When that is more than
+    /// one, the later ones are joined into the earliest, here and in `joined` (to be
+    /// written), and the sources of the stories joined are added to `touched`.
+    #[allow(clippy::too_many_arguments)]
+    fn join_stories(
+        &self,
+        source: &str,
+        key: EntryKey,
+        prepared: &Prepared,
+        recent: &mut RecentEntries,
+        pending: &FxHashMap<EntryKey, Arc<Written>>,
+        members: &mut Members,
+        joined: &mut Vec<(StoryKind, EntryKey, Join)>,
+        touched: &mut Vec<String>,
+    ) -> Result<[Option<EntryRef>; 2], StoreError> {
+        let found = {
+            let joins = self.joins.read().unwrap_or_else(|p| p.into_inner());
+            self.find_stories(source, prepared, recent, pending, &joins)?
+        };
+        let me = (recent.intern(source), key);
+        let mut firsts = [None, None];
+        for kind in StoryKind::BOTH {
+            // The entries of the stories chosen so far, by source.
+            let mut held: FxHashMap<u32, EntryKey> = FxHashMap::from_iter([me]);
+            let mut chosen: Vec<EntryRef> = Vec::new();
+            for story in &found[kind.index()] {
+                let first_source = recent.intern(&story.source);
+                let entries = members.of(kind, &story.key, first_source);
+                if share_a_source(&entries, &held) {
+                    continue;
+                }
+                for &(source, key) in entries.iter() {
+                    held.entry(source).or_insert(key);
+                }
+                chosen.push(story.clone());
+            }
+            if chosen.len() > 1 {
+                touched.extend(
+                    held.keys()
+                        .filter_map(|&id| recent.name(id))
+                        .map(String::from),
+                );
+            }
+            let mut chosen = chosen.into_iter();
+            let Some(first) = chosen.next() else {
+                continue;
+            };
+            for other in chosen {
+                let until_ms = members
+                    .newest_ms(kind, &other.key)
+                    .unwrap_or_default()
+                    .max(other.first_seen.timestamp_millis());
+                members.join(
+                    kind,
+                    &other.key,
+                    recent.intern(&other.source),
+                    first.key,
+                    recent.intern(&first.source),
+                );
+                let join = Join {
+                    into: first.clone(),
+                    until_ms,
+                };
+                self.joins
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(kind, other.key, join.clone());
+                joined.push((kind, other.key, join));
+            }
+            firsts[kind.index()] = Some(first);
+        }
+        Ok(firsts)
     }
 
     /// Waits for `source`'s turn to commit: one commit per source at a time, so that its
@@ -1389,7 +1751,8 @@ impl Store {
         }
     }
 
-    /// Writes a commit's matched entries, then the source's index, then its state. One
+    /// Writes a commit's joins of stories and matched entries, then the source's index, then
+    /// its state. One
     /// write each, not one sled batch: sled 0.34 runs a batch alone, holding up every other
     /// read and write, and commits stood in line for it. The order keeps the promise a batch
     /// kept: sled recovers its log in order (it never recovers a segment whose predecessor
@@ -1401,8 +1764,18 @@ impl Store {
         state: &mut SourceState,
         mut index: Vec<Indexed>,
         written: &[(EntryKey, Arc<Written>)],
+        joined: &[(StoryKind, EntryKey, Join)],
     ) -> Result<(), StoreError> {
         let db = self.db()?;
+        // The joins first: an entry that names the story they made is never on disk
+        // without them.
+        for (kind, key, join) in joined {
+            db.insert(
+                join_key(*kind, key),
+                serde_json::to_vec(join).unwrap_or_default(),
+            )
+            .map_err(|e| self.write_error(e))?;
+        }
         for (key, entry) in written {
             if !entry.new {
                 index.retain(|i| i.key != *key);
@@ -1443,33 +1816,39 @@ impl Store {
             .and_then(|v| decode(split_entry(&v)?.1, "entry")))
     }
 
-    /// The stories a new entry of `source` joins: the first-seen entry of another source
-    /// with the same canonical link, and with the same link or nearly the same text. Only
-    /// recent entries are candidates (see [`recent`]); each is checked against its match
-    /// record, and decoded only when it matches.
-    fn find_story(
+    /// The stories a new entry of `source` matches, by link and by text, each named by its
+    /// first entry after joins, earliest first (see [`stories::story_order`]): the stories
+    /// of the other sources' recent entries with the same canonical link (by link, and by
+    /// text) and with nearly the same text (by text). Only recent entries are candidates
+    /// (see [`recent`]); each is checked against its match record, and decoded only when it
+    /// matches. Every band is looked at, not only until one story is found: the entry may
+    /// be the one that tells two stories are one.
+    fn find_stories(
         &self,
         source: &str,
         prepared: &Prepared,
         recent: &RecentEntries,
         pending: &FxHashMap<EntryKey, Arc<Written>>,
-    ) -> Result<(Option<EntryRef>, Option<EntryRef>), StoreError> {
-        // A story never holds two entries of one source: the root must be another's.
-        let earlier = |best: &mut Option<EntryRef>, candidate: EntryRef| {
-            if candidate.source == source {
-                return;
-            }
-            let better = best.as_ref().is_none_or(|b| {
-                (candidate.first_seen, &candidate.source, candidate.key)
-                    < (b.first_seen, &b.source, b.key)
-            });
-            if better {
-                *best = Some(candidate);
+        joins: &Joins,
+    ) -> Result<[Vec<EntryRef>; 2], StoreError> {
+        let mut found: [Vec<EntryRef>; 2] = [Vec::new(), Vec::new()];
+        let mut note = |kind: StoryKind, named: Option<&EntryRef>, carrier: &StoredEntry| {
+            let first = match named {
+                Some(named) => joins.resolve(kind, named),
+                None => joins.resolve(kind, &carrier.to_ref()),
+            };
+            let stories = &mut found[kind.index()];
+            if !stories.iter().any(|s| s.key == first.key) {
+                stories.push(first);
             }
         };
-        let (mut by_link, mut by_text) = (None, None);
+        let mut seen = HashSet::new();
         if let (Some(link), Some(canonical)) = (prepared.keys.link, &prepared.canonical_link) {
             for carrier in recent.carriers(link) {
+                // The story of an entry of this source holds this source: never joined.
+                if recent.source(&carrier) == source {
+                    continue;
+                }
                 let same_hash = |theirs: &MatchRecord| theirs.link == prepared.record.link;
                 let Some(found) = self.candidate(pending, recent, &carrier, same_hash)? else {
                     continue;
@@ -1485,18 +1864,12 @@ impl Store {
                 {
                     continue;
                 }
-                earlier(
-                    &mut by_link,
-                    found.same_link_as.clone().unwrap_or_else(|| found.to_ref()),
-                );
-                earlier(
-                    &mut by_text,
-                    found.same_text_as.clone().unwrap_or_else(|| found.to_ref()),
-                );
+                seen.insert(carrier);
+                note(StoryKind::Link, found.same_link_as.as_ref(), &found);
+                note(StoryKind::Text, found.same_text_as.as_ref(), &found);
             }
         }
         if let Some(fingerprint) = &prepared.record.fingerprint {
-            let mut seen = HashSet::new();
             let same_story = |theirs: &MatchRecord| {
                 theirs
                     .fingerprint
@@ -1504,26 +1877,20 @@ impl Store {
                     .is_some_and(|theirs| theirs.same_story(fingerprint))
             };
             for &band in &prepared.keys.bands {
-                // The bands after one that found the story would almost only find it again.
-                if by_text.is_some() {
-                    break;
-                }
                 for carrier in recent.carriers(band) {
-                    // A carrier of this source still counts: the story it joined may be
-                    // another's.
-                    if !seen.insert(carrier) {
+                    if !seen.insert(carrier) || recent.source(&carrier) == source {
                         continue;
                     }
                     if let Some(found) = self.candidate(pending, recent, &carrier, same_story)? {
-                        earlier(
-                            &mut by_text,
-                            found.same_text_as.clone().unwrap_or_else(|| found.to_ref()),
-                        );
+                        note(StoryKind::Text, found.same_text_as.as_ref(), &found);
                     }
                 }
             }
         }
-        Ok((by_link, by_text))
+        for stories in &mut found {
+            stories.sort_by(|a, b| story_order(a).cmp(&story_order(b)));
+        }
+        Ok(found)
     }
 
     /// A remembered entry, if its match record passes `check`: from a commit still being
@@ -1553,8 +1920,9 @@ impl Store {
     }
 
     /// Removes what retention says: entries first seen before `cutoff` (if any), and beyond
-    /// the newest `keep` of each source (if set). Works in small batches so that commits are
-    /// never held up for long. Returns the entries removed per source.
+    /// the newest `keep` of each source (if set), and with the age cutoff the joins of
+    /// stories it removed whole. Works in small batches so that commits are never held up
+    /// for long. Returns the entries removed per source.
     pub fn prune(
         &self,
         cutoff: Option<DateTime<Utc>>,
@@ -1609,7 +1977,38 @@ impl Store {
                 }
             }
         }
+        if let Some(cutoff_ms) = cutoff_ms {
+            self.prune_joins(cutoff_ms)?;
+        }
         Ok(removed)
+    }
+
+    /// Forgets the joins of stories whose entries were all first seen before `cutoff_ms`:
+    /// retention has removed them, and no later entry names such a story (it names the
+    /// story it was joined into).
+    fn prune_joins(&self, cutoff_ms: i64) -> Result<(), StoreError> {
+        let _alone = self.writes.write().unwrap_or_else(|p| p.into_inner());
+        let mut batch = sled::Batch::default();
+        let mut gone = Vec::new();
+        for item in self.db()?.scan_prefix(b"j:") {
+            let (k, v) = item.map_err(|e| self.db_error(e))?;
+            let joined = split_join_key(&k);
+            let stale = decode::<Join>(&v, "story join").is_none_or(|j| j.until_ms < cutoff_ms);
+            if stale {
+                batch.remove(k);
+                gone.extend(joined);
+            }
+        }
+        if !gone.is_empty() {
+            self.db()?
+                .apply_batch(batch)
+                .map_err(|e| self.write_error(e))?;
+            let mut joins = self.joins.write().unwrap_or_else(|p| p.into_inner());
+            for (kind, joined) in &gone {
+                joins.remove(*kind, joined);
+            }
+        }
+        Ok(())
     }
 
     /// The number of keys under a prefix (for tests and metrics).
@@ -1832,7 +2231,7 @@ mod tests {
         let summary = store
             .commit_fetch("s", &mut state, &first, now)
             .expect("commit");
-        assert_eq!(summary, CommitSummary { new: 2, updated: 0 });
+        assert_eq!((summary.new, summary.updated), (2, 0));
         let same = store
             .commit_fetch("s", &mut state, &first, now)
             .expect("commit");
@@ -1841,7 +2240,7 @@ mod tests {
         let summary = store
             .commit_fetch("s", &mut state, &edited, now)
             .expect("commit");
-        assert_eq!(summary, CommitSummary { new: 0, updated: 1 });
+        assert_eq!((summary.new, summary.updated), (0, 1));
         assert_eq!(titles(&store, &["s"], 10), ["B", "A edited"]);
         assert_eq!(state.items, 2);
     }
@@ -2341,16 +2740,17 @@ mod tests {
             link: Some("https://outlet.example/1?utm_source=x".into()),
             ..original.clone()
         };
-        let (by_link, by_text) = store
-            .find_story("dept", &Prepared::of(&repost), recent, pending)
+        let joins = Joins::default();
+        let [by_link, by_text] = store
+            .find_stories("dept", &Prepared::of(&repost), recent, pending, &joins)
             .expect("matches");
-        assert_eq!(by_link.map(|r| r.key), Some(key));
-        assert_eq!(by_text.map(|r| r.key), Some(key));
+        assert_eq!(by_link.iter().map(|r| r.key).collect::<Vec<_>>(), [key]);
+        assert_eq!(by_text.iter().map(|r| r.key).collect::<Vec<_>>(), [key]);
         assert_eq!(store.entry("outlet", &key).expect("reads"), None);
     }
 
     #[test]
-    fn a_schema_3_store_opens_as_schema_4_as_it_is() {
+    fn a_schema_3_store_opens_as_the_current_schema_as_it_is() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
         let store = Store::open(&path).expect("opens");
@@ -2507,6 +2907,467 @@ mod tests {
             .expect("read")
             .expect("stored");
         assert_eq!(again.same_text_as, None, "merged with its own source");
+    }
+
+    // One story whatever the order: four outlets of one story where only neighbours in the
+    // chain repost - outlet - portal - wire match (the portal links to the outlet's page and
+    // carries the wire's text; the repost carries the outlet's text under its own link).
+
+    /// An entry of `source` telling `story` (40 words of its own), under `header`.
+    fn told(source: &str, link: &str, header: &str, story: &str) -> Entry {
+        let words: String = (0..40).map(|w| format!("{story}word{w} ")).collect();
+        Entry {
+            link: Some(link.to_string()),
+            summary: Some(format!("<p>{header}</p><p>{words}</p>")),
+            ..entry(link, &format!("{source} {story}"), None)
+        }
+    }
+
+    fn carrier(source: &str) -> Entry {
+        match source {
+            "outlet" => told(source, "https://imdaily.example/fire", "", "fire"),
+            "wire" => told(source, "https://wire.example/991", "", "wire"),
+            "portal" => told(
+                source,
+                "http://IMDAILY.example/fire/?utm_source=portal#top",
+                "From the wires:",
+                "wire",
+            ),
+            "repost" => told(
+                source,
+                "https://dept.example/1201",
+                "Reposted from the outlet",
+                "fire",
+            ),
+            other => panic!("no carrier {other}"),
+        }
+    }
+
+    /// Stores `entries` as one response of `source`, seen at `ms`.
+    fn commit(store: &Store, source: &str, entries: &[Entry], ms: i64) -> CommitSummary {
+        let mut state = store
+            .source_state(source)
+            .expect("reads")
+            .unwrap_or_default();
+        store
+            .commit_fetch(source, &mut state, entries, from_millis(ms))
+            .expect("commits")
+    }
+
+    fn stored(store: &Store, source: &str, entry: &Entry) -> StoredEntry {
+        store
+            .entry(source, &EntryKey::new(source, &entry.identity))
+            .expect("reads")
+            .expect("stored")
+    }
+
+    /// The first entry of `entry`'s story of `kind`, after joins.
+    fn story(store: &Store, kind: StoryKind, source: &str, entry: &Entry) -> EntryKey {
+        store.story_of(&stored(store, source, entry), kind).key
+    }
+
+    /// What a feed of `sources` with `dedup` shows: each story's entry's source and the
+    /// sources it names.
+    fn shown(store: &Store, sources: &[&str], dedup: Dedup) -> Vec<(String, Vec<String>)> {
+        let feed = FeedConfig {
+            name: "all".to_string(),
+            title: "All".to_string(),
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            include: vec![],
+            exclude: vec![],
+            limit: 50,
+            max_per_source: 50,
+            dedup,
+        };
+        let mut out: Vec<(String, Vec<String>)> = crate::select::select(store, &feed, &|_| None)
+            .expect("selects")
+            .into_iter()
+            .map(|story| {
+                let mut also: Vec<String> = story.also.into_iter().map(|a| a.source).collect();
+                also.sort();
+                (story.entry.source, also)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    use crate::config::{Dedup, FeedConfig};
+
+    fn orders(items: &[&'static str]) -> Vec<Vec<&'static str>> {
+        if items.len() <= 1 {
+            return vec![items.to_vec()];
+        }
+        let mut out = Vec::new();
+        for (i, first) in items.iter().enumerate() {
+            let mut rest = items.to_vec();
+            rest.remove(i);
+            for mut tail in orders(&rest) {
+                tail.insert(0, first);
+                out.push(tail);
+            }
+        }
+        out
+    }
+
+    /// Checks that `sources`' carriers are one story by text, whose first entry is the
+    /// first stored (`order[0]`), and by link only the outlet's and the portal's.
+    fn assert_one_story(store: &Store, order: &[&str]) {
+        let first = EntryKey::new(order[0], &carrier(order[0]).identity);
+        for source in order {
+            assert_eq!(
+                story(store, StoryKind::Text, source, &carrier(source)),
+                first,
+                "{source}, stored in the order {order:?}"
+            );
+        }
+        let by_link = |source: &str| story(store, StoryKind::Link, source, &carrier(source));
+        assert_eq!(by_link("outlet"), by_link("portal"), "{order:?}");
+        for source in order.iter().filter(|s| !["outlet", "portal"].contains(s)) {
+            let alone = EntryKey::new(source, &carrier(source).identity);
+            assert_eq!(by_link(source), alone, "{order:?}");
+        }
+        // As a feed shows it: once, naming the others.
+        let shown = shown(store, order, Dedup::Content);
+        assert_eq!(shown.len(), 1, "{order:?}: {shown:?}");
+        assert_eq!(shown[0].1.len(), order.len() - 1, "{order:?}: {shown:?}");
+    }
+
+    #[test]
+    fn an_entry_that_matches_two_stories_joins_them_whatever_the_order() {
+        for order in orders(&["outlet", "wire", "portal"]) {
+            let (_dir, store) = open();
+            let mut last = CommitSummary::default();
+            for (step, source) in order.iter().enumerate() {
+                last = commit(
+                    &store,
+                    source,
+                    &[carrier(source)],
+                    1_000 * (step as i64 + 1),
+                );
+            }
+            assert_one_story(&store, &order);
+            // The bridge last: it matched the outlet's story by link and the wire's by text
+            // (link then text when the outlet came first, text then link when the wire did),
+            // and joined them: one join stored, and the feeds of both told.
+            let bridged = order[2] == "portal";
+            assert_eq!(store.count_prefix(b"j:"), usize::from(bridged), "{order:?}");
+            let told: &[&str] = if bridged { &["outlet", "wire"] } else { &[] };
+            assert_eq!(last.joined, told, "{order:?}");
+        }
+    }
+
+    #[test]
+    fn four_outlets_are_one_story_in_every_order_across_reopening() {
+        for order in orders(&["outlet", "wire", "portal", "repost"]) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("db");
+            let mut store = Store::open(&path).expect("opens");
+            for (step, source) in order.iter().enumerate() {
+                if step == 2 {
+                    // Half of them stored by an earlier run: matching and joins read again.
+                    drop(store);
+                    store = reopen(&path);
+                }
+                commit(
+                    &store,
+                    source,
+                    &[carrier(source)],
+                    1_000 * (step as i64 + 1),
+                );
+            }
+            assert_one_story(&store, &order);
+            drop(store);
+            let store = reopen(&path);
+            assert_one_story(&store, &order);
+        }
+    }
+
+    #[test]
+    fn a_joined_story_is_stored_and_keeps_matching_after_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let store = Store::open(&path).expect("opens");
+        for (step, source) in ["outlet", "wire", "portal"].into_iter().enumerate() {
+            commit(
+                &store,
+                source,
+                &[carrier(source)],
+                1_000 * (step as i64 + 1),
+            );
+        }
+        let outlet = EntryKey::new("outlet", &carrier("outlet").identity);
+        drop(store);
+        let store = reopen(&path);
+        assert_eq!(store.count_prefix(b"j:"), 1);
+        assert_eq!(
+            story(&store, StoryKind::Text, "wire", &carrier("wire")),
+            outlet
+        );
+        // The wire's text again from an agency: it joins the story through the wire's
+        // entry, whose story was joined into the outlet's.
+        let agency = told("agency", "https://agency.example/7", "Agency copy", "wire");
+        commit(&store, "agency", std::slice::from_ref(&agency), 9_000);
+        assert_eq!(story(&store, StoryKind::Text, "agency", &agency), outlet);
+        // The wire's text in another entry of the wire: the story holds the wire already,
+        // as the stories' sources read again at opening tell.
+        let again = told("wire", "https://wire.example/992", "Updated", "wire");
+        commit(&store, "wire", std::slice::from_ref(&again), 10_000);
+        assert_eq!(
+            story(&store, StoryKind::Text, "wire", &again),
+            EntryKey::new("wire", &again.identity)
+        );
+        assert_eq!(
+            shown(
+                &store,
+                &["outlet", "wire", "portal", "agency"],
+                Dedup::Content
+            )
+            .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_story_never_holds_two_entries_of_one_source() {
+        // Two entries of one source ("live": the first report and the full story) and an
+        // entry of another that links to the first and carries the text of the second.
+        let first = told("live", "https://live.example/1", "", "first");
+        let second = told("live", "https://live.example/2", "", "second");
+        let bridge = told(
+            "agg",
+            "https://live.example/1?utm_source=agg",
+            "Via",
+            "second",
+        );
+        let entries = [("live", &first), ("live", &second), ("agg", &bridge)];
+        for order in orders(&["first", "second", "bridge"]) {
+            let (_dir, store) = open();
+            for (step, name) in order.iter().enumerate() {
+                let (source, entry) = match *name {
+                    "first" => entries[0],
+                    "second" => entries[1],
+                    _ => entries[2],
+                };
+                commit(
+                    &store,
+                    source,
+                    std::slice::from_ref(entry),
+                    1_000 * (step as i64 + 1),
+                );
+            }
+            let of = |source, entry| story(&store, StoryKind::Text, source, entry);
+            assert_ne!(of("live", &first), of("live", &second), "{order:?}");
+            assert_eq!(store.count_prefix(b"j:"), 0, "{order:?}");
+            // The bridge is in one of them, with the entry of "live" seen first but for
+            // when it came first itself and was joined by the first "live" entry to come.
+            let bridged = of("agg", &bridge);
+            let came_first = |a: &str, b: &str| {
+                order.iter().position(|n| *n == a) < order.iter().position(|n| *n == b)
+            };
+            let with = if came_first("first", "second") {
+                of("live", &first)
+            } else {
+                of("live", &second)
+            };
+            assert_eq!(bridged, with, "{order:?}");
+            let shown = shown(&store, &["live", "agg"], Dedup::Content);
+            assert_eq!(shown.len(), 2, "{order:?}: {shown:?}");
+        }
+
+        // A new entry never joins a story that holds an entry of its source, first or not.
+        let (_dir, store) = open();
+        commit(&store, "outlet", &[carrier("outlet")], 1_000);
+        commit(&store, "repost", &[carrier("repost")], 2_000);
+        let again = told("repost", "https://dept.example/1202", "Again", "fire");
+        commit(&store, "repost", std::slice::from_ref(&again), 3_000);
+        assert_eq!(
+            story(&store, StoryKind::Text, "repost", &again),
+            EntryKey::new("repost", &again.identity)
+        );
+        // Nor do two stories that each hold one of a source join.
+        let outlet2 = told("outlet", "https://imdaily.example/fire2", "", "smoke");
+        let repost2 = told("repost", "https://dept.example/1203", "Reposted", "smoke");
+        commit(&store, "outlet", std::slice::from_ref(&outlet2), 4_000);
+        commit(&store, "repost", std::slice::from_ref(&repost2), 5_000);
+        let both = told("portal", "https://imdaily.example/fire", "", "smoke");
+        commit(&store, "portal", std::slice::from_ref(&both), 6_000);
+        assert_eq!(store.count_prefix(b"j:"), 0);
+        let outlet = EntryKey::new("outlet", &carrier("outlet").identity);
+        // Matched the fire story by link, the smoke story by text: it joins the earlier.
+        assert_eq!(story(&store, StoryKind::Text, "portal", &both), outlet);
+        assert_eq!(
+            story(&store, StoryKind::Text, "repost", &repost2),
+            EntryKey::new("outlet", &outlet2.identity)
+        );
+    }
+
+    #[test]
+    fn commits_side_by_side_join_stories_as_one_after_the_other_do() {
+        for run in 0..20 {
+            let (_dir, store) = open();
+            let sources = ["outlet", "wire", "portal", "repost"];
+            let start = std::sync::Barrier::new(sources.len());
+            std::thread::scope(|scope| {
+                for source in sources {
+                    let (store, start) = (&store, &start);
+                    scope.spawn(move || {
+                        start.wait();
+                        commit(store, source, &[carrier(source)], 1_000);
+                    });
+                }
+            });
+            let text: HashSet<EntryKey> = sources
+                .iter()
+                .map(|s| story(&store, StoryKind::Text, s, &carrier(s)))
+                .collect();
+            assert_eq!(text.len(), 1, "run {run}");
+            assert_eq!(
+                shown(&store, &sources, Dedup::Content).len(),
+                1,
+                "run {run}"
+            );
+            assert_eq!(shown(&store, &sources, Dedup::Link).len(), 3, "run {run}");
+        }
+    }
+
+    #[test]
+    fn values_written_before_schema_5_still_name_their_stories() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let store = Store::open(&path).expect("opens");
+        commit(&store, "outlet", &[carrier("outlet")], 1_000);
+        commit(&store, "repost", &[carrier("repost")], 2_000);
+        // The values as schema 4 wrote them: format 1, the stories only in the JSON.
+        for item in store.db().expect("open").scan_prefix(b"e:") {
+            let (k, v) = item.expect("reads");
+            let (record, json) = split_entry(&v).expect("an entry value");
+            assert!(record.firsts.is_some());
+            let mut old = vec![RECORD_FORMAT, 3];
+            old.extend_from_slice(&record.link.expect("a link").to_be_bytes());
+            old.extend_from_slice(&record.fingerprint.expect("a fingerprint").to_bytes());
+            old.extend_from_slice(json);
+            let (again, _) = split_entry(&old).expect("format 1 reads");
+            assert_eq!(again.firsts, None);
+            store.db().expect("open").insert(k, old).expect("writes");
+        }
+        drop(store);
+        let store = reopen(&path);
+        // The repost's story holds the repost: another entry of it stays apart.
+        let again = told("repost", "https://dept.example/1202", "Again", "fire");
+        commit(&store, "repost", std::slice::from_ref(&again), 3_000);
+        assert_eq!(
+            story(&store, StoryKind::Text, "repost", &again),
+            EntryKey::new("repost", &again.identity)
+        );
+        // And the format 2 value names its stories in its record.
+        let value = store
+            .db()
+            .expect("open")
+            .get(entry_key(
+                "repost",
+                &EntryKey::new("repost", "https://dept.example/1201"),
+            ))
+            .expect("reads")
+            .expect("stored");
+        let (record, _) = split_entry(&value).expect("reads");
+        assert_eq!(record.firsts, None, "untouched values keep their format");
+        let mut updated = carrier("repost");
+        updated.title.push_str(" (updated)");
+        commit(&store, "repost", &[updated], 4_000);
+        let value = store
+            .db()
+            .expect("open")
+            .get(entry_key(
+                "repost",
+                &EntryKey::new("repost", "https://dept.example/1201"),
+            ))
+            .expect("reads")
+            .expect("stored");
+        let (record, _) = split_entry(&value).expect("reads");
+        let firsts = record.firsts.expect("format 2");
+        assert_eq!(firsts[0], None);
+        assert_eq!(
+            firsts[1].as_ref().map(|r| r.key),
+            Some(EntryKey::new("outlet", "https://imdaily.example/fire"))
+        );
+    }
+
+    #[test]
+    fn an_entry_whose_commit_failed_joins_its_story_again_once_the_store_recovers() {
+        let (_dir, store) = open();
+        commit(&store, "outlet", &[carrier("outlet")], 1_000);
+        commit(&store, "repost", &[carrier("repost")], 2_000);
+        // As if the repost's commit had failed: matched and remembered, not stored (and it
+        // hides the outlet's entry from matching, as the latest carrier of its bands).
+        let db = store.db().expect("open");
+        let key = EntryKey::new("repost", &carrier("repost").identity);
+        db.remove(entry_key("repost", &key)).expect("removes");
+        db.remove(index_key("repost")).expect("removes");
+        db.remove(state_key("repost")).expect("removes");
+        store.cached_states().saved.clear();
+        store.recover().expect("recovers");
+        commit(&store, "repost", &[carrier("repost")], 3_000);
+        assert_eq!(
+            story(&store, StoryKind::Text, "repost", &carrier("repost")),
+            EntryKey::new("outlet", &carrier("outlet").identity)
+        );
+    }
+
+    #[test]
+    fn retention_forgets_a_join_with_the_entries_it_joined() {
+        let (_dir, store) = open();
+        for (step, source) in ["outlet", "wire", "portal"].into_iter().enumerate() {
+            commit(
+                &store,
+                source,
+                &[carrier(source)],
+                1_000 * (step as i64 + 1),
+            );
+        }
+        assert_eq!(store.count_prefix(b"j:"), 1);
+        // The wire's entry, the story joined, was first seen at 2 s.
+        store.prune(Some(from_millis(2_000)), None).expect("prunes");
+        assert_eq!(store.count_prefix(b"j:"), 1);
+        assert_eq!(
+            story(&store, StoryKind::Text, "wire", &carrier("wire")),
+            EntryKey::new("outlet", "https://imdaily.example/fire")
+        );
+        store.prune(Some(from_millis(2_001)), None).expect("prunes");
+        assert_eq!(store.count_prefix(b"j:"), 0);
+        assert_eq!(store.joins.read().expect("lock").len(), 0);
+    }
+
+    #[test]
+    fn a_failed_commit_s_joins_are_written_by_the_next() {
+        let (_dir, store) = open();
+        commit(&store, "outlet", &[carrier("outlet")], 1_000);
+        commit(&store, "wire", &[carrier("wire")], 2_000);
+        // As a commit whose write failed leaves them: joined in memory, not on disk.
+        let join = Join {
+            into: stored(&store, "outlet", &carrier("outlet")).to_ref(),
+            until_ms: 2_000,
+        };
+        let wire = EntryKey::new("wire", "https://wire.example/991");
+        store
+            .joins
+            .write()
+            .expect("lock")
+            .insert(StoryKind::Text, wire, join.clone());
+        store
+            .commits
+            .lock()
+            .expect("lock")
+            .unwritten
+            .push((StoryKind::Text, wire, join));
+        commit(
+            &store,
+            "other",
+            &[told("other", "https://o.example/", "", "else")],
+            3_000,
+        );
+        assert_eq!(store.count_prefix(b"j:"), 1);
+        assert!(store.commits.lock().expect("lock").unwritten.is_empty());
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub struct RecentEntries {
     /// Source names, interned: an entry costs four bytes for its source.
     sources: Vec<String>,
     source_ids: FxHashMap<String, u32>,
+    /// How many times a part was sealed (and the oldest forgotten).
+    seals: u64,
 }
 
 impl RecentEntries {
@@ -125,19 +127,13 @@ impl RecentEntries {
             window,
             sources: Vec::new(),
             source_ids: FxHashMap::default(),
+            seals: 0,
         }
     }
 
-    /// Remembers an entry of `source` found by `keys` (call oldest first: a later entry
-    /// wins its keys).
-    pub fn insert(&mut self, source: &str, key: EntryKey, first_seen_ms: i64, keys: &MatchKeys) {
-        if self.window == 0 || (keys.link.is_none() && keys.bands.is_empty()) {
-            return;
-        }
-        if self.current_len >= self.per_generation {
-            self.seal();
-        }
-        let source = match self.source_ids.get(source) {
+    /// The number `source` is known by here (and by the stories' sources).
+    pub fn intern(&mut self, source: &str) -> u32 {
+        match self.source_ids.get(source) {
             Some(id) => *id,
             None => {
                 let id = self.sources.len() as u32;
@@ -145,7 +141,26 @@ impl RecentEntries {
                 self.source_ids.insert(source.to_string(), id);
                 id
             }
-        };
+        }
+    }
+
+    /// Remembers an entry of `source` found by `keys` (call oldest first: a later entry
+    /// wins its keys). Returns its sequence number (see [`RecentEntries::remembers`]), or
+    /// `None` when it is not remembered: it has no keys, or matching is off.
+    pub fn insert(
+        &mut self,
+        source: &str,
+        key: EntryKey,
+        first_seen_ms: i64,
+        keys: &MatchKeys,
+    ) -> Option<u32> {
+        if self.window == 0 || (keys.link.is_none() && keys.bands.is_empty()) {
+            return None;
+        }
+        if self.current_len >= self.per_generation {
+            self.seal();
+        }
+        let source = self.intern(source);
         let seq = self.first_seq.wrapping_add(self.entries.len() as u32);
         self.entries.push_back(Remembered {
             source,
@@ -156,6 +171,22 @@ impl RecentEntries {
         for band_key in keys.all() {
             self.current.insert(band_key, seq);
         }
+        Some(seq)
+    }
+
+    /// The source interned as `id`.
+    pub fn name(&self, id: u32) -> Option<&str> {
+        self.sources.get(id as usize).map(String::as_str)
+    }
+
+    /// Whether the entry remembered as `seq` still is.
+    pub fn remembers(&self, seq: u32) -> bool {
+        (seq.wrapping_sub(self.first_seq) as usize) < self.entries.len()
+    }
+
+    /// How many times the oldest part was sealed: what is remembered changes only then.
+    pub fn seals(&self) -> u64 {
+        self.seals
     }
 
     /// Seals the part being filled: forgets the oldest part beyond the window and merges
@@ -168,6 +199,7 @@ impl RecentEntries {
         let (first, len) = (self.first_seq, self.entries.len() as u32);
         self.sealed
             .retain(|&(_, seq)| seq.wrapping_sub(first) < len);
+        self.seals += 1;
 
         let mut fresh: Vec<(u32, u32)> = self.current.drain().collect();
         fresh.sort_unstable();
@@ -272,6 +304,7 @@ mod tests {
             fingerprint: Some(Fingerprint(std::array::from_fn(|i| {
                 seed.wrapping_mul(7919) ^ i as u32
             }))),
+            firsts: None,
         }
     }
 

@@ -296,3 +296,377 @@ fn one_story_once_with_its_carriers_named() {
         .collect();
     assert_eq!(before, after);
 }
+
+// One story whatever the order: four outlets of one story, where no two of them but the
+// neighbours of a chain match (the repost's text is the outlet's, the portal links to the
+// outlet's page but carries the wire's text). Fetched in any order, one by one or all at
+// once, the combined feed carries the story once.
+
+const FIRE: &str = "A grassland fire that broke out near Xilinhot on Sunday evening was brought under control on Tuesday after two days of work by more than four hundred firefighters and local herders. The county emergency office said no one was hurt, but several winter pastures and two sheep pens were lost, and the families affected are being housed in the township school.";
+const WIRE: &str = "Crews in the Xilingol League declared the blaze contained at noon, the regional fire brigade announced, crediting a sudden change in the wind and trenches dug by volunteers overnight. Officials estimated that about three thousand hectares had burned and said an inquiry into the cause, thought to be a discarded cigarette, would report within a month.";
+const QUAKE: &str = "A magnitude four earthquake shook Baotou early on Thursday morning, rattling windows across the city but causing no damage, the regional seismological bureau said. Residents in older apartment blocks went out into the streets for an hour before the bureau ruled out a larger shock and schools opened as usual.";
+const WIRE_FOOTER: &str = "Distributed by the Northern Wire Service to its member newspapers. All rights reserved. Reproduction in any form without written permission is prohibited. (Source: Inner Mongolia Daily News)";
+
+/// How a feed shows the fire story: per entry shown, its source and the sources it names.
+type Shown = Vec<(String, Vec<String>)>;
+
+/// The four carriers of the fire story (each feed titled as its source is named: the feeds
+/// name other carriers by title), served from two hosts, so that fetching them all at once
+/// runs them side by side under the default `per_host`.
+const CARRIERS: [&str; 4] = ["outlet", "wire", "portal", "repost"];
+
+fn publish_fire(one: &FeedServer, two: &FeedServer) {
+    let xml = "application/rss+xml";
+    one.put(
+        "outlet.rss",
+        xml,
+        rss(
+            "outlet",
+            "utf-8",
+            &[
+                item(
+                    "im-fire",
+                    "Grassland Fire Near Xilinhot Brought Under Control",
+                    "https://imdaily.example/2026/12/01/fire.html",
+                    "Tue, 01 Dec 2026 08:30:00 +0800",
+                    &format!("<p>{FIRE}</p><p>{FOOTER}</p>"),
+                ),
+                item(
+                    "im-bus",
+                    "Hohhot Opens Two New Bus Lines to the Airport",
+                    "https://imdaily.example/2026/11/26/bus.html",
+                    "Thu, 26 Nov 2026 17:05:00 +0800",
+                    &format!("<p>{BUS}</p><p>{FOOTER}</p>"),
+                ),
+                item(
+                    "im-snow",
+                    "First Snow Closes Grassland Roads in Xilingol",
+                    "https://imdaily.example/2026/11/25/snow.html",
+                    "Wed, 25 Nov 2026 11:40:00 +0800",
+                    &format!("<p>{SNOW}</p><p>{FOOTER}</p>"),
+                ),
+            ],
+        ),
+    );
+    // The wire's own account of the fire: other words, nothing in common with the outlet's
+    // but the facts; and a story of its own with the outlet's footer and its own.
+    two.put(
+        "wire.rss",
+        xml,
+        rss(
+            "wire",
+            "utf-8",
+            &[
+                item(
+                    "w-991",
+                    "Xilingol Blaze Contained, Inquiry Opened",
+                    "https://wire.example/a/991",
+                    "Tue, 01 Dec 2026 09:10:00 +0800",
+                    &format!("<p>{WIRE}</p><p>{WIRE_FOOTER}</p>"),
+                ),
+                item(
+                    "w-992",
+                    "Earthquake Rattles Baotou, No Damage Reported",
+                    "https://wire.example/a/992",
+                    "Thu, 03 Dec 2026 07:00:00 +0800",
+                    &format!("<p>{QUAKE}</p><p>{WIRE_FOOTER}</p><p>{FOOTER}</p>"),
+                ),
+            ],
+        ),
+    );
+    // The bridge: the wire's text under a link to the outlet's page (tracking parameters and
+    // a fragment on it).
+    one.put(
+        "portal.rss",
+        xml,
+        rss(
+            "portal",
+            "utf-8",
+            &[item(
+                "p-fire",
+                "Blaze contained – from the wires",
+                "http://IMDAILY.example/2026/12/01/fire.html?utm_source=portal&utm_medium=rss#top",
+                "Tue, 01 Dec 2026 15:00:00 +0800",
+                &format!(
+                    "<p><em>From the wires:</em></p><p>{}</p><p>{WIRE_FOOTER}</p>",
+                    WIRE.replace("the blaze contained", "the “blaze” contained")
+                ),
+            )],
+        ),
+    );
+    // A department's repost of the outlet's text, under its own link.
+    two.put(
+        "repost.rss",
+        xml,
+        rss(
+            "repost",
+            "utf-8",
+            &[item(
+                "dept-fire",
+                "Reposted: Grassland Fire Brought Under Control",
+                "https://emergency.nmg.example/news/1201.html",
+                "Tue, 01 Dec 2026 14:00:00 +0800",
+                &format!(
+                    "<p><em>Reposted from Inner Mongolia Daily.</em></p><p>{}</p><p>{FOOTER}</p>",
+                    FIRE.replace("no one was hurt", "no one was hurt,")
+                ),
+            )],
+        ),
+    );
+}
+
+/// The whole config, `[server]` and `[store]` included (as `Daemon::start` writes them), so
+/// that `feedmill fetch` runs on the store the daemon then serves.
+fn fire_config(one: &FeedServer, two: &FeedServer) -> String {
+    let mut config = String::new();
+    for (name, server) in [
+        ("outlet", one),
+        ("wire", two),
+        ("portal", one),
+        ("repost", two),
+    ] {
+        config.push_str(&format!(
+            "[[source]]\nname = \"{name}\"\nurl = \"{}\"\n",
+            server.url(&format!("{name}.rss"))
+        ));
+    }
+    config.push_str("[[feed]]\nname = \"all\"\n");
+    config.push_str("[[feed]]\nname = \"links\"\ndedup = \"link\"\n");
+    config.push_str("[[feed]]\nname = \"none\"\ndedup = \"none\"\n");
+    config
+}
+
+/// `feedmill fetch` of `sources` (all of them when empty) on the store in `dir`.
+fn fetch(dir: &std::path::Path, body: &str, sources: &[&str]) {
+    let config = dir.join("feedmill.toml");
+    std::fs::write(&config, format!("[store]\npath = \"store\"\n\n{body}")).expect("config");
+    let out = crate::support::feedmill()
+        .arg("fetch")
+        .arg("-c")
+        .arg(&config)
+        .args(sources)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "fetch {sources:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What the combined feeds of the store in `dir` (the default one, and by link) show of the
+/// fire story; on the way, checks that the stories that only share a footer stay apart.
+fn fire_stories(dir: &std::path::Path, body: &str) -> (Shown, Shown) {
+    let daemon = Daemon::start(dir, body);
+    // Seven entries in all, every one of them rendered.
+    daemon.wait_for("the stored entries in the feeds", || {
+        Some(json(&daemon, "none").len() == 7 && !json(&daemon, "all").is_empty())
+    });
+    let fire = |feed: &str| -> Shown {
+        let items = json(&daemon, feed);
+        // Different stories that share the outlet's footer, or the wire's, stay apart.
+        for title in ["Bus Lines", "First Snow", "Earthquake"] {
+            let found = by_title(&items, title);
+            assert_eq!(found.len(), 1, "{feed}: {title}: {found:?}");
+            assert!(
+                also(found[0]).is_empty(),
+                "{feed}: {title} merged: {found:?}"
+            );
+        }
+        let mut fire: Shown = items
+            .iter()
+            .filter(|i| {
+                let source = i["_feedmill"]["source"]["name"]
+                    .as_str()
+                    .unwrap_or_default();
+                CARRIERS.contains(&source)
+                    && !["Bus Lines", "First Snow", "Earthquake"]
+                        .iter()
+                        .any(|t| i["title"].as_str().is_some_and(|title| title.contains(t)))
+            })
+            .map(|i| {
+                (
+                    i["_feedmill"]["source"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    also(i),
+                )
+            })
+            .collect();
+        fire.sort();
+        fire
+    };
+    let stories = (fire("all"), fire("links"));
+    drop(daemon);
+    stories
+}
+
+/// What is wrong with the fire story in the default feed and the link feed, if anything: the
+/// default feed shows it once, naming the three others; `dedup = "link"` merges only the
+/// portal with the outlet, whose link it shares.
+fn fire_faults(all: &Shown, links: &Shown) -> Option<String> {
+    let carriers = |all: &[(String, Vec<String>)]| {
+        let mut carriers: Vec<String> = all
+            .iter()
+            .flat_map(|(shown, others)| std::iter::once(shown).chain(others))
+            .cloned()
+            .collect();
+        carriers.sort();
+        carriers
+    };
+    let mut wanted: Vec<String> = CARRIERS.iter().map(|c| c.to_string()).collect();
+    wanted.sort();
+    if all.len() != 1 || carriers(all) != wanted {
+        return Some(format!(
+            "the story is not once with its carriers named: {all:?}"
+        ));
+    }
+    let with_outlet = |(shown, others): &&(String, Vec<String>)| {
+        shown == "outlet" || others.iter().any(|o| o == "outlet")
+    };
+    let outlet: Vec<_> = links.iter().filter(with_outlet).collect();
+    if links.len() != 3 || carriers(links) != wanted || outlet.len() != 1 || outlet[0].1.len() != 1
+    {
+        return Some(format!(
+            "by link, the portal and the outlet are not one story and the others apart: {links:?}"
+        ));
+    }
+    None
+}
+
+/// What `check` finds wrong with each of `cases`, checked a few at a time (each case is a
+/// few processes that mostly wait on each other: one after the other, 24 of them took
+/// minutes on a loaded machine).
+fn in_parallel<T: Sync>(cases: &[T], check: impl Fn(&T) -> Option<String> + Sync) -> Vec<String> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let faults = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| loop {
+                let at = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(case) = cases.get(at) else {
+                    break;
+                };
+                if let Some(fault) = check(case) {
+                    faults.lock().expect("lock").push((at, fault));
+                }
+            });
+        }
+    });
+    let mut faults = faults.into_inner().expect("lock");
+    faults.sort();
+    faults.into_iter().map(|(_, fault)| fault).collect()
+}
+
+fn permutations(items: &[&'static str]) -> Vec<Vec<&'static str>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut out = Vec::new();
+    for (i, first) in items.iter().enumerate() {
+        let mut rest = items.to_vec();
+        rest.remove(i);
+        for mut tail in permutations(&rest) {
+            tail.insert(0, first);
+            out.push(tail);
+        }
+    }
+    out
+}
+
+#[test]
+fn one_story_whatever_the_order_of_fetching_one_by_one() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let one = runtime.block_on(FeedServer::start());
+    let two = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    publish_fire(&one, &two);
+    let body = fire_config(&one, &two);
+    let orders = permutations(&CARRIERS);
+    assert_eq!(orders.len(), 24);
+    let faults = in_parallel(&orders, |order| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for source in order {
+            fetch(dir.path(), &body, &[source]);
+        }
+        let (all, links) = fire_stories(dir.path(), &body);
+        fire_faults(&all, &links).map(|fault| format!("fetched in the order {order:?}: {fault}"))
+    });
+    assert!(
+        faults.is_empty(),
+        "{} orders of 24:\n{}",
+        faults.len(),
+        faults.join("\n")
+    );
+}
+
+#[test]
+fn one_story_when_every_outlet_is_fetched_at_once() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let one = runtime.block_on(FeedServer::start());
+    let two = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    publish_fire(&one, &two);
+    let body = fire_config(&one, &two);
+    let runs: Vec<usize> = (0..10).collect();
+    let faults = in_parallel(&runs, |run| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // All four at once (the default per_host: two per host, two hosts).
+        fetch(dir.path(), &body, &[]);
+        let (all, links) = fire_stories(dir.path(), &body);
+        fire_faults(&all, &links).map(|fault| format!("run {run}: {fault}"))
+    });
+    assert!(
+        faults.is_empty(),
+        "{} runs of 10:\n{}",
+        faults.len(),
+        faults.join("\n")
+    );
+}
+
+#[test]
+fn a_feed_without_the_bridge_shows_the_stories_it_joined_as_one() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let one = runtime.block_on(FeedServer::start());
+    let two = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    publish_fire(&one, &two);
+    let xml = "application/rss+xml";
+    // The portal has nothing yet, so that the outlet's and the wire's are two stories first.
+    let portal = one.served("portal.rss").body;
+    one.put("portal.rss", xml, rss("portal", "utf-8", &[]));
+    let mut body = String::from("[fetch]\nschedule = \"* * * * * *\"\n");
+    body.push_str(&fire_config(&one, &two));
+    body.push_str("[[feed]]\nname = \"pair\"\nsources = [\"outlet\", \"wire\"]\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path(), &body);
+    let fire = |daemon: &Daemon| -> Shown {
+        let mut fire: Shown = json(daemon, "pair")
+            .iter()
+            .filter(|i| {
+                ["Grassland Fire", "Blaze Contained"]
+                    .iter()
+                    .any(|t| i["title"].as_str().is_some_and(|title| title.contains(t)))
+            })
+            .map(|i| {
+                let source = i["_feedmill"]["source"]["name"].as_str();
+                (source.unwrap_or_default().to_string(), also(i))
+            })
+            .collect();
+        fire.sort();
+        fire
+    };
+    daemon.wait_for("the outlet's and the wire's stories, apart", || {
+        Some(fire(&daemon).len() == 2)
+    });
+    // The bridge arrives: the feed of the two others shows their stories as one, though
+    // nothing of theirs changed.
+    one.put("portal.rss", xml, portal);
+    daemon.wait_for("the outlet's and the wire's stories as one", || {
+        let fire = fire(&daemon);
+        Some(
+            fire.len() == 1
+                && (fire[0] == ("outlet".to_string(), vec!["wire".to_string()])
+                    || fire[0] == ("wire".to_string(), vec!["outlet".to_string()])),
+        )
+    });
+}
