@@ -471,12 +471,12 @@ impl<'a> Reader<'a> {
             self.atom = true;
         }
         let in_entry = self.entry.is_some();
-        let mode = attribute(start, "mode");
+        // Attributes are looked up only for the elements that use them.
         let typed = |default: &str| {
             TextType::new(
                 attribute(start, "type").as_deref(),
                 default,
-                mode.as_deref(),
+                attribute(start, "mode").as_deref(),
             )
         };
         use Vocabulary::*;
