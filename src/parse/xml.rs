@@ -1435,11 +1435,13 @@ pub(super) mod cost {
         (bytes, time)
     }
 
-    /// What `document` costs per byte, over what a plain document of its size costs per
+    /// What `document` costs per byte, over what `baseline` (of the same kind) costs per
     /// byte: (allocation, CPU time).
-    pub(crate) fn relative(document: &str, content_type: Option<&str>) -> (f64, f64) {
-        let plain = plain(document.len());
-        let (plain_bytes, plain_time) = measure(&plain, None);
+    fn relative_to(
+        (document, content_type): (&str, Option<&str>),
+        (plain, plain_content_type): (&str, Option<&str>),
+    ) -> (f64, f64) {
+        let (plain_bytes, plain_time) = measure(plain, plain_content_type);
         let (bytes, time) = measure(document, content_type);
         let per_byte = |x: f64, len: usize| x / len as f64;
         (
@@ -1453,11 +1455,27 @@ pub(super) mod cost {
     /// twice its allocation and five times its CPU time per byte (quadratic work on a
     /// document of 100 kB is hundreds of times more).
     pub(crate) fn assert_linear(what: &str, document: &str, content_type: Option<&str>) {
-        let (bytes, time) = relative(document, content_type);
+        let plain = plain(document.len());
+        let (bytes, time) = relative_to((document, content_type), (&plain, None));
+        check(what, document, (bytes, time), "a plain document");
+    }
+
+    /// [`assert_linear`] against `baseline`, a document of the same kind and shape.
+    pub(crate) fn assert_costs_as(
+        what: &str,
+        document: &str,
+        baseline: &str,
+        content_type: Option<&str>,
+    ) {
+        let relative = relative_to((document, content_type), (baseline, content_type));
+        check(what, document, relative, "its baseline");
+    }
+
+    fn check(what: &str, document: &str, (bytes, time): (f64, f64), baseline: &str) {
         assert!(
             bytes <= 2.0 && time <= 5.0,
-            "{what} ({} bytes) costs {bytes:.1} x the allocation and {time:.1} x the time of a \
-             plain document",
+            "{what} ({} bytes) costs {bytes:.1} x the allocation and {time:.1} x the time of \
+             {baseline}",
             document.len()
         );
     }
