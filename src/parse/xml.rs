@@ -1460,6 +1460,25 @@ pub(super) mod cost {
         check(what, document, (bytes, time), "a plain document");
     }
 
+    /// Fails unless `document(4 * n)` costs at most twice per byte what `document(n)` does:
+    /// quadratic work costs four times; constant factors (html5ever's per `&`) cancel out.
+    pub(crate) fn assert_scales_linearly(
+        what: &str,
+        document: impl Fn(usize) -> String,
+        n: usize,
+        content_type: Option<&str>,
+    ) {
+        let (small, large) = (document(n), document(4 * n));
+        let (bytes, time) = relative_to((&large, content_type), (&small, content_type));
+        assert!(
+            bytes <= 2.0 && time <= 2.0,
+            "{what}: {} bytes cost {bytes:.1} x the allocation and {time:.1} x the time per \
+             byte of {} bytes",
+            large.len(),
+            small.len()
+        );
+    }
+
     /// [`assert_linear`] against `baseline`, a document of the same kind and shape.
     pub(crate) fn assert_costs_as(
         what: &str,
@@ -1885,5 +1904,72 @@ mod tests {
         // Different texts stay different.
         let other = one("<rss version=\"2.0\"><channel><title>t</title><item><title>Hello</title><description>One two four</description></item></channel></rss>");
         assert_ne!(other.identity, one(pairs[0].0).identity);
+    }
+
+    #[test]
+    fn texts_of_many_references_cost_what_their_size_does() {
+        use super::cost::assert_scales_linearly;
+        // html5ever's serializer looks for the next `<` or `>` after every `&` and every
+        // character of U+0080..U+00BF it writes: in a text (or an attribute value) without
+        // them, each look went to its end.
+        let rss = |inner: String| {
+            format!("<rss version=\"2.0\"><channel><title>t</title><item><guid>1</guid>{inner}</item></channel></rss>")
+        };
+        let cases: [(&str, &dyn Fn(usize) -> String); 7] = [
+            ("&amp; in HTML", &|n| {
+                rss(format!("<description>{}</description>", "&amp;".repeat(n)))
+            }),
+            ("bare & in HTML", &|n| {
+                rss(format!("<description>{}</description>", "&".repeat(n)))
+            }),
+            ("unknown references in HTML", &|n| {
+                rss(format!("<description>{}</description>", "&xx;".repeat(n)))
+            }),
+            ("Latin-1 signs in HTML", &|n| {
+                rss(format!(
+                    "<description>&lt;span&gt;x&lt;/span&gt;{}</description>",
+                    "©".repeat(n)
+                ))
+            }),
+            ("& in an attribute value", &|n| {
+                rss(format!(
+                    "<description>&lt;abbr title=\"{}\"&gt;x&lt;/abbr&gt;</description>",
+                    "&amp;amp;".repeat(n)
+                ))
+            }),
+            ("& in a title marked as HTML", &|n| {
+                format!(
+                    "<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><id>1</id><title type=\"html\">{}</title></entry></feed>",
+                    "&amp;amp;".repeat(n)
+                )
+            }),
+            ("& in JSON content_html", &|n| {
+                format!(
+                    "{{\"items\": [{{\"id\": \"1\", \"content_html\": \"{}\"}}]}}",
+                    "&".repeat(n)
+                )
+            }),
+        ];
+        for (what, document) in cases {
+            assert_scales_linearly(what, document, 10_000, None);
+        }
+        // The text is all there.
+        let n = 10_000;
+        let entry = one(&rss(format!(
+            "<description>a{}b</description>",
+            "&amp;".repeat(n)
+        )));
+        assert_eq!(
+            entry.html().unwrap_or_default(),
+            format!("a{}b", "&amp;".repeat(n))
+        );
+        let entry = one(&rss(format!(
+            "<description>&lt;span&gt;{}&lt;/span&gt;</description>",
+            "&amp;&#169;&xx;".repeat(n)
+        )));
+        assert_eq!(
+            entry.html().unwrap_or_default(),
+            format!("<span>{}</span>", "&amp;©&amp;xx;".repeat(n))
+        );
     }
 }
