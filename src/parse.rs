@@ -226,14 +226,14 @@ struct RawEnclosure {
 fn finish(
     head: FeedHead,
     entries: impl Iterator<Item = RawEntry>,
-    entry_bases: &[Url],
+    entry_bases: &[std::rc::Rc<Url>],
     url: &Url,
 ) -> ParsedFeed {
     let mut seen = HashSet::new();
     let entries = entries
         .take(MAX_ENTRIES)
         .enumerate()
-        .map(|(i, entry)| normalize_entry(entry, entry_bases.get(i).unwrap_or(url)))
+        .map(|(i, entry)| normalize_entry(entry, entry_bases.get(i).map_or(url, AsRef::as_ref)))
         .filter(|entry| seen.insert(entry.identity.clone()))
         .collect();
     ParsedFeed {
@@ -379,9 +379,14 @@ pub fn identity_of(id: &str, link: Option<&str>, title: &str, text: Option<&str>
         return link.to_string();
     }
     let mut hasher = Sha256::new();
-    hasher.update(title.as_bytes());
+    // Without its white space: a template that indents the text anew has not changed it.
+    for word in title.split_whitespace() {
+        hasher.update(word.as_bytes());
+    }
     hasher.update([0]);
-    hasher.update(text.unwrap_or_default().as_bytes());
+    for word in text.unwrap_or_default().split_whitespace() {
+        hasher.update(word.as_bytes());
+    }
     format!("sha256:{}", hex(&hasher.finalize()[..16]))
 }
 

@@ -13,8 +13,8 @@
 //!   Both say the same by the spec, and the HTML keeps its links.
 //! - `date_modified` is the updated time; feedparser looks for `date_updated` (a typo) and
 //!   never has one.
-//! - The authors of an item (`authors`, else `author`, else the feed's) are kept; feedparser
-//!   reads an item's `author` and drops it.
+//! - The authors of an item (`authors`, else `author`, else the feed's first four) are kept,
+//!   at most [`MAX_PER_ENTRY`]; feedparser reads an item's `author` and drops it.
 //! - An item without an `id` has none (its link, else its text, is its identity); feedparser
 //!   gives every such item the id `"null"`, the same one. A `true`/`false` id is not one.
 //! - URLs are resolved against the feed's URL; feedparser leaves them as written.
@@ -29,6 +29,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::Value;
 use url::Url;
 
+use super::xml::MAX_PER_ENTRY;
 use super::{http_url, FeedHead, ParseError, RawEnclosure, RawEntry, RawText, MAX_ENTRIES};
 use crate::{dates, encoding};
 
@@ -60,14 +61,16 @@ pub(super) fn read(body: &[u8], url: &Url) -> Result<(FeedHead, Vec<RawEntry>), 
         }
         Items::Array { items, others } => (items, others),
     };
-    if items.is_empty() && !others.is_empty() {
+    if let (true, Some(first)) = (items.is_empty(), others.first) {
         return Err(ParseError::NotAFeed(format!(
-            "none of the JSON Feed's {} items is an object (the first is {})",
-            others.len(),
-            others[0]
+            "none of the JSON Feed's {} items is an object (the first is {first})",
+            others.count
         )));
     }
-    let feed_authors = authors(&document.authors, &document.author);
+    // Every item without authors of its own has the feed's: a few of them, or a feed of
+    // many authors and many items would cost their product.
+    let mut feed_authors = authors(&document.authors, &document.author);
+    feed_authors.truncate(MAX_INHERITED_AUTHORS);
     let head = FeedHead {
         title: text(&document.title, false),
         site_link: link(&document.home_page_url, url),
@@ -79,6 +82,9 @@ pub(super) fn read(body: &[u8], url: &Url) -> Result<(FeedHead, Vec<RawEntry>), 
         .collect();
     Ok((head, entries))
 }
+
+/// The most of the feed's authors that an item without its own is given.
+const MAX_INHERITED_AUTHORS: usize = 4;
 
 /// A serde_json error as a user reads it: where, and what.
 fn json_error(err: serde_json::Error) -> ParseError {
@@ -212,7 +218,7 @@ fn authors(authors: &Value, author: &Value) -> Vec<String> {
     };
     let names = |value: &Value| -> Vec<String> {
         match value {
-            Value::Array(people) => people.iter().filter_map(name).collect(),
+            Value::Array(people) => people.iter().filter_map(name).take(MAX_PER_ENTRY).collect(),
             person => name(person).into_iter().collect(),
         }
     };
@@ -228,7 +234,7 @@ fn authors(authors: &Value, author: &Value) -> Vec<String> {
 fn tags(value: &Value) -> Vec<String> {
     let tag = |tag: &Value| text(tag, false).map(|t| t.text);
     match value {
-        Value::Array(tags) => tags.iter().filter_map(tag).collect(),
+        Value::Array(tags) => tags.iter().filter_map(tag).take(MAX_PER_ENTRY).collect(),
         one => tag(one).into_iter().collect(),
     }
 }
@@ -259,10 +265,14 @@ enum Items {
     Other(&'static str),
     /// The object items (at most [`MAX_ENTRIES`]), and what each item that is not an
     /// object is.
-    Array {
-        items: Vec<Item>,
-        others: Vec<&'static str>,
-    },
+    Array { items: Vec<Item>, others: Others },
+}
+
+/// The elements of `items` that are not objects: how many, and what the first one is.
+#[derive(Default)]
+struct Others {
+    count: usize,
+    first: Option<&'static str>,
 }
 
 /// The fields of an item that we read; each as JSON, read by the functions above.
@@ -379,11 +389,14 @@ impl<'de> Visitor<'de> for ItemsSeed {
         Ok(Items::Other("an object"))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Items, A::Error> {
-        let (mut items, mut others) = (Vec::new(), Vec::new());
+        let (mut items, mut others) = (Vec::new(), Others::default());
         while items.len() < MAX_ENTRIES {
             match seq.next_element_seed(ItemSeed)? {
                 Some(Ok(item)) => items.push(item),
-                Some(Err(kind)) => others.push(kind.0),
+                Some(Err(kind)) => {
+                    others.count += 1;
+                    others.first.get_or_insert(kind.0);
+                }
                 None => return Ok(Items::Array { items, others }),
             }
         }
@@ -443,7 +456,10 @@ impl<'de> Visitor<'de> for ItemSeed {
 /// Reads a field's value as JSON, keeping at most `.0` levels of arrays and objects (what
 /// the deepest field needs: `attachments`, an array of objects of scalars) and skipping
 /// what is deeper unread, as `null`. A field nested 100,000 deep costs a scan, and loses
-/// itself instead of failing the document on serde_json's recursion limit.
+/// itself instead of failing the document on serde_json's recursion limit. Of an array,
+/// the first [`MAX_PER_ENTRY`] elements are kept; of an object, the members anybody reads
+/// ([`MEMBERS`]): a list of a million tags, or an attachment of a million keys, is scanned,
+/// not built.
 #[derive(Clone, Copy)]
 struct Bounded(u8);
 
@@ -451,6 +467,9 @@ impl Bounded {
     /// The nesting every field gets.
     const FIELD: Bounded = Bounded(3);
 }
+
+/// The members read of the objects in a field: an author's, an attachment's.
+const MEMBERS: [&str; 4] = ["name", "url", "mime_type", "size_in_bytes"];
 
 impl<'de> DeserializeSeed<'de> for Bounded {
     type Value = Value;
@@ -494,9 +513,13 @@ impl<'de> Visitor<'de> for Bounded {
             return Ok(Value::Null);
         };
         let mut values = Vec::new();
-        while let Some(value) = seq.next_element_seed(inner)? {
-            values.push(value);
+        while values.len() < MAX_PER_ENTRY {
+            match seq.next_element_seed(inner)? {
+                Some(value) => values.push(value),
+                None => return Ok(Value::Array(values)),
+            }
         }
+        drain(seq)?;
         Ok(Value::Array(values))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
@@ -506,8 +529,12 @@ impl<'de> Visitor<'de> for Bounded {
         };
         let mut object = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(inner)?;
-            object.insert(key, value);
+            if MEMBERS.contains(&key.as_str()) {
+                let value = map.next_value_seed(inner)?;
+                object.insert(key, value);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
         }
         Ok(Value::Object(object))
     }
@@ -1123,5 +1150,98 @@ mod tests {
                 .collect();
             assert_eq!(got, expected, "{json}");
         }
+    }
+
+    #[test]
+    fn the_feeds_authors_are_not_copied_into_every_item_without_bound() {
+        // Each item without authors has the feed's: a short list of both made their product.
+        let n = 1500;
+        let document = |authors: &str| {
+            format!(
+                "{{\"authors\": [{authors}], \"items\": [{}]}}",
+                (0..n)
+                    .map(|i| format!("{{\"id\": \"{i}\"}}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        };
+        let authors = vec!["\"a\""; n].join(",");
+        let json = document(&authors);
+        // Against the same items with no authors (JSON items of a few bytes each cost more
+        // per byte than a plain RSS feed's).
+        crate::parse::xml::cost::assert_costs_as(
+            "feed authors",
+            &json,
+            &document(&" ".repeat(authors.len())),
+            Some("application/feed+json"),
+        );
+        let feed = parse(&json);
+        assert_eq!(feed.entries.len(), n);
+        assert!(feed.entries[0].authors.len() <= 256);
+    }
+
+    #[test]
+    fn long_arrays_and_objects_cost_what_they_weigh() {
+        let n = 50_000;
+        let list = |element: &str| vec![element; n].join(",");
+        let item = |fields: String| format!("{{\"items\": [{{\"id\": \"1\", {fields}}}]}}");
+        let cases = [
+            ("tags", item(format!("\"tags\": [{}]", list("\"a\"")))),
+            (
+                "numbers as tags",
+                item(format!("\"tags\": [{}]", list("0"))),
+            ),
+            (
+                "empty attachments",
+                item(format!("\"attachments\": [{}]", list("{}"))),
+            ),
+            (
+                "arrays as attachments",
+                item(format!("\"attachments\": [{}]", list("[]"))),
+            ),
+            (
+                "attachments",
+                item(format!("\"attachments\": [{}]", list("{\"url\": \"/a\"}"))),
+            ),
+            ("authors", item(format!("\"authors\": [{}]", list("{}")))),
+            (
+                "an attachment of many keys",
+                item(format!(
+                    "\"attachments\": [{{{}}}]",
+                    (0..n / 2)
+                        .map(|i| format!("\"k{i}\": 0"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )),
+            ),
+            (
+                "items that are not objects",
+                format!("{{\"items\": [{}, {{\"id\": \"1\"}}]}}", list("0")),
+            ),
+        ];
+        for (what, json) in cases {
+            crate::parse::xml::cost::assert_linear(what, &json, Some("application/feed+json"));
+            let entry = one_of(&json);
+            assert!(
+                entry.categories.len() <= 256 && entry.authors.len() <= 256,
+                "{what}: {} categories, {} authors",
+                entry.categories.len(),
+                entry.authors.len()
+            );
+        }
+        // What is read of a long list is its beginning.
+        let entry = one_of(&item(format!(
+            "\"tags\": [{}], \"attachments\": [{{\"url\": \"/first\"}}, {}]",
+            list("\"a\""),
+            list("{}")
+        )));
+        assert_eq!(entry.categories[0], "a");
+        assert_eq!(entry.enclosures[0].url, "https://news.example/first");
+    }
+
+    fn one_of(json: &str) -> Entry {
+        let mut feed = parse(json);
+        assert_eq!(feed.entries.len(), 1, "{json:.200}");
+        feed.entries.remove(0)
     }
 }

@@ -25,6 +25,7 @@
 //! their line and column, and stops after [`MAX_ENTRIES`] entries.
 
 use std::borrow::Cow;
+use std::rc::Rc;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -39,8 +40,10 @@ use crate::{dates, encoding};
 pub(super) struct Document {
     pub(super) head: FeedHead,
     pub(super) entries: Vec<RawEntry>,
-    /// The xml:base in effect at each entry, in the order of `entries`.
-    pub(super) entry_bases: Vec<Url>,
+    /// The xml:base in effect at each entry's text (its content, else its summary, else the
+    /// entry), in the order of `entries`. Shared: a thousand entries under one long base
+    /// hold one copy of it.
+    pub(super) entry_bases: Vec<Rc<Url>>,
     /// The root element's name as written.
     pub(super) root: String,
     /// Whether the root is one a feed has (`rss`, `rdf:RDF`, `feed`, `channel`).
@@ -199,10 +202,12 @@ struct EntryDraft {
     id_is_link: bool,
     title: Option<(RawText, usize)>,
     link: Option<String>,
+    /// The base in effect at the entry.
+    base: Option<Rc<Url>>,
     /// The summary, its depth, and the base in effect at it.
-    summary: Option<(RawText, usize, Url)>,
-    /// The contents with the base in effect at each.
-    contents: Vec<(RawText, Url)>,
+    summary: Option<(RawText, usize, Rc<Url>)>,
+    /// The first content, with the base in effect at it (feedparser's `content[0]`).
+    content: Option<(RawText, Rc<Url>)>,
     has_content: bool,
     published: Option<Option<DateTime<Utc>>>,
     updated: Option<Option<DateTime<Utc>>>,
@@ -230,8 +235,27 @@ fn semicolon_within(rest: &str) -> Option<usize> {
     rest.as_bytes().iter().take(33).position(|b| *b == b';')
 }
 
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// The most open elements followed; deeper ones are read as text of their ancestors.
 const MAX_DEPTH: usize = 512;
+
+/// The longest xml:base followed, in bytes; a longer one is passed over as one that is not
+/// http(s) is. Real bases are a site's address; a document of relative bases nested a
+/// thousand deep, each longer than its parent's, must not cost the square of its size.
+const MAX_BASE_LEN: usize = 2048;
+
+/// The most authors, categories and media files read of one entry (no entry has as many),
+/// and the longest author text read (an RSS `<author>`'s own text, around its children).
+pub(super) const MAX_PER_ENTRY: usize = 256;
+const MAX_AUTHOR_TEXT: usize = 4096;
 
 /// Reads `document` (already decoded to UTF-8), fetched from `url`.
 pub(super) fn read(document: &[u8], url: &Url) -> Result<Document, ParseError> {
@@ -300,14 +324,14 @@ struct Reader<'a> {
     xml: quick_xml::NsReader<&'a [u8]>,
     source: &'a str,
     /// Bases in effect: `bases[open[i].base]` at open element `i`.
-    bases: Vec<Url>,
+    bases: Vec<Rc<Url>>,
     /// Per open element: its base, and whether it is a container we entered.
     open: Vec<Open>,
     atom: bool,
     head: FeedHead,
     feed_title_depth: Option<usize>,
     entries: Vec<RawEntry>,
-    entry_bases: Vec<Url>,
+    entry_bases: Vec<Rc<Url>>,
     entry: Option<(EntryDraft, usize)>,
     collecting: Option<Collecting>,
     /// The depth of a subtree whose content is not the entry's or the feed's (`<image>`,
@@ -340,7 +364,7 @@ impl<'a> Reader<'a> {
         Reader {
             xml,
             source: text,
-            bases: vec![url.clone()],
+            bases: vec![Rc::new(url.clone())],
             open: Vec::new(),
             atom: false,
             head: FeedHead {
@@ -432,13 +456,19 @@ impl<'a> Reader<'a> {
     fn start(&mut self, start: &BytesStart, empty: bool) {
         let depth = self.open.len();
         let parent = self.base();
-        let declared = attribute(start, "xml:base")
+        // Only the bases of elements that are read count (none inside a text element, a
+        // skipped subtree or past the depth followed), and only so long.
+        let read = self.collecting.is_none() && self.skipping.is_none() && depth < MAX_DEPTH;
+        let declared = read
+            .then(|| attribute(start, "xml:base"))
+            .flatten()
             .and_then(|declared| self.bases[parent].join(declared.trim()).ok())
             // A base that is not http(s) is ignored: the enclosing one applies.
-            .filter(|url| matches!(url.scheme(), "http" | "https"));
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+            .filter(|url| url.as_str().len() <= MAX_BASE_LEN);
         let declares_base = declared.is_some();
         if let Some(url) = declared {
-            self.bases.push(url);
+            self.bases.push(Rc::new(url));
         }
         let base = if declares_base {
             self.bases.len() - 1
@@ -482,12 +512,14 @@ impl<'a> Reader<'a> {
         use Vocabulary::*;
         match (vocabulary, local.as_str(), in_entry) {
             (Core, "item" | "entry", false) => {
-                let mut draft = EntryDraft::default();
+                let mut draft = EntryDraft {
+                    base: Some(Rc::clone(&self.bases[base])),
+                    ..EntryDraft::default()
+                };
                 if let Some(about) = attribute(start, "rdf:about") {
                     draft.id = Some(about);
                 }
                 self.entry = Some((draft, depth));
-                self.entry_bases.push(self.bases[base].clone());
             }
             (_, "item" | "entry", false) => self.foreign_items += 1,
             (Core, "image" | "textinput" | "source", _) => self.skipping = Some(depth),
@@ -558,7 +590,9 @@ impl<'a> Reader<'a> {
                             return;
                         };
                         if rel.as_deref() == Some("enclosure") {
-                            if let Some(url) = resolved {
+                            if let Some(url) =
+                                resolved.filter(|_| draft.enclosures.len() < MAX_PER_ENTRY)
+                            {
                                 draft.enclosures.push(RawEnclosure {
                                     url,
                                     mime_type: kind,
@@ -614,7 +648,9 @@ impl<'a> Reader<'a> {
                 match label.filter(|l| !l.trim().is_empty()) {
                     Some(label) => {
                         if let Some((draft, _)) = &mut self.entry {
-                            draft.categories.push(label);
+                            if draft.categories.len() < MAX_PER_ENTRY {
+                                draft.categories.push(label);
+                            }
                         }
                     }
                     None => self.collect(Field::Category, depth, typed("text/plain"), base),
@@ -623,6 +659,9 @@ impl<'a> Reader<'a> {
             (Core, "enclosure", true) | (Media, "content" | "thumbnail", true) => {
                 let url = link_href(start).and_then(|href| resolve(&self.bases[base], &href));
                 if let (Some(url), Some((draft, _))) = (url, &mut self.entry) {
+                    if draft.enclosures.len() >= MAX_PER_ENTRY {
+                        return;
+                    }
                     draft.enclosures.push(RawEnclosure {
                         url,
                         mime_type: attribute(start, "type"),
@@ -694,7 +733,8 @@ impl<'a> Reader<'a> {
             if let Some((draft, _)) = &mut self.entry {
                 // An author element's own text, around its children.
                 if let (Some(author), None) = (&mut draft.author, self.skipping) {
-                    author.own.push_str(text);
+                    let room = MAX_AUTHOR_TEXT.saturating_sub(author.own.len());
+                    author.own.push_str(truncate(text, room));
                 }
             }
             return;
@@ -766,11 +806,14 @@ impl<'a> Reader<'a> {
             if *entry_depth == depth {
                 let draft = std::mem::take(draft);
                 self.entry = None;
-                self.entries.push(draft.finish());
+                let (entry, base) = draft.finish();
+                self.entries.push(entry);
+                self.entry_bases
+                    .push(base.unwrap_or_else(|| Rc::clone(&self.bases[0])));
             } else if draft.author.as_ref().is_some_and(|a| a.depth == depth) {
                 if let Some(author) = draft.author.take() {
                     let name = author.name.unwrap_or_else(|| name_of_author(&author.own));
-                    if !name.trim().is_empty() {
+                    if !name.trim().is_empty() && draft.authors.len() < MAX_PER_ENTRY {
                         draft.authors.push(name);
                     }
                 }
@@ -804,7 +847,7 @@ impl<'a> Reader<'a> {
             }
             Field::Ttl => self.head.ttl_minutes = plain().parse().ok(),
             _ => {
-                let text_base = base.clone();
+                let text_base = Rc::clone(base);
                 let Some((draft, _)) = &mut self.entry else {
                     return;
                 };
@@ -828,7 +871,11 @@ impl<'a> Reader<'a> {
                             draft.summary = Some((raw, collecting.depth, text_base));
                         }
                     }
-                    Field::Content => draft.contents.push((raw, text_base)),
+                    Field::Content => {
+                        if draft.content.is_none() {
+                            draft.content = Some((raw, text_base));
+                        }
+                    }
                     Field::Link => {
                         let resolved = resolve(base, &plain());
                         if let Some(link) = resolved.as_deref().and_then(super::http_url) {
@@ -852,7 +899,7 @@ impl<'a> Reader<'a> {
                     }
                     Field::Category => {
                         let label = plain();
-                        if !label.is_empty() {
+                        if !label.is_empty() && draft.categories.len() < MAX_PER_ENTRY {
                             draft.categories.push(label);
                         }
                     }
@@ -864,7 +911,8 @@ impl<'a> Reader<'a> {
 }
 
 impl EntryDraft {
-    fn finish(self) -> RawEntry {
+    /// The entry, and the base of its text (see [`Document::entry_bases`]).
+    fn finish(self) -> (RawEntry, Option<Rc<Url>>) {
         // A permalink guid (or an Atom id, feedparser's way) is the link when no link is
         // given; only an absolute http(s) one: a guid like "12345" is not a page.
         let link = self.link.or_else(|| {
@@ -875,18 +923,19 @@ impl EntryDraft {
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
                 .map(String::from)
         });
-        let mut contents = self.contents.into_iter();
-        let content = contents.next();
-        let content_base = content
+        let content = self.content;
+        let text_base = content
             .as_ref()
             .map(|(_, base)| base)
             .or(self.summary.as_ref().map(|(_, _, base)| base))
-            .map(Url::to_string);
-        RawEntry {
+            .or(self.base.as_ref())
+            .cloned();
+        let entry = RawEntry {
             id: self.id.unwrap_or_default(),
             title: self.title.map(|(title, _)| title),
             link,
-            content_base,
+            // The base of the text is the entry's in `entry_bases`.
+            content_base: None,
             summary: self.summary.map(|(summary, _, _)| summary),
             content: content.map(|(content, _)| content),
             published: self.published.flatten().or(self.created.flatten()),
@@ -894,7 +943,8 @@ impl EntryDraft {
             authors: self.authors,
             categories: self.categories,
             enclosures: self.enclosures,
-        }
+        };
+        (entry, text_base)
     }
 }
 
@@ -931,11 +981,19 @@ fn open_inner(collecting: &mut Collecting, start: &BytesStart, empty: bool) {
         // Markup in a text that says it is escaped HTML (or plain text): it is markup.
         collecting.kind.mime = "application/xhtml+xml".into();
     }
+    if !is_markup_name(&local) {
+        // Not a name an HTML parser reads back as one (`p"><a href=...`): the element is
+        // left out, its content kept.
+        if !empty {
+            collecting.inner.push(String::new());
+        }
+        return;
+    }
     collecting.text.push('<');
     collecting.text.push_str(&local);
     for attr in start.attributes().with_checks(false).flatten() {
         let key = attr.key.local_name().into_inner().to_ascii_lowercase();
-        if key.starts_with("xmlns") || attr.key.0.starts_with("xmlns") {
+        if key.starts_with("xmlns") || attr.key.0.starts_with("xmlns") || !is_markup_name(&key) {
             continue;
         }
         let value = unescape_lenient(&attr.value);
@@ -953,6 +1011,19 @@ fn open_inner(collecting: &mut Collecting, start: &BytesStart, empty: bool) {
         collecting.text.push('>');
         collecting.inner.push(local);
     }
+}
+
+/// Whether `name` (of an element or an attribute inside a text construct) is written back
+/// as the one name it is: quick-xml ends a name at white space, `=`, `/` or `>` only, so a
+/// name may hold quotes and, inside them, `>` and whole tags, which written back would be
+/// markup the document never had.
+fn is_markup_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| {
+            c.is_alphanumeric()
+                || matches!(c, '-' | '_' | '.' | ':')
+                || !(c.is_ascii() || c.is_whitespace() || c.is_control())
+        })
 }
 
 fn close_inner(collecting: &mut Collecting) {
@@ -1307,6 +1378,128 @@ fn name_of_author(text: &str) -> String {
     name.trim().to_string()
 }
 
+/// What reading a document costs, for the tests: relative to a plain document of the same
+/// size, never absolute (the machine may be loaded, and a debug build is slow).
+#[cfg(test)]
+pub(super) mod cost {
+    use std::time::Duration;
+
+    use url::Url;
+
+    use crate::parse::parse_feed;
+
+    /// A plain RSS document of about `size` bytes: items with a short HTML description.
+    pub(crate) fn plain(size: usize) -> String {
+        let item = |i: usize| {
+            format!(
+                "<item><guid>{i}</guid><description>&lt;div&gt;x&lt;/div&gt;</description></item>"
+            )
+        };
+        let mut items = String::new();
+        let mut i = 0;
+        while items.len() < size {
+            items.push_str(&item(i));
+            i += 1;
+        }
+        format!("<rss version=\"2.0\"><channel><title>t</title>{items}</channel></rss>")
+    }
+
+    /// The CPU time this thread has used.
+    fn thread_time() -> Duration {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given, nothing else.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+        Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    }
+
+    /// The bytes allocated and the CPU time used while parsing `document` (the least of two
+    /// runs: the time is of this thread alone, but a loaded machine still disturbs it).
+    pub(crate) fn measure(document: &str, content_type: Option<&str>) -> (u64, Duration) {
+        let url = Url::parse("https://news.example/feed.xml").expect("url");
+        let allocated = || {
+            tikv_jemalloc_ctl::thread::allocatedp::read()
+                .expect("jemalloc statistics")
+                .get()
+        };
+        let (mut bytes, mut time) = (u64::MAX, Duration::MAX);
+        for _ in 0..2 {
+            let (bytes_before, time_before) = (allocated(), thread_time());
+            let parsed = parse_feed(document.as_bytes(), content_type, &url);
+            drop(parsed);
+            bytes = bytes.min(allocated() - bytes_before);
+            time = time.min(thread_time() - time_before);
+        }
+        (bytes, time)
+    }
+
+    /// What `document` costs per byte, over what `baseline` (of the same kind) costs per
+    /// byte: (allocation, CPU time).
+    fn relative_to(
+        (document, content_type): (&str, Option<&str>),
+        (plain, plain_content_type): (&str, Option<&str>),
+    ) -> (f64, f64) {
+        let (plain_bytes, plain_time) = measure(plain, plain_content_type);
+        let (bytes, time) = measure(document, content_type);
+        let per_byte = |x: f64, len: usize| x / len as f64;
+        (
+            per_byte(bytes as f64, document.len()) / per_byte(plain_bytes as f64, plain.len()),
+            per_byte(time.as_secs_f64(), document.len())
+                / per_byte(plain_time.as_secs_f64(), plain.len()),
+        )
+    }
+
+    /// Fails unless `document` costs about what a plain document of its size does: at most
+    /// twice its allocation and five times its CPU time per byte (quadratic work on a
+    /// document of 100 kB is hundreds of times more).
+    pub(crate) fn assert_linear(what: &str, document: &str, content_type: Option<&str>) {
+        let plain = plain(document.len());
+        let (bytes, time) = relative_to((document, content_type), (&plain, None));
+        check(what, document, (bytes, time), "a plain document");
+    }
+
+    /// Fails unless `document(4 * n)` costs at most twice per byte what `document(n)` does:
+    /// quadratic work costs four times; constant factors (html5ever's per `&`) cancel out.
+    pub(crate) fn assert_scales_linearly(
+        what: &str,
+        document: impl Fn(usize) -> String,
+        n: usize,
+        content_type: Option<&str>,
+    ) {
+        let (small, large) = (document(n), document(4 * n));
+        let (bytes, time) = relative_to((&large, content_type), (&small, content_type));
+        assert!(
+            bytes <= 2.0 && time <= 2.0,
+            "{what}: {} bytes cost {bytes:.1} x the allocation and {time:.1} x the time per \
+             byte of {} bytes",
+            large.len(),
+            small.len()
+        );
+    }
+
+    /// [`assert_linear`] against `baseline`, a document of the same kind and shape.
+    pub(crate) fn assert_costs_as(
+        what: &str,
+        document: &str,
+        baseline: &str,
+        content_type: Option<&str>,
+    ) {
+        let relative = relative_to((document, content_type), (baseline, content_type));
+        check(what, document, relative, "its baseline");
+    }
+
+    fn check(what: &str, document: &str, (bytes, time): (f64, f64), baseline: &str) {
+        assert!(
+            bytes <= 2.0 && time <= 5.0,
+            "{what} ({} bytes) costs {bytes:.1} x the allocation and {time:.1} x the time of \
+             {baseline}",
+            document.len()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::parse::{parse_feed, Entry, ParsedFeed};
@@ -1560,5 +1753,223 @@ mod tests {
         assert!(err.to_string().contains("<catalog>"), "{err}");
         // An empty feed is a feed.
         assert!(parse("<rss version=\"2.0\"></rss>").entries.is_empty());
+    }
+
+    #[test]
+    fn xml_base_costs_what_the_document_does() {
+        use super::cost::assert_linear;
+        // Nested relative bases: each one longer than its parent's.
+        let nested = format!(
+            "<rss version=\"2.0\"><channel><title>t</title>{}<item><guid>1</guid><link>l</link></item>{}</channel></rss>",
+            "<x xml:base=\"a/\">".repeat(6000),
+            "</x>".repeat(6000)
+        );
+        assert_linear("nested xml:base", &nested, None);
+        // One long base, and every entry (and its text) in it.
+        let long = format!(
+            "<rss version=\"2.0\"><channel xml:base=\"https://x.example/{}/\"><title>t</title>{}</channel></rss>",
+            "a".repeat(20_000),
+            (0..4000)
+                .map(|i| format!("<item><guid>{i}</guid><description>x</description></item>"))
+                .collect::<String>()
+        );
+        assert_linear("a long xml:base", &long, None);
+        // A base of its own on each entry's content.
+        let per_content = format!(
+            "<feed xmlns=\"http://www.w3.org/2005/Atom\" xml:base=\"https://x.example/{}/\"><title>t</title>{}</feed>",
+            "a".repeat(20_000),
+            (0..3000)
+                .map(|i| format!("<entry><id>{i}</id><content xml:base=\"b/\" type=\"html\">x</content></entry>"))
+                .collect::<String>()
+        );
+        assert_linear("a base per content", &per_content, None);
+        // Bases still resolve (deep enough for any feed), and one that is too long is
+        // passed over as a base that is not http(s) is.
+        let deep = format!(
+            "<rss version=\"2.0\" xml:base=\"https://x.example/\"><channel><title>t</title>{}<item><guid>1</guid><link>l</link></item>{}</channel></rss>",
+            "<x xml:base=\"a/\">".repeat(20),
+            "</x>".repeat(20)
+        );
+        assert_eq!(
+            parse(&deep).entries[0].link.as_deref(),
+            Some(format!("https://x.example/{}l", "a/".repeat(20)).as_str())
+        );
+        let too_long = format!(
+            "<rss version=\"2.0\" xml:base=\"https://x.example/{}/\"><channel><title>t</title><item><guid>1</guid><link>l</link></item></channel></rss>",
+            "a".repeat(5000)
+        );
+        assert_eq!(
+            parse(&too_long).entries[0].link.as_deref(),
+            Some("https://news.example/l")
+        );
+    }
+
+    #[test]
+    fn markup_in_names_stays_out_of_the_text() {
+        // An attribute name may hold quotes and `>` (quick-xml ends a name at `=` or white
+        // space only): written back as it is, it would be markup of its own.
+        let documents = [
+            "<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><id>1</id><title type=\"xhtml\">T<b x\"><img/src=\"https://evil.example/t.png\"/y\"=\"1\">t</b></title><content type=\"xhtml\"><b x\"><a/href=\"https://evil.example/\"/title\"=\"v\">click</b></content></entry></feed>",
+            "<rss version=\"2.0\"><channel><item><guid>1</guid><title>A<b x\"></b><img/src=\"https://evil.example/\"/onload\"=\"1\">B</title><description>A<b x\"></b><img/src=\"https://evil.example/t.png\"/q\"=\"1\">B</description></item></channel></rss>",
+            "<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><id>1</id><title type=\"xhtml\">T</title><content type=\"xhtml\"><p\"><a/href=\"https://evil.example/x\">click</a>\">x</p\"><a/href=\"https://evil.example/x\">click</a>\"></content></entry></feed>",
+            "<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><id>1</id><title type=\"xhtml\">T</title><content type=\"xhtml\"><p x'><a/href='https://evil.example/x'>click</a>'='v'>x</p></content></entry></feed>",
+        ];
+        for document in documents {
+            let entry = one(document);
+            let html = entry.html().unwrap_or_default();
+            assert!(
+                !html.contains("evil.example") && !entry.title.contains("evil"),
+                "{document}\ngave {entry:?}"
+            );
+        }
+        // Names of every kind that are names stay.
+        let entry = one("<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><id>1</id><title>t</title><content type=\"xhtml\"><div xmlns=\"http://www.w3.org/1999/xhtml\"><abbr title=\"x-y_z.1\" lang=\"fr\">a</abbr><a href=\"https://ok.example/\">b</a></div></content></entry></feed>");
+        let html = entry.html().unwrap_or_default();
+        assert!(
+            html.contains("<abbr title=\"x-y_z.1\" lang=\"fr\">a</abbr>"),
+            "{html}"
+        );
+        assert!(html.contains("href=\"https://ok.example/\""), "{html}");
+    }
+
+    #[test]
+    fn the_lists_of_an_entry_are_bounded() {
+        use super::cost::assert_linear;
+        let n = 20_000;
+        let rss = |inner: String| {
+            format!("<rss version=\"2.0\" xmlns:media=\"http://search.yahoo.com/mrss/\"><channel><item><guid>1</guid>{inner}</item></channel></rss>")
+        };
+        let cases = [
+            ("categories", rss("<category>c</category>".repeat(n))),
+            (
+                "categories by label",
+                "<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><id>1</id>".to_string()
+                    + &"<category term=\"c\"/>".repeat(n)
+                    + "</entry></feed>",
+            ),
+            ("authors", rss("<author>a@b (N)</author>".repeat(n))),
+            (
+                "enclosures",
+                rss("<enclosure url=\"http://x.example/a\"/>".repeat(n)),
+            ),
+            (
+                "media",
+                rss("<media:content url=\"/a\" type=\"audio/mpeg\"/>".repeat(n)),
+            ),
+            (
+                "contents",
+                rss("<content:encoded xmlns:content=\"http://purl.org/rss/1.0/modules/content/\">t</content:encoded>".repeat(n)),
+            ),
+            (
+                "an author's text",
+                rss(format!("<author>{}</author>", "a ".repeat(5 * n))),
+            ),
+        ];
+        for (what, document) in cases {
+            assert_linear(what, &document, None);
+            let entry = one(&document);
+            assert!(
+                entry.categories.len() <= 256 && entry.authors.len() <= 256,
+                "{what}: {} categories, {} authors",
+                entry.categories.len(),
+                entry.authors.len()
+            );
+        }
+    }
+
+    #[test]
+    fn reindenting_a_document_keeps_its_identities() {
+        // Entries without a guid or a link are known by a hash of their text: white space
+        // that a CMS's template moves about is no change of the text.
+        let pairs = [
+            (
+                "<rss version=\"2.0\"><channel><title>t</title><item><title>Hello</title><description>One two three</description></item></channel></rss>",
+                "<rss version=\"2.0\">\n  <channel>\n    <title>t</title>\n    <item>\n      <title>\n        Hello\n      </title>\n      <description>\n        One two\n        three\n      </description>\n    </item>\n  </channel>\n</rss>\n",
+            ),
+            (
+                "<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><title>Hello</title><content type=\"xhtml\"><div xmlns=\"http://www.w3.org/1999/xhtml\"><p>One</p><p>two</p></div></content></entry></feed>",
+                "<feed xmlns=\"http://www.w3.org/2005/Atom\">\n <entry>\n  <title>Hello</title>\n  <content type=\"xhtml\">\n   <div xmlns=\"http://www.w3.org/1999/xhtml\">\n    <p>One</p>\n    <p>two</p>\n   </div>\n  </content>\n </entry>\n</feed>",
+            ),
+            (
+                "{\"items\": [{\"title\": \"Hello\", \"content_html\": \"<p>One</p><p>two</p>\"}]}",
+                "{\"items\": [{\"title\": \" Hello \", \"content_html\": \"\\n<p>One</p>\\n<p>two</p>\\n\"}]}",
+            ),
+        ];
+        for (compact, indented) in pairs {
+            let (a, b) = (one(compact), one(indented));
+            assert!(a.identity.starts_with("sha256:"), "{a:?}");
+            assert_eq!(a.identity, b.identity, "{a:?}\n{b:?}");
+            assert_eq!(a.identity, one(compact).identity, "parsed twice");
+        }
+        // Different texts stay different.
+        let other = one("<rss version=\"2.0\"><channel><title>t</title><item><title>Hello</title><description>One two four</description></item></channel></rss>");
+        assert_ne!(other.identity, one(pairs[0].0).identity);
+    }
+
+    #[test]
+    fn texts_of_many_references_cost_what_their_size_does() {
+        use super::cost::assert_scales_linearly;
+        // html5ever's serializer looks for the next `<` or `>` after every `&` and every
+        // character of U+0080..U+00BF it writes: in a text (or an attribute value) without
+        // them, each look went to its end.
+        let rss = |inner: String| {
+            format!("<rss version=\"2.0\"><channel><title>t</title><item><guid>1</guid>{inner}</item></channel></rss>")
+        };
+        let cases: [(&str, &dyn Fn(usize) -> String); 7] = [
+            ("&amp; in HTML", &|n| {
+                rss(format!("<description>{}</description>", "&amp;".repeat(n)))
+            }),
+            ("bare & in HTML", &|n| {
+                rss(format!("<description>{}</description>", "&".repeat(n)))
+            }),
+            ("unknown references in HTML", &|n| {
+                rss(format!("<description>{}</description>", "&xx;".repeat(n)))
+            }),
+            ("Latin-1 signs in HTML", &|n| {
+                rss(format!(
+                    "<description>&lt;span&gt;x&lt;/span&gt;{}</description>",
+                    "©".repeat(n)
+                ))
+            }),
+            ("& in an attribute value", &|n| {
+                rss(format!(
+                    "<description>&lt;abbr title=\"{}\"&gt;x&lt;/abbr&gt;</description>",
+                    "&amp;amp;".repeat(n)
+                ))
+            }),
+            ("& in a title marked as HTML", &|n| {
+                format!(
+                    "<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><id>1</id><title type=\"html\">{}</title></entry></feed>",
+                    "&amp;amp;".repeat(n)
+                )
+            }),
+            ("& in JSON content_html", &|n| {
+                format!(
+                    "{{\"items\": [{{\"id\": \"1\", \"content_html\": \"{}\"}}]}}",
+                    "&".repeat(n)
+                )
+            }),
+        ];
+        for (what, document) in cases {
+            assert_scales_linearly(what, document, 10_000, None);
+        }
+        // The text is all there.
+        let n = 10_000;
+        let entry = one(&rss(format!(
+            "<description>a{}b</description>",
+            "&amp;".repeat(n)
+        )));
+        assert_eq!(
+            entry.html().unwrap_or_default(),
+            format!("a{}b", "&amp;".repeat(n))
+        );
+        let entry = one(&rss(format!(
+            "<description>&lt;span&gt;{}&lt;/span&gt;</description>",
+            "&amp;&#169;&xx;".repeat(n)
+        )));
+        assert_eq!(
+            entry.html().unwrap_or_default(),
+            format!("<span>{}</span>", "&amp;©&amp;xx;".repeat(n))
+        );
     }
 }

@@ -25,7 +25,17 @@
 //! - escapes a `<` that opens nothing (`a < b`);
 //! - drops text and elements directly in a table (outside its cells) past the first
 //!   [`MAX_FOSTERED`]: the tree builder moves each before the table, which costs it a walk of
-//!   the table's siblings.
+//!   the table's siblings; and such text past the first [`MAX_FOSTERED_BYTES`] (see below);
+//! - writes an empty comment into a long text now and then, and leaves out an attribute of a
+//!   long value: html5ever's serializer, after each `&` and each character of
+//!   U+0080..U+00BF (`©`, `«`, a no-break space) it writes, looks for the next `<` or `>`
+//!   of its text node, to the node's end when there is none, so a text of a million `&` cost
+//!   it a million scans of a megabyte. Once [`SPLIT_SPECIALS`] such characters and
+//!   [`SPLIT_LEN`] bytes have come since the text node began, a comment (which the sanitizer
+//!   drops) begins another one at the next place that cuts no reference in two; an
+//!   attribute value of more than [`MAX_ATTRIBUTE_COST`] for its length times those
+//!   characters is left out. The text moved out of a table joins one text node, which no
+//!   comment splits: there the bytes are bounded instead.
 //!
 //! What it leaves is exactly what html5ever then tokenizes: a well-formed document comes
 //! back as it is, and the sanitizer's output for it does not change; in others, formatting
@@ -42,6 +52,59 @@ pub const MAX_ATTRIBUTES: usize = 32;
 /// cells): the tree builder moves each before the table, and finding the table among its
 /// parent's children walks them all.
 pub const MAX_FOSTERED: usize = 256;
+/// The most bytes of text one document may have directly in a table (see the module doc).
+pub const MAX_FOSTERED_BYTES: usize = 16 * 1024;
+/// A text node gets a comment once it has this many bytes ...
+pub const SPLIT_LEN: usize = 256;
+/// ... and this many characters that html5ever's serializer scans on from (see the module
+/// doc).
+pub const SPLIT_SPECIALS: usize = 32;
+/// The most an attribute value may cost html5ever's serializer: its length times the
+/// characters it scans on from.
+pub const MAX_ATTRIBUTE_COST: usize = 1 << 18;
+
+/// What begins a new text node for html5ever and is gone once sanitized.
+const SEPARATOR: &str = "<!---->";
+
+/// Whether text ending in `before` and text beginning with `after` could read as one
+/// reference (or one CR LF line break) with nothing between them; `<` may begin a tag that
+/// goes too.
+fn may_join(before: Option<u8>, after: Option<u8>) -> bool {
+    let (Some(before), Some(after)) = (before, after) else {
+        return false;
+    };
+    let reference = (before.is_ascii_alphanumeric() || matches!(before, b'#' | b'&'))
+        && (after.is_ascii_alphanumeric() || matches!(after, b'#' | b';' | b'<'));
+    reference || (before == b'\r' && matches!(after, b'\n' | b'<'))
+}
+
+/// How many characters of `text` (HTML source) html5ever's serializer will scan on from:
+/// each `&` (but for `&lt;` and `&gt;`, which become the `<` and `>` it looks for) and each
+/// lead byte of U+0080..U+00BF.
+fn specials(text: &[u8]) -> usize {
+    (0..text.len()).filter(|at| is_special(text, *at)).count()
+}
+
+/// Whether `text[at]` is one of the [`specials`].
+fn is_special(text: &[u8], at: usize) -> bool {
+    match text[at] {
+        b'&' => !text.get(at + 1..at + 3).is_some_and(|name| {
+            name.eq_ignore_ascii_case(b"lt") || name.eq_ignore_ascii_case(b"gt")
+        }),
+        byte => byte == 0xC2,
+    }
+}
+
+/// Whether a text node may end just before `text[at]` (`at > 0`) without changing the
+/// text: at a character boundary, not between a CR and its LF, and not in a reference
+/// (just before a `&`, or after a character that no reference continues with).
+fn may_split_at(text: &[u8], at: usize) -> bool {
+    let (before, here) = (text[at - 1], text[at]);
+    let boundary = !(0x80..0xC0).contains(&here);
+    boundary
+        && before != b'\r'
+        && (here == b'&' || !(before.is_ascii_alphanumeric() || matches!(before, b'#' | b'&')))
+}
 
 /// `html` bounded (see the module doc); borrowed when nothing had to change.
 pub fn bound(html: &str) -> Cow<'_, str> {
@@ -54,6 +117,9 @@ pub fn bound(html: &str) -> Cow<'_, str> {
         in_template: 0,
         pre_end: None,
         fostered: 0,
+        fostered_bytes: 0,
+        node_len: 0,
+        node_specials: 0,
     }
     .run()
 }
@@ -415,8 +481,10 @@ struct Tag {
     name: Span,
     /// At most [`MAX_ATTRIBUTES`], first of each name.
     attributes: Vec<Attribute>,
-    /// Attributes were left out (repeated, or past the cap).
+    /// Attributes were left out (repeated, past the cap, or too costly).
     left_out: bool,
+    /// The names of the attributes left out for the cost of their value.
+    costly: Vec<Span>,
     self_closing: bool,
     /// Just after its `>`.
     end: usize,
@@ -433,6 +501,7 @@ fn read_tag(bytes: &[u8], mut at: usize) -> Option<Tag> {
         name: (name_start, at),
         attributes: Vec::new(),
         left_out: false,
+        costly: Vec::new(),
         self_closing: false,
         end: 0,
     };
@@ -498,9 +567,20 @@ fn read_tag(bytes: &[u8], mut at: usize) -> Option<Tag> {
                 let repeated = tag
                     .attributes
                     .iter()
-                    .any(|((s, e), _)| bytes[*s..*e].eq_ignore_ascii_case(name_bytes));
+                    .map(|(name, _)| name)
+                    .chain(&tag.costly)
+                    .any(|(s, e)| bytes[*s..*e].eq_ignore_ascii_case(name_bytes));
+                let costly = value.is_some_and(|(start, end, _)| {
+                    let value = &bytes[start..end];
+                    value.len().saturating_mul(specials(value)) > MAX_ATTRIBUTE_COST
+                });
                 if repeated || tag.attributes.len() == MAX_ATTRIBUTES {
                     tag.left_out = true;
+                } else if costly {
+                    // Left out, and its name still taken: a later one of the name is not
+                    // the attribute (html5ever keeps the first).
+                    tag.left_out = true;
+                    tag.costly.push(name);
                 } else {
                     tag.attributes.push((name, value));
                 }
@@ -626,6 +706,12 @@ struct Bounder<'a> {
     pre_end: Option<usize>,
     /// Text runs and elements moved out of a table so far.
     fostered: usize,
+    /// Bytes of text moved out of a table so far.
+    fostered_bytes: usize,
+    /// The text written since the last element began or ended, or the last
+    /// [`SEPARATOR`]: its bytes, and its [`specials`].
+    node_len: usize,
+    node_specials: usize,
 }
 
 /// What puts a marker in the list of active formatting elements.
@@ -657,9 +743,68 @@ impl<'a> Bounder<'a> {
             return;
         }
         let text = &self.src.as_bytes()[start..end];
-        if self.in_template > 0 || (!text.iter().all(|b| is_space(*b)) && !self.foster()) {
-            self.edit(start, end, "");
+        let space = text.iter().all(|b| is_space(*b));
+        let dropped = if self.would_join(start, end) {
+            SEPARATOR
+        } else {
+            ""
+        };
+        if self.in_template > 0 || (!space && !self.foster()) {
+            self.edit(start, end, dropped);
+        } else if self.in_table() {
+            self.fostered_bytes += if space { 0 } else { text.len() };
+            if self.fostered_bytes > MAX_FOSTERED_BYTES {
+                self.edit(start, end, dropped);
+            }
+        } else {
+            let src = self.src;
+            let at_start = self.pre_end != Some(start);
+            for at in self.separations(&src.as_bytes()[start..end], at_start) {
+                self.edit(start + at, start + at, SEPARATOR);
+            }
         }
+    }
+
+    /// Whether the tree builder is directly in a table (where text is moved out of it).
+    fn in_table(&self) -> bool {
+        self.open
+            .last()
+            .is_some_and(|open| open.has(TABLE_F | SECTION_F | TR_F))
+    }
+
+    /// Where in `text`, written next, a [`SEPARATOR`] goes (see the module doc);
+    /// `at_start` says whether one may go before its first byte.
+    fn separations(&mut self, text: &[u8], at_start: bool) -> Vec<usize> {
+        let mut at = Vec::new();
+        let found = specials(text);
+        if self.node_len + text.len() < SPLIT_LEN || self.node_specials + found < SPLIT_SPECIALS {
+            // The usual text: short, or plain enough.
+            self.node_len += text.len();
+            self.node_specials += found;
+            return at;
+        }
+        for i in 0..text.len() {
+            let due = self.node_len >= SPLIT_LEN && self.node_specials >= SPLIT_SPECIALS;
+            if due
+                && (if i == 0 {
+                    at_start
+                } else {
+                    may_split_at(text, i)
+                })
+            {
+                at.push(i);
+                self.new_node();
+            }
+            self.node_len += 1;
+            self.node_specials += usize::from(is_special(text, i));
+        }
+        at
+    }
+
+    /// A new text node begins: an element began or ended.
+    fn new_node(&mut self) {
+        self.node_len = 0;
+        self.node_specials = 0;
     }
 
     /// Whether what comes next may be moved out of the table it is directly in (counting it),
@@ -698,12 +843,32 @@ impl<'a> Bounder<'a> {
             .open
             .last()
             .is_some_and(|open| open.has(TABLE_F | SECTION_F | TR_F));
-        let with = if self.pre_end == Some(start) || in_table {
+        let with = if self.pre_end == Some(start) || in_table || self.would_join(start, end) {
             "<!---->"
         } else {
             ""
         };
         self.edit(start, end, with);
+    }
+
+    /// The last byte written so far, with `src[..at]` written.
+    fn written_before(&self, at: usize) -> Option<u8> {
+        if at > self.kept {
+            self.src.as_bytes().get(at - 1).copied()
+        } else {
+            self.out
+                .as_ref()
+                .and_then(|out| out.as_bytes().last().copied())
+        }
+    }
+
+    /// Whether dropping `src[start..end]` would join the text around it into a reference
+    /// that was not one (`&#x4` and `1;`, `&` and `amp;`).
+    fn would_join(&self, start: usize, end: usize) -> bool {
+        may_join(
+            self.written_before(start),
+            self.src.as_bytes().get(end).copied(),
+        )
     }
 
     fn name(&self, (start, end): (usize, usize)) -> Name {
@@ -845,7 +1010,7 @@ impl<'a> Bounder<'a> {
                         .or_else(|| content.strip_prefix(['\n', '\r']))
                         .unwrap_or(content);
                 }
-                let text = if content.bytes().all(is_space) || self.foster() {
+                let mut text = if content.bytes().all(is_space) || self.foster() {
                     if ESCAPABLE_RAW_TEXT.contains(&raw) {
                         content.replace('<', "&lt;")
                     } else {
@@ -854,6 +1019,39 @@ impl<'a> Bounder<'a> {
                 } else {
                     String::new()
                 };
+                if self.in_table() {
+                    self.fostered_bytes += text.len();
+                    if self.fostered_bytes > MAX_FOSTERED_BYTES {
+                        text.clear();
+                    }
+                } else {
+                    let separations = self.separations(text.as_bytes(), true);
+                    if !separations.is_empty() {
+                        let mut separated = String::with_capacity(text.len() + 64);
+                        let mut kept = 0;
+                        for at in separations {
+                            separated.push_str(&text[kept..at]);
+                            separated.push_str(SEPARATOR);
+                            kept = at;
+                        }
+                        separated.push_str(&text[kept..]);
+                        text = separated;
+                    }
+                }
+                // The text must not begin a `<pre>` (whose first line break would go) nor
+                // join the text around it into a reference.
+                let bytes = self.src.as_bytes();
+                if self.pre_end == Some(lt)
+                    || may_join(self.written_before(lt), text.bytes().next())
+                {
+                    text.insert_str(0, SEPARATOR);
+                }
+                if may_join(
+                    text.bytes().last().or(self.written_before(lt)),
+                    bytes.get(end).copied(),
+                ) {
+                    text.push_str(SEPARATOR);
+                }
                 self.edit(lt, end, &text);
                 end
             }
@@ -989,6 +1187,7 @@ impl<'a> Bounder<'a> {
                 for push in pushes.into_iter().flatten() {
                     self.push(push);
                 }
+                self.new_node();
             }
             Some(_) => {
                 self.drop(lt, tag.end);
@@ -1160,6 +1359,7 @@ impl<'a> Bounder<'a> {
         if let Some(target) = target {
             self.close_to(lt, target + 1);
             self.truncate(target);
+            self.new_node();
         }
         if !tag.attributes.is_empty() || tag.left_out || tag.self_closing {
             // The tree builder ignores them; the tokenizer would still compare them all.
@@ -1684,6 +1884,17 @@ mod tests {
                 "end tag attributes",
                 format!("<p></p {}>", each(&|i| format!("a{i}=1 "))),
             ),
+            ("a text of references", "&amp;".repeat(10 * times)),
+            ("a text of ampersands", "&".repeat(50 * times)),
+            ("a text of signs", "©".repeat(25 * times)),
+            (
+                "references in an attribute",
+                format!("<abbr title=\"{}\">x</abbr>", "&amp;".repeat(10 * times)),
+            ),
+            (
+                "references out of a table",
+                format!("<table>{}</table>", "&amp;".repeat(10 * times)),
+            ),
         ]
     }
 
@@ -1702,6 +1913,128 @@ mod tests {
                 "{what}: {} bytes from {}",
                 built.len(),
                 html.len()
+            );
+        }
+    }
+
+    #[test]
+    fn long_texts_of_references_are_split_and_read_the_same() {
+        let n = 2000;
+        let texts = [
+            format!("<p>{}</p>", "&".repeat(n)),
+            format!("<p>{}</p>", "&amp;".repeat(n)),
+            format!("<p>{}</p>", "©".repeat(n)),
+            "a&b".repeat(n),
+            // References cut nowhere: long numeric ones, legacy ones without `;`, CR LF.
+            format!(
+                "<p>{}</p>",
+                "&#00000000000000000000000000000000000065;&".repeat(n / 8)
+            ),
+            format!("<p>{}</p>", "&notin&not;&noti&".repeat(n / 8)),
+            format!("<p>{}</p>", "&\r\n&\r&\n".repeat(n / 4)),
+            format!("<p>{}</p>", "&amp©&#x41&copy ".repeat(n / 8)),
+            // Text nodes made of many runs: ignored end tags, dropped tags.
+            format!("<div>{}</div>", "&</x>".repeat(n)),
+            format!("<div>{}</div>", "&amp;<form>".repeat(n)),
+            // Raw text made text, and a `<pre>` whose first line break goes.
+            format!("<textarea>{}</textarea>after", "&".repeat(n)),
+            format!("<xmp>{}</xmp>", "&<&".repeat(n)),
+            format!(
+                "<pre>\n{}</pre><pre><xmp>\nx{}</xmp></pre>",
+                "&".repeat(n),
+                "&".repeat(n)
+            ),
+            format!("<plaintext>{}", "&amp;".repeat(n)),
+        ];
+        // Where two serializations first differ, and around it (they are long).
+        let same = |a: &str, b: &str, html: &str| {
+            let at = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+            let near = |s: &str| {
+                let start = at.saturating_sub(40);
+                s.get(start..(at + 40).min(s.len()))
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            assert!(
+                a == b,
+                "{:.80}: differ at {at}: {:?} / {:?}",
+                html,
+                near(a),
+                near(b)
+            );
+        };
+        for html in texts {
+            let bounded = bound(&html);
+            assert!(
+                bounded.matches(SEPARATOR).count() >= 2,
+                "{:.100}: not split",
+                html
+            );
+            same(&tree(&bounded), &tree(&html), &html);
+            let empty = ammonia::Builder::empty();
+            same(
+                &empty.clean(&bounded).to_string(),
+                &empty.clean(&html).to_string(),
+                &html,
+            );
+        }
+        // Text directly in a table is moved out of it in one text node: bounded instead.
+        let fostered = format!("<table>{}</table>", "&".repeat(4 * MAX_FOSTERED_BYTES));
+        let kept = tree(&bound(&fostered));
+        assert!(kept.len() < 6 * MAX_FOSTERED_BYTES, "{} bytes", kept.len());
+        // Everyday text is left as it is: a few references per paragraph, however long.
+        let everyday = [
+            format!("<p>{} &amp; more</p>", "word ".repeat(n)),
+            "<p>Tom &amp; Jerry &copy; 2026, 5&nbsp;km</p>".repeat(n),
+            format!("<p>{}</p>", "&lt;code&gt; ".repeat(n)),
+        ];
+        for html in everyday {
+            assert!(matches!(bound(&html), Cow::Borrowed(_)), "{:.100}", html);
+        }
+    }
+
+    #[test]
+    fn costly_attribute_values_are_left_out() {
+        let costly = "&amp;".repeat(1000);
+        let html = format!(
+            "<abbr title=\"{costly}\" title=\"second\" lang=\"fr\">x</abbr><abbr title=\"a &amp; b\">y</abbr>"
+        );
+        assert_eq!(
+            clean(&bound(&html)),
+            "<abbr lang=\"fr\">x</abbr><abbr title=\"a &amp; b\">y</abbr>"
+        );
+        // A long value without them costs its length: kept.
+        let long = format!(
+            "<img src=\"data:image/png;base64,{}\">",
+            "A".repeat(100_000)
+        );
+        assert!(matches!(bound(&long), Cow::Borrowed(_)));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Text split for the serializer reads the same, wherever the splits fall (within
+        /// the bounds: elements closed, and no text directly in a table).
+        #[test]
+        fn split_text_sanitizes_the_same(
+            pieces in prop::collection::vec(prop::sample::select(vec![
+                "&", "&amp;", "&lt;", "&gt;", "©", "\u{a0}", "a", "Z9", " ", "\r\n", "\r", "\n",
+                "&#65;", "&#x41", "&#0000000066;", "&notin", "&not;", "&copy", ";", "#",
+                "<b>x</b>", "</x>", "<p>y</p>", "<br>", "<pre>\nz</pre>", "\r<pre>\r\nz</pre>",
+                "<textarea>t&amp;</textarea>", "<xmp>&amp;</xmp>", "<div title=\"&amp;&amp;\">w</div>",
+                "<form>", "</form>", "<template>t</template>",
+            ]), 1..60),
+            times in 1usize..40,
+        ) {
+            let html = pieces.concat().repeat(times);
+            let bounded = bound(&html);
+            let empty = ammonia::Builder::empty();
+            prop_assert_eq!(
+                empty.clean(&bounded).to_string(),
+                empty.clean(&html).to_string(),
+                "bounded: {}",
+                bounded
             );
         }
     }
