@@ -379,7 +379,9 @@ pub fn identity_of(id: &str, link: Option<&str>, title: &str, text: Option<&str>
         return link.to_string();
     }
     let mut hasher = Sha256::new();
-    // Without its white space: a template that indents the text anew has not changed it.
+    // Without its white space: a template that indents the text anew (between tags too)
+    // has not changed it. (Issue 15 changed what the readers take for an entry's text, and
+    // with it these hashes, once.)
     for word in title.split_whitespace() {
         hasher.update(word.as_bytes());
     }
