@@ -722,3 +722,199 @@ fn a_network_outage_does_not_count_toward_backoff() {
         assert!(error.contains("our own network may be down"), "{report}");
     }
 }
+
+// ---- Small documents that cost the square of their size (issue 15, attack review) ----
+
+/// What one `feedmill fetch` of one source cost the process: CPU time and peak memory.
+struct Cost {
+    cpu: Duration,
+    peak_kib: u64,
+    stdout: String,
+}
+
+/// Runs `feedmill fetch` of the one source at `url`, with a store of its own in `dir`;
+/// `None` when it was still running after `budget` (and was killed).
+// The child is reaped with wait4, which reports its resource usage, not with `wait()`.
+#[allow(clippy::zombie_processes)]
+fn fetch_cost(dir: &std::path::Path, name: &str, url: &str, budget: Duration) -> Option<Cost> {
+    use std::io::Read;
+    let config = dir.join(format!("{name}.toml"));
+    let store = dir.join(format!("store-{name}"));
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\npath = \"{}\"\n\n[[source]]\nname = \"s\"\nurl = \"{url}\"\n\n[[feed]]\nname = \"all\"\n",
+            store.display()
+        ),
+    )
+    .expect("write config");
+    let mut child = crate::support::feedmill()
+        .arg("fetch")
+        .arg("-c")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runs");
+    let pid = child.id() as libc::pid_t;
+    let started = std::time::Instant::now();
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut status = 0;
+    loop {
+        // SAFETY: waits for our own child only; writes the two out-parameters.
+        let waited = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if waited == pid {
+            break;
+        }
+        if started.elapsed() > budget {
+            let _ = child.kill();
+            // SAFETY: as above, blocking this time (the child was just killed).
+            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut stdout);
+    }
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Some(Cost {
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        peak_kib: usage.ru_maxrss as u64,
+        stdout,
+    })
+}
+
+/// An RSS document of about `size` bytes of plain items.
+fn plain_rss(size: usize) -> String {
+    let mut items = String::new();
+    let mut i = 0;
+    while items.len() < size {
+        items.push_str(&format!(
+            "<item><guid>p{i}</guid><title>Item {i}</title><description>&lt;p&gt;Text of item {i}&lt;/p&gt;</description></item>"
+        ));
+        i += 1;
+    }
+    rss("Plain", &items)
+}
+
+/// Documents of a few hundred kB each made the reader, the sanitizer or the serializer do
+/// work (or hold memory) in the square of their size: a gigabyte for 300 kB of xml:base,
+/// minutes for a text of ampersands. Through the real binary, each must cost about what a
+/// document of its size and shape does.
+#[test]
+fn hostile_documents_cost_what_their_size_does() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = runtime.block_on(FeedServer::start());
+    let json_items = |n: usize| {
+        (0..n)
+            .map(|i| format!("{{\"id\": \"{i}\", \"title\": \"Item {i}\"}}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let authors = vec!["{\"name\": \"A\"}"; 2500].join(",");
+    let cases: Vec<(&str, &str, String, String)> = vec![
+        (
+            "a long xml:base over every item",
+            "application/rss+xml",
+            format!(
+                "<rss version=\"2.0\"><channel xml:base=\"http://base.example/{}/\"><title>B</title>{}</channel></rss>",
+                "a".repeat(100_000),
+                (0..5000)
+                    .map(|i| format!("<item><guid>b{i}</guid><description>x</description></item>"))
+                    .collect::<String>()
+            ),
+            String::new(),
+        ),
+        (
+            "nested relative xml:base",
+            "application/rss+xml",
+            format!(
+                "<rss version=\"2.0\"><channel><title>N</title>{}{}{}</channel></rss>",
+                "<x xml:base=\"a/\">".repeat(15_000),
+                "</x>".repeat(15_000),
+                item("n1", "Nested", "")
+            ),
+            String::new(),
+        ),
+        (
+            "the feed's authors for every item",
+            "application/feed+json",
+            format!("{{\"version\": \"https://jsonfeed.org/version/1.1\", \"title\": \"J\", \"authors\": [{authors}], \"items\": [{}]}}", json_items(2500)),
+            format!(
+                "{{\"version\": \"https://jsonfeed.org/version/1.1\", \"title\": \"J\", \"authors\": [{}], \"items\": [{}]}}",
+                " ".repeat(authors.len()),
+                json_items(2500)
+            ),
+        ),
+        (
+            "a text of ampersands",
+            "application/rss+xml",
+            rss(
+                "A",
+                &item("a1", "Ampersands", &format!("<description>{}</description>", "&amp;".repeat(100_000))),
+            ),
+            String::new(),
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut failures = Vec::new();
+    for (i, (what, content_type, hostile, baseline)) in cases.into_iter().enumerate() {
+        let baseline = if baseline.is_empty() {
+            plain_rss(hostile.len())
+        } else {
+            baseline
+        };
+        let (hostile_path, plain_path) = (format!("hostile-{i}"), format!("plain-{i}"));
+        server.put(&hostile_path, content_type, hostile.clone());
+        server.put(&plain_path, content_type, baseline);
+        let plain = fetch_cost(
+            dir.path(),
+            &plain_path,
+            &server.url(&plain_path),
+            Duration::from_secs(60),
+        )
+        .expect("a plain document is fetched");
+        assert!(
+            plain.stdout.contains(" ok "),
+            "{what}, plain: {}",
+            plain.stdout
+        );
+        // Quadratic work on these sizes takes tens of seconds: it is stopped well before.
+        let budget = plain.cpu * 10 + Duration::from_secs(5);
+        let Some(cost) = fetch_cost(
+            dir.path(),
+            &hostile_path,
+            &server.url(&hostile_path),
+            budget,
+        ) else {
+            failures.push(format!(
+                "{what} ({} bytes): still running after {budget:?}",
+                hostile.len()
+            ));
+            continue;
+        };
+        if !cost.stdout.contains(" ok ") {
+            failures.push(format!("{what}: {}", cost.stdout.trim()));
+        }
+        if cost.cpu > plain.cpu * 4 + Duration::from_secs(1) {
+            failures.push(format!(
+                "{what} ({} bytes): {:?} of CPU, a plain document of its size {:?}",
+                hostile.len(),
+                cost.cpu,
+                plain.cpu
+            ));
+        }
+        if cost.peak_kib > plain.peak_kib + 64 * 1024 {
+            failures.push(format!(
+                "{what} ({} bytes): {} KiB at the most, a plain document of its size {} KiB",
+                hostile.len(),
+                cost.peak_kib,
+                plain.peak_kib
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
