@@ -398,8 +398,27 @@ impl<'a> Reader<'a> {
             let event = match self.xml.read_event() {
                 Ok(event) => event,
                 Err(err) => {
-                    let at = self.xml.error_position();
-                    return Err(self.error_at(at, err.to_string()));
+                    use quick_xml::name::NamespaceError;
+                    let (at, message) = match err {
+                        // Found once the whole start tag is read (quick-xml keeps no
+                        // position for them).
+                        quick_xml::Error::Namespace(NamespaceError::TooManyBindings(most)) => (
+                            self.xml.buffer_position(),
+                            format!(
+                                "more than {most} namespaces declared at once, which is more \
+                                 than feedmill reads"
+                            ),
+                        ),
+                        quick_xml::Error::Namespace(NamespaceError::TooDeeplyNested(most)) => (
+                            self.xml.buffer_position(),
+                            format!("elements nested more than {most} deep"),
+                        ),
+                        quick_xml::Error::Namespace(err) => {
+                            (self.xml.buffer_position(), err.to_string())
+                        }
+                        err => (self.xml.error_position(), err.to_string()),
+                    };
+                    return Err(self.error_at(at, message));
                 }
             };
             match event {
@@ -1971,5 +1990,38 @@ mod tests {
             entry.html().unwrap_or_default(),
             format!("<span>{}</span>", "&amp;©&amp;xx;".repeat(n))
         );
+    }
+
+    #[test]
+    fn namespace_errors_name_their_place_in_the_document() {
+        let declarations: String = (0..200)
+            .map(|i| format!(" xmlns:a{i}=\"urn:{i}\""))
+            .collect();
+        let cases = [
+            (
+                format!("<rss version=\"2.0\">\n<channel>\n<item{declarations}><guid>1</guid></item></channel></rss>"),
+                "line 3",
+                "more than 128 namespaces",
+            ),
+            (
+                format!("<rss version=\"2.0\">\n<channel>\n{}</channel></rss>", "<x>".repeat(70_000)),
+                "line 3",
+                "nested more than",
+            ),
+            (
+                "<rss version=\"2.0\">\n<channel>\n<item xmlns:xml=\"urn:not-xml\"><guid>1</guid></item></channel></rss>".to_string(),
+                "line 3",
+                "'xml'",
+            ),
+        ];
+        for (document, place, what) in cases {
+            let err = parse_feed(document.as_bytes(), None, &url())
+                .expect_err("not readable")
+                .to_string();
+            assert!(
+                err.contains(place) && err.contains(what) && !err.contains("NamespaceResolver"),
+                "{err}"
+            );
+        }
     }
 }
