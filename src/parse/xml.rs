@@ -263,11 +263,13 @@ pub(super) fn read(document: &[u8], url: &Url) -> Result<Document, ParseError> {
         Ok(text) => Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(document),
     };
-    let text = match escape_lone_angles(&text) {
-        Some(repaired) => Cow::Owned(repaired),
-        None => text,
+    let (text, escapes) = match escape_lone_angles(&text) {
+        Some((repaired, escapes)) => (Cow::Owned(repaired), escapes),
+        None => (text, Vec::new()),
     };
-    Reader::new(&text, url).run()
+    let mut reader = Reader::new(&text, url);
+    reader.escapes = escapes;
+    reader.run()
 }
 
 /// Whether the rest of a text after a `<` cannot open markup (`a < b`, `1 <2`, `<=`).
@@ -278,8 +280,10 @@ fn is_lone_angle(rest: &str) -> bool {
 }
 
 /// The document with every `<` that cannot open markup escaped, outside CDATA sections and
-/// comments; nothing when it has none (the usual case, found without copying).
-fn escape_lone_angles(text: &str) -> Option<String> {
+/// comments, and where each `&lt;` written is in it; nothing when it has none (the usual
+/// case, found without copying).
+fn escape_lone_angles(text: &str) -> Option<(String, Vec<usize>)> {
+    let mut escapes = Vec::new();
     let mut out: Option<String> = None;
     let mut copied = 0;
     let mut at = 0;
@@ -291,6 +295,7 @@ fn escape_lone_angles(text: &str) -> Option<String> {
         } else if is_lone_angle(rest) {
             let out = out.get_or_insert_with(|| String::with_capacity(text.len() + 16));
             out.push_str(&text[copied..pos]);
+            escapes.push(out.len());
             out.push_str("&lt;");
             copied = pos + 1;
             at = pos + 1;
@@ -300,7 +305,7 @@ fn escape_lone_angles(text: &str) -> Option<String> {
     }
     let mut out = out?;
     out.push_str(&text[copied..]);
-    Some(out)
+    Some((out, escapes))
 }
 
 /// The length of a CDATA section or comment starting right after its `<` (to the end of the
@@ -323,6 +328,8 @@ fn opaque_len(rest: &str) -> Option<usize> {
 struct Reader<'a> {
     xml: quick_xml::NsReader<&'a [u8]>,
     source: &'a str,
+    /// Where `source` has a `&lt;` for a lone `<` of the document (see `escape_lone_angles`).
+    escapes: Vec<usize>,
     /// Bases in effect: `bases[open[i].base]` at open element `i`.
     bases: Vec<Rc<Url>>,
     /// Per open element: its base, and whether it is a container we entered.
@@ -364,6 +371,7 @@ impl<'a> Reader<'a> {
         Reader {
             xml,
             source: text,
+            escapes: Vec::new(),
             bases: vec![Rc::new(url.clone())],
             open: Vec::new(),
             atom: false,
@@ -385,7 +393,20 @@ impl<'a> Reader<'a> {
     }
 
     fn error_at(&self, offset: u64, message: String) -> ParseError {
-        let (line, column) = line_col(self.source.as_bytes(), offset as usize);
+        let offset = (offset as usize).min(self.source.len());
+        let (line, column) = line_col(self.source.as_bytes(), offset);
+        // Each `&lt;` written for a lone `<` before the place on its line is 3 more
+        // characters than the document has.
+        let line_start = self.source.as_bytes()[..offset]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |at| at + 1);
+        let written = self
+            .escapes
+            .iter()
+            .filter(|at| **at >= line_start && **at + 4 <= offset)
+            .count();
+        let column = column - 3 * written;
         ParseError::Xml {
             line,
             column,
@@ -2021,6 +2042,31 @@ mod tests {
             assert!(
                 err.contains(place) && err.contains(what) && !err.contains("NamespaceResolver"),
                 "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_after_a_lone_angle_name_the_column_as_written() {
+        // `a < b` is read as `a &lt; b`: the column is still the document's.
+        for (document, column) in [
+            (
+                "<rss version=\"2.0\"><channel><title>a < b < c < d</title><item><title>x</titel>",
+                79,
+            ),
+            (
+                "<rss version=\"2.0\"><channel><title>a b c d</title><item><title>x</titel>",
+                73,
+            ),
+            (
+                "<rss>\n<title>1 < 2</title>\n<item><title>x < y</title><guid>é</gui",
+                34,
+            ),
+        ] {
+            let err = parse_feed(document.as_bytes(), None, &url()).expect_err("malformed");
+            assert!(
+                matches!(err, crate::parse::ParseError::Xml { column: c, .. } if c == column),
+                "{document}: {err}"
             );
         }
     }
