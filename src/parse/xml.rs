@@ -23,6 +23,12 @@
 //!
 //! One pass with quick-xml, which also reports malformed and truncated documents with
 //! their line and column, and stops after [`MAX_ENTRIES`] entries.
+//!
+//! A document costs what its size does, whatever it holds: elements are followed
+//! [`MAX_DEPTH`] deep, an xml:base of at most [`MAX_BASE_LEN`] bytes (shared by everything
+//! under it, not copied), at most [`MAX_PER_ENTRY`] authors, categories and media files of
+//! an entry and only its first content; in the XHTML written back from a text element, only
+//! names that are names (an attribute name may hold quotes and `>` for quick-xml).
 
 use std::borrow::Cow;
 use std::rc::Rc;
