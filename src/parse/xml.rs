@@ -2076,4 +2076,24 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn an_html_page_of_many_feed_links_costs_its_size() {
+        // Each link was compared with every one kept before it.
+        let page = |n: usize| {
+            format!(
+                "<!DOCTYPE html><html><head>{}</head></html>",
+                (0..n)
+                    .map(|i| format!("<link rel=alternate type=application/rss+xml href=/f{i}>"))
+                    .collect::<String>()
+            )
+        };
+        super::cost::assert_scales_linearly("feed links", page, 5000, Some("text/html"));
+        let Err(crate::parse::ParseError::HtmlPage { links }) =
+            parse_feed(page(100).as_bytes(), Some("text/html"), &url())
+        else {
+            panic!("an HTML page");
+        };
+        assert_eq!(links[0].as_str(), "https://news.example/f0");
+    }
 }
