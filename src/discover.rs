@@ -85,8 +85,11 @@ impl TokenSink for LinkCollector {
     }
 }
 
+/// The most feed links taken of one page: each is compared with those taken before it.
+const MAX_FEED_LINKS: usize = 16;
+
 /// The feed links of an HTML page, absolute, best first (Atom, RSS, JSON Feed; then
-/// document order). Only http(s) links are returned.
+/// document order), at most [`MAX_FEED_LINKS`]. Only http(s) links are returned.
 pub fn feed_links(html: &str, page_url: &Url) -> Vec<Url> {
     let tokenizer = Tokenizer::new(LinkCollector::default(), TokenizerOpts::default());
     let input = BufferQueue::default();
@@ -97,6 +100,9 @@ pub fn feed_links(html: &str, page_url: &Url) -> Vec<Url> {
     links.sort_by_key(|(rank, _)| *rank);
     let mut urls: Vec<Url> = Vec::new();
     for (_, href) in links {
+        if urls.len() == MAX_FEED_LINKS {
+            break;
+        }
         if let Ok(url) = page_url.join(href.trim()) {
             if matches!(url.scheme(), "http" | "https") && !urls.contains(&url) {
                 urls.push(url);

@@ -23,6 +23,12 @@
 //!
 //! One pass with quick-xml, which also reports malformed and truncated documents with
 //! their line and column, and stops after [`MAX_ENTRIES`] entries.
+//!
+//! A document costs what its size does, whatever it holds: elements are followed
+//! [`MAX_DEPTH`] deep, an xml:base of at most [`MAX_BASE_LEN`] bytes (shared by everything
+//! under it, not copied), at most [`MAX_PER_ENTRY`] authors, categories and media files of
+//! an entry and only its first content; in the XHTML written back from a text element, only
+//! names that are names (an attribute name may hold quotes and `>` for quick-xml).
 
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -263,11 +269,13 @@ pub(super) fn read(document: &[u8], url: &Url) -> Result<Document, ParseError> {
         Ok(text) => Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(document),
     };
-    let text = match escape_lone_angles(&text) {
-        Some(repaired) => Cow::Owned(repaired),
-        None => text,
+    let (text, escapes) = match escape_lone_angles(&text) {
+        Some((repaired, escapes)) => (Cow::Owned(repaired), escapes),
+        None => (text, Vec::new()),
     };
-    Reader::new(&text, url).run()
+    let mut reader = Reader::new(&text, url);
+    reader.escapes = escapes;
+    reader.run()
 }
 
 /// Whether the rest of a text after a `<` cannot open markup (`a < b`, `1 <2`, `<=`).
@@ -278,8 +286,10 @@ fn is_lone_angle(rest: &str) -> bool {
 }
 
 /// The document with every `<` that cannot open markup escaped, outside CDATA sections and
-/// comments; nothing when it has none (the usual case, found without copying).
-fn escape_lone_angles(text: &str) -> Option<String> {
+/// comments, and where each `&lt;` written is in it; nothing when it has none (the usual
+/// case, found without copying).
+fn escape_lone_angles(text: &str) -> Option<(String, Vec<usize>)> {
+    let mut escapes = Vec::new();
     let mut out: Option<String> = None;
     let mut copied = 0;
     let mut at = 0;
@@ -291,6 +301,7 @@ fn escape_lone_angles(text: &str) -> Option<String> {
         } else if is_lone_angle(rest) {
             let out = out.get_or_insert_with(|| String::with_capacity(text.len() + 16));
             out.push_str(&text[copied..pos]);
+            escapes.push(out.len());
             out.push_str("&lt;");
             copied = pos + 1;
             at = pos + 1;
@@ -300,7 +311,7 @@ fn escape_lone_angles(text: &str) -> Option<String> {
     }
     let mut out = out?;
     out.push_str(&text[copied..]);
-    Some(out)
+    Some((out, escapes))
 }
 
 /// The length of a CDATA section or comment starting right after its `<` (to the end of the
@@ -323,6 +334,8 @@ fn opaque_len(rest: &str) -> Option<usize> {
 struct Reader<'a> {
     xml: quick_xml::NsReader<&'a [u8]>,
     source: &'a str,
+    /// Where `source` has a `&lt;` for a lone `<` of the document (see `escape_lone_angles`).
+    escapes: Vec<usize>,
     /// Bases in effect: `bases[open[i].base]` at open element `i`.
     bases: Vec<Rc<Url>>,
     /// Per open element: its base, and whether it is a container we entered.
@@ -364,6 +377,7 @@ impl<'a> Reader<'a> {
         Reader {
             xml,
             source: text,
+            escapes: Vec::new(),
             bases: vec![Rc::new(url.clone())],
             open: Vec::new(),
             atom: false,
@@ -385,7 +399,20 @@ impl<'a> Reader<'a> {
     }
 
     fn error_at(&self, offset: u64, message: String) -> ParseError {
-        let (line, column) = line_col(self.source.as_bytes(), offset as usize);
+        let offset = (offset as usize).min(self.source.len());
+        let (line, column) = line_col(self.source.as_bytes(), offset);
+        // Each `&lt;` written for a lone `<` before the place on its line is 3 more
+        // characters than the document has.
+        let line_start = self.source.as_bytes()[..offset]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |at| at + 1);
+        let written = self
+            .escapes
+            .iter()
+            .filter(|at| **at >= line_start && **at + 4 <= offset)
+            .count();
+        let column = column - 3 * written;
         ParseError::Xml {
             line,
             column,
@@ -398,8 +425,27 @@ impl<'a> Reader<'a> {
             let event = match self.xml.read_event() {
                 Ok(event) => event,
                 Err(err) => {
-                    let at = self.xml.error_position();
-                    return Err(self.error_at(at, err.to_string()));
+                    use quick_xml::name::NamespaceError;
+                    let (at, message) = match err {
+                        // Found once the whole start tag is read (quick-xml keeps no
+                        // position for them).
+                        quick_xml::Error::Namespace(NamespaceError::TooManyBindings(most)) => (
+                            self.xml.buffer_position(),
+                            format!(
+                                "more than {most} namespaces declared at once, which is more \
+                                 than feedmill reads"
+                            ),
+                        ),
+                        quick_xml::Error::Namespace(NamespaceError::TooDeeplyNested(most)) => (
+                            self.xml.buffer_position(),
+                            format!("elements nested more than {most} deep"),
+                        ),
+                        quick_xml::Error::Namespace(err) => {
+                            (self.xml.buffer_position(), err.to_string())
+                        }
+                        err => (self.xml.error_position(), err.to_string()),
+                    };
+                    return Err(self.error_at(at, message));
                 }
             };
             match event {
@@ -1971,5 +2017,83 @@ mod tests {
             entry.html().unwrap_or_default(),
             format!("<span>{}</span>", "&amp;©&amp;xx;".repeat(n))
         );
+    }
+
+    #[test]
+    fn namespace_errors_name_their_place_in_the_document() {
+        let declarations: String = (0..200)
+            .map(|i| format!(" xmlns:a{i}=\"urn:{i}\""))
+            .collect();
+        let cases = [
+            (
+                format!("<rss version=\"2.0\">\n<channel>\n<item{declarations}><guid>1</guid></item></channel></rss>"),
+                "line 3",
+                "more than 128 namespaces",
+            ),
+            (
+                format!("<rss version=\"2.0\">\n<channel>\n{}</channel></rss>", "<x>".repeat(70_000)),
+                "line 3",
+                "nested more than",
+            ),
+            (
+                "<rss version=\"2.0\">\n<channel>\n<item xmlns:xml=\"urn:not-xml\"><guid>1</guid></item></channel></rss>".to_string(),
+                "line 3",
+                "'xml'",
+            ),
+        ];
+        for (document, place, what) in cases {
+            let err = parse_feed(document.as_bytes(), None, &url())
+                .expect_err("not readable")
+                .to_string();
+            assert!(
+                err.contains(place) && err.contains(what) && !err.contains("NamespaceResolver"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_after_a_lone_angle_name_the_column_as_written() {
+        // `a < b` is read as `a &lt; b`: the column is still the document's.
+        for (document, column) in [
+            (
+                "<rss version=\"2.0\"><channel><title>a < b < c < d</title><item><title>x</titel>",
+                79,
+            ),
+            (
+                "<rss version=\"2.0\"><channel><title>a b c d</title><item><title>x</titel>",
+                73,
+            ),
+            (
+                "<rss>\n<title>1 < 2</title>\n<item><title>x < y</title><guid>é</gui",
+                34,
+            ),
+        ] {
+            let err = parse_feed(document.as_bytes(), None, &url()).expect_err("malformed");
+            assert!(
+                matches!(err, crate::parse::ParseError::Xml { column: c, .. } if c == column),
+                "{document}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_html_page_of_many_feed_links_costs_its_size() {
+        // Each link was compared with every one kept before it.
+        let page = |n: usize| {
+            format!(
+                "<!DOCTYPE html><html><head>{}</head></html>",
+                (0..n)
+                    .map(|i| format!("<link rel=alternate type=application/rss+xml href=/f{i}>"))
+                    .collect::<String>()
+            )
+        };
+        super::cost::assert_scales_linearly("feed links", page, 5000, Some("text/html"));
+        let Err(crate::parse::ParseError::HtmlPage { links }) =
+            parse_feed(page(100).as_bytes(), Some("text/html"), &url())
+        else {
+            panic!("an HTML page");
+        };
+        assert_eq!(links[0].as_str(), "https://news.example/f0");
     }
 }

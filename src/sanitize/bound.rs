@@ -25,7 +25,7 @@
 //! - escapes a `<` that opens nothing (`a < b`);
 //! - drops text and elements directly in a table (outside its cells) past the first
 //!   [`MAX_FOSTERED`]: the tree builder moves each before the table, which costs it a walk of
-//!   the table's siblings; and such text past the first [`MAX_FOSTERED_BYTES`] (see below);
+//!   the table's siblings; and such text past [`MAX_FOSTERED_COST`] (see below);
 //! - writes an empty comment into a long text now and then, and leaves out an attribute of a
 //!   long value: html5ever's serializer, after each `&` and each character of
 //!   U+0080..U+00BF (`©`, `«`, a no-break space) it writes, looks for the next `<` or `>`
@@ -35,7 +35,8 @@
 //!   drops) begins another one at the next place that cuts no reference in two; an
 //!   attribute value of more than [`MAX_ATTRIBUTE_COST`] for its length times those
 //!   characters is left out. The text moved out of a table joins one text node, which no
-//!   comment splits: there the bytes are bounded instead.
+//!   comment splits: a run of it that would take all of it past [`MAX_FOSTERED_COST`] (its
+//!   bytes times those characters) is dropped instead.
 //!
 //! What it leaves is exactly what html5ever then tokenizes: a well-formed document comes
 //! back as it is, and the sanitizer's output for it does not change; in others, formatting
@@ -52,8 +53,9 @@ pub const MAX_ATTRIBUTES: usize = 32;
 /// cells): the tree builder moves each before the table, and finding the table among its
 /// parent's children walks them all.
 pub const MAX_FOSTERED: usize = 256;
-/// The most bytes of text one document may have directly in a table (see the module doc).
-pub const MAX_FOSTERED_BYTES: usize = 16 * 1024;
+/// The most that the text directly in the tables of one document may cost html5ever's
+/// serializer: its bytes times the characters it scans on from (see the module doc).
+pub const MAX_FOSTERED_COST: usize = 1 << 24;
 /// A text node gets a comment once it has this many bytes ...
 pub const SPLIT_LEN: usize = 256;
 /// ... and this many characters that html5ever's serializer scans on from (see the module
@@ -117,7 +119,8 @@ pub fn bound(html: &str) -> Cow<'_, str> {
         in_template: 0,
         pre_end: None,
         fostered: 0,
-        fostered_bytes: 0,
+        fostered_len: 0,
+        fostered_specials: 0,
         node_len: 0,
         node_specials: 0,
     }
@@ -706,8 +709,9 @@ struct Bounder<'a> {
     pre_end: Option<usize>,
     /// Text runs and elements moved out of a table so far.
     fostered: usize,
-    /// Bytes of text moved out of a table so far.
-    fostered_bytes: usize,
+    /// The text moved out of a table so far: its bytes, and its [`specials`].
+    fostered_len: usize,
+    fostered_specials: usize,
     /// The text written since the last element began or ended, or the last
     /// [`SEPARATOR`]: its bytes, and its [`specials`].
     node_len: usize,
@@ -752,8 +756,7 @@ impl<'a> Bounder<'a> {
         if self.in_template > 0 || (!space && !self.foster()) {
             self.edit(start, end, dropped);
         } else if self.in_table() {
-            self.fostered_bytes += if space { 0 } else { text.len() };
-            if self.fostered_bytes > MAX_FOSTERED_BYTES {
+            if !space && !self.fostered_within(text) {
                 self.edit(start, end, dropped);
             }
         } else {
@@ -763,6 +766,18 @@ impl<'a> Bounder<'a> {
                 self.edit(start + at, start + at, SEPARATOR);
             }
         }
+    }
+
+    /// Whether `text`, moved out of a table, keeps all such text within
+    /// [`MAX_FOSTERED_COST`] (and counts it if so).
+    fn fostered_within(&mut self, text: &[u8]) -> bool {
+        let len = self.fostered_len + text.len();
+        let specials = self.fostered_specials + specials(text);
+        let within = len.saturating_mul(specials) <= MAX_FOSTERED_COST;
+        if within {
+            (self.fostered_len, self.fostered_specials) = (len, specials);
+        }
+        within
     }
 
     /// Whether the tree builder is directly in a table (where text is moved out of it).
@@ -1020,8 +1035,7 @@ impl<'a> Bounder<'a> {
                     String::new()
                 };
                 if self.in_table() {
-                    self.fostered_bytes += text.len();
-                    if self.fostered_bytes > MAX_FOSTERED_BYTES {
+                    if !self.fostered_within(text.as_bytes()) {
                         text.clear();
                     }
                 } else {
@@ -1979,9 +1993,16 @@ mod tests {
             );
         }
         // Text directly in a table is moved out of it in one text node: bounded instead.
-        let fostered = format!("<table>{}</table>", "&".repeat(4 * MAX_FOSTERED_BYTES));
+        let fostered = format!("<table>{}</table>", "&x".repeat(n).repeat(10));
         let kept = tree(&bound(&fostered));
-        assert!(kept.len() < 6 * MAX_FOSTERED_BYTES, "{} bytes", kept.len());
+        assert!(kept.len() < 3 * 20 * n, "{} bytes", kept.len());
+        // Unless it is plain enough (a table around an article, without cells).
+        let article = format!("<table>{}&amp;</table>", "word ".repeat(10 * n));
+        assert!(matches!(bound(&article), Cow::Borrowed(_)));
+        // Each run counts: the first ones stay.
+        let runs = format!("<table>{}</table>", "<tr>&x&x".repeat(20 * n));
+        let kept = tree(&bound(&runs)).matches("&amp;x").count();
+        assert!(kept > 0 && kept <= 2 * MAX_FOSTERED, "{kept} runs kept");
         // Everyday text is left as it is: a few references per paragraph, however long.
         let everyday = [
             format!("<p>{} &amp; more</p>", "word ".repeat(n)),
