@@ -346,16 +346,21 @@ fn write_manifest(dir: &Path, file: &str, documents: Vec<serde_json::Value>) -> 
     path
 }
 
-#[test]
-fn every_corpus_entry_is_republished_as_feedparser_reads_it() {
+/// Runs `script` over the manifest of every corpus document and its outputs.
+fn check_every_document(script: &str, manifest_name: &str) {
     let corpus = corpus();
     let documents = corpus
         .documents
         .iter()
         .map(|doc| manifest_entry(&corpus, doc))
         .collect();
-    let manifest = write_manifest(corpus.dir.path(), "compare.json", documents);
-    run_script("compare.py", &manifest);
+    let manifest = write_manifest(corpus.dir.path(), manifest_name, documents);
+    run_script(script, &manifest);
+}
+
+#[test]
+fn every_corpus_entry_is_republished_as_feedparser_reads_it() {
+    check_every_document("compare.py", "compare.json");
 }
 
 #[test]
@@ -400,14 +405,7 @@ fn every_corpus_output_reads_back_to_the_same_entries() {
 
 #[test]
 fn every_corpus_output_is_valid() {
-    let corpus = corpus();
-    let documents = corpus
-        .documents
-        .iter()
-        .map(|doc| manifest_entry(&corpus, doc))
-        .collect();
-    let manifest = write_manifest(corpus.dir.path(), "validate.json", documents);
-    run_script("validate.py", &manifest);
+    check_every_document("validate.py", "validate.json");
 }
 
 #[test]
