@@ -192,9 +192,6 @@ struct Collecting {
     base: usize,
     /// Elements open inside it (their markup is kept for a text construct).
     inner: Vec<String>,
-    /// Whether `<div>` elements right inside are left out (markup in a text element that
-    /// says it is escaped HTML: TypePad's habit).
-    skipped_divs: usize,
     /// Whether the element holds XML data whose text is not read.
     data_only: bool,
     /// The parts of a multipart text seen so far.
@@ -768,7 +765,6 @@ impl<'a> Reader<'a> {
             kind,
             base,
             inner: Vec::new(),
-            skipped_divs: 0,
             data_only: false,
             parts: 0,
         });
@@ -792,7 +788,7 @@ impl<'a> Reader<'a> {
             return;
         }
         if collecting.kind.is_xhtml() {
-            escape_into(&mut collecting.text, text);
+            html_escape::encode_double_quoted_attribute_to_string(text, &mut collecting.text);
         } else {
             collecting.text.push_str(text);
         }
@@ -1019,8 +1015,8 @@ fn open_inner(collecting: &mut Collecting, start: &BytesStart, empty: bool) {
         return;
     }
     if !collecting.kind.mime.ends_with("xml") {
+        // A `<div>` right inside escaped HTML is left out (TypePad's habit).
         if local == "div" && collecting.inner.is_empty() {
-            collecting.skipped_divs += 1;
             collecting.inner.push(String::new());
             return;
         }
@@ -1046,7 +1042,7 @@ fn open_inner(collecting: &mut Collecting, start: &BytesStart, empty: bool) {
         collecting.text.push(' ');
         collecting.text.push_str(&key);
         collecting.text.push_str("=\"");
-        escape_into(&mut collecting.text, &value);
+        html_escape::encode_double_quoted_attribute_to_string(&value, &mut collecting.text);
         collecting.text.push('"');
     }
     if empty {
@@ -1394,19 +1390,6 @@ fn resolve(base: &Url, href: &str) -> Option<String> {
         return None;
     }
     base.join(href).ok().map(String::from)
-}
-
-/// Escapes text for XHTML markup.
-fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
 }
 
 /// The name in an RSS author text: `jane@example.org (Jane Doe)` is "Jane Doe", `Jane Doe
