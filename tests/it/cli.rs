@@ -483,3 +483,46 @@ fn fetch_of_many_sources_at_once_completes() {
         300
     );
 }
+
+/// Interface, Items: a document with item elements that yields no entries is an error that
+/// says why, never "ok, 0 entries"; "not a feed" names the root element found.
+#[test]
+fn fetch_never_reports_a_silent_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("foreign.xml"),
+        "<rss version=\"2.0\"><channel><title>t</title><x:item xmlns:x=\"urn:x\"><title>a</title></x:item></channel></rss>",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("catalog.xml"),
+        "<catalog><book>b</book></catalog>",
+    )
+    .expect("write");
+    let config = write(
+        dir.path(),
+        "[store]\npath = \"store\"\n[[source]]\nname = \"foreign\"\nurl = \"file:foreign.xml\"\n[[source]]\nname = \"catalog\"\nurl = \"file:catalog.xml\"\n[[feed]]\nname = \"all\"\n",
+    );
+    let out = feedmill()
+        .arg("fetch")
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "every source failed: {stdout}");
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let foreign = line("foreign");
+    assert!(!foreign.contains(" ok "), "{stdout}");
+    assert!(
+        foreign.contains("<item>") && foreign.contains("namespace"),
+        "{stdout}"
+    );
+    assert!(line("catalog").contains("<catalog>"), "{stdout}");
+}
