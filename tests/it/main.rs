@@ -5,6 +5,7 @@ mod config_bounds;
 mod connections;
 mod daemon;
 mod dedup;
+mod golden;
 mod hostile;
 mod output_safety;
 mod outputs;

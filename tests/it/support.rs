@@ -594,3 +594,13 @@ impl Daemon {
         Duration::from_millis(ticks * 1000 / per_second)
     }
 }
+
+// --- Added for tests/it/golden.rs (issue 16): a daemon on a config written by the test,
+// whole (its own [server] and [store] tables). ---
+
+impl Daemon {
+    /// Starts the daemon on the config file at `config`, which listens on `port`.
+    pub fn start_at(config: PathBuf, port: u16) -> Daemon {
+        Daemon::start_with(config, port, Vec::new())
+    }
+}
