@@ -7,8 +7,9 @@ use std::hint::black_box;
 
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use feedmill::parse::Entry;
-use feedmill::store::{SourceState, Store};
+use feedmill::model::Entry;
+use feedmill::model::SourceState;
+use feedmill::store::Store;
 
 /// A made-up article: distinct words, so that no two of them are the same story.
 fn article(source: usize, n: usize) -> Entry {

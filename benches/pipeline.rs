@@ -14,10 +14,12 @@ use std::hint::black_box;
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use feedmill::config::{Dedup, FeedConfig, ServerConfig};
-use feedmill::parse::{parse_feed, Entry};
+use feedmill::model::Entry;
+use feedmill::model::{sort_time, SourceState, StoredEntry};
+use feedmill::parse::parse_feed;
 use feedmill::publish::{Publisher, SourceInfo};
 use feedmill::select::Story;
-use feedmill::store::{sort_time, SourceState, Store, StoredEntry};
+use feedmill::store::Store;
 use url::Url;
 
 const ITEMS: usize = 100;

@@ -192,12 +192,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::read_to_string(&file)
             }
             .map_err(|err| UsageError(format!("cannot read {name}: {err}")))?;
-            let toml = crate::opml::import(&text, &name).map_err(|e| UsageError(e.to_string()))?;
+            let toml =
+                crate::config::opml::import(&text, &name).map_err(|e| UsageError(e.to_string()))?;
             print!("{toml}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Opml(OpmlCommand::Export(arg)) => {
-            print!("{}", crate::opml::export(&arg.load()?));
+            print!("{}", crate::config::opml::export(&arg.load()?));
             Ok(ExitCode::SUCCESS)
         }
         Command::Sources { config, json } => {

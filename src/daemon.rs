@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::config::{Config, FeedConfig, SharedConfig};
 use crate::fetch::{FetchError, Fetcher};
 use crate::metrics::Metrics;
-use crate::page;
+use crate::publish::page;
 use crate::publish::{Publisher, SourceInfo};
 use crate::scheduler::{Command, Health, Scheduler};
 use crate::select::select;

@@ -18,6 +18,8 @@
 //! (for a true similarity of 0.6 the chance to be found is 99.4 %), then the full signatures
 //! are compared.
 
+use crate::model::Entry;
+use crate::sanitize;
 use url::Url;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -537,4 +539,13 @@ mod tests {
             .count();
         assert!(shared > 0, "a repost must share a band to be found");
     }
+}
+/// The plain text a fingerprint is made of: title and text, markup removed.
+pub fn fingerprint_text(entry: &Entry) -> String {
+    let mut text = entry.title.clone();
+    text.push(' ');
+    text.push_str(&sanitize::sanitized_to_plain(
+        entry.html().unwrap_or_default(),
+    ));
+    text
 }

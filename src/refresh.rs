@@ -18,12 +18,13 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::SourceConfig;
-use crate::fetch::{
-    FetchError, FetchOutcome, FetchedBody, Fetcher, Hop, LinkValidators, Validators,
-};
+use crate::fetch::{FetchError, FetchOutcome, FetchedBody, Fetcher, Hop};
 use crate::metrics::{Metrics, Outcome};
-use crate::parse::{hex, parse_feed, ParseError, ParsedFeed};
-use crate::store::{CommitSummary, SourceState, Store, StoreError};
+use crate::model::hex;
+use crate::model::{CommitSummary, SourceState};
+use crate::model::{LinkValidators, Validators};
+use crate::parse::{parse_feed, ParseError, ParsedFeed};
+use crate::store::{Store, StoreError};
 
 /// The first backoff after a failure; it doubles with each failure in a row.
 const BACKOFF_BASE: Duration = Duration::from_secs(60);
@@ -572,7 +573,7 @@ mod tests {
             name: "s".into(),
             url: Url::parse("https://s.example/feed").expect("url"),
             title: None,
-            schedule: crate::schedule::CronSchedule::parse(schedule).expect("cron"),
+            schedule: crate::config::schedule::CronSchedule::parse(schedule).expect("cron"),
             tags: vec![],
         }
     }

@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Dedup, FeedConfig};
-use crate::store::{EntryKey, Store, StoreError, StoredEntry, StoryKind, Visit};
+use crate::model::{EntryKey, StoredEntry, StoryKind};
+use crate::store::{Store, StoreError, Visit};
 
 /// One entry of an output feed, and the entries of other sources that carried the same story.
 #[derive(Debug, Clone)]
@@ -158,8 +159,8 @@ pub fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::Entry;
-    use crate::store::SourceState;
+    use crate::model::Entry;
+    use crate::model::SourceState;
     use chrono::TimeZone;
 
     fn feed(limit: usize) -> FeedConfig {

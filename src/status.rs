@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::SourceConfig;
-use crate::store::{SourceState, Store, StoreError};
+use crate::model::SourceState;
+use crate::store::{Store, StoreError};
 
 /// One source's state, as the operator sees it.
 #[derive(Debug, Clone, Serialize, PartialEq)]

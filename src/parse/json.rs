@@ -30,8 +30,8 @@ use serde_json::Value;
 use url::Url;
 
 use super::xml::MAX_PER_ENTRY;
+use super::{dates, encoding};
 use super::{http_url, FeedHead, ParseError, RawEnclosure, RawEntry, RawText, MAX_ENTRIES};
-use crate::{dates, encoding};
 
 /// Reads a JSON Feed (in UTF-8) fetched from `url`.
 pub(super) fn read(body: &[u8], url: &Url) -> Result<(FeedHead, Vec<RawEntry>), ParseError> {
@@ -543,7 +543,8 @@ impl<'de> Visitor<'de> for Bounded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::{parse_feed, Entry, ParsedFeed};
+    use crate::model::Entry;
+    use crate::parse::{parse_feed, ParsedFeed};
     use crate::sanitize;
 
     fn url() -> Url {

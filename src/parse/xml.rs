@@ -39,8 +39,8 @@ use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use url::Url;
 
+use super::{dates, encoding};
 use super::{line_col, FeedHead, ParseError, RawEnclosure, RawEntry, RawText, MAX_ENTRIES};
-use crate::{dates, encoding};
 
 /// What one XML document holds.
 pub(super) struct Document {
@@ -1531,7 +1531,8 @@ pub(super) mod cost {
 
 #[cfg(test)]
 mod tests {
-    use crate::parse::{parse_feed, Entry, ParsedFeed};
+    use crate::model::Entry;
+    use crate::parse::{parse_feed, ParsedFeed};
     use url::Url;
 
     fn url() -> Url {

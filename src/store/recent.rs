@@ -20,7 +20,8 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use super::{EntryKey, MatchRecord};
+use super::MatchRecord;
+use crate::model::EntryKey;
 
 /// The window's parts: the one being filled and the sealed ones.
 const GENERATIONS: usize = 8;

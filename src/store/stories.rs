@@ -20,45 +20,22 @@
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{EntryKey, EntryRef};
+use crate::model::{EntryKey, EntryRef, StoryKind};
 
-/// Which of an entry's two stories: entries with the same canonical link (`dedup = "link"`),
-/// or with the same link or nearly the same text (`dedup = "content"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StoryKind {
-    /// The same canonical link.
-    Link,
-    /// The same canonical link or nearly the same text.
-    Text,
+/// The byte after `j:` in the key of a join of this kind.
+pub(super) fn kind_tag(kind: StoryKind) -> u8 {
+    match kind {
+        StoryKind::Link => b'l',
+        StoryKind::Text => b't',
+    }
 }
 
-impl StoryKind {
-    /// Both kinds, in the order their tables are kept.
-    pub const BOTH: [StoryKind; 2] = [StoryKind::Link, StoryKind::Text];
-
-    /// The kind's position in tables of two.
-    pub(super) fn index(self) -> usize {
-        match self {
-            StoryKind::Link => 0,
-            StoryKind::Text => 1,
-        }
-    }
-
-    /// The byte after `j:` in the key of a join of this kind.
-    pub(super) fn tag(self) -> u8 {
-        match self {
-            StoryKind::Link => b'l',
-            StoryKind::Text => b't',
-        }
-    }
-
-    /// The kind of a join key's tag.
-    pub(super) fn of_tag(tag: u8) -> Option<StoryKind> {
-        match tag {
-            b'l' => Some(StoryKind::Link),
-            b't' => Some(StoryKind::Text),
-            _ => None,
-        }
+/// The kind of a join key's tag.
+pub(super) fn kind_of_tag(tag: u8) -> Option<StoryKind> {
+    match tag {
+        b'l' => Some(StoryKind::Link),
+        b't' => Some(StoryKind::Text),
+        _ => None,
     }
 }
 

@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 
 use feedmill::config::{Dedup, FeedConfig, ServerConfig};
+use feedmill::model::{sort_time, StoredEntry};
 use feedmill::parse::parse_feed;
 use feedmill::publish::{Format, Publisher, SourceInfo};
 use feedmill::select::Story;
-use feedmill::store::{sort_time, StoredEntry};
 use proptest::prelude::*;
 use url::Url;
 
@@ -118,7 +118,7 @@ fn document(format: u8, items: &[GenItem]) -> String {
     }
 }
 
-fn render(entries: Vec<feedmill::parse::Entry>) -> [(Format, Vec<u8>); 3] {
+fn render(entries: Vec<feedmill::model::Entry>) -> [(Format, Vec<u8>); 3] {
     let now = chrono::Utc::now();
     let stories: Vec<Story> = entries
         .into_iter()
@@ -844,7 +844,7 @@ fn gen_html() -> impl Strategy<Value = Option<String>> {
     )
 }
 
-fn gen_enclosures() -> impl Strategy<Value = Vec<feedmill::parse::Enclosure>> {
+fn gen_enclosures() -> impl Strategy<Value = Vec<feedmill::model::Enclosure>> {
     let one = (
         "[a-z0-9]{1,8}",
         prop::sample::select(vec!["mp3", "m4a", "ogg", "mp4", "jpg", "pdf", "bin", ""]),
@@ -857,7 +857,7 @@ fn gen_enclosures() -> impl Strategy<Value = Vec<feedmill::parse::Enclosure>> {
         prop::option::of(1u64..10_000_000_000),
     )
         .prop_map(
-            |(name, extension, mime_type, length)| feedmill::parse::Enclosure {
+            |(name, extension, mime_type, length)| feedmill::model::Enclosure {
                 url: if extension.is_empty() {
                     format!("https://cdn.example/media/{name}")
                 } else {
@@ -875,7 +875,7 @@ fn gen_enclosures() -> impl Strategy<Value = Vec<feedmill::parse::Enclosure>> {
 }
 
 /// One generated entry, as the parser stores it.
-fn gen_entry() -> impl Strategy<Value = feedmill::parse::Entry> {
+fn gen_entry() -> impl Strategy<Value = feedmill::model::Entry> {
     (
         gen_title(),
         gen_link(),
@@ -894,7 +894,7 @@ fn gen_entry() -> impl Strategy<Value = feedmill::parse::Entry> {
                     h.map(|h| feedmill::sanitize::sanitize_html(&h, &base))
                         .filter(|h| !h.trim().is_empty())
                 };
-                feedmill::parse::Entry {
+                feedmill::model::Entry {
                     identity: String::new(),
                     title: feedmill::sanitize::plain_text(&title, html_title),
                     link,
@@ -903,14 +903,14 @@ fn gen_entry() -> impl Strategy<Value = feedmill::parse::Entry> {
                     content: html(content),
                     summary: html(summary),
                     enclosures,
-                    ..feedmill::parse::Entry::default()
+                    ..feedmill::model::Entry::default()
                 }
             },
         )
 }
 
 /// The entries as stored (identities, first-seen and sort times), rendered in every format.
-fn render_stored(entries: &[feedmill::parse::Entry]) -> (Vec<StoredEntry>, [(Format, Vec<u8>); 3]) {
+fn render_stored(entries: &[feedmill::model::Entry]) -> (Vec<StoredEntry>, [(Format, Vec<u8>); 3]) {
     let now = round_trip_now();
     let first_seen = now - chrono::TimeDelta::hours(1);
     let stored: Vec<StoredEntry> = entries
@@ -1019,7 +1019,7 @@ fn required_type(url: &str) -> String {
 /// Reads every output back and compares it with what was stored. Titles that read as HTML
 /// (see above) are counted in `html_titles`; `media` compares media too.
 fn round_trip(
-    entries: &[feedmill::parse::Entry],
+    entries: &[feedmill::model::Entry],
     media: bool,
     html_titles: &std::cell::Cell<usize>,
 ) -> Result<(), TestCaseError> {
@@ -1078,7 +1078,7 @@ fn round_trip(
             );
             prop_assert_eq!(words(read.html()), words(e.html()), "text: {}", context());
             if media {
-                let files = |entry: &feedmill::parse::Entry| -> Media {
+                let files = |entry: &feedmill::model::Entry| -> Media {
                     entry
                         .enclosures
                         .iter()

@@ -34,31 +34,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::config::FetchConfig;
-
-/// The validators of the last response, sent back for a conditional GET.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Validators {
-    /// The last `ETag`.
-    pub etag: Option<String>,
-    /// The last `Last-Modified`.
-    pub last_modified: Option<String>,
-    /// When the URL fetched is an HTML page: the feed link it led to and that feed's own
-    /// validators. [`Fetcher::fetch`] never sends these; the refresh sends them to that link
-    /// only, never to the page (whose own validators are `etag` and `last_modified`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub feed_link: Option<Box<LinkValidators>>,
-}
-
-/// A discovered feed link and the validators of its last answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LinkValidators {
-    /// The link as the page wrote it (absolute), before any redirect.
-    pub url: String,
-    /// The feed's last `ETag`.
-    pub etag: Option<String>,
-    /// The feed's last `Last-Modified`.
-    pub last_modified: Option<String>,
-}
+use crate::model::Validators;
 
 /// Which hop of a fetch a URL is; a refused hop's error names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

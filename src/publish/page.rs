@@ -101,7 +101,7 @@ pub struct MediaLink {
 const LISTED_MEDIA: usize = 8;
 
 /// An entry's media files, as links: only absolute http(s) URLs, named by their file.
-fn media_links(entry: &crate::parse::Entry) -> Vec<MediaLink> {
+fn media_links(entry: &crate::model::Entry) -> Vec<MediaLink> {
     entry
         .enclosures
         .iter()
@@ -425,18 +425,18 @@ mod tests {
 
     #[test]
     fn media_links_are_http_only_named_by_their_file() {
-        let enclosure = |url: &str, mime_type: Option<&str>| crate::parse::Enclosure {
+        let enclosure = |url: &str, mime_type: Option<&str>| crate::model::Enclosure {
             url: url.into(),
             mime_type: mime_type.map(str::to_string),
             length: None,
         };
-        let entry = crate::parse::Entry {
+        let entry = crate::model::Entry {
             enclosures: vec![
                 enclosure("https://cdn.example/show/ep1.mp3", Some("audio/mpeg")),
                 enclosure("javascript:alert(1)", None),
                 enclosure("https://cdn.example/", None),
             ],
-            ..crate::parse::Entry::default()
+            ..crate::model::Entry::default()
         };
         let links: Vec<(String, String)> = media_links(&entry)
             .into_iter()

@@ -9,68 +9,17 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::{discover, encoding, sanitize};
+use crate::model::{hex, Enclosure, Entry};
+use crate::sanitize;
 
+pub mod dates;
+pub mod discover;
+pub mod encoding;
 mod json;
 mod xml;
-
-/// One item of a source, normalized and sanitized.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    /// The stable identity within the source: guid/id, else link, else a hash of title + text.
-    pub identity: String,
-    /// Plain text (no markup).
-    pub title: String,
-    /// The absolute http(s) link to the original.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub link: Option<String>,
-    /// When the item was published, as the source says.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub published: Option<DateTime<Utc>>,
-    /// When the item was last updated, as the source says.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub updated: Option<DateTime<Utc>>,
-    /// Author names.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub authors: Vec<String>,
-    /// Sanitized HTML summary.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<String>,
-    /// Sanitized HTML content.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
-    /// Category terms.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub categories: Vec<String>,
-    /// Media files: RSS `<enclosure>`, Atom `rel="enclosure"`, Media RSS `media:content` and
-    /// `media:thumbnail`, JSON Feed `attachments`; unique by URL, in document order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub enclosures: Vec<Enclosure>,
-}
-
-/// A media file of an entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Enclosure {
-    /// The absolute http(s) URL of the file.
-    pub url: String,
-    /// Its MIME type, as the source says (`audio/mpeg`), when it says one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mime_type: Option<String>,
-    /// Its size in bytes, when the source gives a positive one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub length: Option<u64>,
-}
-
-impl Entry {
-    /// The text of the entry as HTML: its content, else its summary.
-    pub fn html(&self) -> Option<&str> {
-        self.content.as_deref().or(self.summary.as_deref())
-    }
-}
 
 /// A parsed source document.
 #[derive(Debug, Clone, PartialEq)]
@@ -390,11 +339,6 @@ pub fn identity_of(id: &str, link: Option<&str>, title: &str, text: Option<&str>
         hasher.update(word.as_bytes());
     }
     format!("sha256:{}", hex(&hasher.finalize()[..16]))
-}
-
-/// Lower-case hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `href` as an absolute http(s) URL, or nothing.

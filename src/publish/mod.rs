@@ -19,10 +19,12 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::{FeedConfig, ServerConfig};
-use crate::parse::hex;
+use crate::model::hex;
+use crate::model::StoredEntry;
 use crate::sanitize;
 use crate::select::Story;
-use crate::store::StoredEntry;
+
+pub mod page;
 
 /// The output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,7 +347,7 @@ impl Media<'_> {
 }
 
 /// The entry's media files that may be republished: each URL checked as links are.
-fn media_out(entry: &crate::parse::Entry) -> impl Iterator<Item = Media<'_>> {
+fn media_out(entry: &crate::model::Entry) -> impl Iterator<Item = Media<'_>> {
     entry.enclosures.iter().filter_map(|enclosure| {
         Some(Media {
             url: link_out(&enclosure.url)?,
@@ -897,7 +899,7 @@ fn escape_json_html(json: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::config::Dedup;
-    use crate::parse::{Enclosure, Entry};
+    use crate::model::{Enclosure, Entry};
 
     fn stored(source: &str, id: &str, link: &str) -> StoredEntry {
         let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();

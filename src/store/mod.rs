@@ -49,20 +49,19 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, TimeZone, Utc};
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde::Deserialize;
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::dedup::fingerprint_text;
 use crate::dedup::{canonical_link, Fingerprint};
-use crate::fetch::Validators;
-use crate::parse::{hex, Entry};
-use crate::sanitize;
 
 mod recent;
 pub mod stories;
+use crate::model::{
+    sort_time, CommitSummary, Entry, EntryKey, EntryRef, SourceState, StoredEntry, StoryKind,
+};
 use recent::{MatchKeys, RecentEntries};
-pub use stories::StoryKind;
-use stories::{share_a_source, story_order, Join, Joins, Members};
+use stories::{kind_of_tag, kind_tag, share_a_source, story_order, Join, Joins, Members};
 
 /// The layout version written in `m:schema`; bump it with a migration when the layout changes.
 /// 1: a key per entry in each of five indexes and 21 LSH band keys.
@@ -369,163 +368,6 @@ fn probe_filesystem(path: &Path) -> std::io::Result<()> {
     written
 }
 
-/// The stable 16-byte key of an entry: a hash of its source and identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct EntryKey(pub [u8; 16]);
-
-/// A reference to a stored entry, with the time it was first seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EntryRef {
-    /// The entry's source.
-    pub source: String,
-    /// The entry's key.
-    pub key: EntryKey,
-    /// When it was first seen.
-    pub first_seen: DateTime<Utc>,
-}
-
-impl EntryKey {
-    /// The key of `identity` within `source`.
-    pub fn new(source: &str, identity: &str) -> EntryKey {
-        let mut hasher = Sha256::new();
-        hasher.update(source.as_bytes());
-        hasher.update([0]);
-        hasher.update(identity.as_bytes());
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&hasher.finalize()[..16]);
-        EntryKey(key)
-    }
-
-    /// The key as a `urn:uuid:` IRI, the entry's output id: stable across refetches and
-    /// restarts, unique per output feed.
-    pub fn urn(&self) -> String {
-        let h = hex(&self.0);
-        format!(
-            "urn:uuid:{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
-    }
-}
-
-/// An entry as stored: the parsed entry plus what we know of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredEntry {
-    /// The source it came from.
-    pub source: String,
-    /// The parsed entry, as last fetched.
-    pub entry: Entry,
-    /// When we first saw it.
-    pub first_seen: DateTime<Utc>,
-    /// The time it sorts by: published, else updated, else first seen; never in the future.
-    pub sort_time: DateTime<Utc>,
-    /// The first-seen entry of another source with the same canonical link, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub same_link_as: Option<EntryRef>,
-    /// The first-seen entry of another source with the same link or nearly the same text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub same_text_as: Option<EntryRef>,
-}
-
-impl StoredEntry {
-    /// The entry's stable key.
-    pub fn key(&self) -> EntryKey {
-        EntryKey::new(&self.source, &self.entry.identity)
-    }
-
-    /// A reference to this entry.
-    pub fn to_ref(&self) -> EntryRef {
-        EntryRef {
-            source: self.source.clone(),
-            key: self.key(),
-            first_seen: self.first_seen,
-        }
-    }
-}
-
-/// The plain text a fingerprint is made of: title and text, markup removed.
-pub fn fingerprint_text(entry: &Entry) -> String {
-    let mut text = entry.title.clone();
-    text.push(' ');
-    text.push_str(&sanitize::sanitized_to_plain(
-        entry.html().unwrap_or_default(),
-    ));
-    text
-}
-
-/// What we know of one source between fetches.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SourceState {
-    /// The URL the config gave when this state began; a new one starts the state afresh.
-    pub config_url: String,
-    /// A digest of the source's whole config; a change re-enables a disabled source.
-    pub config_fingerprint: String,
-    /// The URL fetched: the configured one, or where permanent redirects or autodiscovery
-    /// led.
-    pub url: String,
-    /// The feed's own title.
-    pub title: Option<String>,
-    /// The feed's home page.
-    pub site_link: Option<String>,
-    /// When the last fetch ended.
-    pub last_fetch: Option<DateTime<Utc>>,
-    /// The HTTP status of the last fetch (200 for files), if there was an answer.
-    pub last_status: Option<u16>,
-    /// Why the last fetch failed, in words; `None` when it worked.
-    pub last_error: Option<String>,
-    /// Failures in a row.
-    pub consecutive_failures: u32,
-    /// When the next fetch is planned.
-    pub next_fetch: Option<DateTime<Utc>>,
-    /// No fetch before this time (backoff, `Retry-After`, the server's freshness), even
-    /// across restarts.
-    pub hold_until: Option<DateTime<Utc>>,
-    /// Set when the source answered 410 Gone; it is not fetched until its config changes.
-    pub disabled: bool,
-    /// Entries stored for this source.
-    pub items: u64,
-    /// The validators of the last 200 response.
-    pub validators: Validators,
-    /// The newest sort time ever stored for this source: never older than any of its
-    /// entries (pruning and updates leave it), so that reading newest first across thousands
-    /// of sources opens only those that can come first. `None` for stores older than it.
-    pub newest: Option<DateTime<Utc>>,
-}
-
-impl SourceState {
-    /// The URL fetched: where redirects or autodiscovery led, else the configured one.
-    pub fn url_or(&self, configured: &url::Url) -> String {
-        if self.url.is_empty() {
-            configured.to_string()
-        } else {
-            self.url.clone()
-        }
-    }
-}
-
-/// What one commit changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CommitSummary {
-    /// Entries seen for the first time.
-    pub new: usize,
-    /// Known entries whose content changed.
-    pub updated: usize,
-    /// The other sources with entries in stories that this commit's entries joined into
-    /// one (by name, each once): the feeds that show them may now show them otherwise.
-    pub joined: Vec<String>,
-}
-
-impl CommitSummary {
-    /// Whether anything visible changed.
-    pub fn changed(&self) -> bool {
-        self.new + self.updated > 0
-    }
-}
-
 /// The store handle; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -690,14 +532,14 @@ fn split_entry_key(k: &[u8]) -> Option<(String, EntryKey)> {
 fn join_key(kind: StoryKind, joined: &EntryKey) -> Vec<u8> {
     let mut k = Vec::with_capacity(19);
     k.extend_from_slice(b"j:");
-    k.push(kind.tag());
+    k.push(kind_tag(kind));
     k.extend_from_slice(&joined.0);
     k
 }
 
 fn split_join_key(k: &[u8]) -> Option<(StoryKind, EntryKey)> {
     let tail = k.strip_prefix(b"j:")?;
-    let kind = StoryKind::of_tag(*tail.first()?)?;
+    let kind = kind_of_tag(*tail.first()?)?;
     Some((kind, EntryKey(tail.get(1..)?.try_into().ok()?)))
 }
 
@@ -941,15 +783,6 @@ fn split_entry(bytes: &[u8]) -> Option<(MatchRecord, &[u8])> {
         }
         _ => None,
     }
-}
-
-/// The sort time of an entry first seen at `first_seen`, as of `now`.
-pub fn sort_time(entry: &Entry, first_seen: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
-    [entry.published, entry.updated]
-        .into_iter()
-        .flatten()
-        .find(|t| *t <= now)
-        .unwrap_or(first_seen)
 }
 
 impl Store {
@@ -2176,6 +2009,7 @@ pub fn from_millis(ms: i64) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Validators;
 
     fn entry(identity: &str, title: &str, published: Option<DateTime<Utc>>) -> Entry {
         Entry {
@@ -2402,7 +2236,7 @@ mod tests {
                     reason.contains("tried to serialize Uninitialized"),
                     "{reason}"
                 );
-                assert!(reason.contains("store.rs:"), "no location: {reason}");
+                assert!(reason.contains(file!()), "no location: {reason}");
             }
             other => panic!("{other:?}"),
         }

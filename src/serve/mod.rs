@@ -566,7 +566,7 @@ async fn sources_opml(State(state): State<ServeState>) -> Response {
             (header::CONTENT_TYPE, "text/x-opml; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
-        crate::opml::export(&config),
+        crate::config::opml::export(&config),
     )
         .into_response()
 }
@@ -624,8 +624,9 @@ fn feed_response(state: &ServeState, file: &str, headers: &HeaderMap) -> Respons
 /// script, our stylesheet by hash) on everything, since nothing else we serve needs more.
 fn add_security_headers(headers: &mut HeaderMap) {
     static POLICY: std::sync::OnceLock<Option<HeaderValue>> = std::sync::OnceLock::new();
-    let policy =
-        POLICY.get_or_init(|| HeaderValue::from_str(crate::page::content_security_policy()).ok());
+    let policy = POLICY.get_or_init(|| {
+        HeaderValue::from_str(crate::publish::page::content_security_policy()).ok()
+    });
     if let Some(policy) = policy {
         headers.insert(header::CONTENT_SECURITY_POLICY, policy.clone());
     }

@@ -18,7 +18,10 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use crate::schedule::CronSchedule;
+use crate::config::schedule::CronSchedule;
+
+pub mod opml;
+pub mod schedule;
 
 /// A configuration error, with the place in the file where it was found.
 #[derive(Debug, thiserror::Error)]

@@ -1225,7 +1225,7 @@ mod tests {
 
     /// What feedparser makes of each string: tests/data/dates/feedparser.jsonl, written by
     /// tests/data/dates/feedparser_dates.py (its strings and how to run it are there).
-    const FEEDPARSER: &str = include_str!("../tests/data/dates/feedparser.jsonl");
+    const FEEDPARSER: &str = include_str!("../../tests/data/dates/feedparser.jsonl");
 
     /// Where we differ from feedparser on purpose (see the module's documentation), with
     /// what we read: every `"clock"` row must be here.
