@@ -6,6 +6,7 @@ mod connections;
 mod daemon;
 mod dedup;
 mod hostile;
+mod layering;
 mod output_safety;
 mod outputs;
 mod page;
