@@ -7,6 +7,7 @@ mod daemon;
 mod dedup;
 mod golden;
 mod hostile;
+mod layering;
 mod output_safety;
 mod outputs;
 mod page;
