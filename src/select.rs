@@ -49,18 +49,8 @@ fn weight(stored: &StoredEntry) -> usize {
         + list(&entry.categories)
 }
 
-type StoryKey = (String, EntryKey);
-
-/// The story `stored` is shown in: its story's first entry, after joins.
-fn story_key(store: &Store, stored: &StoredEntry, dedup: Dedup) -> StoryKey {
-    let kind = match dedup {
-        Dedup::None => return (stored.source.clone(), stored.key()),
-        Dedup::Link => StoryKind::Link,
-        Dedup::Content => StoryKind::Text,
-    };
-    let first = store.story_of(stored, kind);
-    (first.source, first.key)
-}
+/// The story an entry is shown in, as its first entry's source and key (after joins).
+pub type StoryKey = (String, EntryKey);
 
 /// The order in which a story's entries count as seen: by first-seen minute, then the
 /// earlier published. Sources fetched in one round (a start, a burst) are seen at the same
@@ -79,6 +69,116 @@ fn admits(feed: &FeedConfig, stored: &StoredEntry) -> bool {
     feed.admits(&stored.entry.title, stored.entry.html().unwrap_or_default())
 }
 
+/// The choosing of one output feed's stories, apart from where the entries come from:
+/// [`Selection::offer`] it the feed's entries newest first (ties by source, then key, as
+/// [`Store::visit_newest`] shows them) for as long as it answers [`Visit::Next`], then
+/// [`Selection::finish`] it. [`select`] drives it from the store; tests drive it from a table.
+pub struct Selection<'f> {
+    feed: &'f FeedConfig,
+    /// Each story's key and the entries read of it, in the order the stories were placed.
+    groups: Vec<(StoryKey, Vec<StoredEntry>)>,
+    by_key: HashMap<StoryKey, usize>,
+    per_source: HashMap<String, usize>,
+    bytes: usize,
+}
+
+impl<'f> Selection<'f> {
+    /// An empty selection for `feed`.
+    pub fn new(feed: &'f FeedConfig) -> Selection<'f> {
+        Selection {
+            feed,
+            groups: Vec::new(),
+            by_key: HashMap::new(),
+            per_source: HashMap::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Takes the next entry, older than (or as old as) every entry offered before, and says
+    /// what to offer next. `story_of` tells the first entry of the story `stored` is part of
+    /// by link or by text ([`Store::story_of`]); it is asked only for an entry the filters
+    /// admit, and never with `dedup = "none"`.
+    pub fn offer(
+        &mut self,
+        stored: StoredEntry,
+        story_of: impl FnOnce(&StoredEntry, StoryKind) -> StoryKey,
+    ) -> Visit {
+        let feed = self.feed;
+        if !admits(feed, &stored) {
+            return Visit::Next;
+        }
+        let mut key = match feed.dedup {
+            Dedup::None => (stored.source.clone(), stored.key()),
+            Dedup::Link => story_of(&stored, StoryKind::Link),
+            Dedup::Content => story_of(&stored, StoryKind::Text),
+        };
+        if let Some(&group) = self.by_key.get(&key) {
+            let members = &mut self.groups[group].1;
+            if members.iter().all(|m| m.source != stored.source) {
+                self.bytes = self.bytes.saturating_add(weight(&stored));
+                members.push(stored);
+                return Visit::Next;
+            }
+            // A second entry of one source is a story of its own.
+            key = (stored.source.clone(), stored.key());
+        }
+        if self.groups.len() >= feed.limit {
+            return Visit::Stop;
+        }
+        let placed = self.per_source.entry(stored.source.clone()).or_insert(0);
+        if *placed >= feed.max_per_source {
+            return Visit::DropSource;
+        }
+        let added = weight(&stored);
+        if !self.groups.is_empty() && self.bytes.saturating_add(added) > DOCUMENT_BUDGET {
+            return Visit::Stop;
+        }
+        *placed += 1;
+        self.bytes = self.bytes.saturating_add(added);
+        self.by_key.insert(key.clone(), self.groups.len());
+        self.groups.push((key, vec![stored]));
+        Visit::Next
+    }
+
+    /// The stories chosen, newest first. `root` fetches a story's first entry by source and
+    /// key ([`Store::entry`]) when it was not among the entries offered; it is asked only
+    /// for a source of the feed, and what it finds still has to pass the filters.
+    pub fn finish<E>(
+        self,
+        mut root: impl FnMut(&str, &EntryKey) -> Result<Option<StoredEntry>, E>,
+    ) -> Result<Vec<Story>, E> {
+        let feed = self.feed;
+        let mut stories = Vec::with_capacity(self.groups.len());
+        for ((root_source, root_key), mut members) in self.groups {
+            // The story's first entry may be older than anything read: fetch it.
+            let has_root = members.iter().any(|m| m.source == root_source);
+            if !has_root && feed.sources.contains(&root_source) {
+                if let Some(root) = root(&root_source, &root_key)? {
+                    if admits(feed, &root) {
+                        members.push(root);
+                    }
+                }
+            }
+            members.sort_by(|a, b| seen_order(a).cmp(&seen_order(b)));
+            let mut members = members.into_iter();
+            if let Some(entry) = members.next() {
+                stories.push(Story {
+                    entry,
+                    also: members.collect(),
+                });
+            }
+        }
+        stories.sort_by(|a, b| {
+            (b.entry.sort_time, &a.entry.source, a.entry.key()).cmp(&(
+                a.entry.sort_time,
+                &b.entry.source,
+                b.entry.key(),
+            ))
+        });
+        Ok(stories)
+    }
+}
+
 /// The stories of `feed`, newest first, at most `feed.limit` and (but for the first) at most
 /// [`DOCUMENT_BUDGET`] of text. `newest` tells each source's
 /// newest sort time where known (see [`Store::visit_newest`]).
@@ -87,72 +187,14 @@ pub fn select(
     feed: &FeedConfig,
     newest: &dyn Fn(&str) -> Option<DateTime<Utc>>,
 ) -> Result<Vec<Story>, StoreError> {
-    let cap = feed.max_per_source;
-    let mut groups: Vec<(StoryKey, Vec<StoredEntry>)> = Vec::new();
-    let mut by_key: HashMap<StoryKey, usize> = HashMap::new();
-    let mut per_source: HashMap<String, usize> = HashMap::new();
-    let mut bytes = 0usize;
+    let mut selection = Selection::new(feed);
     store.visit_newest(&feed.sources, newest, |stored| {
-        if !admits(feed, &stored) {
-            return Visit::Next;
-        }
-        let mut key = story_key(store, &stored, feed.dedup);
-        if let Some(&group) = by_key.get(&key) {
-            let members = &mut groups[group].1;
-            if members.iter().all(|m| m.source != stored.source) {
-                bytes = bytes.saturating_add(weight(&stored));
-                members.push(stored);
-                return Visit::Next;
-            }
-            // A second entry of one source is a story of its own.
-            key = (stored.source.clone(), stored.key());
-        }
-        if groups.len() >= feed.limit {
-            return Visit::Stop;
-        }
-        let placed = per_source.entry(stored.source.clone()).or_insert(0);
-        if *placed >= cap {
-            return Visit::DropSource;
-        }
-        let added = weight(&stored);
-        if !groups.is_empty() && bytes.saturating_add(added) > DOCUMENT_BUDGET {
-            return Visit::Stop;
-        }
-        *placed += 1;
-        bytes = bytes.saturating_add(added);
-        by_key.insert(key.clone(), groups.len());
-        groups.push((key, vec![stored]));
-        Visit::Next
+        selection.offer(stored, |stored, kind| {
+            let first = store.story_of(stored, kind);
+            (first.source, first.key)
+        })
     })?;
-
-    let mut stories = Vec::with_capacity(groups.len());
-    for ((root_source, root_key), mut members) in groups {
-        // The story's first entry may be older than anything read: fetch it.
-        let has_root = members.iter().any(|m| m.source == root_source);
-        if !has_root && feed.sources.contains(&root_source) {
-            if let Some(root) = store.entry(&root_source, &root_key)? {
-                if admits(feed, &root) {
-                    members.push(root);
-                }
-            }
-        }
-        members.sort_by(|a, b| seen_order(a).cmp(&seen_order(b)));
-        let mut members = members.into_iter();
-        if let Some(entry) = members.next() {
-            stories.push(Story {
-                entry,
-                also: members.collect(),
-            });
-        }
-    }
-    stories.sort_by(|a, b| {
-        (b.entry.sort_time, &a.entry.source, a.entry.key()).cmp(&(
-            a.entry.sort_time,
-            &b.entry.source,
-            b.entry.key(),
-        ))
-    });
-    Ok(stories)
+    selection.finish(|source, key| store.entry(source, key))
 }
 
 #[cfg(test)]
