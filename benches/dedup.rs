@@ -9,7 +9,7 @@ use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use feedmill::model::Entry;
 use feedmill::model::SourceState;
-use feedmill::store::Store;
+use feedmill::store::sled::SledStore;
 
 /// A made-up article: distinct words, so that no two of them are the same story.
 fn article(source: usize, n: usize) -> Entry {
@@ -28,9 +28,9 @@ fn article(source: usize, n: usize) -> Entry {
     }
 }
 
-fn filled_store(entries: usize) -> (tempfile::TempDir, Store) {
+fn filled_store(entries: usize) -> (tempfile::TempDir, SledStore) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("db")).expect("store");
+    let store = SledStore::open(&dir.path().join("db")).expect("store");
     let per_source = 1000.min(entries);
     let now = Utc.timestamp_opt(1_800_000_000, 0).single().expect("time");
     for source in 0..entries / per_source {

@@ -19,7 +19,7 @@ use feedmill::model::{sort_time, SourceState, StoredEntry};
 use feedmill::parse::parse_feed;
 use feedmill::publish::{Publisher, SourceInfo};
 use feedmill::select::Story;
-use feedmill::store::Store;
+use feedmill::store::sled::SledStore;
 use url::Url;
 
 const ITEMS: usize = 100;
@@ -171,7 +171,7 @@ fn render(c: &mut Criterion) {
 
 fn store_write(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("db")).expect("store");
+    let store = SledStore::open(&dir.path().join("db")).expect("store");
     let url = Url::parse("https://news.example/feed").expect("url");
     let template: Vec<Entry> = parse_feed(&rss(), None, &url).expect("parses").entries;
     let mut round = 0usize;

@@ -13,7 +13,7 @@ use crate::config::{Config, ConfigError};
 use crate::fetch::Fetcher;
 use crate::refresh::{refresh, RefreshOutcome};
 use crate::status::source_reports;
-use crate::store::Store;
+use crate::store::SharedStore;
 
 /// feedmill: fetch news feeds, merge the same story, republish Atom, RSS and JSON Feed.
 #[derive(Debug, Parser)]
@@ -203,8 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sources { config, json } => {
             let config = config.load()?;
-            let store = Store::open_with_cache(&config.store.path, config.store.cache)?
-                .with_match_window(config.store.match_window);
+            let store = crate::store::open(&config.store)?;
             let reports = source_reports(&config.sources, &store)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -289,12 +288,11 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
         .filter(|s| names.is_empty() || names.contains(&s.name))
         .cloned()
         .collect();
-    let store = Store::open_with_cache(&config.store.path, config.store.cache)?
-        .with_match_window(config.store.match_window);
+    let store = crate::store::open(&config.store)?;
     let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let runtime = runtime()?;
-    let fetch_all = |store: &Store| {
+    let fetch_all = |store: &SharedStore| {
         runtime.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
             for (i, source) in selected.iter().cloned().enumerate() {
@@ -332,9 +330,9 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
     });
     if wrote {
         // The daemon that opens the store next then starts without replaying this fetch.
-        store.close_with_snapshot()?;
+        store.close()?;
     } else {
-        store.flush_blocking()?;
+        store.flush()?;
     }
     let mut failed = 0;
     let mut report = String::new();

@@ -24,14 +24,14 @@ use crate::select::select;
 use crate::serve::{serve, App, ServeState};
 use crate::shutdown::{self, Shutdown};
 use crate::status::{report, source_reports, SourceReport};
-use crate::store::{Store, StoreError, PROBE_EVERY};
+use crate::store::{SharedStore, StoreError, PROBE_EVERY};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     /// The store could not be opened or written.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    SharedStore(#[from] StoreError),
     /// The HTTP client could not be built.
     #[error(transparent)]
     Fetcher(#[from] FetchError),
@@ -66,7 +66,7 @@ pub struct Context {
     /// The configuration in force.
     pub config: SharedConfig,
     /// The store.
-    pub store: Store,
+    pub store: SharedStore,
     /// The rendered documents.
     pub publisher: Arc<Publisher>,
     /// The metrics.
@@ -93,7 +93,7 @@ impl SourcesNow {
 }
 
 /// Reads [`SourcesNow`] from the store.
-pub fn source_infos(config: &Config, store: &Store) -> Result<SourcesNow, StoreError> {
+pub fn source_infos(config: &Config, store: &SharedStore) -> Result<SourcesNow, StoreError> {
     let mut infos = HashMap::with_capacity(config.sources.len());
     let mut reports = Vec::with_capacity(config.sources.len());
     let mut newest = HashMap::with_capacity(config.sources.len());
@@ -137,7 +137,7 @@ fn render_feeds(
     let now = Utc::now();
     let mut river = None;
     for (i, feed) in config.feeds.iter().enumerate().filter(|(_, f)| which(f)) {
-        let stories = select(&context.store, feed, &|s| now_sources.newest(s))?;
+        let stories = select(&*context.store, feed, &|s| now_sources.newest(s))?;
         let html = page::render_feed_page(config, feed, &stories, sources, now);
         context
             .publisher
@@ -162,7 +162,7 @@ fn render_home(
 ) -> Result<(), StoreError> {
     let river = match (river, config.feeds.first()) {
         (Some(stories), _) => stories,
-        (None, Some(feed)) => select(&context.store, feed, &|s| sources.newest(s))?,
+        (None, Some(feed)) => select(&*context.store, feed, &|s| sources.newest(s))?,
         (None, None) => Vec::new(),
     };
     let html = page::render_home(config, &river, &sources.reports, &sources.infos, Utc::now());
@@ -263,7 +263,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         tracing::warn!("some tasks did not stop in time; abandoning them");
         tasks.abort_all();
     }
-    if let Err(err) = store.flush().await {
+    if let Err(err) = crate::store::flush(&store).await {
         tracing::error!("cannot flush the store on shutdown (what was fetched since its last flush is fetched again at the next start): {err}");
         return Err(err.into());
     }
@@ -274,8 +274,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 /// Opens the store. Opening moves a store aside that sled cannot open or whose source
 /// states it cannot read.
 fn open_store(config: Config) -> Result<Context, DaemonError> {
-    let store = Store::open_with_cache(&config.store.path, config.store.cache)?
-        .with_match_window(config.store.match_window);
+    let store = crate::store::open(&config.store)?;
     Ok(Context {
         config: SharedConfig::new(config),
         store,
@@ -290,11 +289,11 @@ fn open_store(config: Config) -> Result<Context, DaemonError> {
 /// daemon starts on an empty one, rather than exit to be started again by systemd on the
 /// same store, forever.
 fn first_render(context: &Context) -> Result<(), DaemonError> {
-    if let Err(err) = context.store.guard(|| render_all(context)) {
+    if let Err(err) = render_all(context) {
         context
             .store
             .rebuild(&format!("its first render failed: {}", err.reason()))?;
-        context.store.guard(|| render_all(context))?;
+        render_all(context)?;
     }
     Ok(())
 }
@@ -451,7 +450,7 @@ async fn store_probe(context: Context, mut shutdown: Shutdown) {
                 Err(err) => tracing::error!("the store's repair failed: {err}"),
             }
         } else if store.write_failure().is_some() {
-            match tokio::task::spawn_blocking(move || store.guard(|| store.recover())).await {
+            match tokio::task::spawn_blocking(move || store.recover()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::debug!("store writes still fail: {err}"),
                 Err(err) => tracing::error!("the store's write check failed: {err}"),
@@ -465,7 +464,7 @@ async fn store_probe(context: Context, mut shutdown: Shutdown) {
 }
 
 /// Whether a read of the store completes within a second.
-pub async fn store_answers(store: &Store) -> bool {
+pub async fn store_answers(store: &SharedStore) -> bool {
     let probe = store.clone();
     let read = tokio::task::spawn_blocking(move || probe.source_state("").is_ok());
     matches!(
@@ -504,10 +503,9 @@ pub async fn apply_retention(context: &Context) -> Result<usize, StoreError> {
         return Ok(0);
     }
     let pruning = context.store.clone();
-    let removed =
-        tokio::task::spawn_blocking(move || pruning.guard(|| pruning.prune(cutoff, keep)))
-            .await
-            .map_err(|join| StoreError::Task(join.to_string()))??;
+    let removed = tokio::task::spawn_blocking(move || pruning.prune(cutoff, keep))
+        .await
+        .map_err(|join| StoreError::Task(join.to_string()))??;
     // Retention read every source's index.
     crate::memory::trim();
     let total: usize = removed.values().sum();
@@ -538,10 +536,8 @@ async fn renderer(
                 let rendering = context.clone();
                 let rendered = tokio::task::spawn_blocking(move || {
                     let config = rendering.config.get();
-                    rendering.store.guard(|| {
-                        let sources = source_infos(&config, &rendering.store)?;
-                        render_home(&rendering, &config, &sources, None)
-                    })
+                    let sources = source_infos(&config, &rendering.store)?;
+                    render_home(&rendering, &config, &sources, None)
                 })
                 .await;
                 if let Ok(Err(err)) = rendered {
@@ -559,11 +555,9 @@ async fn renderer(
         let rendering = context.clone();
         let started = std::time::Instant::now();
         let rendered = tokio::task::spawn_blocking(move || {
-            // A sled panic on a damaged page is the store's corruption (see `store_probe`).
-            rendering.store.guard(|| {
-                render_feeds(&rendering, &config, |feed| {
-                    feed.sources.iter().any(|s| dirty.contains(s))
-                })
+            // A damaged store is reported by its reads (see `store_probe`).
+            render_feeds(&rendering, &config, |feed| {
+                feed.sources.iter().any(|s| dirty.contains(s))
             })
         })
         .await;

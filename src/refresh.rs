@@ -24,7 +24,7 @@ use crate::model::hex;
 use crate::model::{CommitSummary, SourceState};
 use crate::model::{LinkValidators, Validators};
 use crate::parse::{parse_feed, ParseError, ParsedFeed};
-use crate::store::{Store, StoreError};
+use crate::store::{SharedStore, StoreError};
 
 /// The first backoff after a failure; it doubles with each failure in a row.
 const BACKOFF_BASE: Duration = Duration::from_secs(60);
@@ -73,7 +73,10 @@ pub fn fingerprint(source: &SourceConfig) -> String {
 
 /// The state of `source` as the current config sees it: a new URL starts afresh, any other
 /// config change re-enables a disabled source.
-pub fn current_state(source: &SourceConfig, store: &Store) -> Result<SourceState, StoreError> {
+pub fn current_state(
+    source: &SourceConfig,
+    store: &SharedStore,
+) -> Result<SourceState, StoreError> {
     let mut state = store.source_state(&source.name)?.unwrap_or_default();
     let configured_url = source.url.to_string();
     if state.config_url != configured_url {
@@ -130,7 +133,7 @@ pub fn backoff(failures: u32) -> Duration {
 pub async fn refresh(
     source: &SourceConfig,
     fetcher: &Fetcher,
-    store: &Store,
+    store: &SharedStore,
     metrics: &Metrics,
 ) -> Result<RefreshOutcome, StoreError> {
     // A source with nothing stored stores its whole document: fewer of those at once.
@@ -164,7 +167,7 @@ pub async fn refresh(
 async fn refresh_once(
     source: &SourceConfig,
     fetcher: &Fetcher,
-    store: &Store,
+    store: &SharedStore,
     bytes: &mut u64,
 ) -> Result<RefreshOutcome, StoreError> {
     let mut state = current_state(source, store)?;
@@ -239,7 +242,7 @@ async fn refresh_once(
         let (store, name) = (store.clone(), source.name.clone());
         let _cpu = fetcher.cpu_slot().await;
         tokio::task::spawn_blocking(move || {
-            store.guard(|| store.commit_fetch(&name, &mut state, &parsed.entries, now))
+            store.commit_fetch(&name, &mut state, &parsed.entries, now)
         })
         .await
         .map_err(|join| StoreError::Task(join.to_string()))??
@@ -431,7 +434,7 @@ fn plan(
 fn fail_fetch(
     source: &SourceConfig,
     fetcher: &Fetcher,
-    store: &Store,
+    store: &SharedStore,
     mut state: SourceState,
     now: DateTime<Utc>,
     err: FetchError,
@@ -489,7 +492,7 @@ fn fail_fetch(
 
 fn fail(
     source: &SourceConfig,
-    store: &Store,
+    store: &SharedStore,
     mut state: SourceState,
     now: DateTime<Utc>,
     reason: String,
@@ -524,7 +527,7 @@ pub fn is_store_failure(last_error: Option<&str>) -> bool {
 /// without its validators: the next fetch is unconditional and stores in full whatever this
 /// one could not (a write sled accepted may be lost with its validators). When that state
 /// cannot be written either, the store keeps it in memory and answers it in its place.
-fn store_failed(source: &SourceConfig, store: &Store, err: StoreError) -> RefreshOutcome {
+fn store_failed(source: &SourceConfig, store: &SharedStore, err: StoreError) -> RefreshOutcome {
     let reason = match &err {
         StoreError::Write { .. } | StoreError::Reopening(_) => {
             format!("{STORE_WRITE_FAILED}: {}", err.reason())
@@ -621,7 +624,9 @@ mod tests {
     #[test]
     fn a_store_failure_backs_off_and_drops_the_validators() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("store")).expect("opens");
+        let store: SharedStore = std::sync::Arc::new(
+            crate::store::sled::SledStore::open(&dir.path().join("store")).expect("opens"),
+        );
         let source = source("* * * * * *");
         let mut state = current_state(&source, &store).expect("state");
         state.validators.etag = Some("\"v1\"".into());
@@ -629,7 +634,7 @@ mod tests {
         store.save_state("s", &state).expect("saves");
         let full = StoreError::Write {
             path: dir.path().join("store"),
-            source: sled::Error::Io(std::io::Error::from_raw_os_error(28)),
+            reason: std::io::Error::from_raw_os_error(28).to_string(),
         };
         let before = Utc::now();
         let outcome = store_failed(&source, &store, full);

@@ -20,7 +20,7 @@ use crate::fetch::Fetcher;
 use crate::metrics::Metrics;
 use crate::refresh::{current_state, first_fetch, is_store_failure, refresh, RefreshOutcome};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
-use crate::store::Store;
+use crate::store::SharedStore;
 
 /// How often the supervisor beats.
 const BEAT: Duration = Duration::from_secs(1);
@@ -81,7 +81,7 @@ struct SourceTask {
 pub struct Scheduler {
     fetch: FetchConfig,
     fetcher: Arc<Fetcher>,
-    store: Store,
+    store: SharedStore,
     metrics: Arc<Metrics>,
     changes: mpsc::UnboundedSender<String>,
     tasks: HashMap<String, SourceTask>,
@@ -92,7 +92,7 @@ impl Scheduler {
     pub fn new(
         fetch: FetchConfig,
         fetcher: Arc<Fetcher>,
-        store: Store,
+        store: SharedStore,
         metrics: Arc<Metrics>,
         changes: mpsc::UnboundedSender<String>,
     ) -> Scheduler {
@@ -220,7 +220,7 @@ async fn stop_task(task: SourceTask) {
 async fn source_loop(
     source: SourceConfig,
     fetcher: Arc<Fetcher>,
-    store: Store,
+    store: SharedStore,
     metrics: Arc<Metrics>,
     changes: mpsc::UnboundedSender<String>,
     mut stop: Shutdown,

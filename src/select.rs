@@ -184,12 +184,12 @@ impl<'f> Selection<'f> {
 /// [`DOCUMENT_BUDGET`] of text. `newest` tells each source's
 /// newest sort time where known (see [`Store::visit_newest`]).
 pub fn select(
-    store: &Store,
+    store: &dyn Store,
     feed: &FeedConfig,
     newest: &dyn Fn(&str) -> Option<DateTime<Utc>>,
 ) -> Result<Vec<Story>, StoreError> {
     let mut selection = Selection::new(feed);
-    store.visit_newest(&feed.sources, newest, |stored| {
+    store.visit_newest(&feed.sources, newest, &mut |stored| {
         selection.offer(stored, |stored, kind| {
             let first = store.story_of(stored, kind);
             (first.source, first.key)
@@ -218,14 +218,20 @@ mod tests {
         }
     }
 
-    fn store_with(source: &str, entries: usize, content: usize) -> (tempfile::TempDir, Store) {
+    fn store_with(
+        source: &str,
+        entries: usize,
+        content: usize,
+    ) -> (tempfile::TempDir, crate::store::SharedStore) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("db")).expect("opens");
+        let store: crate::store::SharedStore = std::sync::Arc::new(
+            crate::store::sled::SledStore::open(&dir.path().join("db")).expect("opens"),
+        );
         add(&store, source, entries, content);
         (dir, store)
     }
 
-    fn add(store: &Store, source: &str, entries: usize, content: usize) {
+    fn add(store: &crate::store::SharedStore, source: &str, entries: usize, content: usize) {
         let now = Utc.timestamp_opt(1_800_000_000, 0).single().expect("time");
         let entries: Vec<Entry> = (0..entries)
             .map(|i| Entry {
@@ -250,14 +256,14 @@ mod tests {
     fn a_document_stops_at_its_limit_or_its_budget_whichever_comes_first() {
         let (_dir, store) = store_with("a", 300, 100);
         assert_eq!(
-            select(&store, &feed(250), &|_| None)
+            select(&*store, &feed(250), &|_| None)
                 .expect("selects")
                 .len(),
             250
         );
         // 300 entries of 64 KiB are 19 MiB: the document holds what fits in the budget.
         let (_dir, store) = store_with("a", 300, 64 * 1024);
-        let stories = select(&store, &feed(1000), &|_| None).expect("selects");
+        let stories = select(&*store, &feed(1000), &|_| None).expect("selects");
         let held: usize = stories.iter().map(|s| weight(&s.entry)).sum();
         assert!(stories.len() < 300, "{} stories", stories.len());
         assert!(held <= DOCUMENT_BUDGET, "{held} bytes");
@@ -269,7 +275,9 @@ mod tests {
         // One entry larger than the budget is still shown.
         let (_dir, store) = store_with("a", 2, DOCUMENT_BUDGET + 1);
         assert_eq!(
-            select(&store, &feed(50), &|_| None).expect("selects").len(),
+            select(&*store, &feed(50), &|_| None)
+                .expect("selects")
+                .len(),
             1
         );
     }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::config::SourceConfig;
 use crate::model::SourceState;
-use crate::store::{Store, StoreError};
+use crate::store::{SharedStore, StoreError};
 
 /// One source's state, as the operator sees it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -33,7 +33,7 @@ pub struct SourceReport {
 /// The reports of `sources`, in config order; a source never fetched reports empty state.
 pub fn source_reports(
     sources: &[SourceConfig],
-    store: &Store,
+    store: &SharedStore,
 ) -> Result<Vec<SourceReport>, StoreError> {
     sources
         .iter()

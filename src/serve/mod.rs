@@ -46,7 +46,7 @@ use crate::publish::{Document, Format, Publisher};
 use crate::scheduler::Health;
 use crate::shutdown::Shutdown;
 use crate::status::source_reports;
-use crate::store::Store;
+use crate::store::SharedStore;
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -54,7 +54,7 @@ pub struct ServeState {
     /// The rendered documents.
     pub publisher: Arc<Publisher>,
     /// The store, for status.
-    pub store: Store,
+    pub store: SharedStore,
     /// The configuration in force (replaced on reload).
     pub config: SharedConfig,
     /// The scheduler's heartbeat.

@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use super::MatchRecord;
+use super::matching::MatchRecord;
 use crate::model::EntryKey;
 
 /// The window's parts: the one being filled and the sealed ones.

@@ -90,13 +90,9 @@ impl Joins {
     }
 
     /// How many joins there are.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.kinds.iter().map(FxHashMap::len).sum()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -756,7 +756,8 @@ fn a_huge_stored_url_sends_the_source_back_to_its_configured_url() {
     fetch(&config);
     let huge = format!("{}?{}", public.url("feed.rss"), "a".repeat(60 << 10));
     {
-        let store = feedmill::store::Store::open(&dir.path().join("store")).expect("store");
+        let store =
+            feedmill::store::sled::SledStore::open(&dir.path().join("store")).expect("store");
         let mut state = store.source_state("long").expect("read").expect("a state");
         state.url = huge.clone();
         state.validators = Default::default();
