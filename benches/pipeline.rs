@@ -165,7 +165,16 @@ fn render(c: &mut Criterion) {
     let stories = stories(50);
     let publisher = Publisher::default();
     c.bench_function("render 50 entries: atom + rss + json + gzip", |b| {
-        b.iter(|| publisher.publish(&feed, black_box(&stories), &sources, &server, String::new()))
+        b.iter(|| {
+            publisher.publish(
+                &feed,
+                black_box(&stories),
+                &sources,
+                &server,
+                String::new(),
+                chrono::Utc::now(),
+            )
+        })
     });
 }
 

@@ -5,26 +5,25 @@
 //! retention, the systemd watchdog, and the HTTP server. All of them hold a [`Shutdown`];
 //! SIGTERM/SIGINT fire it, then the store is flushed. SIGHUP reloads the config.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sd_notify::NotifyState;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::{Config, FeedConfig, SharedConfig};
+use crate::config::{Config, SharedConfig};
 use crate::fetch::{FetchError, Fetcher};
 use crate::metrics::Metrics;
-use crate::publish::page;
-use crate::publish::{Publisher, SourceInfo};
+use crate::publish::Publisher;
+use crate::render::{render_all, renderer};
 use crate::scheduler::{Command, Health, Scheduler};
-use crate::select::select;
-use crate::serve::{serve, App, ServeState};
+use crate::serve::{serve, App};
+use crate::shared::Shared;
 use crate::shutdown::{self, Shutdown};
-use crate::status::{report, source_reports, SourceReport};
-use crate::store::{SharedStore, StoreError, PROBE_EVERY};
+use crate::status::source_reports;
+use crate::store::{StoreError, PROBE_EVERY};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -55,125 +54,8 @@ pub enum DaemonError {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(7);
 /// How often retention runs (and once at start).
 const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
-/// How often the home page is rendered again without a change of entries.
-const PAGE_EVERY: Duration = Duration::from_secs(60);
 /// How often `STATUS=` is refreshed when there is no watchdog to piggyback on.
 const STATUS_EVERY: Duration = Duration::from_secs(30);
-
-/// What the daemon's tasks share.
-#[derive(Clone)]
-pub struct Context {
-    /// The configuration in force.
-    pub config: SharedConfig,
-    /// The store.
-    pub store: SharedStore,
-    /// The rendered documents.
-    pub publisher: Arc<Publisher>,
-    /// The metrics.
-    pub metrics: Arc<Metrics>,
-    /// The scheduler's heartbeat.
-    pub health: Arc<Health>,
-}
-
-/// What rendering needs of every source, from one read of each source's state.
-pub struct SourcesNow {
-    /// The titles and URLs that output entries name as their source.
-    pub infos: HashMap<String, SourceInfo>,
-    /// The reports of the page's source table.
-    pub reports: Vec<SourceReport>,
-    /// Each source's newest sort time, where known.
-    pub newest: HashMap<String, DateTime<Utc>>,
-}
-
-impl SourcesNow {
-    /// The newest sort time of `source`, where known.
-    pub fn newest(&self, source: &str) -> Option<DateTime<Utc>> {
-        self.newest.get(source).copied()
-    }
-}
-
-/// Reads [`SourcesNow`] from the store.
-pub fn source_infos(config: &Config, store: &SharedStore) -> Result<SourcesNow, StoreError> {
-    let mut infos = HashMap::with_capacity(config.sources.len());
-    let mut reports = Vec::with_capacity(config.sources.len());
-    let mut newest = HashMap::with_capacity(config.sources.len());
-    for source in &config.sources {
-        let state = store.source_state(&source.name)?.unwrap_or_default();
-        reports.push(report(source, &state));
-        if let Some(time) = state.newest {
-            newest.insert(source.name.clone(), time);
-        }
-        let title = source
-            .title
-            .clone()
-            .or_else(|| state.title.clone())
-            .unwrap_or_else(|| source.name.clone());
-        infos.insert(
-            source.name.clone(),
-            SourceInfo {
-                name: source.name.clone(),
-                title,
-                url: state.url_or(&source.url),
-                site_link: state.site_link,
-            },
-        );
-    }
-    Ok(SourcesNow {
-        infos,
-        reports,
-        newest,
-    })
-}
-
-/// Renders the output feeds `which` selects, from the store, and publishes them; then the
-/// home page.
-fn render_feeds(
-    context: &Context,
-    config: &Config,
-    which: impl Fn(&FeedConfig) -> bool,
-) -> Result<(), StoreError> {
-    let now_sources = source_infos(config, &context.store)?;
-    let sources = &now_sources.infos;
-    let now = Utc::now();
-    let mut river = None;
-    for (i, feed) in config.feeds.iter().enumerate().filter(|(_, f)| which(f)) {
-        let stories = select(&*context.store, feed, &|s| now_sources.newest(s))?;
-        let html = page::render_feed_page(config, feed, &stories, sources, now);
-        context
-            .publisher
-            .publish(feed, &stories, sources, &config.server, html);
-        context.metrics.rendered();
-        if i == 0 {
-            river = Some(stories);
-        }
-    }
-    let names: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
-    context.publisher.retain(&names);
-    render_home(context, config, &now_sources, river)
-}
-
-/// Renders the home page: the river is the first output feed (`river`, when its stories
-/// were just selected).
-fn render_home(
-    context: &Context,
-    config: &Config,
-    sources: &SourcesNow,
-    river: Option<Vec<crate::select::Story>>,
-) -> Result<(), StoreError> {
-    let river = match (river, config.feeds.first()) {
-        (Some(stories), _) => stories,
-        (None, Some(feed)) => select(&*context.store, feed, &|s| sources.newest(s))?,
-        (None, None) => Vec::new(),
-    };
-    let html = page::render_home(config, &river, &sources.reports, &sources.infos, Utc::now());
-    context.publisher.publish_home(html);
-    Ok(())
-}
-
-/// Renders every output feed of the config in force.
-pub fn render_all(context: &Context) -> Result<(), StoreError> {
-    render_feeds(context, &context.config.get(), |_| true)
-}
 
 /// Runs the daemon on the config at `config.path` until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
@@ -214,13 +96,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tasks.spawn(retention_loop(context.clone(), shutdown.clone()));
     tasks.spawn(watchdog(context.clone(), shutdown.clone()));
     tasks.spawn(store_probe(context.clone(), shutdown.clone()));
-    let app = App::new(ServeState {
-        publisher: context.publisher.clone(),
-        store: store.clone(),
-        config: context.config.clone(),
-        health: context.health.clone(),
-        metrics: context.metrics.clone(),
-    });
+    let app = App::new(context.clone());
     tasks.spawn(serve(
         listener,
         app,
@@ -273,9 +149,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
 /// Opens the store. Opening moves a store aside that sled cannot open or whose source
 /// states it cannot read.
-fn open_store(config: Config) -> Result<Context, DaemonError> {
+fn open_store(config: Config) -> Result<Shared, DaemonError> {
     let store = crate::store::open(&config.store)?;
-    Ok(Context {
+    Ok(Shared {
         config: SharedConfig::new(config),
         store,
         publisher: Arc::new(Publisher::default()),
@@ -288,12 +164,12 @@ fn open_store(config: Config) -> Result<Context, DaemonError> {
 /// sled's on an entry's page), the store is given up like one that does not open and the
 /// daemon starts on an empty one, rather than exit to be started again by systemd on the
 /// same store, forever.
-fn first_render(context: &Context) -> Result<(), DaemonError> {
-    if let Err(err) = render_all(context) {
+fn first_render(context: &Shared) -> Result<(), DaemonError> {
+    if let Err(err) = render_all(context, Utc::now()) {
         context
             .store
             .rebuild(&format!("its first render failed: {}", err.reason()))?;
-        render_all(context)?;
+        render_all(context, Utc::now())?;
     }
     Ok(())
 }
@@ -328,7 +204,7 @@ fn fetch_settings_apply(old: &Config, new: &Config) -> Result<(), String> {
 /// SIGHUP: re-reads the config file. An invalid config is logged and the running one kept;
 /// a valid one replaces it without a restart: added, changed and removed sources and feeds
 /// take effect, unchanged sources are left alone, connections stay open.
-async fn reload(context: &Context, commands: &mpsc::UnboundedSender<Command>) {
+async fn reload(context: &Shared, commands: &mpsc::UnboundedSender<Command>) {
     notify(&[NotifyState::Reloading]);
     let old = context.config.get();
     tracing::info!(config = %old.path.display(), "SIGHUP received, reloading the config");
@@ -367,7 +243,7 @@ async fn reload(context: &Context, commands: &mpsc::UnboundedSender<Command>) {
                     "the scheduler is not running, so the new sources are not fetched; restart feedmill"
                 );
             }
-            if let Err(err) = render_all(context) {
+            if let Err(err) = render_all(context, Utc::now()) {
                 tracing::error!("cannot render after reload: {err}");
             }
             tracing::info!(
@@ -388,7 +264,7 @@ fn notify(states: &[NotifyState]) {
 }
 
 /// Tells systemd how things stand, for `systemctl status`.
-fn notify_status(context: &Context) {
+fn notify_status(context: &Shared) {
     let config = context.config.get();
     let text = match source_reports(&config.sources, &context.store) {
         Ok(reports) => {
@@ -415,7 +291,7 @@ fn notify_status(context: &Context) {
 /// Pings systemd's watchdog at half its interval while the scheduler beats and the store
 /// answers; a hung scheduler or store stops the pings and systemd restarts us. Also keeps
 /// `STATUS=` current.
-async fn watchdog(context: Context, mut shutdown: Shutdown) {
+async fn watchdog(context: Shared, mut shutdown: Shutdown) {
     let interval = sd_notify::watchdog_enabled().map(|usec| usec / 2);
     let mut tick = tokio::time::interval(interval.unwrap_or(STATUS_EVERY));
     tick.tick().await;
@@ -424,7 +300,10 @@ async fn watchdog(context: Context, mut shutdown: Shutdown) {
             _ = tick.tick() => {}
             _ = shutdown.recv() => return,
         }
-        if interval.is_some() && context.health.alive() && store_answers(&context.store).await {
+        if interval.is_some()
+            && context.health.alive()
+            && crate::store::answers(&context.store).await
+        {
             notify(&[NotifyState::Watchdog]);
         }
         notify_status(&context);
@@ -435,7 +314,7 @@ async fn watchdog(context: Context, mut shutdown: Shutdown) {
 /// corrupt with an empty one ([`Store::rebuild`]; every source is then fetched again), and
 /// while writes fail checks whether they work again ([`Store::recover`]): a full disk that
 /// gets space again needs no restart.
-async fn store_probe(context: Context, mut shutdown: Shutdown) {
+async fn store_probe(context: Shared, mut shutdown: Shutdown) {
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -463,18 +342,8 @@ async fn store_probe(context: Context, mut shutdown: Shutdown) {
     }
 }
 
-/// Whether a read of the store completes within a second.
-pub async fn store_answers(store: &SharedStore) -> bool {
-    let probe = store.clone();
-    let read = tokio::task::spawn_blocking(move || probe.source_state("").is_ok());
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), read).await,
-        Ok(Ok(true))
-    )
-}
-
 /// Prunes the store as `[store]` says, at start and then hourly.
-async fn retention_loop(context: Context, mut shutdown: Shutdown) {
+async fn retention_loop(context: Shared, mut shutdown: Shutdown) {
     loop {
         if let Err(err) = apply_retention(&context).await {
             tracing::error!("retention failed: {err}");
@@ -487,7 +356,7 @@ async fn retention_loop(context: Context, mut shutdown: Shutdown) {
 }
 
 /// One retention pass: prune off the async threads, then re-render if anything went.
-pub async fn apply_retention(context: &Context) -> Result<usize, StoreError> {
+pub async fn apply_retention(context: &Shared) -> Result<usize, StoreError> {
     let config = context.config.get();
     // The config bounds max_age_days; checked all the same, as a panic here would end
     // retention for good.
@@ -511,65 +380,7 @@ pub async fn apply_retention(context: &Context) -> Result<usize, StoreError> {
     let total: usize = removed.values().sum();
     if total > 0 {
         tracing::info!(removed = total, "retention pruned old entries");
-        render_all(context)?;
+        render_all(context, Utc::now())?;
     }
     Ok(total)
-}
-
-/// Re-renders the output feeds whose sources changed. Changes that arrive while a render
-/// runs are coalesced into the next one.
-async fn renderer(
-    context: Context,
-    mut changed: mpsc::UnboundedReceiver<String>,
-    mut shutdown: Shutdown,
-) {
-    // The page shows source states and relative times, which change without new entries.
-    let mut refresh_page = tokio::time::interval(PAGE_EVERY);
-    refresh_page.tick().await;
-    loop {
-        let first = tokio::select! {
-            name = changed.recv() => match name {
-                Some(name) => name,
-                None => break,
-            },
-            _ = refresh_page.tick() => {
-                let rendering = context.clone();
-                let rendered = tokio::task::spawn_blocking(move || {
-                    let config = rendering.config.get();
-                    let sources = source_infos(&config, &rendering.store)?;
-                    render_home(&rendering, &config, &sources, None)
-                })
-                .await;
-                if let Ok(Err(err)) = rendered {
-                    tracing::error!("cannot render the home page: {err}");
-                }
-                continue;
-            }
-            _ = shutdown.recv() => break,
-        };
-        let mut dirty = HashSet::from([first]);
-        while let Ok(name) = changed.try_recv() {
-            dirty.insert(name);
-        }
-        let config = context.config.get();
-        let rendering = context.clone();
-        let started = std::time::Instant::now();
-        let rendered = tokio::task::spawn_blocking(move || {
-            // A damaged store is reported by its reads (see `store_probe`).
-            render_feeds(&rendering, &config, |feed| {
-                feed.sources.iter().any(|s| dirty.contains(s))
-            })
-        })
-        .await;
-        crate::memory::trim();
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "rendered feeds"
-        );
-        match rendered {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!("cannot render: {err}"),
-            Err(err) => tracing::error!("the renderer failed: {err}"),
-        }
-    }
 }

@@ -24,7 +24,10 @@ use crate::model::StoredEntry;
 use crate::sanitize;
 use crate::select::Story;
 
+mod atom;
+mod json;
 pub mod page;
+mod rss;
 
 /// The output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,8 +192,10 @@ impl Publisher {
             .cloned()
     }
 
-    /// Renders `feed` from its stories and publishes it, with `html` as its HTML view. A
-    /// document whose bytes did not change keeps its ETag and Last-Modified.
+    /// Renders `feed` from its stories as of `now` and publishes it, with `html` as its HTML
+    /// view. The bytes depend on `now` only where an entry claims an update time after it
+    /// (not believed). A document whose bytes did not change keeps its ETag and
+    /// Last-Modified; a new one is last modified `now`.
     pub fn publish(
         &self,
         feed: &FeedConfig,
@@ -198,17 +203,33 @@ impl Publisher {
         sources: &HashMap<String, SourceInfo>,
         server: &ServerConfig,
         html: String,
+        now: DateTime<Utc>,
     ) {
         let previous = self.get(&feed.name);
-        let now = SystemTime::now();
+        let modified = SystemTime::from(now);
         let keep_or_new = |format: Format, body: Vec<u8>| {
-            document(previous.as_ref().map(|p| p.document(format)), body, now)
+            document(
+                previous.as_ref().map(|p| p.document(format)),
+                body,
+                modified,
+            )
+        };
+        let rendering = Rendering {
+            feed,
+            stories,
+            sources,
+            server,
+            now,
         };
         let rendered = RenderedFeed {
-            atom: keep_or_new(Format::Atom, render_atom(feed, stories, sources, server)),
-            rss: keep_or_new(Format::Rss, render_rss(feed, stories, sources, server)),
-            json: keep_or_new(Format::Json, render_json(feed, stories, sources, server)),
-            html: document(previous.as_ref().map(|p| p.html()), html.into_bytes(), now),
+            atom: keep_or_new(Format::Atom, atom::render(&rendering)),
+            rss: keep_or_new(Format::Rss, rss::render(&rendering)),
+            json: keep_or_new(Format::Json, json::render(&rendering)),
+            html: document(
+                previous.as_ref().map(|p| p.html()),
+                html.into_bytes(),
+                modified,
+            ),
         };
         self.feeds
             .write()
@@ -221,10 +242,14 @@ impl Publisher {
         self.home.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Publishes the home page.
-    pub fn publish_home(&self, html: String) {
+    /// Publishes the home page, rendered at `now`.
+    pub fn publish_home(&self, html: String, now: DateTime<Utc>) {
         let previous = self.home();
-        let page = document(previous.as_deref(), html.into_bytes(), SystemTime::now());
+        let page = document(
+            previous.as_deref(),
+            html.into_bytes(),
+            SystemTime::from(now),
+        );
         *self.home.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(page));
     }
 
@@ -237,6 +262,17 @@ impl Publisher {
     }
 }
 
+/// What one render of one output feed is made of: its stories, what entries say of their
+/// sources, and the time of the render.
+#[derive(Clone, Copy)]
+struct Rendering<'a> {
+    feed: &'a FeedConfig,
+    stories: &'a [Story],
+    sources: &'a HashMap<String, SourceInfo>,
+    server: &'a ServerConfig,
+    now: DateTime<Utc>,
+}
+
 fn gzip(body: &[u8]) -> Bytes {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     // Writing into a Vec cannot fail.
@@ -246,21 +282,23 @@ fn gzip(body: &[u8]) -> Bytes {
 
 /// The time the document was last updated: its newest entry's time, so that the same
 /// entries always render the same bytes.
-fn document_updated(stories: &[Story]) -> DateTime<Utc> {
+fn document_updated(stories: &[Story], now: DateTime<Utc>) -> DateTime<Utc> {
     stories
         .iter()
-        .map(|s| entry_updated(&s.entry))
+        .map(|s| entry_updated(&s.entry, now))
         .max()
         .unwrap_or_default()
 }
 
-fn entry_updated(stored: &StoredEntry) -> DateTime<Utc> {
+/// The entry's update time as written: an update time after `now` (the render's time) is
+/// not believed, and the sort time stands in for it.
+fn entry_updated(stored: &StoredEntry, now: DateTime<Utc>) -> DateTime<Utc> {
     let sort_time = sort_time_out(stored);
     stored
         .entry
         .updated
         .and_then(writable)
-        .filter(|u| *u <= Utc::now())
+        .filter(|u| *u <= now)
         .unwrap_or(sort_time)
         .max(sort_time)
 }
@@ -475,426 +513,6 @@ fn source_name(source: &SourceInfo) -> &str {
     }
 }
 
-fn render_atom(
-    feed: &FeedConfig,
-    stories: &[Story],
-    sources: &HashMap<String, SourceInfo>,
-    server: &ServerConfig,
-) -> Vec<u8> {
-    let base_url = &server.base_url;
-    use atom_syndication as atom;
-    let self_url = feed_url(base_url, &feed.name, Format::Atom);
-    let link = |href: &str, rel: &str, mime: Option<&str>| atom::Link {
-        href: href.to_string(),
-        rel: rel.to_string(),
-        mime_type: mime.map(str::to_string),
-        ..atom::Link::default()
-    };
-    let atom_entries = stories
-        .iter()
-        .map(|story| {
-            let stored = &story.entry;
-            let e = &stored.entry;
-            let source = source_of(stored, sources);
-            // The other carriers of the story, as `via` links (RFC 4287: a source of the
-            // information), titled with their source.
-            let via = story.also.iter().filter_map(|other| {
-                let href = link_out(other.entry.link.as_deref()?)?.into_owned();
-                Some(atom::Link {
-                    title: Some(text_out(source_name(&source_of(other, sources))).into_owned()),
-                    ..link(&href, "via", Some("text/html"))
-                })
-            });
-            let mut source_links = vec![];
-            if let Some(site) = source
-                .site_link
-                .as_deref()
-                .and_then(link_out)
-                .map(Cow::into_owned)
-            {
-                source_links.push(link(&site, "alternate", Some("text/html")));
-            }
-            let own_url = link_out(&source.url).map(Cow::into_owned);
-            if let Some(url) = &own_url {
-                source_links.push(link(url, "self", None));
-            }
-            let mut authors: Vec<String> = e
-                .authors
-                .iter()
-                .map(|name| text_out(name).into_owned())
-                .filter(|name| !name.trim().is_empty())
-                .collect();
-            if authors.is_empty() {
-                authors.push(text_out(source_name(&source)).into_owned());
-            }
-            let alternate = e.link.as_deref().and_then(link_out).map(Cow::into_owned);
-            let html_content = |html: &str| atom::Content {
-                value: Some(html_out(html).into_owned()),
-                content_type: Some("html".to_string()),
-                ..atom::Content::default()
-            };
-            // RFC 4287 §4.1.1: an entry has a content or an alternate link (a summary is
-            // not enough; the W3C validator's MissingContentOrAlternate). Without a link, the
-            // summary is the content; with neither text nor link, the content is empty
-            // text: the validator warns of a blank element but reports no error, a reader
-            // shows the title alone, and a reader of this document reads no text, as the
-            // source had none.
-            let (summary, content) = match (e.content.as_deref(), e.summary.as_deref()) {
-                (Some(content), summary) => (summary, Some(html_content(content))),
-                (None, Some(summary)) if alternate.is_none() => (None, Some(html_content(summary))),
-                (None, summary) if alternate.is_some() => (summary, None),
-                (None, _) => (
-                    None,
-                    Some(atom::Content {
-                        value: Some(String::new()),
-                        content_type: Some("text".to_string()),
-                        ..atom::Content::default()
-                    }),
-                ),
-            };
-            let enclosures = media_out(e).map(|media| atom::Link {
-                href: media.url.into_owned(),
-                rel: "enclosure".to_string(),
-                mime_type: media.mime_type.map(str::to_string),
-                length: media.length.map(|l| l.to_string()),
-                ..atom::Link::default()
-            });
-            atom::Entry {
-                id: stored.key().urn(),
-                title: atom::Text::plain(text_out(&e.title).into_owned()),
-                updated: fixed(entry_updated(stored)),
-                published: e.published.and_then(writable).map(fixed),
-                authors: authors
-                    .into_iter()
-                    .map(|name| atom::Person {
-                        name,
-                        ..atom::Person::default()
-                    })
-                    .collect(),
-                links: alternate
-                    .iter()
-                    .map(|l| link(l, "alternate", Some("text/html")))
-                    .chain(enclosures)
-                    .chain(via)
-                    .collect(),
-                summary: summary.map(|s| atom::Text::html(html_out(s).into_owned())),
-                content,
-                categories: e
-                    .categories
-                    .iter()
-                    .map(|term| text_out(term))
-                    .filter(|term| !term.trim().is_empty())
-                    .map(|term| atom::Category {
-                        term: term.into_owned(),
-                        ..atom::Category::default()
-                    })
-                    .collect(),
-                source: Some(atom::Source {
-                    id: own_url.unwrap_or_else(|| source_url(&source, base_url)),
-                    title: atom::Text::plain(text_out(source_name(&source)).into_owned()),
-                    links: source_links,
-                    updated: fixed(sort_time_out(stored)),
-                    ..atom::Source::default()
-                }),
-                ..atom::Entry::default()
-            }
-        })
-        .collect();
-    // RFC 4287 §4.1.1: a feed names an author unless every entry does; with no entry yet
-    // (a new planet) the W3C validator reports its absence as an error. The site writes it.
-    let feed_author = [&server.title, &feed.title, &feed.name]
-        .into_iter()
-        .map(|name| text_out(name))
-        .find(|name| !name.trim().is_empty())
-        .unwrap_or(Cow::Borrowed("feedmill"))
-        .into_owned();
-    let document = atom::Feed {
-        id: self_url.clone(),
-        title: atom::Text::plain(text_out(&feed.title).into_owned()),
-        updated: fixed(document_updated(stories)),
-        authors: vec![atom::Person {
-            name: feed_author,
-            ..atom::Person::default()
-        }],
-        links: [
-            link(&self_url, "self", Some("application/atom+xml")),
-            link(base_url.as_str(), "alternate", Some("text/html")),
-        ]
-        .into_iter()
-        .chain(server.hub.iter().map(|hub| link(hub.as_str(), "hub", None)))
-        .collect(),
-        generator: Some(atom::Generator {
-            value: "feedmill".to_string(),
-            uri: None,
-            version: Some(env!("CARGO_PKG_VERSION").to_string()),
-        }),
-        entries: atom_entries,
-        ..atom::Feed::default()
-    };
-    document.to_string().into_bytes()
-}
-
-fn render_rss(
-    feed: &FeedConfig,
-    stories: &[Story],
-    sources: &HashMap<String, SourceInfo>,
-    server: &ServerConfig,
-) -> Vec<u8> {
-    let base_url = &server.base_url;
-    let self_url = feed_url(base_url, &feed.name, Format::Rss);
-    let items = stories
-        .iter()
-        .map(|story| {
-            let stored = &story.entry;
-            let e = &stored.entry;
-            let source = source_of(stored, sources);
-            let title = Some(text_out(&e.title).into_owned()).filter(|t| !t.trim().is_empty());
-            rss::Item {
-                // An item has a title or a description (RSS 2.0; the W3C validator's
-                // ItemMustContainTitleOrDescription): without a title, an empty description.
-                description: e
-                    .html()
-                    .map(|html| html_out(html).into_owned())
-                    .or_else(|| Some(String::new()).filter(|_| title.is_none())),
-                title,
-                link: e.link.as_deref().and_then(link_out).map(Cow::into_owned),
-                guid: Some(rss::Guid {
-                    value: stored.key().urn(),
-                    permalink: false,
-                }),
-                pub_date: Some(sort_time_out(stored).to_rfc2822()),
-                categories: e
-                    .categories
-                    .iter()
-                    .map(|name| text_out(name))
-                    .filter(|name| !name.trim().is_empty())
-                    .map(|name| rss::Category {
-                        name: name.into_owned(),
-                        domain: None,
-                    })
-                    .collect(),
-                // RSS allows one enclosure, and requires its length and type: 0 for a
-                // length not known (RSS Best Practices), a type from the file name else
-                // `application/octet-stream`.
-                enclosure: media_out(e).next().map(|media| rss::Enclosure {
-                    length: media.length.unwrap_or(0).to_string(),
-                    mime_type: media.required_type().to_string(),
-                    url: media.url.into_owned(),
-                }),
-                source: Some(rss::Source {
-                    url: source_url(&source, base_url),
-                    title: Some(text_out(source_name(&source)).into_owned()),
-                }),
-                ..rss::Item::default()
-            }
-        })
-        .collect();
-    let channel = rss::Channel {
-        title: text_out(&feed.title).into_owned(),
-        link: base_url.to_string(),
-        description: format!(
-            "{}: aggregated by feedmill",
-            text_out(&feed.title).into_owned()
-        ),
-        generator: Some(format!("feedmill {}", env!("CARGO_PKG_VERSION"))),
-        last_build_date: Some(document_updated(stories).to_rfc2822()),
-        atom_ext: Some(rss::extension::atom::AtomExtension {
-            links: std::iter::once(rss::extension::atom::Link {
-                href: self_url,
-                rel: "self".to_string(),
-                mime_type: Some("application/rss+xml".to_string()),
-                ..rss::extension::atom::Link::default()
-            })
-            .chain(server.hub.iter().map(|hub| rss::extension::atom::Link {
-                href: hub.to_string(),
-                rel: "hub".to_string(),
-                ..rss::extension::atom::Link::default()
-            }))
-            .collect(),
-        }),
-        items,
-        ..rss::Channel::default()
-    };
-    channel.to_string().into_bytes()
-}
-
-#[derive(Serialize)]
-struct JsonFeed<'a> {
-    version: &'static str,
-    title: Cow<'a, str>,
-    home_page_url: &'a str,
-    feed_url: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    hubs: Vec<JsonHub<'a>>,
-    items: Vec<JsonItem<'a>>,
-}
-
-#[derive(Serialize)]
-struct JsonHub<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    url: &'a str,
-}
-
-#[derive(Serialize)]
-struct JsonItem<'a> {
-    id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    title: Cow<'a, str>,
-    content_html: Cow<'a, str>,
-    date_published: String,
-    date_modified: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    authors: Vec<JsonAuthor<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tags: Vec<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    attachments: Vec<JsonAttachment<'a>>,
-    /// JSON Feed extensions start with an underscore.
-    _feedmill: JsonExtension<'a>,
-}
-
-/// A media file; JSON Feed 1.1 requires `url` and `mime_type`.
-#[derive(Serialize)]
-struct JsonAttachment<'a> {
-    url: Cow<'a, str>,
-    mime_type: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    size_in_bytes: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct JsonAuthor<'a> {
-    name: Cow<'a, str>,
-}
-
-#[derive(Serialize)]
-struct JsonExtension<'a> {
-    about: &'static str,
-    source: JsonSource,
-    /// The other carriers of the story.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    also: Vec<JsonAlso<'a>>,
-}
-
-#[derive(Serialize)]
-struct JsonAlso<'a> {
-    source: String,
-    title: Cow<'a, str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct JsonSource {
-    name: String,
-    title: String,
-    feed_url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    home_page_url: Option<String>,
-}
-
-fn render_json(
-    feed: &FeedConfig,
-    stories: &[Story],
-    sources: &HashMap<String, SourceInfo>,
-    server: &ServerConfig,
-) -> Vec<u8> {
-    let base_url = &server.base_url;
-    let items = stories
-        .iter()
-        .map(|story| {
-            let stored = &story.entry;
-            let e = &stored.entry;
-            let source = source_of(stored, sources).into_owned();
-            JsonItem {
-                id: stored.key().urn(),
-                url: e.link.as_deref().and_then(link_out),
-                title: text_out(&e.title),
-                content_html: html_out(e.html().unwrap_or_default()),
-                date_published: sort_time_out(stored).to_rfc3339(),
-                date_modified: entry_updated(stored).to_rfc3339(),
-                authors: e
-                    .authors
-                    .iter()
-                    .map(|name| text_out(name))
-                    .filter(|name| !name.trim().is_empty())
-                    .map(|name| JsonAuthor { name })
-                    .collect(),
-                tags: e
-                    .categories
-                    .iter()
-                    .map(|tag| text_out(tag))
-                    .filter(|tag| !tag.trim().is_empty())
-                    .collect(),
-                attachments: media_out(e)
-                    .map(|media| JsonAttachment {
-                        mime_type: media.required_type().to_string(),
-                        size_in_bytes: media.length,
-                        url: media.url,
-                    })
-                    .collect(),
-                _feedmill: JsonExtension {
-                    about: "https://example.org/feedmill#json-extension",
-                    source: JsonSource {
-                        feed_url: source_url(&source, base_url),
-                        name: source.name,
-                        title: text_out(&source.title).into_owned(),
-                        home_page_url: source
-                            .site_link
-                            .as_deref()
-                            .and_then(link_out)
-                            .map(Cow::into_owned),
-                    },
-                    also: story
-                        .also
-                        .iter()
-                        .map(|other| JsonAlso {
-                            source: text_out(&source_of(other, sources).title).into_owned(),
-                            title: text_out(&other.entry.title),
-                            url: other.entry.link.as_deref().and_then(link_out),
-                        })
-                        .collect(),
-                },
-            }
-        })
-        .collect();
-    let document = JsonFeed {
-        version: "https://jsonfeed.org/version/1.1",
-        title: text_out(&feed.title),
-        home_page_url: base_url.as_str(),
-        feed_url: feed_url(base_url, &feed.name, Format::Json),
-        hubs: server
-            .hub
-            .iter()
-            .map(|hub| JsonHub {
-                kind: "WebSub",
-                url: hub.as_str(),
-            })
-            .collect(),
-        items,
-    };
-    escape_json_html(&serde_json::to_vec_pretty(&document).unwrap_or_default())
-}
-
-/// Writes `<`, `>` and `&` in JSON strings as `\u003c`, `\u003e` and `\u0026` (as Go's
-/// encoder does): the same JSON to any parser, but a feed title like `<script>` can no longer
-/// break out of a page that embeds the document. Outside strings JSON has no such bytes.
-fn escape_json_html(json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(json.len() + json.len() / 16);
-    for &byte in json {
-        match byte {
-            b'<' => out.extend_from_slice(b"\\u003c"),
-            b'>' => out.extend_from_slice(b"\\u003e"),
-            b'&' => out.extend_from_slice(b"\\u0026"),
-            _ => out.push(byte),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -961,7 +579,14 @@ mod tests {
             also: vec![stored("b", "2", "https://b.example/2")],
         };
         let publisher = Publisher::default();
-        publisher.publish(&feed, &[story], &HashMap::new(), &server, String::new());
+        publisher.publish(
+            &feed,
+            &[story],
+            &HashMap::new(),
+            &server,
+            String::new(),
+            chrono::Utc::now(),
+        );
         publisher.get("all").expect("published")
     }
 
@@ -1032,7 +657,14 @@ mod tests {
         let publisher = Publisher::default();
         let feed = test_feed();
         let server = test_server(None);
-        publisher.publish(&feed, &[story], &sources, &server, String::new());
+        publisher.publish(
+            &feed,
+            &[story],
+            &sources,
+            &server,
+            String::new(),
+            chrono::Utc::now(),
+        );
         let rendered = publisher.get("all").expect("published");
         for format in [Format::Atom, Format::Rss, Format::Json] {
             let body = text(&rendered, format);
@@ -1090,6 +722,7 @@ mod tests {
             &HashMap::new(),
             &test_server(None),
             String::new(),
+            chrono::Utc::now(),
         );
         publisher.get("all").expect("published")
     }

@@ -40,28 +40,12 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-use crate::config::{ServerConfig, SharedConfig};
+use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::publish::{Document, Format, Publisher};
-use crate::scheduler::Health;
+use crate::publish::{Document, Format};
+use crate::shared::Shared;
 use crate::shutdown::Shutdown;
 use crate::status::source_reports;
-use crate::store::SharedStore;
-
-/// What the handlers need.
-#[derive(Clone)]
-pub struct ServeState {
-    /// The rendered documents.
-    pub publisher: Arc<Publisher>,
-    /// The store, for status.
-    pub store: SharedStore,
-    /// The configuration in force (replaced on reload).
-    pub config: SharedConfig,
-    /// The scheduler's heartbeat.
-    pub health: Arc<Health>,
-    /// The metrics.
-    pub metrics: Arc<Metrics>,
-}
 
 /// The HTTP application: feed documents directly, the rest through the router; see the
 /// module documentation. Cheap to clone (one per connection).
@@ -69,13 +53,13 @@ pub struct ServeState {
 pub struct App(Arc<AppParts>);
 
 struct AppParts {
-    state: ServeState,
+    state: Shared,
     router: Router,
 }
 
 impl App {
     /// The application serving `state`.
-    pub fn new(state: ServeState) -> App {
+    pub fn new(state: Shared) -> App {
         let router = Router::new()
             .route("/", get(home))
             .route("/feeds/{file}", get(feed))
@@ -546,7 +530,7 @@ impl AsyncWrite for Guarded {
     }
 }
 
-async fn metrics(State(state): State<ServeState>) -> Response {
+async fn metrics(State(state): State<Shared>) -> Response {
     let config = state.config.get();
     let reports = source_reports(&config.sources, &state.store).unwrap_or_default();
     (
@@ -559,7 +543,7 @@ async fn metrics(State(state): State<ServeState>) -> Response {
         .into_response()
 }
 
-async fn sources_opml(State(state): State<ServeState>) -> Response {
+async fn sources_opml(State(state): State<Shared>) -> Response {
     let config = state.config.get();
     (
         [
@@ -578,7 +562,7 @@ async fn not_found() -> Response {
 /// The content type of the HTML pages.
 const HTML: &str = "text/html; charset=utf-8";
 
-async fn home(State(state): State<ServeState>, headers: HeaderMap) -> Response {
+async fn home(State(state): State<Shared>, headers: HeaderMap) -> Response {
     match state.publisher.home() {
         Some(page) => serve_document(&page, HTML, &headers),
         None => not_found().await,
@@ -586,7 +570,7 @@ async fn home(State(state): State<ServeState>, headers: HeaderMap) -> Response {
 }
 
 async fn feed(
-    State(state): State<ServeState>,
+    State(state): State<Shared>,
     Path(file): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -594,7 +578,7 @@ async fn feed(
 }
 
 /// `/feeds/{name}` is the HTML view; `/feeds/{name}.{atom,rss,json}` the documents.
-fn feed_response(state: &ServeState, file: &str, headers: &HeaderMap) -> Response {
+fn feed_response(state: &Shared, file: &str, headers: &HeaderMap) -> Response {
     // A document's extension first: one lookup for the requests readers make.
     let document = file
         .rsplit_once('.')
@@ -649,7 +633,7 @@ fn add_security_headers(headers: &mut HeaderMap) {
     );
 }
 
-async fn status(State(state): State<ServeState>) -> Response {
+async fn status(State(state): State<Shared>) -> Response {
     let config = state.config.get();
     match source_reports(&config.sources, &state.store) {
         Ok(reports) => ([(header::CACHE_CONTROL, "no-cache")], axum::Json(reports)).into_response(),
@@ -659,9 +643,9 @@ async fn status(State(state): State<ServeState>) -> Response {
 
 /// 200 when the store answers, takes writes and the scheduler beats; else 503 with every
 /// reason, one a line (a full disk: "store write failed: No space left on device ...").
-async fn healthz(State(state): State<ServeState>) -> Response {
+async fn healthz(State(state): State<Shared>) -> Response {
     let mut reasons = Vec::new();
-    if !crate::daemon::store_answers(&state.store).await {
+    if !crate::store::answers(&state.store).await {
         reasons.push("store unavailable".to_string());
     }
     if let Some(failure) = state.store.write_failure() {

@@ -227,3 +227,13 @@ pub async fn flush(store: &SharedStore) -> Result<(), StoreError> {
         .await
         .map_err(|join| StoreError::Task(join.to_string()))?
 }
+
+/// Whether a read of the store completes within a second.
+pub async fn answers(store: &SharedStore) -> bool {
+    let probe = store.clone();
+    let read = tokio::task::spawn_blocking(move || probe.source_state("").is_ok());
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(1), read).await,
+        Ok(Ok(true))
+    )
+}

@@ -170,6 +170,7 @@ fn render(entries: Vec<feedmill::model::Entry>) -> [(Format, Vec<u8>); 3] {
             hub: Some(Url::parse("https://hub.example/").expect("url")),
         },
         String::new(),
+        chrono::Utc::now(),
     );
     let rendered = publisher.get("all").expect("published");
     [Format::Atom, Format::Rss, Format::Json].map(|f| (f, rendered.document(f).body.to_vec()))
@@ -972,6 +973,7 @@ fn render_stored(entries: &[feedmill::model::Entry]) -> (Vec<StoredEntry>, [(For
             hub: None,
         },
         String::new(),
+        chrono::Utc::now(),
     );
     let rendered = publisher.get("all").expect("published");
     let documents =
