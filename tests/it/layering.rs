@@ -112,10 +112,14 @@ fn check(doc: &str, architecture: &str, files: &[(String, String)]) -> Vec<Probl
         .find(|(path, _)| path == "src/lib.rs")
         .map(|(_, text)| root_reexports(text, &modules))
         .unwrap_or_default();
+    let tests = test_files(files);
     for (path, text) in files {
         let Some(importer) = module_of(path) else {
             continue;
         };
+        if tests.contains(path) {
+            continue;
+        }
         // A module without a row was reported under (a); nothing to hold it to.
         let Some(rule) = rules.get(&importer) else {
             continue;
@@ -463,6 +467,89 @@ fn read_src(src_dir: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// The regex of a test-only module: `#[cfg(test)]`, then (after other attributes) `mod`.
+fn test_module() -> regex::Regex {
+    regex::Regex::new(r"#\s*\[\s*cfg\s*\(\s*test\s*\)\s*\]\s*(?:#\s*\[[^\]]*\]\s*)*(?:pub(?:\s*\([^)]*\))?\s+)?mod\s+([A-Za-z_][A-Za-z_0-9]*)\s*([;{])")
+        .expect("regex")
+}
+
+/// Test code may import any module (a store test checks what `select` shows of what it
+/// stored): the boundaries are the product's. `text` (comments and literals stripped) with
+/// every inline `#[cfg(test)] mod x { ... }` blanked, line breaks kept.
+fn without_test_code(text: &str) -> String {
+    let mut out: Vec<char> = text.chars().collect();
+    let chars = out.clone();
+    let byte_to_char: Vec<usize> = {
+        let mut map = vec![0; text.len() + 1];
+        for (n, (b, _)) in text.char_indices().enumerate() {
+            map[b] = n;
+        }
+        map[text.len()] = chars.len();
+        map
+    };
+    for found in test_module().captures_iter(text) {
+        let (Some(whole), Some(end)) = (found.get(0), found.get(2)) else {
+            continue;
+        };
+        if end.as_str() != "{" {
+            continue;
+        }
+        let start = byte_to_char[whole.start()];
+        let mut depth = 0usize;
+        let mut i = byte_to_char[end.start()];
+        while i < chars.len() {
+            match chars[i] {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        for c in out.iter_mut().take((i + 1).min(chars.len())).skip(start) {
+            if *c != '\n' {
+                *c = ' ';
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The files of test-only modules (`#[cfg(test)] mod tests;` declares `tests.rs` or
+/// `tests/mod.rs` beside or under its parent), and every file under them.
+fn test_files(files: &[(String, String)]) -> BTreeSet<String> {
+    let mut dirs = Vec::new();
+    for (path, text) in files {
+        let code = strip_comments_and_literals(text);
+        for found in test_module().captures_iter(&code) {
+            if found.get(2).map(|m| m.as_str()) != Some(";") {
+                continue;
+            }
+            let name = &found[1];
+            // A file's child modules live in its own folder: src/a/mod.rs -> src/a/,
+            // src/a/b.rs -> src/a/b/.
+            let folder = match path.strip_suffix("/mod.rs") {
+                Some(dir) => dir.to_string(),
+                None => path.trim_end_matches(".rs").to_string(),
+            };
+            dirs.push(format!("{folder}/{name}"));
+        }
+    }
+    files
+        .iter()
+        .map(|(path, _)| path)
+        .filter(|path| {
+            dirs.iter()
+                .any(|d| *path == &format!("{d}.rs") || path.starts_with(&format!("{d}/")))
+        })
+        .cloned()
+        .collect()
+}
+
 /// The top-level module a file belongs to: `src/X.rs` and everything under `src/X/` are `X`.
 /// `src/lib.rs` (the root), `src/main.rs` and `src/bin/` (other crates) belong to none.
 fn module_of(path: &str) -> Option<String> {
@@ -772,7 +859,7 @@ struct RootRef {
 /// Every root-level name a file's code reaches, given how deep its module is (see
 /// [`file_depth`]). `self::` and `super::` that stay inside the module do not count.
 fn root_refs(text: &str, depth: usize) -> Vec<RootRef> {
-    let tokens = tokenize(&strip_comments_and_literals(text));
+    let tokens = tokenize(&without_test_code(&strip_comments_and_literals(text)));
     let mut refs = Vec::new();
     // Which open braces are inline `mod x { }` bodies: each is one module deeper.
     let mut braces: Vec<bool> = Vec::new();
@@ -1134,6 +1221,31 @@ fn a_module_that_may_import_nothing_says_so() {
         of_kind(&problems, Kind::Import),
         ["src/model.rs:1: `model` imports `config` (crate::config), but A.md:11 says `model` may import nothing"]
     );
+}
+
+#[test]
+fn test_code_may_import_anything_and_the_product_may_not() {
+    let doc = table(&[("store", "nothing"), ("select", "`store`")]);
+    let src = files(&[
+        (
+            "src/store/mod.rs",
+            "#[cfg(test)]\nmod tests;\n#[cfg(test)]\nmod inline {\n    use crate::select::x;\n    fn f() { { } }\n}\nfn g() {}\n",
+        ),
+        ("src/store/tests.rs", "use crate::select::select;\n"),
+        ("src/select.rs", "use crate::store::Store;\n"),
+    ]);
+    assert!(check("ARCHITECTURE.md", &doc, &src).is_empty());
+    // Outside the test module, the same import is reported, at its line.
+    let src = files(&[
+        (
+            "src/store/mod.rs",
+            "#[cfg(test)]\nmod inline {\n    fn f() { { } }\n}\nuse crate::select::x;\n",
+        ),
+        ("src/select.rs", "use crate::store::Store;\n"),
+    ]);
+    let problems = check("ARCHITECTURE.md", &doc, &src);
+    assert_eq!(of_kind(&problems, Kind::Import).len(), 1, "{problems:?}");
+    assert!(of_kind(&problems, Kind::Import)[0].starts_with("src/store/mod.rs:5:"));
 }
 
 #[test]

@@ -219,6 +219,6 @@ pub(super) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> 
 }
 
 /// A UTC time from milliseconds, for tests and callers that store them.
-pub fn from_millis(ms: i64) -> DateTime<Utc> {
+pub(super) fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }

@@ -419,7 +419,8 @@ impl SledStore {
         Ok(())
     }
 
-    /// The number of keys under a prefix (for tests and metrics).
+    /// The number of keys under a prefix.
+    #[cfg(test)]
     pub fn count_prefix(&self, prefix: &[u8]) -> usize {
         self.db().map_or(0, |db| db.scan_prefix(prefix).count())
     }
