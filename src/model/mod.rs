@@ -4,9 +4,11 @@
 //! this, and it imports none of them.
 
 mod entry;
+mod failure;
 mod source;
 mod story;
 
 pub use entry::{hex, sort_time, Enclosure, Entry, EntryKey, EntryRef, StoredEntry};
+pub use failure::{FailureKind, HopKind, RefreshFailure, STORE_READ_FAILED, STORE_WRITE_FAILED};
 pub use source::{LinkValidators, SourceState, Validators};
 pub use story::{CommitSummary, StoryKind};
