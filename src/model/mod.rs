@@ -10,5 +10,7 @@ mod story;
 
 pub use entry::{hex, sort_time, Enclosure, Entry, EntryKey, EntryRef, StoredEntry};
 pub use failure::{FailureKind, HopKind, RefreshFailure, STORE_READ_FAILED, STORE_WRITE_FAILED};
-pub use source::{LinkValidators, SourceState, Validators};
+pub use source::{
+    backoff, Answer, FeedHead, LinkValidators, SourceState, Timing, Validators, MAX_HOLD,
+};
 pub use story::{CommitSummary, StoryKind};
