@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::model::FailureKind;
 use crate::status::SourceReport;
 
 /// How a fetch ended.
@@ -43,6 +44,11 @@ struct ReasonLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabel {
     route: &'static str,
     status: u16,
@@ -52,6 +58,8 @@ struct RequestLabel {
 pub struct Metrics {
     registry: Registry,
     fetches: Family<OutcomeLabel, Counter>,
+    /// Failed refreshes by the kind of their failure: they add up to the `failed` fetches.
+    refresh_failures: Family<KindLabel, Counter>,
     fetch_seconds: Histogram,
     fetched_bytes: Counter,
     entries_new: Counter,
@@ -85,6 +93,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("feedmill");
         let metrics = Metrics {
             fetches: Family::default(),
+            refresh_failures: Family::default(),
             // 10 ms to about 80 s.
             fetch_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             fetched_bytes: Counter::default(),
@@ -120,6 +129,11 @@ impl Metrics {
             ..metrics
         };
         registry.register("fetches", "Fetches by outcome", metrics.fetches.clone());
+        registry.register(
+            "refresh_failures",
+            "Failed refreshes by the kind of failure",
+            metrics.refresh_failures.clone(),
+        );
         registry.register(
             "fetch_duration_seconds",
             "Time from request to parsed and stored",
@@ -198,6 +212,11 @@ impl Metrics {
                 .connections_timed_out
                 .get_or_create(&ReasonLabel { reason });
         }
+        for kind in FailureKind::ALL {
+            let _ = metrics
+                .refresh_failures
+                .get_or_create(&KindLabel { kind: kind.label() });
+        }
         Metrics {
             registry,
             ..metrics
@@ -236,6 +255,14 @@ impl Metrics {
         }
         self.fetched_bytes.inc_by(bytes);
         self.entries_new.inc_by(new_entries);
+    }
+
+    /// Counts a refresh that failed with a failure of `kind` (besides its fetch, which
+    /// [`Metrics::fetched`] counts as `failed`).
+    pub fn refresh_failed(&self, kind: FailureKind) {
+        self.refresh_failures
+            .get_or_create(&KindLabel { kind: kind.label() })
+            .inc();
     }
 
     /// Counts one render of an output feed (three documents).
@@ -331,5 +358,35 @@ mod tests {
         );
         assert!(0 < allocated && allocated <= resident, "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn failures_are_counted_by_kind_every_kind_from_zero() {
+        let metrics = Metrics::new();
+        let count = |text: &str, kind: FailureKind| -> u64 {
+            let line = format!(
+                "feedmill_refresh_failures_total{{kind=\"{}\"}} ",
+                kind.label()
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&line)?.parse().ok())
+                .unwrap_or_else(|| panic!("no {line:?} in\n{text}"))
+        };
+        let text = metrics.encode(&[]);
+        for kind in FailureKind::ALL {
+            assert_eq!(count(&text, kind), 0, "{kind:?}");
+        }
+        metrics.refresh_failed(FailureKind::TimedOut);
+        metrics.refresh_failed(FailureKind::TimedOut);
+        metrics.refresh_failed(FailureKind::Gone);
+        let text = metrics.encode(&[]);
+        for kind in FailureKind::ALL {
+            let expected = match kind {
+                FailureKind::TimedOut => 2,
+                FailureKind::Gone => 1,
+                _ => 0,
+            };
+            assert_eq!(count(&text, kind), expected, "{kind:?}");
+        }
     }
 }

@@ -3,12 +3,20 @@
 //!
 //! Used by the daemon's scheduler and by `feedmill fetch` alike, so both behave the same.
 //!
-//! Politeness rules live here: consecutive failures back off exponentially with jitter
-//! (one minute doubling up to a day) whatever the schedule says; 429/503 `Retry-After` is
-//! honoured; a server's `Cache-Control: max-age`/`Expires` and a feed's `<ttl>` may stretch
-//! the interval but never shrink it; 410 Gone disables a source until its config changes.
-//! A failure where no server answered at all does not count toward backoff while no server
-//! has answered anyone recently: that is our own network being down, not the source.
+//! A refresh reads the source's state once, fetches and parses, computes the next state with
+//! the state's own transitions ([`SourceState::fetched_ok`], [`SourceState::not_modified`],
+//! [`SourceState::failed`]) and hands the store exactly that, in one write: `commit_fetch`
+//! when there are entries, else `save_state`. Only when that write fails is the failure
+//! itself written (see `store_failed`).
+//!
+//! The politeness rules are the state's (in `model`): consecutive failures back off
+//! exponentially with jitter (one minute doubling up to a day) whatever the schedule says;
+//! 429/503 `Retry-After` is honoured; a server's `Cache-Control: max-age`/`Expires` and a
+//! feed's `<ttl>` may stretch the interval but never shrink it; 410 Gone disables a source
+//! until its config changes. What they need from outside (the schedule's next time, the
+//! jitter's draw, whether our own network answers) is decided here: a failure where no server
+//! answered at all does not count toward backoff while no server has answered anyone
+//! recently, that is our own network being down, not the source.
 
 use std::time::Duration;
 
@@ -21,15 +29,12 @@ use crate::config::SourceConfig;
 use crate::fetch::{FetchError, FetchOutcome, FetchedBody, Fetcher, Hop};
 use crate::metrics::{Metrics, Outcome};
 use crate::model::hex;
-use crate::model::{CommitSummary, SourceState};
+use crate::model::{Answer, CommitSummary, FeedHead, RefreshFailure, SourceState, Timing};
 use crate::model::{LinkValidators, Validators};
 use crate::parse::{parse_feed, ParseError, ParsedFeed};
 use crate::store::{SharedStore, StoreError};
 
-/// The first backoff after a failure; it doubles with each failure in a row.
-const BACKOFF_BASE: Duration = Duration::from_secs(60);
-/// The longest we ever wait because of failures, `Retry-After` or freshness.
-pub const MAX_HOLD: Duration = Duration::from_secs(24 * 60 * 60);
+pub use crate::model::{STORE_READ_FAILED, STORE_WRITE_FAILED};
 
 /// How a refresh went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +52,9 @@ pub enum RefreshOutcome {
     NotModified,
     /// The source is disabled (410 Gone) until its config changes; nothing was fetched.
     Disabled,
-    /// The fetch or the parse failed; the reason is also in the source's state.
-    Failed(String),
+    /// The fetch, the parse or the store failed; its message is also the source's
+    /// `last_error` (but for 410, whose `last_error` says more).
+    Failed(RefreshFailure),
 }
 
 impl RefreshOutcome {
@@ -115,16 +121,14 @@ pub fn first_fetch(
     Some(by_schedule.max(state.hold_until.unwrap_or(now)))
 }
 
-/// The delay after `failures` failures in a row: one minute doubling up to a day, plus up
-/// to a fifth more at random so that sources failing together retry apart.
-pub fn backoff(failures: u32) -> Duration {
-    if failures == 0 {
-        return Duration::ZERO;
+/// What a state transition at `now` needs from outside the state: the schedule's next time
+/// and a random draw for backoff's jitter.
+fn timing(source: &SourceConfig, now: DateTime<Utc>) -> Timing {
+    Timing {
+        now,
+        scheduled: source.schedule.next_fetch(&source.name, now),
+        jitter: rand::rng().random_range(0.0..1.0),
     }
-    let doubled =
-        BACKOFF_BASE.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(20)));
-    let jitter = rand::rng().random_range(0.0..0.2);
-    doubled.mul_f64(1.0 + jitter).min(MAX_HOLD)
 }
 
 /// Fetches `source` once (unless it is disabled), stores what it gives and records the
@@ -137,7 +141,7 @@ pub async fn refresh(
     metrics: &Metrics,
 ) -> Result<RefreshOutcome, StoreError> {
     // A source with nothing stored stores its whole document: fewer of those at once.
-    // A store that cannot be read is not cold: `refresh_once` reports it.
+    // A store that cannot be read is not cold: `store_failed` reports it.
     let cold = matches!(
         store.source_state(&source.name),
         Ok(None | Some(SourceState { items: 0, .. }))
@@ -150,43 +154,52 @@ pub async fn refresh(
     let _slot = fetcher.refresh_slot().await;
     let started = std::time::Instant::now();
     let mut bytes = 0;
-    let outcome = match refresh_once(source, fetcher, store, &mut bytes).await {
-        Ok(outcome) => outcome,
-        Err(err) => store_failed(source, store, err),
+    let outcome = match current_state(source, store) {
+        Ok(before) => match refresh_once(source, fetcher, store, &before, &mut bytes).await {
+            Ok(outcome) => outcome,
+            Err(err) => store_failed(source, store, Some(before), err),
+        },
+        Err(err) => store_failed(source, store, None, err),
     };
     let (kind, new) = match &outcome {
         RefreshOutcome::Stored { summary, .. } => (Outcome::stored, summary.new as u64),
         RefreshOutcome::NotModified => (Outcome::not_modified, 0),
         RefreshOutcome::Disabled => (Outcome::disabled, 0),
-        RefreshOutcome::Failed(_) => (Outcome::failed, 0),
+        RefreshOutcome::Failed(failure) => {
+            metrics.refresh_failed(failure.kind());
+            (Outcome::failed, 0)
+        }
     };
     metrics.fetched(kind, started.elapsed().as_secs_f64(), bytes, new);
     Ok(outcome)
 }
 
+/// One refresh from the state `before`: fetch and parse, compute the next state, then one
+/// store write (`commit_fetch` with the entries, else `save_state`). An error is the
+/// store's, for `store_failed`.
 async fn refresh_once(
     source: &SourceConfig,
     fetcher: &Fetcher,
     store: &SharedStore,
+    before: &SourceState,
     bytes: &mut u64,
 ) -> Result<RefreshOutcome, StoreError> {
-    let mut state = current_state(source, store)?;
-    if state.disabled {
-        store.save_state(&source.name, &state)?;
+    if before.disabled {
+        // Written as the config sees it (`current_state` may have changed it).
+        store.save_state(&source.name, before)?;
         return Ok(RefreshOutcome::Disabled);
     }
-    let url = Url::parse(&state.url).unwrap_or_else(|_| source.url.clone());
+    let url = Url::parse(&before.url).unwrap_or_else(|_| source.url.clone());
     let fetched = fetcher
-        .fetch(&url, Hop::Start, &source.url, &state.validators)
+        .fetch(&url, Hop::Start, &source.url, &before.validators)
         .await;
-    let now = Utc::now();
-    state.last_fetch = Some(now);
+    let at = timing(source, Utc::now());
 
-    let found = match fetched {
+    // What the source answered, if it answered: the status a failure records.
+    let (found, status) = match fetched {
         Ok(FetchOutcome::NotModified { fresh_for }) => {
-            state.last_status = Some(304);
-            let known = state.validators.feed_link.clone();
-            match known
+            let known = before.validators.feed_link.clone();
+            let found = match known
                 .as_deref()
                 .and_then(|k| Some((Url::parse(&k.url).ok()?, k)))
             {
@@ -194,55 +207,72 @@ async fn refresh_once(
                 // changed: ask it (with its own validators).
                 Some((link, known)) => follow_feed_link(&link, Some(known), source, fetcher, bytes)
                     .await
-                    .map(|found| found.with_page_validators(&state.validators)),
+                    .map(|found| found.with_page_validators(&before.validators)),
                 None => Ok(Found {
                     status: 304,
                     parsed: None,
                     moved_to: None,
-                    validators: state.validators.clone(),
+                    validators: before.validators.clone(),
                     fresh_for,
                 }),
-            }
+            };
+            (found, Some(304))
         }
         Ok(FetchOutcome::Body(body)) => {
-            state.last_status = Some(body.status);
+            let status = body.status;
             *bytes = body.bytes.len() as u64;
-            let known = state.validators.feed_link.as_deref();
-            parse_or_discover(*body, known, source, fetcher, bytes).await
+            let known = before.validators.feed_link.as_deref();
+            (
+                parse_or_discover(*body, known, source, fetcher, bytes).await,
+                Some(status),
+            )
         }
-        Err(err) => return fail_fetch(source, fetcher, store, state, now, err),
+        Err(err) => {
+            let status = err.status();
+            (Err(fetch_failure(source, fetcher, before, err)), status)
+        }
     };
+    let mut next = before.clone();
     let found = match found {
         Ok(found) => found,
-        Err(reason) => return fail(source, store, state, now, reason, true, None),
+        Err(failure) => {
+            next.failed(&failure, status, at);
+            if matches!(failure, RefreshFailure::Gone) {
+                tracing::warn!(source = %source.name, url = %next.url, "410 Gone: source disabled until its config changes");
+            } else {
+                tracing::warn!(source = %source.name, url = %next.url, error = %failure, "fetch failed");
+            }
+            store.save_state(&source.name, &next)?;
+            return Ok(RefreshOutcome::Failed(failure));
+        }
     };
-    state.last_status = Some(found.status);
     if let Some(moved) = &found.moved_to {
-        tracing::info!(source = %source.name, from = %state.url, to = %moved, "source moved permanently; following");
-        state.url = moved.to_string();
+        tracing::info!(source = %source.name, from = %next.url, to = %moved, "source moved permanently; following");
     }
-    state.last_error = None;
-    state.consecutive_failures = 0;
-    state.validators = found.validators;
+    let answer = Answer {
+        status: found.status,
+        validators: found.validators,
+        moved_to: found.moved_to.map(String::from),
+        fresh_for: found.fresh_for,
+    };
     let Some(parsed) = found.parsed else {
-        plan(source, &mut state, now, hold(found.fresh_for));
-        store.save_state(&source.name, &state)?;
+        next.not_modified(answer, at);
+        store.save_state(&source.name, &next)?;
         return Ok(RefreshOutcome::NotModified);
     };
-    state.title = parsed.title;
-    state.site_link = parsed.site_link;
-    let fresh_for = match (found.fresh_for, parsed.ttl) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
+    let head = FeedHead {
+        title: parsed.title,
+        site_link: parsed.site_link,
+        ttl: parsed.ttl,
     };
-    plan(source, &mut state, now, hold(fresh_for));
+    next.fetched_ok(answer, head, at);
     let entries = parsed.entries.len();
     let summary = {
         // Encoding and writing thousands of entries is blocking work too.
         let (store, name) = (store.clone(), source.name.clone());
         let _cpu = fetcher.cpu_slot().await;
         tokio::task::spawn_blocking(move || {
-            store.commit_fetch(&name, &mut state, &parsed.entries, now)
+            store.commit_fetch(&name, &mut next, &parsed.entries, at.now)
         })
         .await
         .map_err(|join| StoreError::Task(join.to_string()))??
@@ -289,7 +319,7 @@ async fn parse_or_discover(
     source: &SourceConfig,
     fetcher: &Fetcher,
     bytes: &mut u64,
-) -> Result<Found, String> {
+) -> Result<Found, RefreshFailure> {
     match parse_off_thread(&body, fetcher).await {
         Ok(parsed) => Ok(Found {
             status: body.status,
@@ -307,7 +337,7 @@ async fn parse_or_discover(
                 ..found.with_page_validators(&body.validators)
             })
         }
-        Err(err) => Err(err.to_string()),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -321,7 +351,7 @@ async fn follow_feed_link(
     source: &SourceConfig,
     fetcher: &Fetcher,
     bytes: &mut u64,
-) -> Result<Found, String> {
+) -> Result<Found, RefreshFailure> {
     let sent = Validators {
         etag: known.and_then(|k| k.etag.clone()),
         last_modified: known.and_then(|k| k.last_modified.clone()),
@@ -347,9 +377,9 @@ async fn follow_feed_link(
             })
         }
         Ok(FetchOutcome::NotModified { .. }) => {
-            return Err(format!(
-                "not a feed: HTML page linking to {link}, which answered 304 to a plain GET"
-            ))
+            return Err(RefreshFailure::FeedLinkNotModified {
+                link: link.to_string(),
+            })
         }
         // Refused before it was sent: the error says what of the link was refused (and
         // never quotes a link too long to fetch).
@@ -369,11 +399,12 @@ async fn follow_feed_link(
             | FetchError::OwnNamePrivate {
                 hop: Hop::FeedLink, ..
             }),
-        ) => return Err(err.to_string()),
+        ) => return Err(err.into()),
         Err(err) => {
-            return Err(format!(
-                "not a feed: HTML page linking to {link}, which failed: {err}"
-            ))
+            return Err(RefreshFailure::FeedLinkFailed {
+                link: link.to_string(),
+                failure: Box::new(err.into()),
+            })
         }
     };
     *bytes += feed.bytes.len() as u64;
@@ -382,10 +413,13 @@ async fn follow_feed_link(
         .map_err(|err| match err {
             // Discovery follows one link; the second page's own links (a publisher's, of any
             // length) are not quoted.
-            ParseError::HtmlPage { .. } => format!(
-                "HTML page linking to {link}, which is another HTML page, not a feed (one feed link is followed, no further)"
-            ),
-            err => format!("HTML page linking to {link}, which is {err}"),
+            ParseError::HtmlPage { .. } => RefreshFailure::FeedLinkToPage {
+                link: link.to_string(),
+            },
+            err => RefreshFailure::FeedLinkUnreadable {
+                link: link.to_string(),
+                failure: Box::new(err.into()),
+            },
         })?;
     Ok(Found {
         status: feed.status,
@@ -410,51 +444,21 @@ async fn parse_off_thread(body: &FetchedBody, fetcher: &Fetcher) -> Result<Parse
         .unwrap_or_else(|join| Err(ParseError::NotAFeed(format!("the parser failed: {join}"))))
 }
 
-fn hold(duration: Option<Duration>) -> Option<Duration> {
-    duration.map(|d| d.min(MAX_HOLD)).filter(|d| !d.is_zero())
-}
-
-/// Sets the next fetch: the schedule's next time, stretched (never shrunk) by `hold`.
-fn plan(
-    source: &SourceConfig,
-    state: &mut SourceState,
-    now: DateTime<Utc>,
-    hold: Option<Duration>,
-) {
-    state.hold_until = hold
-        .and_then(|h| chrono::Duration::from_std(h).ok())
-        .map(|h| now + h);
-    let scheduled = source.schedule.next_fetch(&source.name, now);
-    state.next_fetch = match (scheduled, state.hold_until) {
-        (Some(s), Some(h)) => Some(s.max(h)),
-        (s, h) => s.or(h),
-    };
-}
-
-fn fail_fetch(
+/// What a failed fetch of the source's own URL means for it: 410 disables it; a stored URL
+/// that is refused now gives way to the configured one; a silence while no server has
+/// answered anyone lately is our own network's, not the source's.
+fn fetch_failure(
     source: &SourceConfig,
     fetcher: &Fetcher,
-    store: &SharedStore,
-    mut state: SourceState,
-    now: DateTime<Utc>,
+    before: &SourceState,
     err: FetchError,
-) -> Result<RefreshOutcome, StoreError> {
-    state.last_status = err.status();
+) -> RefreshFailure {
     if err.status() == Some(410) {
-        state.disabled = true;
-        state.next_fetch = None;
-        state.hold_until = None;
-        state.last_error = Some(
-            "410 Gone: disabled (the source is gone; change its config to try again)".to_string(),
-        );
-        state.consecutive_failures += 1;
-        tracing::warn!(source = %source.name, url = %state.url, "410 Gone: source disabled until its config changes");
-        store.save_state(&source.name, &state)?;
-        return Ok(RefreshOutcome::Failed("410 Gone: disabled".to_string()));
+        return RefreshFailure::Gone;
     }
     let counted = !err.no_answer() || fetcher.network_answered_recently();
-    let moved_away = state.url != source.url.as_str();
-    let reason = if moved_away
+    let moved_away = before.url != source.url.as_str();
+    let restart = moved_away
         && matches!(
             err,
             FetchError::Refused {
@@ -464,56 +468,24 @@ fn fail_fetch(
                 hop: Hop::Start,
                 ..
             }
-        ) {
+        );
+    let failure = RefreshFailure::from(err);
+    if restart {
         // Where a 301/308 chain once led is no longer allowed (allow_private turned off, the
         // name now resolves to a private address, a URL stored before URLs were bounded):
         // start again from the configured URL, which the operator vouches for.
-        state.url = source.url.to_string();
-        state.validators = Validators::default();
-        format!(
-            "{err}; the next fetch starts again from the configured URL {}",
-            source.url
-        )
+        RefreshFailure::Restarted {
+            failure: Box::new(failure),
+            configured: source.url.to_string(),
+        }
     } else if counted {
-        err.to_string()
+        failure
     } else {
-        format!("{err} (no server has answered lately: our own network may be down; not counted toward backoff)")
-    };
-    fail(
-        source,
-        store,
-        state,
-        now,
-        reason,
-        counted,
-        err.retry_after(),
-    )
-}
-
-fn fail(
-    source: &SourceConfig,
-    store: &SharedStore,
-    mut state: SourceState,
-    now: DateTime<Utc>,
-    reason: String,
-    counted: bool,
-    retry_after: Option<Duration>,
-) -> Result<RefreshOutcome, StoreError> {
-    tracing::warn!(source = %source.name, url = %state.url, error = %reason, "fetch failed");
-    state.last_error = Some(reason.clone());
-    if counted {
-        state.consecutive_failures += 1;
+        RefreshFailure::NetworkDown {
+            failure: Box::new(failure),
+        }
     }
-    let wait = backoff(state.consecutive_failures).max(retry_after.unwrap_or_default());
-    plan(source, &mut state, now, hold(Some(wait)));
-    store.save_state(&source.name, &state)?;
-    Ok(RefreshOutcome::Failed(reason))
 }
-
-/// What a source's `last_error` starts with when the store could not keep its fetch.
-pub const STORE_WRITE_FAILED: &str = "store write failed";
-/// What a source's `last_error` starts with when the store could not be read for it.
-pub const STORE_READ_FAILED: &str = "store read failed";
 
 /// Whether a source's `last_error` says its last fetch failed in the store.
 pub fn is_store_failure(last_error: Option<&str>) -> bool {
@@ -523,53 +495,50 @@ pub fn is_store_failure(last_error: Option<&str>) -> bool {
 
 /// A refresh the store failed (a full disk, a read-only or failing one): the source's
 /// failure, as a failed fetch is, so that it backs off instead of being fetched again at
-/// once, and `/status.json` says why. The state recorded is the one before this fetch,
-/// without its validators: the next fetch is unconditional and stores in full whatever this
-/// one could not (a write sled accepted may be lost with its validators). When that state
-/// cannot be written either, the store keeps it in memory and answers it in its place.
-fn store_failed(source: &SourceConfig, store: &SharedStore, err: StoreError) -> RefreshOutcome {
-    let reason = match &err {
-        StoreError::Write { .. } | StoreError::Reopening(_) => {
-            format!("{STORE_WRITE_FAILED}: {}", err.reason())
-        }
-        other => format!("{STORE_READ_FAILED}: {}", other.reason()),
-    };
-    let now = Utc::now();
-    let mut state = current_state(source, store).unwrap_or_else(|_| SourceState {
-        config_url: source.url.to_string(),
-        url: source.url.to_string(),
-        config_fingerprint: fingerprint(source),
-        ..SourceState::default()
-    });
-    state.last_fetch = Some(now);
-    state.last_error = Some(reason.clone());
-    state.consecutive_failures += 1;
-    state.validators = Validators::default();
-    let wait = backoff(state.consecutive_failures);
-    plan(source, &mut state, now, hold(Some(wait)));
-    tracing::error!(source = %source.name, url = %state.url, error = %reason, next_fetch = ?state.next_fetch, "cannot store the fetch; backing off");
+/// once, and `/status.json` says why. The state recorded is `before`, the one before this
+/// fetch (read again when that read is what failed), without its validators: the next fetch
+/// is unconditional and stores in full whatever this one could not (a write sled accepted
+/// may be lost with its validators). When that state cannot be written either, the store
+/// keeps it in memory and answers it in its place.
+fn store_failed(
+    source: &SourceConfig,
+    store: &SharedStore,
+    before: Option<SourceState>,
+    err: StoreError,
+) -> RefreshOutcome {
+    let failure = store_failure(&err);
+    let mut state = before
+        .map_or_else(|| current_state(source, store), Ok)
+        .unwrap_or_else(|_| SourceState {
+            config_url: source.url.to_string(),
+            url: source.url.to_string(),
+            config_fingerprint: fingerprint(source),
+            ..SourceState::default()
+        });
+    state.failed(&failure, None, timing(source, Utc::now()));
+    tracing::error!(source = %source.name, url = %state.url, error = %failure, next_fetch = ?state.next_fetch, "cannot store the fetch; backing off");
     // Kept in memory by the store when it cannot be written (see `Store::save_state`).
     let _ = store.save_state(&source.name, &state);
-    RefreshOutcome::Failed(reason)
+    RefreshOutcome::Failed(failure)
+}
+
+/// A store error as a source's failure: a write that failed (or the reopening after one),
+/// else a read.
+fn store_failure(err: &StoreError) -> RefreshFailure {
+    match err {
+        StoreError::Write { .. } | StoreError::Reopening(_) => RefreshFailure::StoreWrite {
+            reason: err.reason(),
+        },
+        other => RefreshFailure::StoreRead {
+            reason: other.reason(),
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_from_a_minute_to_a_day_with_jitter() {
-        assert_eq!(backoff(0), Duration::ZERO);
-        for (failures, base) in [(1, 60), (2, 120), (3, 240), (6, 1920)] {
-            let d = backoff(failures).as_secs_f64();
-            assert!(d >= base as f64 && d < base as f64 * 1.2, "{failures}: {d}");
-        }
-        assert_eq!(backoff(12), MAX_HOLD);
-        assert_eq!(backoff(u32::MAX), MAX_HOLD);
-        let spread: std::collections::HashSet<u128> =
-            (0..20).map(|_| backoff(3).as_millis()).collect();
-        assert!(spread.len() > 1, "no jitter");
-    }
+    use crate::model::{FailureKind, HopKind};
 
     fn source(schedule: &str) -> SourceConfig {
         SourceConfig {
@@ -581,44 +550,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn holds_stretch_but_never_shrink_the_schedule() {
-        let source = source("*/30 * * * *");
-        let now = Utc::now();
-        let mut state = SourceState::default();
-        plan(
-            &source,
-            &mut state,
-            now,
-            hold(Some(Duration::from_secs(60))),
-        );
-        let scheduled = source.schedule.next_fetch("s", now).expect("fires");
-        assert_eq!(
-            state.next_fetch,
-            Some(scheduled),
-            "a short max-age must not shrink"
-        );
-        plan(
-            &source,
-            &mut state,
-            now,
-            hold(Some(Duration::from_secs(7200))),
-        );
-        assert_eq!(
-            state.next_fetch,
-            Some(now + chrono::Duration::seconds(7200))
-        );
-        plan(
-            &source,
-            &mut state,
-            now,
-            hold(Some(Duration::from_secs(10 * 86400))),
-        );
-        assert_eq!(
-            state.next_fetch,
-            Some(now + chrono::Duration::seconds(86400)),
-            "capped at a day"
-        );
+    /// A fetcher with the default `[fetch]` settings (nothing fetched yet: no server has
+    /// answered it).
+    fn fetcher() -> Fetcher {
+        let config = crate::config::Config::parse(
+            std::path::Path::new("/etc/feedmill/feedmill.toml"),
+            "[[source]]\nname = \"s\"\nurl = \"https://s.example/feed\"\n[[feed]]\nname = \"all\"\n",
+        )
+        .expect("config");
+        Fetcher::new(&config.fetch).expect("fetcher")
     }
 
     #[test]
@@ -631,26 +571,39 @@ mod tests {
         let mut state = current_state(&source, &store).expect("state");
         state.validators.etag = Some("\"v1\"".into());
         state.consecutive_failures = 1;
+        state.last_status = Some(200);
         store.save_state("s", &state).expect("saves");
         let full = StoreError::Write {
             path: dir.path().join("store"),
             reason: std::io::Error::from_raw_os_error(28).to_string(),
         };
         let before = Utc::now();
-        let outcome = store_failed(&source, &store, full);
+        let outcome = store_failed(&source, &store, Some(state), full);
         let state = store.source_state("s").expect("reads").expect("state");
         let error = state.last_error.as_deref().unwrap_or_default();
         assert_eq!(
             error,
             "store write failed: No space left on device (os error 28)"
         );
-        assert_eq!(outcome, RefreshOutcome::Failed(error.to_string()));
+        let RefreshOutcome::Failed(failure) = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(failure.to_string(), error);
+        assert_eq!(failure.kind(), FailureKind::StoreWrite);
         assert!(is_store_failure(Some(error)));
         assert_eq!(state.consecutive_failures, 2);
+        assert_eq!(state.last_status, Some(200), "the status before the fetch");
         // Two minutes at least (the second failure in a row), on a schedule of a second.
         let next = state.next_fetch.expect("planned");
         assert!(next >= before + chrono::Duration::seconds(120), "{next}");
         assert_eq!(state.validators, Validators::default());
+        let read = StoreError::Task("gone".into());
+        assert_eq!(
+            store_failure(&read),
+            RefreshFailure::StoreRead {
+                reason: "a store task failed: gone".into()
+            }
+        );
     }
 
     #[test]
@@ -673,5 +626,233 @@ mod tests {
             ..SourceState::default()
         };
         assert_eq!(first_fetch(&source, &gone, now), None);
+    }
+
+    /// Every fetch and parse error becomes a failure that says exactly what the error said:
+    /// the messages users see did not change with the type.
+    #[test]
+    fn fetch_and_parse_errors_keep_their_messages() {
+        let fetch = [
+            FetchError::Timeout(Duration::from_millis(2500)),
+            FetchError::TooLarge(16 * 1024 * 1024),
+            FetchError::TooLarge(3000),
+            FetchError::Status {
+                status: 503,
+                reason: Some("Service Unavailable"),
+                retry_after: Some(Duration::from_secs(90)),
+            },
+            FetchError::Status {
+                status: 404,
+                reason: Some("Not Found"),
+                retry_after: None,
+            },
+            FetchError::RedirectLoop("more than 10 redirects".into()),
+            FetchError::Refused {
+                hop: Hop::Redirect,
+                target: "127.0.0.1:9999".into(),
+                name: false,
+            },
+            FetchError::Refused {
+                hop: Hop::FeedLink,
+                target: "intranet.example:80".into(),
+                name: true,
+            },
+            FetchError::Refused {
+                hop: Hop::Start,
+                target: "10.0.0.5:80".into(),
+                name: false,
+            },
+            FetchError::UrlTooLong {
+                hop: Hop::FeedLink,
+                len: 9000,
+            },
+            FetchError::Metadata {
+                hop: Hop::Start,
+                target: "meta.example:80".into(),
+            },
+            FetchError::OwnNamePrivate {
+                hop: Hop::Start,
+                target: "feeds.example:80".into(),
+            },
+            FetchError::LocalFile {
+                hop: Hop::Redirect,
+                url: "file:///etc/passwd".into(),
+            },
+            FetchError::Transport("error sending request for url".into()),
+            FetchError::File {
+                path: "/srv/feed.xml".into(),
+                source: std::io::Error::from_raw_os_error(2),
+            },
+        ];
+        for err in fetch {
+            let message = err.to_string();
+            let status = err.status();
+            let retry_after = err.retry_after();
+            let failure = RefreshFailure::from(err);
+            assert_eq!(failure.to_string(), message, "{failure:?}");
+            assert_eq!(failure.status(), status, "{failure:?}");
+            assert_eq!(failure.retry_after(), retry_after, "{failure:?}");
+        }
+        let parse = [
+            ParseError::Empty,
+            ParseError::HtmlPage { links: vec![] },
+            ParseError::HtmlPage {
+                links: vec![Url::parse("https://a.example/feed").expect("url")],
+            },
+            ParseError::Xml {
+                line: 3,
+                column: 14,
+                message: "unexpected end of file".into(),
+            },
+            ParseError::NotAFeed("the root element is <html>".into()),
+        ];
+        for err in parse {
+            let message = err.to_string();
+            let failure = RefreshFailure::from(err);
+            assert_eq!(failure.to_string(), message, "{failure:?}");
+        }
+        // The two copies of the size words agree.
+        for limit in [1, 1000, 1024, 1536, 3000, 8 * 1024 * 1024, 5 * 1000 * 1000] {
+            assert_eq!(
+                RefreshFailure::TooLarge { limit }.to_string(),
+                format!("body larger than {}", crate::fetch::human_size(limit))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_of_the_source_url_says_what_it_means_for_the_source() {
+        let fetcher = fetcher();
+        let source = source("*/30 * * * *");
+        let at_home = SourceState {
+            url: source.url.to_string(),
+            ..SourceState::default()
+        };
+        let status = |status| FetchError::Status {
+            status,
+            reason: None,
+            retry_after: None,
+        };
+        assert_eq!(
+            fetch_failure(&source, &fetcher, &at_home, status(410)),
+            RefreshFailure::Gone
+        );
+        assert_eq!(
+            fetch_failure(&source, &fetcher, &at_home, status(404)).kind(),
+            FailureKind::HttpStatus
+        );
+        // Where a 301/308 chain once led is refused now (a real fetch, refused unsent).
+        let moved = SourceState {
+            url: "http://127.0.0.1:1/feed".into(),
+            ..SourceState::default()
+        };
+        let url = Url::parse(&moved.url).expect("url");
+        let err = fetcher
+            .fetch(&url, Hop::Start, &source.url, &moved.validators)
+            .await
+            .expect_err("refused");
+        let failure = fetch_failure(&source, &fetcher, &moved, err);
+        assert_eq!(
+            failure,
+            RefreshFailure::Restarted {
+                failure: Box::new(RefreshFailure::Refused {
+                    hop: HopKind::Start,
+                    target: "127.0.0.1:1".into(),
+                    name: false,
+                }),
+                configured: "https://s.example/feed".into(),
+            }
+        );
+        // A silence while no server has answered this fetcher: our network, not counted.
+        let own = SourceConfig {
+            url: Url::parse("http://127.0.0.1:1/feed").expect("url"),
+            ..source.clone()
+        };
+        let err = fetcher
+            .fetch(&own.url, Hop::Start, &own.url, &Validators::default())
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(err.no_answer(), "{err:?}");
+        let failure = fetch_failure(&own, &fetcher, &at_home, err);
+        assert!(
+            matches!(&failure, RefreshFailure::NetworkDown { failure } if failure.kind() == FailureKind::Transport),
+            "{failure:?}"
+        );
+        assert!(!failure.counted());
+    }
+
+    /// A whole refresh of a `file://` source, through the real fetcher and store: each
+    /// outcome leaves the state its transition computes, and the metrics count failures by
+    /// kind.
+    #[tokio::test]
+    async fn refreshes_record_their_outcome_in_state_and_metrics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: SharedStore = std::sync::Arc::new(
+            crate::store::sled::SledStore::open(&dir.path().join("store")).expect("opens"),
+        );
+        let fetcher = fetcher();
+        let metrics = Metrics::new();
+        let feed = dir.path().join("feed.xml");
+        std::fs::write(
+            &feed,
+            "<rss><channel><title>T</title><ttl>120</ttl><item><guid>1</guid><title>One</title></item></channel></rss>",
+        )
+        .expect("writes");
+        let source = SourceConfig {
+            url: Url::from_file_path(&feed).expect("file url"),
+            ..source("*/30 * * * *")
+        };
+        let run = || refresh(&source, &fetcher, &store, &metrics);
+        let state = || store.source_state("s").expect("reads").expect("state");
+
+        let outcome = run().await.expect("refresh");
+        assert!(
+            matches!(&outcome, RefreshOutcome::Stored { status: 200, entries: 1, summary } if summary.new == 1),
+            "{outcome:?}"
+        );
+        let stored = state();
+        assert_eq!(stored.title.as_deref(), Some("T"));
+        assert_eq!((stored.items, stored.last_error.clone()), (1, None));
+        // The feed's two-hour <ttl> stretches the half-hourly schedule.
+        let ttl = stored.last_fetch.expect("fetched") + chrono::Duration::minutes(120);
+        assert_eq!(stored.next_fetch, Some(ttl));
+
+        assert_eq!(run().await.expect("refresh"), RefreshOutcome::NotModified);
+        assert_eq!(state().items, 1, "the store's parts are kept");
+
+        std::fs::remove_file(&feed).expect("removes");
+        let outcome = run().await.expect("refresh");
+        let RefreshOutcome::Failed(failure) = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(failure.kind(), FailureKind::FileUnreadable);
+        let failed = state();
+        assert_eq!(failed.last_error, Some(failure.to_string()));
+        assert_eq!(failed.consecutive_failures, 1);
+        assert_eq!(failed.items, 1);
+
+        std::fs::write(&feed, "<rss><channel><item>").expect("writes");
+        // Another Last-Modified than the first file's, which may be of the same second.
+        std::fs::File::options()
+            .write(true)
+            .open(&feed)
+            .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1 << 30)))
+            .expect("sets the time");
+        let outcome = run().await.expect("refresh");
+        let RefreshOutcome::Failed(failure) = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(failure.kind(), FailureKind::Xml);
+        assert_eq!(state().consecutive_failures, 2);
+
+        let text = metrics.encode(&[]);
+        for line in [
+            "feedmill_fetches_total{outcome=\"failed\"} 2",
+            "feedmill_refresh_failures_total{kind=\"file_unreadable\"} 1",
+            "feedmill_refresh_failures_total{kind=\"xml\"} 1",
+            "feedmill_refresh_failures_total{kind=\"timed_out\"} 0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
     }
 }

@@ -34,7 +34,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::config::FetchConfig;
-use crate::model::Validators;
+use crate::model::{HopKind, RefreshFailure, Validators};
 
 /// Which hop of a fetch a URL is; a refused hop's error names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +198,62 @@ impl FetchError {
     /// network outage on our side causes too.
     pub fn no_answer(&self) -> bool {
         matches!(self, FetchError::Timeout(_) | FetchError::Transport(_))
+    }
+}
+
+impl From<Hop> for HopKind {
+    fn from(hop: Hop) -> HopKind {
+        match hop {
+            Hop::Start => HopKind::Start,
+            Hop::FeedLink => HopKind::FeedLink,
+            Hop::Redirect => HopKind::Redirect,
+        }
+    }
+}
+
+/// The facts of a fetch error, for a refresh's outcome and metrics; the message is the same
+/// (a test in `refresh.rs` holds every variant's to it). A 410 stays a status here: only
+/// the source's own URL answering it disables the source, which the refresh decides.
+impl From<FetchError> for RefreshFailure {
+    fn from(err: FetchError) -> RefreshFailure {
+        match err {
+            FetchError::Timeout(after) => RefreshFailure::TimedOut { after },
+            FetchError::TooLarge(limit) => RefreshFailure::TooLarge { limit },
+            FetchError::Status {
+                status,
+                reason,
+                retry_after,
+            } => RefreshFailure::Status {
+                status,
+                reason,
+                retry_after,
+            },
+            FetchError::RedirectLoop(detail) => RefreshFailure::RedirectLoop { detail },
+            FetchError::Refused { hop, target, name } => RefreshFailure::Refused {
+                hop: hop.into(),
+                target,
+                name,
+            },
+            FetchError::UrlTooLong { hop, len } => RefreshFailure::UrlTooLong {
+                hop: hop.into(),
+                len,
+                limit: MAX_URL_LEN,
+            },
+            FetchError::Metadata { target, .. } => RefreshFailure::Metadata { target },
+            FetchError::OwnNamePrivate { target, .. } => RefreshFailure::OwnNamePrivate {
+                target,
+                local_names: local_names(),
+            },
+            FetchError::LocalFile { hop, url } => RefreshFailure::LocalFile {
+                hop: hop.into(),
+                url,
+            },
+            FetchError::Transport(message) => RefreshFailure::Transport { message },
+            FetchError::File { path, source } => RefreshFailure::File {
+                path,
+                message: source.to_string(),
+            },
+        }
     }
 }
 

@@ -4,9 +4,13 @@
 //! this, and it imports none of them.
 
 mod entry;
+mod failure;
 mod source;
 mod story;
 
 pub use entry::{hex, sort_time, Enclosure, Entry, EntryKey, EntryRef, StoredEntry};
-pub use source::{LinkValidators, SourceState, Validators};
+pub use failure::{FailureKind, HopKind, RefreshFailure, STORE_READ_FAILED, STORE_WRITE_FAILED};
+pub use source::{
+    backoff, Answer, FeedHead, LinkValidators, SourceState, Timing, Validators, MAX_HOLD,
+};
 pub use story::{CommitSummary, StoryKind};

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::model::{hex, Enclosure, Entry};
+use crate::model::{hex, Enclosure, Entry, RefreshFailure};
 use crate::sanitize;
 
 pub mod dates;
@@ -63,6 +63,29 @@ pub enum ParseError {
     /// The document is not RSS, Atom or JSON Feed.
     #[error("not a feed: {0}")]
     NotAFeed(String),
+}
+
+/// The facts of a parse error, for a refresh's outcome and metrics; the message is the same
+/// (a test in `refresh.rs` holds every variant's to it).
+impl From<ParseError> for RefreshFailure {
+    fn from(err: ParseError) -> RefreshFailure {
+        match err {
+            ParseError::Empty => RefreshFailure::Empty,
+            ParseError::HtmlPage { links } => RefreshFailure::HtmlPage {
+                link: links.first().map(Url::to_string),
+            },
+            ParseError::Xml {
+                line,
+                column,
+                message,
+            } => RefreshFailure::Xml {
+                line,
+                column,
+                message,
+            },
+            ParseError::NotAFeed(message) => RefreshFailure::NotAFeed { message },
+        }
+    }
 }
 
 /// Parses `body`, fetched from `url`. `content_type` is the HTTP header, whose charset wins
