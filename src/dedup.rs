@@ -345,6 +345,16 @@ impl Fingerprint {
     }
 }
 
+/// The plain text a fingerprint is made of: title and text, markup removed.
+pub fn fingerprint_text(entry: &Entry) -> String {
+    let mut text = entry.title.clone();
+    text.push(' ');
+    text.push_str(&sanitize::sanitized_to_plain(
+        entry.html().unwrap_or_default(),
+    ));
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,13 +549,4 @@ mod tests {
             .count();
         assert!(shared > 0, "a repost must share a band to be found");
     }
-}
-/// The plain text a fingerprint is made of: title and text, markup removed.
-pub fn fingerprint_text(entry: &Entry) -> String {
-    let mut text = entry.title.clone();
-    text.push(' ');
-    text.push_str(&sanitize::sanitized_to_plain(
-        entry.html().unwrap_or_default(),
-    ));
-    text
 }
