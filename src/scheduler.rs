@@ -5,16 +5,20 @@
 //! A slow or failing source only ever delays itself. The heartbeat is what systemd's watchdog
 //! and `/healthz` look at: if the supervisor loop stops turning (a stalled runtime, a
 //! deadlock), the pings stop and systemd restarts the daemon.
+//!
+//! Every "now" here is read from a [`Clock`]: the system's in the daemon, one that follows
+//! tokio's in tests, so that a paused tokio clock moves the scheduler's wall clock and its
+//! sleeps together.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::clock::Clock;
 use crate::config::{FetchConfig, SourceConfig};
 use crate::fetch::Fetcher;
 use crate::metrics::Metrics;
@@ -29,18 +33,29 @@ const STALE: Duration = Duration::from_secs(10);
 /// How long a source waits when its state cannot be read from the store.
 const UNREADABLE_WAIT: Duration = Duration::from_secs(60);
 
-/// Whether the scheduler is alive, as its heartbeat says.
+/// Whether the scheduler is alive, as its heartbeat says (on the system's clock unless
+/// made [`Health::with_clock`]).
 #[derive(Debug, Default)]
 pub struct Health {
+    clock: Clock,
     last_beat_ms: AtomicI64,
     stopped: AtomicBool,
 }
 
 impl Health {
+    /// A health that reads the time from `clock`: the scheduler's, so that its beats and
+    /// their staleness are measured on the same clock.
+    pub fn with_clock(clock: Clock) -> Health {
+        Health {
+            clock,
+            ..Health::default()
+        }
+    }
+
     /// Records a beat now.
     pub fn beat(&self) {
         self.last_beat_ms
-            .store(Utc::now().timestamp_millis(), Ordering::SeqCst);
+            .store(self.clock.now().timestamp_millis(), Ordering::SeqCst);
     }
 
     /// Marks the scheduler as stopped (shutdown).
@@ -53,7 +68,7 @@ impl Health {
         let last = self.last_beat_ms.load(Ordering::SeqCst);
         !self.stopped.load(Ordering::SeqCst)
             && last > 0
-            && Utc::now().timestamp_millis() - last < STALE.as_millis() as i64
+            && self.clock.now().timestamp_millis() - last < STALE.as_millis() as i64
     }
 }
 
@@ -84,11 +99,12 @@ pub struct Scheduler {
     store: SharedStore,
     metrics: Arc<Metrics>,
     changes: mpsc::UnboundedSender<String>,
+    clock: Clock,
     tasks: HashMap<String, SourceTask>,
 }
 
 impl Scheduler {
-    /// A scheduler with no tasks yet.
+    /// A scheduler with no tasks yet, on the system's clock.
     pub fn new(
         fetch: FetchConfig,
         fetcher: Arc<Fetcher>,
@@ -102,8 +118,14 @@ impl Scheduler {
             store,
             metrics,
             changes,
+            clock: Clock::System,
             tasks: HashMap::new(),
         }
+    }
+
+    /// The same scheduler reading the time from `clock` (before any task is started).
+    pub fn with_clock(self, clock: Clock) -> Scheduler {
+        Scheduler { clock, ..self }
     }
 
     /// Starts tasks for added sources, restarts changed ones (all of them when `[fetch]`
@@ -152,6 +174,7 @@ impl Scheduler {
             self.store.clone(),
             self.metrics.clone(),
             self.changes.clone(),
+            self.clock,
             stopped,
         ));
         self.tasks.insert(
@@ -223,13 +246,14 @@ async fn source_loop(
     store: SharedStore,
     metrics: Arc<Metrics>,
     changes: mpsc::UnboundedSender<String>,
+    clock: Clock,
     mut stop: Shutdown,
 ) {
     let mut recoveries = store.recoveries();
     let mut seen = *recoveries.borrow_and_update();
     let mut due = loop {
         match current_state(&source, &store) {
-            Ok(state) => break first_fetch(&source, &state, Utc::now()),
+            Ok(state) => break first_fetch(&source, &state, clock.now()),
             Err(err) => {
                 tracing::error!(source = %source.name, "cannot read source state (trying again in {} s): {err}", UNREADABLE_WAIT.as_secs());
                 tokio::select! {
@@ -242,7 +266,7 @@ async fn source_loop(
     // Whether this run of failures was already fetched again on a recovery of the store.
     let mut retried_on_recovery = false;
     while let Some(due_at) = due {
-        let wait = (due_at - Utc::now()).to_std().unwrap_or_default();
+        let wait = clock.until(due_at);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             // (An error, which this task's own handle on the store rules out, only turns
@@ -302,8 +326,9 @@ async fn source_loop(
             }
             Err(err) => {
                 tracing::error!(source = %source.name, "cannot read source state: {err}");
-                let scheduled = source.schedule.next_fetch(&source.name, Utc::now());
-                scheduled.map(|s| s.max(Utc::now() + UNREADABLE_WAIT))
+                let now = clock.now();
+                let scheduled = source.schedule.next_fetch(&source.name, now);
+                scheduled.map(|s| s.max(now + UNREADABLE_WAIT))
             }
         };
     }
@@ -313,6 +338,8 @@ async fn source_loop(
 
 #[cfg(test)]
 mod tests {
+    use chrono::Utc;
+
     use super::*;
 
     #[test]
