@@ -338,9 +338,16 @@ async fn source_loop(
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
+    use std::path::Path;
+
+    use chrono::{DateTime, Utc};
+    use url::Url;
 
     use super::*;
+    use crate::config::schedule::CronSchedule;
+    use crate::config::Config;
+    use crate::model::{SourceState, MAX_HOLD};
+    use crate::refresh::current_state;
 
     #[test]
     fn health_needs_a_recent_beat_and_no_stop() {
@@ -354,6 +361,321 @@ mod tests {
         assert!(!health.alive(), "a hung scheduler counts as alive");
         health.beat();
         health.stop();
+        assert!(!health.alive());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_goes_stale_on_the_clock_it_was_given() {
+        let health = Health::with_clock(Clock::tokio());
+        health.beat();
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(health.alive(), "stale before ten seconds");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            !health.alive(),
+            "eleven seconds without a beat count as alive"
+        );
+    }
+
+    /// The longest a test may take in real time. Under a paused clock a fetch loop (a source
+    /// due again at once, forever) keeps the runtime busy, so virtual time never reaches the
+    /// test's next step: without this bound the test would hang instead of failing.
+    const REAL_TIME_BOUND: Duration = Duration::from_secs(10);
+
+    /// A store, metrics and `file:` sources in a tempdir, on a clock that follows tokio's.
+    struct Harness {
+        dir: tempfile::TempDir,
+        store: SharedStore,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+        fetch: FetchConfig,
+        /// Turns true once [`REAL_TIME_BOUND`] has passed in real time.
+        too_long: tokio::sync::watch::Receiver<bool>,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store: SharedStore = Arc::new(
+                crate::store::sled::SledStore::open(&dir.path().join("store"))
+                    .expect("store opens"),
+            );
+            let config = Config::parse(
+                Path::new("/x/feedmill.toml"),
+                "[fetch]\n\n[[feed]]\nname = \"all\"\n",
+            )
+            .expect("config");
+            let (tell, too_long) = tokio::sync::watch::channel(false);
+            // A thread, not a task: tokio's timers run on the paused clock.
+            std::thread::spawn(move || {
+                std::thread::sleep(REAL_TIME_BOUND);
+                let _ = tell.send(true);
+            });
+            Harness {
+                dir,
+                store,
+                metrics: Arc::new(Metrics::new()),
+                clock: Clock::tokio(),
+                fetch: config.fetch,
+                too_long,
+            }
+        }
+
+        /// A scheduler on this harness's store, metrics and clock.
+        fn scheduler(&self) -> Scheduler {
+            let fetcher = Arc::new(Fetcher::new(&self.fetch).expect("fetcher"));
+            // Nobody renders: what changed is not listened to.
+            let (changes, _) = mpsc::unbounded_channel();
+            Scheduler::new(
+                self.fetch.clone(),
+                fetcher,
+                self.store.clone(),
+                self.metrics.clone(),
+                changes,
+            )
+            .with_clock(self.clock)
+        }
+
+        /// A source that reads the file `file` of the tempdir.
+        fn source(&self, name: &str, file: &str, schedule: &str) -> SourceConfig {
+            SourceConfig {
+                name: name.into(),
+                url: Url::from_file_path(self.dir.path().join(file)).expect("file url"),
+                title: None,
+                schedule: CronSchedule::parse(schedule).expect("cron"),
+                tags: vec![],
+            }
+        }
+
+        /// Makes `file` a good feed; a source reading it succeeds.
+        fn publish(&self, file: &str) {
+            std::fs::write(
+                self.dir.path().join(file),
+                "<rss version=\"2.0\"><channel><title>T</title><link>https://t.example/</link>\
+                 <item><guid>1</guid><title>One</title><link>https://t.example/1</link></item>\
+                 </channel></rss>",
+            )
+            .expect("write feed");
+        }
+
+        /// Lets `duration` of virtual time pass, with everything that falls due meanwhile run
+        /// to its end: the runtime moves the paused clock on only when every task waits for a
+        /// timer (a fetch's file reads and commits on the blocking pool hold it still).
+        async fn pass(&self, duration: Duration) {
+            let mut too_long = self.too_long.clone();
+            tokio::select! {
+                () = tokio::time::sleep(duration) => {}
+                _ = too_long.wait_for(|late| *late) => panic!(
+                    "virtual time stopped moving for {REAL_TIME_BOUND:?} of real time: a source is fetched in a loop"
+                ),
+            }
+        }
+
+        /// Lets virtual time pass until `offset` after `time` (a negative offset: before it).
+        async fn pass_until(&self, time: DateTime<Utc>, offset: chrono::Duration) {
+            self.pass(self.clock.until(time + offset)).await;
+        }
+
+        /// Every fetch so far, whatever its outcome, as the metrics count them.
+        fn fetches(&self) -> u64 {
+            self.metrics
+                .encode(&[])
+                .lines()
+                .filter(|line| line.starts_with("feedmill_fetches_total{"))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum()
+        }
+
+        fn state(&self, name: &str) -> SourceState {
+            self.store
+                .source_state(name)
+                .expect("state reads")
+                .unwrap_or_else(|| panic!("{name} has no state"))
+        }
+
+        fn planned(&self, name: &str) -> DateTime<Utc> {
+            let state = self.state(name);
+            state
+                .next_fetch
+                .unwrap_or_else(|| panic!("{name} has no next fetch: {state:?}"))
+        }
+    }
+
+    fn seconds(seconds: i64) -> chrono::Duration {
+        chrono::Duration::seconds(seconds)
+    }
+
+    /// A yearly schedule whose next time is some two hundred days away: a source on it is
+    /// fetched at once and then not again while a test runs.
+    fn far_schedule() -> String {
+        let at = Utc::now() + chrono::Duration::days(200);
+        at.format("%M %H %d %m *").to_string()
+    }
+
+    /// Backoff as a refresh plans it ([`crate::model::backoff`]: one minute doubling, up to a
+    /// fifth more of jitter, capped at a day) and the scheduler keeping to that plan to the
+    /// second, over a day of virtual time.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_source_is_fetched_only_when_its_backoff_runs_out() {
+        let h = Harness::new();
+        // Fetched every second but for backoff; its file does not exist.
+        let source = h.source("s", "missing.rss", "* * * * * *");
+        let mut scheduler = h.scheduler();
+        scheduler
+            .apply(std::slice::from_ref(&source), &h.fetch)
+            .await;
+        h.pass(Duration::from_secs(1)).await;
+        assert_eq!(h.fetches(), 1, "not fetched at once");
+        for failures in 1..=12u32 {
+            let state = h.state("s");
+            assert_eq!(state.consecutive_failures, failures, "{state:?}");
+            let next = h.planned("s");
+            let waited = (next - state.last_fetch.expect("fetched"))
+                .to_std()
+                .expect("later");
+            let base = Duration::from_secs(60 << (failures - 1));
+            if base < MAX_HOLD {
+                assert!(
+                    waited >= base && waited < base.mul_f64(1.2),
+                    "failure {failures}: backed off {waited:?}"
+                );
+            } else {
+                assert_eq!(waited, MAX_HOLD, "failure {failures}: not capped at a day");
+                // The first capped plan is the last one checked: refresh counts from the
+                // wall clock, which stands still here, so a further day-long plan would fall
+                // due at once on the paused clock.
+                break;
+            }
+            h.pass_until(next, seconds(-1)).await;
+            assert_eq!(h.fetches(), u64::from(failures), "fetched before {next}");
+            h.pass(Duration::from_secs(2)).await;
+            assert_eq!(
+                h.fetches(),
+                u64::from(failures) + 1,
+                "not fetched at {next}"
+            );
+        }
+        // (The last plan was checked unfetched; the loop ends on the cap, never by running out.)
+        assert_eq!(h.state("s").consecutive_failures, 12);
+        scheduler.stop_all().await;
+    }
+
+    /// A hold in the store (backoff, Retry-After) survives a restart: a scheduler started
+    /// later, its clock on, fetches the source when the hold ends and not before.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_scheduler_keeps_the_hold_it_finds_in_the_store() {
+        let h = Harness::new();
+        let source = h.source("s", "missing.rss", "* * * * * *");
+        // Ten minutes on: the scheduler's clock and the wall clock differ from now on, so a
+        // scheduler that read the wall clock would wait ten minutes too long.
+        h.pass(Duration::from_secs(600)).await;
+        let now = h.clock.now();
+        // Four failures: eight minutes from the last fetch. (The fifth failure's sixteen
+        // minutes, which refresh counts from the wall clock, then end after the virtual now.)
+        let last_fetch = now - seconds(300);
+        let hold_until = last_fetch + seconds(480);
+        let state = SourceState {
+            last_fetch: Some(last_fetch),
+            last_error: Some("timed out".into()),
+            consecutive_failures: 4,
+            hold_until: Some(hold_until),
+            next_fetch: Some(hold_until),
+            ..current_state(&source, &h.store).expect("state")
+        };
+        h.store.save_state("s", &state).expect("saves");
+        let mut scheduler = h.scheduler();
+        scheduler
+            .apply(std::slice::from_ref(&source), &h.fetch)
+            .await;
+        h.pass_until(hold_until, seconds(-1)).await;
+        assert_eq!(h.fetches(), 0, "fetched before its hold ended");
+        h.pass(Duration::from_secs(2)).await;
+        assert_eq!(h.fetches(), 1, "not fetched when its hold ended");
+        assert_eq!(h.state("s").consecutive_failures, 5);
+        scheduler.stop_all().await;
+    }
+
+    /// `Command::Apply` through the supervisor's queue: a removed source stops being
+    /// fetched, re-adding it starts it again where its state left off, a changed one is
+    /// restarted, and an unchanged one is never fetched again because of a reload.
+    #[tokio::test(start_paused = true)]
+    async fn sources_stop_and_start_again_through_the_command_queue() {
+        let h = Harness::new();
+        h.publish("keep.rss");
+        h.publish("fixed.rss");
+        let keep = h.source("keep", "keep.rss", &far_schedule());
+        // Fetched every second but for backoff; its file does not exist.
+        let failing = h.source("failing", "missing.rss", "* * * * * *");
+        let health = Arc::new(Health::with_clock(h.clock));
+        let (commands, queue) = mpsc::unbounded_channel();
+        let (stop, stopped) = shutdown::channel();
+        let supervisor = tokio::spawn(h.scheduler().run(health.clone(), queue, stopped));
+        let apply = |sources: Vec<SourceConfig>| {
+            let (done, applied) = tokio::sync::oneshot::channel();
+            commands
+                .send(Command::Apply {
+                    sources,
+                    fetch: h.fetch.clone(),
+                    done,
+                })
+                .expect("the supervisor listens");
+            applied
+        };
+
+        apply(vec![keep.clone(), failing.clone()])
+            .await
+            .expect("applied");
+        h.pass(Duration::from_secs(1)).await;
+        let kept = h.state("keep");
+        assert!(kept.last_error.is_none() && kept.items == 1, "{kept:?}");
+        assert_eq!(h.state("failing").consecutive_failures, 1);
+        // Running: fetched again when its backoff runs out.
+        h.pass_until(h.planned("failing"), seconds(1)).await;
+        assert_eq!(h.state("failing").consecutive_failures, 2);
+        assert_eq!(h.fetches(), 3);
+
+        // Removed: no longer fetched, though its plan falls due.
+        apply(vec![keep.clone()]).await.expect("applied");
+        h.pass_until(h.planned("failing"), seconds(60)).await;
+        assert_eq!(
+            h.state("failing").consecutive_failures,
+            2,
+            "fetched after it was removed"
+        );
+        assert_eq!(h.fetches(), 3);
+
+        // Added again: due (its backoff ran out meanwhile), so fetched at once, and its
+        // failures count on.
+        apply(vec![keep.clone(), failing.clone()])
+            .await
+            .expect("applied");
+        h.pass(Duration::from_secs(1)).await;
+        assert_eq!(h.state("failing").consecutive_failures, 3);
+        assert_eq!(h.fetches(), 4);
+
+        // Changed (a new URL, which starts its state afresh): restarted and fetched at once.
+        let fixed = SourceConfig {
+            url: h.source("failing", "fixed.rss", "* * * * *").url,
+            schedule: CronSchedule::parse(&far_schedule()).expect("cron"),
+            ..failing.clone()
+        };
+        apply(vec![keep.clone(), fixed]).await.expect("applied");
+        h.pass(Duration::from_secs(1)).await;
+        let state = h.state("failing");
+        assert!(
+            state.last_error.is_none() && state.consecutive_failures == 0 && state.items == 1,
+            "{state:?}"
+        );
+        assert_eq!(h.fetches(), 5);
+        assert_eq!(
+            h.state("keep").last_fetch,
+            kept.last_fetch,
+            "an unchanged source was fetched again by a reload"
+        );
+
+        assert!(health.alive(), "no beat on the scheduler's clock");
+        stop.fire();
+        supervisor.await.expect("the supervisor stops");
         assert!(!health.alive());
     }
 }
