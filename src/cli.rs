@@ -297,7 +297,19 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
             let mut tasks = tokio::task::JoinSet::new();
             for (i, source) in selected.iter().cloned().enumerate() {
                 let (fetcher, store, metrics) = (fetcher.clone(), store.clone(), metrics.clone());
-                tasks.spawn(async move { (i, refresh(&source, &fetcher, &store, &metrics).await) });
+                tasks.spawn(async move {
+                    (
+                        i,
+                        refresh(
+                            &source,
+                            &fetcher,
+                            &store,
+                            &metrics,
+                            crate::clock::Clock::System,
+                        )
+                        .await,
+                    )
+                });
             }
             let mut results = vec![None; selected.len()];
             let total = selected.len();

@@ -25,6 +25,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::clock::Clock;
 use crate::config::SourceConfig;
 use crate::fetch::{FetchError, FetchOutcome, FetchedBody, Fetcher, Hop};
 use crate::metrics::{Metrics, Outcome};
@@ -139,6 +140,7 @@ pub async fn refresh(
     fetcher: &Fetcher,
     store: &SharedStore,
     metrics: &Metrics,
+    clock: Clock,
 ) -> Result<RefreshOutcome, StoreError> {
     // A source with nothing stored stores its whole document: fewer of those at once.
     // A store that cannot be read is not cold: `store_failed` reports it.
@@ -155,11 +157,13 @@ pub async fn refresh(
     let started = std::time::Instant::now();
     let mut bytes = 0;
     let outcome = match current_state(source, store) {
-        Ok(before) => match refresh_once(source, fetcher, store, &before, &mut bytes).await {
-            Ok(outcome) => outcome,
-            Err(err) => store_failed(source, store, Some(before), err),
-        },
-        Err(err) => store_failed(source, store, None, err),
+        Ok(before) => {
+            match refresh_once(source, fetcher, store, &before, &mut bytes, clock).await {
+                Ok(outcome) => outcome,
+                Err(err) => store_failed(source, store, Some(before), err, clock),
+            }
+        }
+        Err(err) => store_failed(source, store, None, err, clock),
     };
     let (kind, new) = match &outcome {
         RefreshOutcome::Stored { summary, .. } => (Outcome::stored, summary.new as u64),
@@ -183,6 +187,7 @@ async fn refresh_once(
     store: &SharedStore,
     before: &SourceState,
     bytes: &mut u64,
+    clock: Clock,
 ) -> Result<RefreshOutcome, StoreError> {
     if before.disabled {
         // Written as the config sees it (`current_state` may have changed it).
@@ -193,7 +198,7 @@ async fn refresh_once(
     let fetched = fetcher
         .fetch(&url, Hop::Start, &source.url, &before.validators)
         .await;
-    let at = timing(source, Utc::now());
+    let at = timing(source, clock.now());
 
     // What the source answered, if it answered: the status a failure records.
     let (found, status) = match fetched {
@@ -505,6 +510,7 @@ fn store_failed(
     store: &SharedStore,
     before: Option<SourceState>,
     err: StoreError,
+    clock: Clock,
 ) -> RefreshOutcome {
     let failure = store_failure(&err);
     let mut state = before
@@ -515,7 +521,7 @@ fn store_failed(
             config_fingerprint: fingerprint(source),
             ..SourceState::default()
         });
-    state.failed(&failure, None, timing(source, Utc::now()));
+    state.failed(&failure, None, timing(source, clock.now()));
     tracing::error!(source = %source.name, url = %state.url, error = %failure, next_fetch = ?state.next_fetch, "cannot store the fetch; backing off");
     // Kept in memory by the store when it cannot be written (see `Store::save_state`).
     let _ = store.save_state(&source.name, &state);
@@ -578,7 +584,7 @@ mod tests {
             reason: std::io::Error::from_raw_os_error(28).to_string(),
         };
         let before = Utc::now();
-        let outcome = store_failed(&source, &store, Some(state), full);
+        let outcome = store_failed(&source, &store, Some(state), full, Clock::System);
         let state = store.source_state("s").expect("reads").expect("state");
         let error = state.last_error.as_deref().unwrap_or_default();
         assert_eq!(
@@ -802,7 +808,7 @@ mod tests {
             url: Url::from_file_path(&feed).expect("file url"),
             ..source("*/30 * * * *")
         };
-        let run = || refresh(&source, &fetcher, &store, &metrics);
+        let run = || refresh(&source, &fetcher, &store, &metrics, Clock::System);
         let state = || store.source_state("s").expect("reads").expect("state");
 
         let outcome = run().await.expect("refresh");

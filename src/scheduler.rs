@@ -294,7 +294,7 @@ async fn source_loop(
         let outcome = tokio::select! {
             // Boxed: the fetch's state is large and needed only while it runs, not by the
             // thousands of tasks that are waiting.
-            outcome = Box::pin(refresh(&source, &fetcher, &store, &metrics)) => outcome,
+            outcome = Box::pin(refresh(&source, &fetcher, &store, &metrics, clock)) => outcome,
             // A fetch in flight is abandoned; its response was never committed.
             _ = stop.recv() => return,
         };
@@ -688,7 +688,6 @@ mod tests {
     /// Over an hour of virtual time, a source on a five-minute schedule is fetched at once
     /// and then once at each of its due times, never before.
     #[tokio::test(start_paused = true)]
-    #[ignore = "refresh plans from Utc::now(), not from the scheduler's clock"]
     async fn a_source_on_a_five_minute_schedule_is_fetched_once_per_due_time() {
         let h = Harness::new();
         h.publish("s.rss");
@@ -718,7 +717,6 @@ mod tests {
 
     /// A failing source backs off; its first success puts it back on its schedule.
     #[tokio::test(start_paused = true)]
-    #[ignore = "refresh plans from Utc::now(), not from the scheduler's clock"]
     async fn a_success_puts_a_failing_source_back_on_its_schedule() {
         let h = Harness::new();
         let source = h.source("s", "s.rss", "* * * * * *");
