@@ -30,6 +30,7 @@ pub mod config;
 pub mod daemon;
 pub mod dedup;
 pub mod fetch;
+pub mod health;
 pub mod memory;
 pub mod metrics;
 pub mod model;

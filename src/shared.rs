@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::config::SharedConfig;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
-use crate::scheduler::Health;
+use crate::health::Health;
 use crate::store::SharedStore;
 
 /// What the daemon's tasks and the server share; cheap to clone.
