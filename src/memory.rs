@@ -1,6 +1,6 @@
-//! The allocator, and giving freed memory back to the system.
+//! Giving freed memory back to the system, and the allocator's figures.
 //!
-//! feedmill allocates through jemalloc. A refresh is a burst of small, short-lived
+//! feedmill allocates through jemalloc (set in `main.rs`, with its options). A refresh is a burst of small, short-lived
 //! allocations on every core (parsing, sanitizing, fingerprints, sled's nodes): glibc's
 //! allocator spent about a fifth of a cold refresh in `malloc` and `free`, where jemalloc's
 //! per-thread caches spend much less (a cold refresh of a thousand feeds is 10–15 % faster).
@@ -9,23 +9,6 @@
 //! varied from run to run by tens of MiB. See `docs/benchmarks.md` for both measurements.
 
 use std::os::raw::c_char;
-
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// jemalloc's options, read before `main` (the symbol is the one its prefixed build looks up):
-/// - `narenas:2`: two arenas instead of four per CPU, so fewer half-empty arenas (the
-///   threads that allocate most are the two busy cores' workers);
-/// - `background_thread:true`: freed pages are returned even while the daemon idles (without
-///   it, jemalloc's decay only advances when the program allocates);
-/// - `dirty_decay_ms:1000`: a burst's freed pages are kept a second for the next burst to
-///   reuse, then returned;
-/// - `muzzy_decay_ms:0`: returned pages are unmapped at once rather than lazily freed, which
-///   the kernel would go on counting in the RSS until it needs the memory.
-#[used]
-#[export_name = "_rjem_malloc_conf"]
-static MALLOC_CONF: &[u8; 70] =
-    b"narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 /// Returns the allocator's free memory to the system now, after a burst (a render of ten
 /// thousand sources, retention, rebuilding the matching index), rather than a second later.
