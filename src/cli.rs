@@ -18,7 +18,7 @@ use crate::store::SharedStore;
 /// feedmill: fetch news feeds, merge the same story, republish Atom, RSS and JSON Feed.
 #[derive(Debug, Parser)]
 #[command(name = "feedmill", version, about, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 /// Where the scheduler reads "now".
 #[derive(Debug, Clone, Copy, Default)]
-pub enum Clock {
+pub(crate) enum Clock {
     /// The system's wall clock, read afresh each time. The daemon's: a wall clock stepped
     /// (NTP) or a machine resumed from suspend is seen at once, which a clock counted from
     /// a monotonic instant would never see.
@@ -16,6 +16,7 @@ pub enum Clock {
     System,
     /// `base_utc` plus the time tokio's clock has moved since `base_instant`: stands still
     /// while tokio's clock is paused and jumps when it is advanced.
+    #[cfg(test)]
     Tokio {
         /// The wall-clock time at `base_instant`.
         base_utc: DateTime<Utc>,
@@ -25,8 +26,9 @@ pub enum Clock {
 }
 
 impl Clock {
+    #[cfg(test)]
     /// A clock that follows tokio's from now on, starting at the wall clock's time.
-    pub fn tokio() -> Clock {
+    pub(crate) fn tokio() -> Clock {
         Clock::Tokio {
             base_utc: Utc::now(),
             base_instant: tokio::time::Instant::now(),
@@ -34,9 +36,10 @@ impl Clock {
     }
 
     /// The time now.
-    pub fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         match self {
             Clock::System => Utc::now(),
+            #[cfg(test)]
             Clock::Tokio {
                 base_utc,
                 base_instant,
@@ -49,7 +52,7 @@ impl Clock {
     }
 
     /// How long from now until `time`; zero when it has passed.
-    pub fn until(&self, time: DateTime<Utc>) -> Duration {
+    pub(crate) fn until(&self, time: DateTime<Utc>) -> Duration {
         (time - self.now()).to_std().unwrap_or_default()
     }
 }

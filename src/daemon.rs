@@ -15,10 +15,10 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, SharedConfig};
 use crate::fetch::{FetchError, Fetcher};
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::render::{render_all, renderer};
-use crate::health::Health;
 use crate::scheduler::{Command, Scheduler};
 use crate::serve::{serve, App};
 use crate::shared::Shared;
@@ -28,7 +28,7 @@ use crate::store::{StoreError, PROBE_EVERY};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub(crate) enum DaemonError {
     /// The store could not be opened or written.
     #[error(transparent)]
     SharedStore(#[from] StoreError),
@@ -59,7 +59,7 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
 const STATUS_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs the daemon on the config at `config.path` until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
+pub(crate) async fn run(config: Config) -> Result<(), DaemonError> {
     let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
     let context = open_store(config)?;
     let store = context.store.clone();
@@ -357,7 +357,7 @@ async fn retention_loop(context: Shared, mut shutdown: Shutdown) {
 }
 
 /// One retention pass: prune off the async threads, then re-render if anything went.
-pub async fn apply_retention(context: &Shared) -> Result<usize, StoreError> {
+pub(crate) async fn apply_retention(context: &Shared) -> Result<usize, StoreError> {
     let config = context.config.get();
     // The config bounds max_age_days; checked all the same, as a panic here would end
     // retention for good.

@@ -24,15 +24,15 @@ use url::Url;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// MinHash values per fingerprint.
-pub const SIGNATURE_LEN: usize = 64;
+pub(crate) const SIGNATURE_LEN: usize = 64;
 /// Rows per LSH band.
 const BAND_ROWS: usize = 3;
 /// LSH bands (the last values, beyond 21 × 3 = 63, are only used for comparing).
-pub const BANDS: usize = SIGNATURE_LEN / BAND_ROWS;
+pub(crate) const BANDS: usize = SIGNATURE_LEN / BAND_ROWS;
 /// Estimated Jaccard similarity from which two texts are the same story.
-pub const SIMILARITY_THRESHOLD: f64 = 0.6;
+pub(crate) const SIMILARITY_THRESHOLD: f64 = 0.6;
 /// Texts with fewer tokens than this are never merged by content.
-pub const MIN_TOKENS: usize = 20;
+pub(crate) const MIN_TOKENS: usize = 20;
 
 /// Query parameters that only track the reader, dropped from canonical links.
 const TRACKING_PARAMETERS: &[&str] = &[
@@ -71,7 +71,7 @@ fn is_tracking(name: &str) -> bool {
 
 /// The canonical form of a link, for comparing; `None` for what is not an http(s) URL.
 /// The scheme is left out, so `http` and `https` links compare equal.
-pub fn canonical_link(link: &str) -> Option<String> {
+pub(crate) fn canonical_link(link: &str) -> Option<String> {
     let url = Url::parse(link.trim()).ok()?;
     if !matches!(url.scheme(), "http" | "https") {
         return None;
@@ -107,7 +107,7 @@ fn is_cjk(c: char) -> bool {
 /// The tokens of a plain text, hashed: lower-case words, and single CJK characters;
 /// punctuation and quotes are separators. Hashes, not strings: a fingerprint needs nothing
 /// else, and a string per token was a third of its cost.
-pub fn token_hashes(text: &str) -> Vec<u64> {
+pub(crate) fn token_hashes(text: &str) -> Vec<u64> {
     let mut out = Vec::new();
     let mut word = String::new();
     let end_word = |word: &mut String, out: &mut Vec<u64>| {
@@ -172,7 +172,7 @@ pub fn token_hashes(text: &str) -> Vec<u64> {
 
 /// A MinHash signature of a text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint(pub [u32; SIGNATURE_LEN]);
+pub(crate) struct Fingerprint(pub(crate) [u32; SIGNATURE_LEN]);
 
 /// Fixed multipliers and offsets of the hash family (splitmix64 from a fixed seed), so that
 /// fingerprints stored by one run compare with those of the next. Multipliers and offsets
@@ -285,7 +285,7 @@ fn shingle_hashes(tokens: &[u64]) -> Vec<u64> {
 
 impl Fingerprint {
     /// The fingerprint of a plain text; `None` when it is too short to tell.
-    pub fn of(text: &str) -> Option<Fingerprint> {
+    pub(crate) fn of(text: &str) -> Option<Fingerprint> {
         let tokens = token_hashes(text);
         if tokens.len() < MIN_TOKENS {
             return None;
@@ -297,7 +297,7 @@ impl Fingerprint {
     }
 
     /// The estimated Jaccard similarity of two texts.
-    pub fn similarity(&self, other: &Fingerprint) -> f64 {
+    pub(crate) fn similarity(&self, other: &Fingerprint) -> f64 {
         let equal = self
             .0
             .iter()
@@ -308,12 +308,12 @@ impl Fingerprint {
     }
 
     /// Whether two texts are the same story.
-    pub fn same_story(&self, other: &Fingerprint) -> bool {
+    pub(crate) fn same_story(&self, other: &Fingerprint) -> bool {
         self.similarity(other) >= SIMILARITY_THRESHOLD
     }
 
     /// The LSH band hashes: (band number, hash of its rows).
-    pub fn bands(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
+    pub(crate) fn bands(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
         self.0
             .chunks_exact(BAND_ROWS)
             .take(BANDS)
@@ -328,12 +328,12 @@ impl Fingerprint {
     }
 
     /// The fingerprint as bytes, for the store.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         self.0.iter().flat_map(|v| v.to_le_bytes()).collect()
     }
 
     /// A fingerprint from [`Fingerprint::to_bytes`].
-    pub fn from_bytes(bytes: &[u8]) -> Option<Fingerprint> {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Fingerprint> {
         if bytes.len() != SIGNATURE_LEN * 4 {
             return None;
         }
@@ -346,7 +346,7 @@ impl Fingerprint {
 }
 
 /// The plain text a fingerprint is made of: title and text, markup removed.
-pub fn fingerprint_text(entry: &Entry) -> String {
+pub(crate) fn fingerprint_text(entry: &Entry) -> String {
     let mut text = entry.title.clone();
     text.push(' ');
     text.push_str(&sanitize::sanitized_to_plain(

@@ -13,16 +13,17 @@ const STALE: Duration = Duration::from_secs(10);
 /// Whether the scheduler is alive, as its heartbeat says (on the system's clock unless
 /// made [`Health::with_clock`]).
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     clock: Clock,
     last_beat_ms: AtomicI64,
     stopped: AtomicBool,
 }
 
 impl Health {
+    #[cfg(test)]
     /// A health that reads the time from `clock`: the scheduler's, so that its beats and
     /// their staleness are measured on the same clock.
-    pub fn with_clock(clock: Clock) -> Health {
+    pub(crate) fn with_clock(clock: Clock) -> Health {
         Health {
             clock,
             ..Health::default()
@@ -30,18 +31,18 @@ impl Health {
     }
 
     /// Records a beat now.
-    pub fn beat(&self) {
+    pub(crate) fn beat(&self) {
         self.last_beat_ms
             .store(self.clock.now().timestamp_millis(), Ordering::SeqCst);
     }
 
     /// Marks the scheduler as stopped (shutdown).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
     }
 
     /// Whether the scheduler beat recently and was not stopped.
-    pub fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         let last = self.last_beat_ms.load(Ordering::SeqCst);
         !self.stopped.load(Ordering::SeqCst)
             && last > 0

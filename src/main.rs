@@ -23,3 +23,27 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static MALLOC_CONF: &[u8; 70] =
     b"narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_options_are_one_nul_terminated_string() {
+        let text = MALLOC_CONF.split(|b| *b == 0).next().unwrap_or_default();
+        assert!(text.starts_with(b"narenas:2,"));
+        assert_eq!(MALLOC_CONF[text.len()], 0);
+    }
+
+    #[test]
+    fn jemalloc_is_the_allocator_and_took_the_options() {
+        let held = vec![7u8; 8 << 20];
+        tikv_jemalloc_ctl::epoch::advance().expect("epoch");
+        let allocated = tikv_jemalloc_ctl::stats::allocated::read().expect("jemalloc statistics");
+        assert!(allocated >= held.len(), "{allocated}");
+        drop(held);
+        // SAFETY: reads a bool option by its name.
+        let background =
+            unsafe { tikv_jemalloc_ctl::raw::read::<bool>(b"opt.background_thread\0") };
+        assert_eq!(background.ok(), Some(true), "the options were not read");
+    }
+}

@@ -12,7 +12,7 @@ use std::os::raw::c_char;
 
 /// Returns the allocator's free memory to the system now, after a burst (a render of ten
 /// thousand sources, retention, rebuilding the matching index), rather than a second later.
-pub fn trim() {
+pub(crate) fn trim() {
     // "arena.<MALLCTL_ARENAS_ALL>.purge": every arena. It takes and returns nothing, so
     // jemalloc wants null pointers, which tikv-jemalloc-ctl's typed calls never pass.
     const PURGE_ALL: &[u8] = b"arena.4096.purge\0";
@@ -30,45 +30,19 @@ pub fn trim() {
 
 /// What the allocator holds, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// Handed out to the program and not freed.
-    pub allocated: u64,
+    pub(crate) allocated: u64,
     /// In physically resident pages (what the allocator adds to the RSS).
-    pub resident: u64,
+    pub(crate) resident: u64,
 }
 
 /// The allocator's current usage, or `None` if its statistics cannot be read.
-pub fn usage() -> Option<Usage> {
+pub(crate) fn usage() -> Option<Usage> {
     // Statistics are a snapshot taken when the epoch advances.
     tikv_jemalloc_ctl::epoch::advance().ok()?;
     Some(Usage {
         allocated: tikv_jemalloc_ctl::stats::allocated::read().ok()? as u64,
         resident: tikv_jemalloc_ctl::stats::resident::read().ok()? as u64,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_options_are_one_nul_terminated_string() {
-        let text = MALLOC_CONF.split(|b| *b == 0).next().unwrap_or_default();
-        assert!(text.starts_with(b"narenas:2,"));
-        assert_eq!(MALLOC_CONF[text.len()], 0);
-    }
-
-    #[test]
-    fn jemalloc_is_the_allocator_and_took_the_options() {
-        let held = vec![7u8; 8 << 20];
-        let usage = usage().expect("jemalloc statistics");
-        assert!(usage.allocated >= held.len() as u64, "{usage:?}");
-        assert!(usage.resident >= usage.allocated / 2, "{usage:?}");
-        drop(held);
-        // SAFETY: reads a bool option by its name.
-        let background =
-            unsafe { tikv_jemalloc_ctl::raw::read::<bool>(b"opt.background_thread\0") };
-        assert_eq!(background.ok(), Some(true), "the options were not read");
-        trim();
-    }
 }

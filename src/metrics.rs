@@ -17,7 +17,7 @@ use crate::status::SourceReport;
 /// How a fetch ended.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// New content parsed and stored.
     stored,
     /// 304, nothing to do.
@@ -55,7 +55,7 @@ struct RequestLabel {
 }
 
 /// Every metric of the daemon.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     fetches: Family<OutcomeLabel, Counter>,
     /// Failed refreshes by the kind of their failure: they add up to the `failed` fetches.
@@ -89,7 +89,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A registry with every metric at zero.
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("feedmill");
         let metrics = Metrics {
             fetches: Family::default(),
@@ -224,7 +224,7 @@ impl Metrics {
     }
 
     /// Counts an HTTP connection opened (`true`) or closed (`false`).
-    pub fn connection(&self, opened: bool) {
+    pub(crate) fn connection(&self, opened: bool) {
         if opened {
             self.connections_open.inc();
         } else {
@@ -233,7 +233,7 @@ impl Metrics {
     }
 
     /// Counts an HTTP connection refused by a cap: `reason` is `per_address` or `total`.
-    pub fn connection_refused(&self, reason: &'static str) {
+    pub(crate) fn connection_refused(&self, reason: &'static str) {
         self.connections_refused
             .get_or_create(&ReasonLabel { reason })
             .inc();
@@ -241,14 +241,14 @@ impl Metrics {
 
     /// Counts an HTTP connection closed by a timeout: `reason` is `header_timeout` or
     /// `write_timeout`.
-    pub fn connection_timed_out(&self, reason: &'static str) {
+    pub(crate) fn connection_timed_out(&self, reason: &'static str) {
         self.connections_timed_out
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 
     /// Counts a fetch that took `seconds` and fetched `bytes`.
-    pub fn fetched(&self, outcome: Outcome, seconds: f64, bytes: u64, new_entries: u64) {
+    pub(crate) fn fetched(&self, outcome: Outcome, seconds: f64, bytes: u64, new_entries: u64) {
         self.fetches.get_or_create(&OutcomeLabel { outcome }).inc();
         if outcome != Outcome::disabled {
             self.fetch_seconds.observe(seconds);
@@ -259,19 +259,19 @@ impl Metrics {
 
     /// Counts a refresh that failed with a failure of `kind` (besides its fetch, which
     /// [`Metrics::fetched`] counts as `failed`).
-    pub fn refresh_failed(&self, kind: FailureKind) {
+    pub(crate) fn refresh_failed(&self, kind: FailureKind) {
         self.refresh_failures
             .get_or_create(&KindLabel { kind: kind.label() })
             .inc();
     }
 
     /// Counts one render of an output feed (three documents).
-    pub fn rendered(&self) {
+    pub(crate) fn rendered(&self) {
         self.renders.inc();
     }
 
     /// Counts an HTTP request.
-    pub fn request(&self, route: &'static str, status: u16) {
+    pub(crate) fn request(&self, route: &'static str, status: u16) {
         match (route, status) {
             ("/feeds/{file}", 200) => self.feed_ok.inc(),
             ("/feeds/{file}", 304) => self.feed_not_modified.inc(),
@@ -283,7 +283,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the per-source gauges set from `reports`.
-    pub fn encode(&self, reports: &[SourceReport]) -> String {
+    pub(crate) fn encode(&self, reports: &[SourceReport]) -> String {
         self.entries_by_source.clear();
         for report in reports {
             self.entries_by_source

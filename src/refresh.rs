@@ -35,11 +35,11 @@ use crate::model::{LinkValidators, Validators};
 use crate::parse::{parse_feed, ParseError, ParsedFeed};
 use crate::store::{SharedStore, StoreError};
 
-pub use crate::model::{STORE_READ_FAILED, STORE_WRITE_FAILED};
+pub(crate) use crate::model::{STORE_READ_FAILED, STORE_WRITE_FAILED};
 
 /// How a refresh went.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RefreshOutcome {
+pub(crate) enum RefreshOutcome {
     /// New content was parsed and stored.
     Stored {
         /// The HTTP status (200 for files).
@@ -60,13 +60,13 @@ pub enum RefreshOutcome {
 
 impl RefreshOutcome {
     /// Whether entries visible in output feeds may have changed.
-    pub fn changed(&self) -> bool {
+    pub(crate) fn changed(&self) -> bool {
         matches!(self, RefreshOutcome::Stored { summary, .. } if summary.changed())
     }
 }
 
 /// A digest of everything the config says about a source.
-pub fn fingerprint(source: &SourceConfig) -> String {
+pub(crate) fn fingerprint(source: &SourceConfig) -> String {
     let text = format!(
         "{}\n{}\n{:?}\n{}\n{:?}",
         source.name,
@@ -80,7 +80,7 @@ pub fn fingerprint(source: &SourceConfig) -> String {
 
 /// The state of `source` as the current config sees it: a new URL starts afresh, any other
 /// config change re-enables a disabled source.
-pub fn current_state(
+pub(crate) fn current_state(
     source: &SourceConfig,
     store: &SharedStore,
 ) -> Result<SourceState, StoreError> {
@@ -106,7 +106,7 @@ pub fn current_state(
 /// When a source whose state is `state` should first be fetched by a daemon starting at
 /// `now`: at once if it is due by its schedule, but never before a hold (backoff,
 /// `Retry-After`) that survives restarts. `None` when it is disabled or never fires.
-pub fn first_fetch(
+pub(crate) fn first_fetch(
     source: &SourceConfig,
     state: &SourceState,
     now: DateTime<Utc>,
@@ -135,7 +135,7 @@ fn timing(source: &SourceConfig, now: DateTime<Utc>) -> Timing {
 /// Fetches `source` once (unless it is disabled), stores what it gives and records the
 /// outcome and the next fetch time in its state. A failing source is an outcome, and so is
 /// a store that cannot keep what it gave (see `store_failed`).
-pub async fn refresh(
+pub(crate) async fn refresh(
     source: &SourceConfig,
     fetcher: &Fetcher,
     store: &SharedStore,
@@ -493,7 +493,7 @@ fn fetch_failure(
 }
 
 /// Whether a source's `last_error` says its last fetch failed in the store.
-pub fn is_store_failure(last_error: Option<&str>) -> bool {
+pub(crate) fn is_store_failure(last_error: Option<&str>) -> bool {
     last_error
         .is_some_and(|e| e.starts_with(STORE_WRITE_FAILED) || e.starts_with(STORE_READ_FAILED))
 }

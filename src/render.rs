@@ -23,24 +23,24 @@ use crate::store::{SharedStore, StoreError};
 const PAGE_EVERY: Duration = Duration::from_secs(60);
 
 /// What rendering needs of every source, from one read of each source's state.
-pub struct SourcesNow {
+pub(crate) struct SourcesNow {
     /// The titles and URLs that output entries name as their source.
-    pub infos: HashMap<String, SourceInfo>,
+    pub(crate) infos: HashMap<String, SourceInfo>,
     /// The reports of the page's source table.
-    pub reports: Vec<SourceReport>,
+    pub(crate) reports: Vec<SourceReport>,
     /// Each source's newest sort time, where known.
-    pub newest: HashMap<String, DateTime<Utc>>,
+    pub(crate) newest: HashMap<String, DateTime<Utc>>,
 }
 
 impl SourcesNow {
     /// The newest sort time of `source`, where known.
-    pub fn newest(&self, source: &str) -> Option<DateTime<Utc>> {
+    pub(crate) fn newest(&self, source: &str) -> Option<DateTime<Utc>> {
         self.newest.get(source).copied()
     }
 }
 
 /// Reads [`SourcesNow`] from the store.
-pub fn source_infos(config: &Config, store: &SharedStore) -> Result<SourcesNow, StoreError> {
+pub(crate) fn source_infos(config: &Config, store: &SharedStore) -> Result<SourcesNow, StoreError> {
     let mut infos = HashMap::with_capacity(config.sources.len());
     let mut reports = Vec::with_capacity(config.sources.len());
     let mut newest = HashMap::with_capacity(config.sources.len());
@@ -119,13 +119,13 @@ fn render_home(
 }
 
 /// Renders every output feed of the config in force, as of `now`.
-pub fn render_all(shared: &Shared, now: DateTime<Utc>) -> Result<(), StoreError> {
+pub(crate) fn render_all(shared: &Shared, now: DateTime<Utc>) -> Result<(), StoreError> {
     render_feeds(shared, &shared.config.get(), |_| true, now)
 }
 
 /// Re-renders the output feeds whose sources changed. Changes that arrive while a render
 /// runs are coalesced into the next one.
-pub async fn renderer(
+pub(crate) async fn renderer(
     shared: Shared,
     mut changed: mpsc::UnboundedReceiver<String>,
     mut shutdown: Shutdown,

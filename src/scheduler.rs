@@ -33,7 +33,7 @@ const UNREADABLE_WAIT: Duration = Duration::from_secs(60);
 
 /// What the supervisor is asked to do.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Make the running source tasks match these sources (and this `[fetch]`).
     Apply {
         /// The sources now configured.
@@ -52,7 +52,7 @@ struct SourceTask {
 }
 
 /// The supervisor's state: the running source tasks.
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     fetch: FetchConfig,
     fetcher: Arc<Fetcher>,
     store: SharedStore,
@@ -64,7 +64,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A scheduler with no tasks yet, on the system's clock.
-    pub fn new(
+    pub(crate) fn new(
         fetch: FetchConfig,
         fetcher: Arc<Fetcher>,
         store: SharedStore,
@@ -82,15 +82,16 @@ impl Scheduler {
         }
     }
 
+    #[cfg(test)]
     /// The same scheduler reading the time from `clock` (before any task is started).
-    pub fn with_clock(self, clock: Clock) -> Scheduler {
+    pub(crate) fn with_clock(self, clock: Clock) -> Scheduler {
         Scheduler { clock, ..self }
     }
 
     /// Starts tasks for added sources, restarts changed ones (all of them when `[fetch]`
     /// changed) and stops removed ones. Unchanged sources keep running untouched: they are
     /// not fetched again because of a reload.
-    pub async fn apply(&mut self, sources: &[SourceConfig], fetch: &FetchConfig) {
+    pub(crate) async fn apply(&mut self, sources: &[SourceConfig], fetch: &FetchConfig) {
         if *fetch != self.fetch {
             match Fetcher::new(fetch) {
                 Ok(fetcher) => {
@@ -147,14 +148,14 @@ impl Scheduler {
     }
 
     /// Stops every source task (fetches in flight are abandoned).
-    pub async fn stop_all(&mut self) {
+    pub(crate) async fn stop_all(&mut self) {
         for (_, task) in self.tasks.drain() {
             stop_task(task).await;
         }
     }
 
     /// The supervisor loop: beats, and applies commands, until shutdown.
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         health: Arc<Health>,
         mut commands: mpsc::UnboundedReceiver<Command>,

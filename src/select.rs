@@ -33,7 +33,7 @@ pub struct Story {
 /// (Atom, RSS, JSON Feed), each also gzipped, beside its HTML page, and a render builds
 /// them all at once: 4 MiB of text is about 15 MiB held per output feed. A thousand
 /// entries of 4 KiB fit; a feed of full-text articles stops short of its `limit`.
-pub const DOCUMENT_BUDGET: usize = 4 * 1024 * 1024;
+pub(crate) const DOCUMENT_BUDGET: usize = 4 * 1024 * 1024;
 
 /// What `stored` adds to a document, in bytes of text (plus a little for its markup).
 fn weight(stored: &StoredEntry) -> usize {
@@ -51,7 +51,7 @@ fn weight(stored: &StoredEntry) -> usize {
 }
 
 /// The story an entry is shown in, as its first entry's source and key (after joins).
-pub type StoryKey = (String, EntryKey);
+pub(crate) type StoryKey = (String, EntryKey);
 
 /// The order in which a story's entries count as seen: by first-seen minute, then the
 /// earlier published. Sources fetched in one round (a start, a burst) are seen at the same
@@ -74,7 +74,7 @@ fn admits(feed: &FeedConfig, stored: &StoredEntry) -> bool {
 /// [`Selection::offer`] it the feed's entries newest first (ties by source, then key, as
 /// [`Store::visit_newest`] shows them) for as long as it answers [`Visit::Next`], then
 /// [`Selection::finish`] it. [`select`] drives it from the store; tests drive it from a table.
-pub struct Selection<'f> {
+pub(crate) struct Selection<'f> {
     feed: &'f FeedConfig,
     /// Each story's key and the entries read of it, in the order the stories were placed.
     groups: Vec<(StoryKey, Vec<StoredEntry>)>,
@@ -85,7 +85,7 @@ pub struct Selection<'f> {
 
 impl<'f> Selection<'f> {
     /// An empty selection for `feed`.
-    pub fn new(feed: &'f FeedConfig) -> Selection<'f> {
+    pub(crate) fn new(feed: &'f FeedConfig) -> Selection<'f> {
         Selection {
             feed,
             groups: Vec::new(),
@@ -99,7 +99,7 @@ impl<'f> Selection<'f> {
     /// what to offer next. `story_of` tells the first entry of the story `stored` is part of
     /// by link or by text ([`Store::story_of`]); it is asked only for an entry the filters
     /// admit, and never with `dedup = "none"`.
-    pub fn offer(
+    pub(crate) fn offer(
         &mut self,
         stored: StoredEntry,
         story_of: impl FnOnce(&StoredEntry, StoryKind) -> StoryKey,
@@ -144,7 +144,7 @@ impl<'f> Selection<'f> {
     /// The stories chosen, newest first. `root` fetches a story's first entry by source and
     /// key ([`Store::entry`]) when it was not among the entries offered; it is asked only
     /// for a source of the feed, and what it finds still has to pass the filters.
-    pub fn finish<E>(
+    pub(crate) fn finish<E>(
         self,
         mut root: impl FnMut(&str, &EntryKey) -> Result<Option<StoredEntry>, E>,
     ) -> Result<Vec<Story>, E> {
@@ -183,7 +183,7 @@ impl<'f> Selection<'f> {
 /// The stories of `feed`, newest first, at most `feed.limit` and (but for the first) at most
 /// [`DOCUMENT_BUDGET`] of text. `newest` tells each source's
 /// newest sort time where known (see [`Store::visit_newest`]).
-pub fn select(
+pub(crate) fn select(
     store: &dyn Store,
     feed: &FeedConfig,
     newest: &dyn Fn(&str) -> Option<DateTime<Utc>>,

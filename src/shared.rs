@@ -3,22 +3,22 @@
 use std::sync::Arc;
 
 use crate::config::SharedConfig;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
-use crate::health::Health;
 use crate::store::SharedStore;
 
 /// What the daemon's tasks and the server share; cheap to clone.
 #[derive(Clone)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// The configuration in force.
-    pub config: SharedConfig,
+    pub(crate) config: SharedConfig,
     /// The store.
-    pub store: SharedStore,
+    pub(crate) store: SharedStore,
     /// The rendered documents.
-    pub publisher: Arc<Publisher>,
+    pub(crate) publisher: Arc<Publisher>,
     /// The metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// The scheduler's heartbeat.
-    pub health: Arc<Health>,
+    pub(crate) health: Arc<Health>,
 }

@@ -5,33 +5,28 @@ use tokio::sync::watch;
 
 /// Fires the shutdown of every [`Shutdown`] made from it.
 #[derive(Debug)]
-pub struct ShutdownTrigger(watch::Sender<bool>);
+pub(crate) struct ShutdownTrigger(watch::Sender<bool>);
 
 /// A task's view of the shutdown signal; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
+pub(crate) struct Shutdown(watch::Receiver<bool>);
 
 /// A linked trigger and listener.
-pub fn channel() -> (ShutdownTrigger, Shutdown) {
+pub(crate) fn channel() -> (ShutdownTrigger, Shutdown) {
     let (tx, rx) = watch::channel(false);
     (ShutdownTrigger(tx), Shutdown(rx))
 }
 
 impl ShutdownTrigger {
     /// Tells every listener to stop.
-    pub fn fire(&self) {
+    pub(crate) fn fire(&self) {
         self.0.send_replace(true);
     }
 }
 
 impl Shutdown {
-    /// Whether shutdown has been requested.
-    pub fn is_shutdown(&self) -> bool {
-        *self.0.borrow()
-    }
-
     /// Waits until shutdown is requested (at once if it already was, or if the trigger is gone).
-    pub async fn recv(&mut self) {
+    pub(crate) async fn recv(&mut self) {
         // An error means the trigger was dropped, which also means "stop".
         let _ = self.0.wait_for(|stop| *stop).await;
     }

@@ -9,29 +9,29 @@ use crate::store::{SharedStore, StoreError};
 
 /// One source's state, as the operator sees it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SourceReport {
+pub(crate) struct SourceReport {
     /// The configured name.
-    pub name: String,
+    pub(crate) name: String,
     /// The URL fetched: the configured one, or where a permanent redirect moved it.
-    pub url: String,
+    pub(crate) url: String,
     /// When the last fetch ended.
-    pub last_fetch: Option<DateTime<Utc>>,
+    pub(crate) last_fetch: Option<DateTime<Utc>>,
     /// The HTTP status of the last fetch, if there was an answer.
-    pub last_status: Option<u16>,
+    pub(crate) last_status: Option<u16>,
     /// Why the last fetch failed, in words.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
     /// Failures in a row.
-    pub consecutive_failures: u32,
+    pub(crate) consecutive_failures: u32,
     /// When the next fetch is planned.
-    pub next_fetch: Option<DateTime<Utc>>,
+    pub(crate) next_fetch: Option<DateTime<Utc>>,
     /// Entries stored for this source.
-    pub items: u64,
+    pub(crate) items: u64,
     /// Whether the source is disabled (410 Gone) until its config changes.
-    pub disabled: bool,
+    pub(crate) disabled: bool,
 }
 
 /// The reports of `sources`, in config order; a source never fetched reports empty state.
-pub fn source_reports(
+pub(crate) fn source_reports(
     sources: &[SourceConfig],
     store: &SharedStore,
 ) -> Result<Vec<SourceReport>, StoreError> {
@@ -45,7 +45,7 @@ pub fn source_reports(
 }
 
 /// The report of one source in `state`.
-pub fn report(source: &SourceConfig, state: &SourceState) -> SourceReport {
+pub(crate) fn report(source: &SourceConfig, state: &SourceState) -> SourceReport {
     SourceReport {
         name: source.name.clone(),
         url: state.url_or(&source.url),

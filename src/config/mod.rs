@@ -20,23 +20,23 @@ use url::Url;
 
 use crate::config::schedule::CronSchedule;
 
-pub mod opml;
-pub mod schedule;
+pub(crate) mod opml;
+pub(crate) mod schedule;
 
 /// sled's page cache when the config does not say: its own default (1 GiB) is far more than
 /// a small VPS can spare. With one key per entry, 16 MiB writes as fast as 64 MiB (a cold
 /// refresh of 20,000 entries differs within the noise) and keeps the daemon with ten
 /// thousand sources and a million entries under 150 MB.
-pub const DEFAULT_CACHE: u64 = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_CACHE: u64 = 16 * 1024 * 1024;
 /// How many of the most recent entries a new one is matched against when the config does not
 /// say (`[store] match_window`): news outlets carry a story within hours or days of each
 /// other, and at about 200 bytes an entry this keeps a daemon with ten thousand sources and a
 /// million entries under 150 MB.
-pub const DEFAULT_MATCH_WINDOW: usize = 50_000;
+pub(crate) const DEFAULT_MATCH_WINDOW: usize = 50_000;
 
 /// A configuration error, with the place in the file where it was found.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The file could not be read at all.
     // Not `#[source]`: the message already names the cause, and the CLI prints the chain.
     #[error("cannot read config file {path}: {error}; pass the right file with -c FILE or $FEEDMILL_CONFIG")]
@@ -59,11 +59,11 @@ pub enum ConfigError {
 
 /// Where in the config file an error lies.
 #[derive(Debug, Clone)]
-pub struct Location {
+pub(crate) struct Location {
     /// The config file.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// 1-based line and column, when the error has a place in the file.
-    pub line_col: Option<(usize, usize)>,
+    pub(crate) line_col: Option<(usize, usize)>,
 }
 
 impl fmt::Display for Location {
@@ -77,19 +77,19 @@ impl fmt::Display for Location {
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// The file this configuration was read from.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// `[server]`
-    pub server: ServerConfig,
+    pub(crate) server: ServerConfig,
     /// `[store]`
-    pub store: StoreConfig,
+    pub(crate) store: StoreConfig,
     /// `[fetch]`
-    pub fetch: FetchConfig,
+    pub(crate) fetch: FetchConfig,
     /// `[[source]]`, in file order.
-    pub sources: Vec<SourceConfig>,
+    pub(crate) sources: Vec<SourceConfig>,
     /// `[[feed]]`, in file order.
-    pub feeds: Vec<FeedConfig>,
+    pub(crate) feeds: Vec<FeedConfig>,
 }
 
 /// `[server]`: where the HTTP server listens and how it names itself.
@@ -118,51 +118,51 @@ pub struct ServerConfig {
 
 /// `[store]`: the sled directory and retention.
 #[derive(Debug, Clone)]
-pub struct StoreConfig {
+pub(crate) struct StoreConfig {
     /// The sled directory (relative paths are taken from the config file's directory).
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Items first seen longer ago than this are pruned; 0 keeps them.
-    pub max_age_days: u32,
+    pub(crate) max_age_days: u32,
     /// The newest this many items are kept per source; 0 keeps all.
-    pub max_items_per_source: u32,
+    pub(crate) max_items_per_source: u32,
     /// The store's page cache, in bytes.
-    pub cache: u64,
+    pub(crate) cache: u64,
     /// How many of the most recent entries a new one is matched against; 0: none.
-    pub match_window: usize,
+    pub(crate) match_window: usize,
 }
 
 /// `[fetch]`: how sources are fetched.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FetchConfig {
+pub(crate) struct FetchConfig {
     /// The schedule of sources that do not name their own.
-    pub schedule: CronSchedule,
+    pub(crate) schedule: CronSchedule,
     /// The bound on a whole request, body included.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// The bound on a body, counted after decompression.
-    pub max_body: u64,
+    pub(crate) max_body: u64,
     /// Requests in flight in all.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Requests in flight per host.
-    pub per_host: usize,
+    pub(crate) per_host: usize,
     /// The `User-Agent` header sent with every request.
-    pub user_agent: String,
+    pub(crate) user_agent: String,
     /// Whether requests may go to private, loopback and other non-public addresses.
-    pub allow_private: bool,
+    pub(crate) allow_private: bool,
 }
 
 /// One `[[source]]`: a feed we pull.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SourceConfig {
+pub(crate) struct SourceConfig {
     /// Unique name, `[a-z0-9_-]+`; scopes the identity of the source's items.
-    pub name: String,
+    pub(crate) name: String,
     /// Where the feed is: http, https or file.
-    pub url: Url,
+    pub(crate) url: Url,
     /// A title that overrides the feed's own.
-    pub title: Option<String>,
+    pub(crate) title: Option<String>,
     /// When to fetch it.
-    pub schedule: CronSchedule,
+    pub(crate) schedule: CronSchedule,
     /// Tags that output feeds may select on.
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
 }
 
 /// How an output feed merges the same story from several sources.
@@ -201,7 +201,7 @@ pub struct FeedConfig {
 
 impl FeedConfig {
     /// Whether an entry with this title and text passes the feed's include/exclude filters.
-    pub fn admits(&self, title: &str, text: &str) -> bool {
+    pub(crate) fn admits(&self, title: &str, text: &str) -> bool {
         let matches = |re: &Regex| re.is_match(title) || re.is_match(text);
         (self.include.is_empty() || self.include.iter().any(matches))
             && !self.exclude.iter().any(matches)
@@ -230,36 +230,36 @@ const DEFAULT_FEED_LIMIT: usize = 50;
 /// `[fetch] timeout`, `[server] header_timeout` and `write_timeout`: 1 second to 1 hour.
 /// Under a second no real server answers in time, and every source would fail as if our
 /// network were down.
-pub const TIMEOUT_RANGE: RangeInclusive<Duration> =
+pub(crate) const TIMEOUT_RANGE: RangeInclusive<Duration> =
     Duration::from_secs(1)..=Duration::from_secs(60 * 60);
 /// `[fetch] max_body`: 1 KiB to 1 GiB.
-pub const MAX_BODY_RANGE: RangeInclusive<u64> = 1024..=1024 * 1024 * 1024;
+pub(crate) const MAX_BODY_RANGE: RangeInclusive<u64> = 1024..=1024 * 1024 * 1024;
 /// `[fetch] concurrency`: refreshes (fetch, parse, store) under way at once.
-pub const CONCURRENCY_RANGE: RangeInclusive<i64> = 1..=1024;
+pub(crate) const CONCURRENCY_RANGE: RangeInclusive<i64> = 1..=1024;
 /// `[fetch] per_host`: requests in flight to one host.
-pub const PER_HOST_RANGE: RangeInclusive<i64> = 1..=64;
+pub(crate) const PER_HOST_RANGE: RangeInclusive<i64> = 1..=64;
 /// `[fetch] user_agent`: its length in bytes.
-pub const USER_AGENT_MAX: usize = 512;
+pub(crate) const USER_AGENT_MAX: usize = 512;
 /// `[server] max_connections` and `max_connections_per_ip`.
-pub const CONNECTIONS_RANGE: RangeInclusive<i64> = 1..=65_536;
+pub(crate) const CONNECTIONS_RANGE: RangeInclusive<i64> = 1..=65_536;
 /// `[store] max_age_days`: up to a hundred years; 0 keeps everything.
-pub const MAX_AGE_DAYS_RANGE: RangeInclusive<i64> = 0..=36_525;
+pub(crate) const MAX_AGE_DAYS_RANGE: RangeInclusive<i64> = 0..=36_525;
 /// `[store] max_items_per_source`; 0 keeps all.
-pub const MAX_ITEMS_RANGE: RangeInclusive<i64> = 0..=1_000_000;
+pub(crate) const MAX_ITEMS_RANGE: RangeInclusive<i64> = 0..=1_000_000;
 /// `[store] match_window`: about 200 bytes of memory each; 0 turns matching off.
-pub const MATCH_WINDOW_RANGE: RangeInclusive<i64> = 0..=1_000_000;
+pub(crate) const MATCH_WINDOW_RANGE: RangeInclusive<i64> = 0..=1_000_000;
 /// `[store] cache`: sled's page cache, 1 MiB to 1 GiB.
-pub const CACHE_RANGE: RangeInclusive<u64> = 1024 * 1024..=1024 * 1024 * 1024;
+pub(crate) const CACHE_RANGE: RangeInclusive<u64> = 1024 * 1024..=1024 * 1024 * 1024;
 /// `[[feed]] limit` and `max_per_source`: entries in one document. A document is held
 /// rendered in three formats, each also gzipped, plus its HTML page.
-pub const FEED_LIMIT_RANGE: RangeInclusive<i64> = 1..=1000;
+pub(crate) const FEED_LIMIT_RANGE: RangeInclusive<i64> = 1..=1000;
 /// Titles (`[server]`, `[[source]]`, `[[feed]]`): their length in bytes.
-pub const TITLE_MAX: usize = 1024;
+pub(crate) const TITLE_MAX: usize = 1024;
 /// Source and feed names: their length in bytes.
-pub const NAME_MAX: usize = 64;
+pub(crate) const NAME_MAX: usize = 64;
 /// A schedule must fire within this long (a year and a day: a yearly schedule is fine, one
 /// that next fires in 2099 is a schedule that never fires).
-pub const SCHEDULE_HORIZON: chrono::TimeDelta = chrono::TimeDelta::days(366);
+pub(crate) const SCHEDULE_HORIZON: chrono::TimeDelta = chrono::TimeDelta::days(366);
 /// Open HTTP connections at most, from all clients.
 const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Open HTTP connections at most from one client address: a reader needs one or two, a
@@ -629,7 +629,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 impl Config {
     /// Reads and validates the config file at `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
             error,
@@ -639,7 +639,7 @@ impl Config {
 
     /// Validates `text` as if it were the content of the file at `path`. Relative store paths
     /// and relative source URLs are taken from the directory of `path`.
-    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let check = Checker { path, text };
         let raw: RawConfig = toml::from_str(text).map_err(|err| {
             let message = one_line(err.message()).replace("expected i64", "expected an integer");
@@ -748,7 +748,7 @@ impl Config {
     }
 
     /// The source with this name.
-    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+    pub(crate) fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name)
     }
 }
@@ -1118,21 +1118,21 @@ fn select_sources(
 /// The configuration in force, shared by the tasks of the daemon and replaced whole on
 /// reload: a reader always sees one consistent config.
 #[derive(Debug, Clone)]
-pub struct SharedConfig(Arc<RwLock<Arc<Config>>>);
+pub(crate) struct SharedConfig(Arc<RwLock<Arc<Config>>>);
 
 impl SharedConfig {
     /// Shares `config`.
-    pub fn new(config: Config) -> SharedConfig {
+    pub(crate) fn new(config: Config) -> SharedConfig {
         SharedConfig(Arc::new(RwLock::new(Arc::new(config))))
     }
 
     /// The config in force now.
-    pub fn get(&self) -> Arc<Config> {
+    pub(crate) fn get(&self) -> Arc<Config> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Puts `config` in force.
-    pub fn replace(&self, config: Arc<Config>) {
+    pub(crate) fn replace(&self, config: Arc<Config>) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 }

@@ -12,7 +12,7 @@ use crate::config::Config;
 
 /// Why an OPML file cannot be imported.
 #[derive(Debug, thiserror::Error)]
-pub enum OpmlError {
+pub(crate) enum OpmlError {
     /// The file is not well-formed XML.
     #[error("{file}: XML error at byte {position}: {message}; is this an OPML file?")]
     Xml {
@@ -41,17 +41,17 @@ pub enum OpmlError {
 
 /// One imported source, in the order of the config file's keys.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ImportedSource {
+pub(crate) struct ImportedSource {
     /// A unique name made from the title (or the URL's host).
-    pub name: String,
+    pub(crate) name: String,
     /// The feed URL.
-    pub url: String,
+    pub(crate) url: String,
     /// The outline's title, if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
+    pub(crate) title: Option<String>,
     /// The folders the outline was in, and its `category` attribute.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -88,7 +88,7 @@ fn attribute(element: &BytesStart, name: &str) -> Option<String> {
 }
 
 /// The feeds of an OPML document, nested outlines included; `file` names it in errors.
-pub fn parse(opml: &str, file: &str) -> Result<Vec<ImportedSource>, OpmlError> {
+pub(crate) fn parse(opml: &str, file: &str) -> Result<Vec<ImportedSource>, OpmlError> {
     let mut reader = quick_xml::Reader::from_str(opml);
     let mut folders: Vec<Option<String>> = Vec::new();
     let mut root_seen = false;
@@ -180,7 +180,7 @@ pub fn parse(opml: &str, file: &str) -> Result<Vec<ImportedSource>, OpmlError> {
 }
 
 /// `[[source]]` TOML for the feeds of an OPML document.
-pub fn import(opml: &str, file: &str) -> Result<String, OpmlError> {
+pub(crate) fn import(opml: &str, file: &str) -> Result<String, OpmlError> {
     let sources = parse(opml, file)?;
     let toml = toml::to_string(&Sources { source: sources }).unwrap_or_default();
     Ok(format!(
@@ -189,7 +189,7 @@ pub fn import(opml: &str, file: &str) -> Result<String, OpmlError> {
 }
 
 /// The configured sources as an OPML 2.0 document.
-pub fn export(config: &Config) -> String {
+pub(crate) fn export(config: &Config) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<opml version=\"2.0\">\n  <head>\n    <title>feedmill sources</title>\n");
     out.push_str(&format!(
         "    <docs>http://opml.org/spec2.opml</docs>\n    <ownerId>{}</ownerId>\n  </head>\n  <body>\n",

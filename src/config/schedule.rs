@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 /// A parsed cron schedule that remembers the expression it was written as.
 #[derive(Clone)]
-pub struct CronSchedule {
+pub(crate) struct CronSchedule {
     expression: Arc<str>,
     /// Shared: the sources without a schedule of their own all clone the default one, and a
     /// parsed schedule holds a few kilobytes of value sets.
@@ -39,7 +39,7 @@ const MAX_JITTER: Duration = Duration::from_secs(120);
 
 impl CronSchedule {
     /// Parses a 5-field (minutes) or 6/7-field (seconds first, optional year) cron expression.
-    pub fn parse(expression: &str) -> Result<CronSchedule, String> {
+    pub(crate) fn parse(expression: &str) -> Result<CronSchedule, String> {
         let fields: Vec<&str> = expression.split_whitespace().collect();
         let quartz = match fields.len() {
             5 => {
@@ -63,18 +63,18 @@ impl CronSchedule {
     }
 
     /// The expression as written in the config.
-    pub fn expression(&self) -> &str {
+    pub(crate) fn expression(&self) -> &str {
         &self.expression
     }
 
     /// The first fire time strictly after `time`.
-    pub fn next_after(&self, time: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn next_after(&self, time: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.schedule.after(&time).next()
     }
 
     /// Whether a source last fetched at `last_fetch` is due at `now`: never fetched, or a fire
     /// time has passed since its last fetch.
-    pub fn is_due(&self, last_fetch: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    pub(crate) fn is_due(&self, last_fetch: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
         match last_fetch {
             None => true,
             Some(last) => self.next_after(last).is_none_or(|next| next <= now),
@@ -82,7 +82,7 @@ impl CronSchedule {
     }
 
     /// The interval between the two fire times that follow `time`.
-    pub fn period_after(&self, time: DateTime<Utc>) -> Duration {
+    pub(crate) fn period_after(&self, time: DateTime<Utc>) -> Duration {
         let mut upcoming = self.schedule.after(&time);
         match (upcoming.next(), upcoming.next()) {
             (Some(a), Some(b)) => (b - a).to_std().unwrap_or_default(),
@@ -93,7 +93,7 @@ impl CronSchedule {
     /// The next time a source called `source` should be fetched after `now`: the next fire time
     /// moved later by a jitter that is stable per source (a tenth of the period, at most two
     /// minutes), so that sources on the same schedule spread out rather than fire together.
-    pub fn next_fetch(&self, source: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn next_fetch(&self, source: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let next = self.next_after(now)?;
         let spread = (self.period_after(now) / 10).min(MAX_JITTER);
         Some(next + jitter(source, spread))
@@ -101,7 +101,7 @@ impl CronSchedule {
 }
 
 /// A stable pseudo-random offset in `[0, spread)` for `source`.
-pub fn jitter(source: &str, spread: Duration) -> chrono::Duration {
+pub(crate) fn jitter(source: &str, spread: Duration) -> chrono::Duration {
     let spread_ms = spread.as_millis() as u64;
     if spread_ms == 0 {
         return chrono::Duration::zero();

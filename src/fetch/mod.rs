@@ -38,7 +38,7 @@ use crate::model::{HopKind, RefreshFailure, Validators};
 
 /// Which hop of a fetch a URL is; a refused hop's error names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hop {
+pub(crate) enum Hop {
     /// The URL a source is fetched from: its configured URL, or where a 301/308 chain
     /// moved it.
     Start,
@@ -60,7 +60,7 @@ impl Hop {
 
 /// A successful fetch.
 #[derive(Debug)]
-pub enum FetchOutcome {
+pub(crate) enum FetchOutcome {
     /// The source has not changed since the validators were issued (HTTP 304).
     NotModified {
         /// How long the server says the document stays fresh.
@@ -72,26 +72,26 @@ pub enum FetchOutcome {
 
 /// A body and what came with it.
 #[derive(Debug)]
-pub struct FetchedBody {
+pub(crate) struct FetchedBody {
     /// The HTTP status (200 for files).
-    pub status: u16,
+    pub(crate) status: u16,
     /// The body, decompressed.
-    pub bytes: Bytes,
+    pub(crate) bytes: Bytes,
     /// The `Content-Type` header, if any (it may name the charset).
-    pub content_type: Option<String>,
+    pub(crate) content_type: Option<String>,
     /// The URL the body came from, after redirects.
-    pub final_url: Url,
+    pub(crate) final_url: Url,
     /// Set when every redirect on the way was permanent (301/308): where the source now lives.
-    pub moved_to: Option<Url>,
+    pub(crate) moved_to: Option<Url>,
     /// The validators to send next time.
-    pub validators: Validators,
+    pub(crate) validators: Validators,
     /// How long the server says the document stays fresh (`Cache-Control: max-age`, `Expires`).
-    pub fresh_for: Option<Duration>,
+    pub(crate) fresh_for: Option<Duration>,
 }
 
 /// Why a fetch failed. The messages are meant for the operator's eyes in `status.json`.
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub(crate) enum FetchError {
     /// The whole request took longer than `timeout`.
     #[error("timed out after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
@@ -179,15 +179,16 @@ pub enum FetchError {
 
 impl FetchError {
     /// The HTTP status behind the error, if the server answered at all.
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             FetchError::Status { status, .. } => Some(*status),
             _ => None,
         }
     }
 
+    #[cfg(test)]
     /// How long the server asked us to wait (429/503 `Retry-After`).
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             FetchError::Status { retry_after, .. } => *retry_after,
             _ => None,
@@ -196,7 +197,7 @@ impl FetchError {
 
     /// Whether the server never answered (connect, TLS, DNS, timeout): the failures that a
     /// network outage on our side causes too.
-    pub fn no_answer(&self) -> bool {
+    pub(crate) fn no_answer(&self) -> bool {
         matches!(self, FetchError::Timeout(_) | FetchError::Transport(_))
     }
 }
@@ -258,7 +259,7 @@ impl From<FetchError> for RefreshFailure {
 }
 
 /// The fetcher shared by all sources.
-pub struct Fetcher {
+pub(crate) struct Fetcher {
     /// Connects anywhere: for hops to the source's own configured host and port, and for
     /// everything under `allow_private`.
     open: reqwest::Client,
@@ -304,7 +305,7 @@ const MAX_REDIRECTS: usize = 10;
 /// megabytes long; such a URL must not be sent, become a source's stored URL (shown in
 /// `status.json`, OPML and every output feed) or be quoted in an error. Servers refuse
 /// request lines this long anyway (nginx and Apache stop at 8 KiB).
-pub const MAX_URL_LEN: usize = 8 * 1024;
+pub(crate) const MAX_URL_LEN: usize = 8 * 1024;
 /// How many hosts the per-host limits may remember before idle ones are forgotten.
 const PER_HOST_PRUNE_AT: usize = 1024;
 /// Connecting alone should never take most of the request's time.
@@ -330,7 +331,7 @@ fn cores() -> usize {
 impl Fetcher {
     /// Builds the HTTP client with the configured limits, and reads the names /etc/hosts
     /// lists (local by construction: a source configured by one of them may be private).
-    pub fn new(config: &FetchConfig) -> Result<Fetcher, FetchError> {
+    pub(crate) fn new(config: &FetchConfig) -> Result<Fetcher, FetchError> {
         Fetcher::build(config, Path::new(HOSTS_FILE), Lookup::System)
     }
 
@@ -396,7 +397,7 @@ impl Fetcher {
     /// hop must go to a public address, but for those to `source_url`'s own host and port
     /// when written as an address or as a name local by construction.
     /// Call it under a [`Fetcher::refresh_slot`]: that is what bounds the requests in flight.
-    pub async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         url: &Url,
         hop: Hop,
@@ -434,23 +435,23 @@ impl Fetcher {
 
     /// A slot for one refresh of a source, from its fetch to its commit. Semaphores are never
     /// closed, so this always gets one (after waiting its turn).
-    pub async fn refresh_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    pub(crate) async fn refresh_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.refreshing.acquire().await.ok()
     }
 
     /// A slot for a source's first refresh (nothing of it stored yet), taken before its
     /// [`Fetcher::refresh_slot`]; see [`COLD_SLOTS_PER_CORE`].
-    pub async fn cold_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    pub(crate) async fn cold_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.cold.acquire().await.ok()
     }
 
     /// A slot for CPU-bound work (parsing, storing); see [`Fetcher::refresh_slot`].
-    pub async fn cpu_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    pub(crate) async fn cpu_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.cpu_work.acquire().await.ok()
     }
 
     /// Whether any server answered (with any status) within the last fifteen minutes.
-    pub fn network_answered_recently(&self) -> bool {
+    pub(crate) fn network_answered_recently(&self) -> bool {
         let last = self.last_answer_ms.load(Ordering::Relaxed);
         last > 0 && now_ms().saturating_sub(last) < NETWORK_WINDOW.as_millis() as i64
     }
@@ -753,7 +754,7 @@ const MAX_HOSTS_FILE: usize = 1024 * 1024;
 /// name under them (and so decides where it points): `localhost` (RFC 6761), `local` (mDNS,
 /// RFC 6762), `home.arpa` (RFC 8375), `internal` (reserved by ICANN for private use in
 /// 2024), and the top-level domains RFC 6762's Appendix G found in use on private networks.
-pub const LOCAL_DOMAINS: &[&str] = &[
+pub(crate) const LOCAL_DOMAINS: &[&str] = &[
     "localhost",
     "local",
     "home.arpa",
@@ -918,7 +919,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// resolver returns, so a name that resolves to a private address (or to a public one now and a
 /// private one on the next lookup) is never connected to.
 #[derive(Default)]
-pub struct PublicOnly(Lookup);
+pub(crate) struct PublicOnly(Lookup);
 
 impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
@@ -930,7 +931,7 @@ impl reqwest::dns::Resolve for PublicOnly {
 /// system's, dropping link-local (cloud metadata) addresses ([`is_metadata`]) and keeping
 /// the rest, private ones included.
 #[derive(Default)]
-pub struct NoMetadata(Lookup);
+pub(crate) struct NoMetadata(Lookup);
 
 impl reqwest::dns::Resolve for NoMetadata {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
@@ -1040,7 +1041,7 @@ fn keep(
 /// credentials at 169.254.169.254) and the metadata addresses clouds put elsewhere
 /// (Alibaba's 100.100.100.200, Oracle's 192.0.0.192, AWS's fd00:ec2::254). IPv6 forms that
 /// carry an IPv4 address are judged by it.
-pub fn is_metadata(ip: IpAddr) -> bool {
+pub(crate) fn is_metadata(ip: IpAddr) -> bool {
     const V4: &[Ipv4Addr] = &[
         Ipv4Addr::new(100, 100, 100, 200),
         Ipv4Addr::new(192, 0, 0, 192),
@@ -1061,7 +1062,7 @@ pub fn is_metadata(ip: IpAddr) -> bool {
 /// unspecified, reserved, documentation or benchmarking. IPv6 forms that carry an IPv4
 /// address (mapped, compatible, NAT64, 6to4) are judged by that address; other IPv6
 /// addresses must be global unicast (2000::/3) outside its special blocks.
-pub fn is_public(ip: IpAddr) -> bool {
+pub(crate) fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => is_public_v4(ip),
         IpAddr::V6(ip) => is_public_v6(ip),
@@ -1137,7 +1138,7 @@ fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String
 }
 
 /// A size as people write it: "8 MiB", "512 KiB", else bytesize's rounding.
-pub fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     const KIB: u64 = 1024;
     const MIB: u64 = 1024 * 1024;
     match bytes {
@@ -1152,7 +1153,7 @@ fn now_ms() -> i64 {
 }
 
 /// `Retry-After` as a delay from `now`: delta-seconds or an HTTP-date.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

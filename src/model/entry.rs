@@ -76,7 +76,7 @@ pub struct EntryRef {
 
 impl EntryKey {
     /// The key of `identity` within `source`.
-    pub fn new(source: &str, identity: &str) -> EntryKey {
+    pub(crate) fn new(source: &str, identity: &str) -> EntryKey {
         let mut hasher = Sha256::new();
         hasher.update(source.as_bytes());
         hasher.update([0]);
@@ -88,7 +88,7 @@ impl EntryKey {
 
     /// The key as a `urn:uuid:` IRI, the entry's output id: stable across refetches and
     /// restarts, unique per output feed.
-    pub fn urn(&self) -> String {
+    pub(crate) fn urn(&self) -> String {
         let h = hex(&self.0);
         format!(
             "urn:uuid:{}-{}-{}-{}-{}",
@@ -122,12 +122,12 @@ pub struct StoredEntry {
 
 impl StoredEntry {
     /// The entry's stable key.
-    pub fn key(&self) -> EntryKey {
+    pub(crate) fn key(&self) -> EntryKey {
         EntryKey::new(&self.source, &self.entry.identity)
     }
 
     /// A reference to this entry.
-    pub fn to_ref(&self) -> EntryRef {
+    pub(crate) fn to_ref(&self) -> EntryRef {
         EntryRef {
             source: self.source.clone(),
             key: self.key(),
@@ -146,6 +146,6 @@ pub fn sort_time(entry: &Entry, first_seen: DateTime<Utc>, now: DateTime<Utc>) -
 }
 
 /// Lower-case hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Which hop of a fetch a refused URL was: a refused hop's message names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HopKind {
+pub(crate) enum HopKind {
     /// The URL a source is fetched from: its configured URL, or where a 301/308 chain moved
     /// it.
     Start,
@@ -34,7 +34,7 @@ impl HopKind {
 /// Why a refresh of a source failed. Its `Display` is the message users see; the state
 /// records it as `last_error` (see [`crate::model::SourceState::failed`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RefreshFailure {
+pub(crate) enum RefreshFailure {
     /// The source answered 410 Gone: it is disabled until its config changes.
     #[error("410 Gone: disabled")]
     Gone,
@@ -215,19 +215,19 @@ pub enum RefreshFailure {
 }
 
 /// What a source's `last_error` starts with when the store could not keep its fetch.
-pub const STORE_WRITE_FAILED: &str = "store write failed";
+pub(crate) const STORE_WRITE_FAILED: &str = "store write failed";
 /// What a source's `last_error` starts with when the store could not be read for it.
-pub const STORE_READ_FAILED: &str = "store read failed";
+pub(crate) const STORE_READ_FAILED: &str = "store read failed";
 
 /// What a gone source's `last_error` says: more than the outcome's "410 Gone: disabled",
 /// because it stays there until someone acts.
-pub const GONE_LAST_ERROR: &str =
+pub(crate) const GONE_LAST_ERROR: &str =
     "410 Gone: disabled (the source is gone; change its config to try again)";
 
 impl RefreshFailure {
     /// What kind of failure this is, for metrics: a failure wrapped with its context (a feed
     /// link's, a restart's, a network outage's) is of the kind of what happened.
-    pub fn kind(&self) -> FailureKind {
+    pub(crate) fn kind(&self) -> FailureKind {
         use RefreshFailure as F;
         match self {
             F::Gone => FailureKind::Gone,
@@ -256,8 +256,9 @@ impl RefreshFailure {
         }
     }
 
+    #[cfg(test)]
     /// The HTTP status behind the failure, when the server answered with one.
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             RefreshFailure::Gone => Some(410),
             RefreshFailure::Status { status, .. } => Some(*status),
@@ -266,7 +267,7 @@ impl RefreshFailure {
     }
 
     /// How long the server asked us to wait (429/503 `Retry-After`).
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             RefreshFailure::Status { retry_after, .. } => *retry_after,
             _ => None,
@@ -274,12 +275,12 @@ impl RefreshFailure {
     }
 
     /// Whether the failure counts toward backoff: all but those of our own network.
-    pub fn counted(&self) -> bool {
+    pub(crate) fn counted(&self) -> bool {
         !matches!(self, RefreshFailure::NetworkDown { .. })
     }
 
     /// Whether the store, not the source, failed.
-    pub fn in_store(&self) -> bool {
+    pub(crate) fn in_store(&self) -> bool {
         matches!(
             self,
             RefreshFailure::StoreWrite { .. } | RefreshFailure::StoreRead { .. }
@@ -289,7 +290,7 @@ impl RefreshFailure {
 
 /// The kinds of [`RefreshFailure`] that metrics count (`feedmill_refresh_failures_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureKind {
+pub(crate) enum FailureKind {
     /// 410 Gone: the source is disabled.
     Gone,
     /// An error status but 410.
@@ -322,7 +323,7 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind, in the order metrics list them.
-    pub const ALL: [FailureKind; 14] = [
+    pub(crate) const ALL: [FailureKind; 14] = [
         FailureKind::Gone,
         FailureKind::HttpStatus,
         FailureKind::TimedOut,
@@ -340,7 +341,7 @@ impl FailureKind {
     ];
 
     /// The kind's label value in metrics.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             FailureKind::Gone => "gone",
             FailureKind::HttpStatus => "http_status",

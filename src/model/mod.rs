@@ -8,9 +8,14 @@ mod failure;
 mod source;
 mod story;
 
-pub use entry::{hex, sort_time, Enclosure, Entry, EntryKey, EntryRef, StoredEntry};
-pub use failure::{FailureKind, HopKind, RefreshFailure, STORE_READ_FAILED, STORE_WRITE_FAILED};
-pub use source::{
-    backoff, Answer, FeedHead, LinkValidators, SourceState, Timing, Validators, MAX_HOLD,
+pub(crate) use entry::hex;
+pub use entry::{sort_time, Enclosure, Entry, EntryKey, EntryRef, StoredEntry};
+pub(crate) use failure::{
+    FailureKind, HopKind, RefreshFailure, STORE_READ_FAILED, STORE_WRITE_FAILED,
 };
-pub use story::{CommitSummary, StoryKind};
+#[cfg(test)]
+pub(crate) use source::MAX_HOLD;
+pub(crate) use source::{Answer, FeedHead, Timing};
+pub use source::{LinkValidators, SourceState, Validators};
+pub use story::CommitSummary;
+pub(crate) use story::StoryKind;

@@ -51,7 +51,7 @@ pub struct SourceState {
 
 impl SourceState {
     /// The URL fetched: where redirects or autodiscovery led, else the configured one.
-    pub fn url_or(&self, configured: &url::Url) -> String {
+    pub(crate) fn url_or(&self, configured: &url::Url) -> String {
         if self.url.is_empty() {
             configured.to_string()
         } else {
@@ -63,13 +63,13 @@ impl SourceState {
 /// The first backoff after a failure; it doubles with each failure in a row.
 const BACKOFF_BASE: Duration = Duration::from_secs(60);
 /// The longest we ever wait because of failures, `Retry-After` or freshness.
-pub const MAX_HOLD: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const MAX_HOLD: Duration = Duration::from_secs(24 * 60 * 60);
 /// The most a backoff's jitter adds: a fifth, so that sources failing together retry apart.
 const MAX_JITTER: f64 = 0.2;
 
 /// The delay after `failures` failures in a row: one minute doubling up to a day, plus up
 /// to a fifth more by `jitter`, a random draw in `[0, 1)` (the caller's: this stays pure).
-pub fn backoff(failures: u32, jitter: f64) -> Duration {
+pub(crate) fn backoff(failures: u32, jitter: f64) -> Duration {
     if failures == 0 {
         return Duration::ZERO;
     }
@@ -84,44 +84,44 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
 /// the schedule's next time and a random draw for backoff's jitter. The refresh computes
 /// them, so the state's rules read no clock, config or random source.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// When the fetch ended.
-    pub now: DateTime<Utc>,
+    pub(crate) now: DateTime<Utc>,
     /// The schedule's next time after `now`; `None` when it never fires again.
-    pub scheduled: Option<DateTime<Utc>>,
+    pub(crate) scheduled: Option<DateTime<Utc>>,
     /// A random draw in `[0, 1)` for backoff's jitter.
-    pub jitter: f64,
+    pub(crate) jitter: f64,
 }
 
 /// What a fetch that worked (a feed, or 304) tells its source's state.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// The status of the document whose entries these are (the feed's, when an HTML page
     /// linked to it; 304 when nothing changed).
-    pub status: u16,
+    pub(crate) status: u16,
     /// The validators to send next time.
-    pub validators: Validators,
+    pub(crate) validators: Validators,
     /// Where a 301/308 chain from the source's URL moved it; never a discovered link.
-    pub moved_to: Option<String>,
+    pub(crate) moved_to: Option<String>,
     /// How long the server says the document stays fresh.
-    pub fresh_for: Option<Duration>,
+    pub(crate) fresh_for: Option<Duration>,
 }
 
 /// What a parsed feed says of itself.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct FeedHead {
+pub(crate) struct FeedHead {
     /// The feed's own title.
-    pub title: Option<String>,
+    pub(crate) title: Option<String>,
     /// The feed's home page.
-    pub site_link: Option<String>,
+    pub(crate) site_link: Option<String>,
     /// The feed's `<ttl>`.
-    pub ttl: Option<Duration>,
+    pub(crate) ttl: Option<Duration>,
 }
 
 impl SourceState {
     /// The source answered 304 (or its feed link did): nothing to store; the state records
     /// the answer, and the server's freshness may stretch the wait for the next fetch.
-    pub fn not_modified(&mut self, answer: Answer, at: Timing) {
+    pub(crate) fn not_modified(&mut self, answer: Answer, at: Timing) {
         let fresh_for = answer.fresh_for;
         self.answered(answer, at);
         self.plan(at, hold(fresh_for));
@@ -130,7 +130,7 @@ impl SourceState {
     /// The source answered a feed: the state takes its head, and the longer of the server's
     /// freshness and the feed's `<ttl>` may stretch the wait for the next fetch. The
     /// entries' own parts (`items`, `newest`) are the store's to set as it writes them.
-    pub fn fetched_ok(&mut self, answer: Answer, feed: FeedHead, at: Timing) {
+    pub(crate) fn fetched_ok(&mut self, answer: Answer, feed: FeedHead, at: Timing) {
         let fresh_for = match (answer.fresh_for, feed.ttl) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -164,7 +164,7 @@ impl SourceState {
     /// - A store failure keeps the state from before the fetch (its status too) but its
     ///   validators: the next fetch is unconditional and stores in full what this one could
     ///   not.
-    pub fn failed(&mut self, failure: &RefreshFailure, status: Option<u16>, at: Timing) {
+    pub(crate) fn failed(&mut self, failure: &RefreshFailure, status: Option<u16>, at: Timing) {
         self.last_fetch = Some(at.now);
         if failure.counted() {
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);

@@ -99,7 +99,7 @@ const MONTHS: &[&str] = &[
 ];
 
 /// Parses a feed date as feedparser does; `None` when it is not a date we can read.
-pub fn parse_date(text: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_date(text: &str) -> Option<DateTime<Utc>> {
     if text.len() > MAX_CHARS * 4 {
         return None;
     }

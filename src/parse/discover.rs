@@ -23,7 +23,7 @@ const FEED_TYPES: &[&str] = &[
 ];
 
 /// Whether a body looks like an HTML page rather than a feed.
-pub fn looks_like_html(body: &[u8], content_type: Option<&str>) -> bool {
+pub(crate) fn looks_like_html(body: &[u8], content_type: Option<&str>) -> bool {
     let mime_says_html = content_type.is_some_and(|ct| {
         let mime = ct.split(';').next().unwrap_or_default().trim();
         mime.eq_ignore_ascii_case("text/html") || mime.eq_ignore_ascii_case("application/xhtml+xml")
@@ -90,7 +90,7 @@ const MAX_FEED_LINKS: usize = 16;
 
 /// The feed links of an HTML page, absolute, best first (Atom, RSS, JSON Feed; then
 /// document order), at most [`MAX_FEED_LINKS`]. Only http(s) links are returned.
-pub fn feed_links(html: &str, page_url: &Url) -> Vec<Url> {
+pub(crate) fn feed_links(html: &str, page_url: &Url) -> Vec<Url> {
     let tokenizer = Tokenizer::new(LinkCollector::default(), TokenizerOpts::default());
     let input = BufferQueue::default();
     input.push_back(StrTendril::from_slice(html));

@@ -39,7 +39,7 @@ use encoding_rs::{Encoding, REPLACEMENT, UTF_16BE, UTF_16LE, UTF_8, WINDOWS_1252
 /// An encoding a body can be in: the WHATWG set of encoding_rs, and the few more that XML
 /// allows and feeds use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charset {
+pub(crate) enum Charset {
     /// An encoding of the WHATWG set (encoding_rs).
     Whatwg(&'static Encoding),
     /// UTF-32, little-endian.
@@ -54,7 +54,7 @@ pub enum Charset {
 
 impl Charset {
     /// The encoding's name, as in a log line.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Charset::Whatwg(encoding) => encoding.name(),
             Charset::Utf32Le => "UTF-32LE",
@@ -88,7 +88,7 @@ impl Charset {
 
 /// Where the chosen encoding came from; says why a document was read the way it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// The HTTP `Content-Type` charset.
     Header,
     /// A byte-order mark.
@@ -103,18 +103,18 @@ pub enum Source {
 }
 
 /// A body in UTF-8, and how its encoding was decided.
-pub struct Decoded<'a> {
+pub(crate) struct Decoded<'a> {
     /// The body as UTF-8, with any BOM removed and the XML declaration's `encoding`
     /// dropped unless it names UTF-8 (it would now be wrong): no XML reader decodes it again.
-    pub utf8: Cow<'a, [u8]>,
+    pub(crate) utf8: Cow<'a, [u8]>,
     /// The encoding the body was read in.
-    pub encoding: Charset,
+    pub(crate) encoding: Charset,
     /// Why.
-    pub source: Source,
+    pub(crate) source: Source,
 }
 
 /// The `charset` parameter of a Content-Type header.
-pub fn charset_of(content_type: &str) -> Option<&str> {
+pub(crate) fn charset_of(content_type: &str) -> Option<&str> {
     content_type
         .split(';')
         .skip(1)
@@ -126,7 +126,7 @@ pub fn charset_of(content_type: &str) -> Option<&str> {
 /// The encoding a charset label names; `None` for a label we do not know (and for the
 /// WHATWG labels of the "replacement" encoding, ISO-2022-KR and the like, which would turn
 /// the whole document into U+FFFD: better to read it as the next rule says).
-pub fn charset_for_label(label: &str) -> Option<Charset> {
+pub(crate) fn charset_for_label(label: &str) -> Option<Charset> {
     let label = label.trim().to_ascii_lowercase();
     match label.as_str() {
         // The byte order of a plain `utf-32` is the BOM's or the pattern's to say.
@@ -207,7 +207,7 @@ fn believable(charset: Charset, body: &[u8], sniffed: Option<Charset>) -> bool {
 }
 
 /// Decodes `body` to UTF-8; see the module doc for the rules.
-pub fn decode<'a>(body: &'a [u8], content_type: Option<&str>) -> Decoded<'a> {
+pub(crate) fn decode<'a>(body: &'a [u8], content_type: Option<&str>) -> Decoded<'a> {
     let header = content_type
         .and_then(charset_of)
         .and_then(charset_for_label);
@@ -449,7 +449,7 @@ const WINDOWS_1252_C1: [char; 32] = [
 /// Windows-1252 (`U+0092` is `’`), as feedparser maps them; every other character, and the
 /// five C1 controls Windows-1252 leaves undefined, as it is. For the text of character
 /// references (`&#146;`) and decoded text alike.
-pub fn c1_to_windows_1252(c: char) -> char {
+pub(crate) fn c1_to_windows_1252(c: char) -> char {
     match u32::from(c) {
         code @ 0x80..=0x9F => WINDOWS_1252_C1[(code - 0x80) as usize],
         _ => c,
@@ -469,7 +469,7 @@ fn has_mapped_c1(text: &str) -> bool {
 ///   `don’t`).
 ///
 /// Plain ASCII (most fields) costs one scan and no copy.
-pub fn repair_text(text: &str) -> Cow<'_, str> {
+pub(crate) fn repair_text(text: &str) -> Cow<'_, str> {
     if text.is_ascii() {
         return Cow::Borrowed(text);
     }

@@ -15,9 +15,9 @@ use url::Url;
 use crate::model::{hex, Enclosure, Entry, RefreshFailure};
 use crate::sanitize;
 
-pub mod dates;
-pub mod discover;
-pub mod encoding;
+pub(crate) mod dates;
+pub(crate) mod discover;
+pub(crate) mod encoding;
 mod json;
 mod xml;
 
@@ -36,7 +36,7 @@ pub struct ParsedFeed {
 
 /// The most entries taken from one document; a CMS that dumps its archive into its feed
 /// must not flood the store in one fetch.
-pub const MAX_ENTRIES: usize = 5000;
+pub(crate) const MAX_ENTRIES: usize = 5000;
 
 /// Why a body is not a feed we can read.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +99,7 @@ pub fn parse_feed(
         return Err(ParseError::Empty);
     }
     let decoded = encoding::decode(body, content_type);
+    tracing::debug!(%url, encoding = decoded.encoding.name(), decided_by = ?decoded.source, "decoded");
     let utf8 = decoded.utf8.as_ref();
     if discover::looks_like_html(utf8, content_type) {
         let html = String::from_utf8_lossy(utf8);
@@ -342,7 +343,7 @@ fn is_mime_type(text: &str) -> bool {
 }
 
 /// The identity of an entry: its own id, else its link, else a hash of its title and text.
-pub fn identity_of(id: &str, link: Option<&str>, title: &str, text: Option<&str>) -> String {
+pub(crate) fn identity_of(id: &str, link: Option<&str>, title: &str, text: Option<&str>) -> String {
     let id = id.trim();
     if !id.is_empty() {
         return id.to_string();

@@ -26,7 +26,7 @@ use crate::select::Story;
 
 mod atom;
 mod json;
-pub mod page;
+pub(crate) mod page;
 mod rss;
 
 /// The output formats.
@@ -42,7 +42,7 @@ pub enum Format {
 
 impl Format {
     /// The format served under a file extension.
-    pub fn from_extension(ext: &str) -> Option<Format> {
+    pub(crate) fn from_extension(ext: &str) -> Option<Format> {
         match ext {
             "atom" => Some(Format::Atom),
             "rss" => Some(Format::Rss),
@@ -76,30 +76,35 @@ pub struct Document {
     /// The body.
     pub body: Bytes,
     /// The body, gzip-compressed.
-    pub gzip: Bytes,
+    pub(crate) gzip: Bytes,
     /// A strong ETag of `body`, quoted.
-    pub etag: String,
+    pub(crate) etag: String,
     /// When the bytes last changed.
-    pub last_modified: SystemTime,
+    pub(crate) last_modified: SystemTime,
     /// The response headers made once, not per request: `ETag` of the plain body, of the
     /// gzip body (`-gz` suffix), and `Last-Modified`.
-    pub headers: DocumentHeaders,
+    pub(crate) headers: DocumentHeaders,
 }
 
 /// Ready-made validator headers of a [`Document`].
 #[derive(Debug, Clone)]
-pub struct DocumentHeaders {
+pub(crate) struct DocumentHeaders {
     /// `ETag` of the plain body.
-    pub etag: HeaderValue,
+    pub(crate) etag: HeaderValue,
     /// `ETag` of the gzip body.
-    pub etag_gzip: HeaderValue,
+    pub(crate) etag_gzip: HeaderValue,
     /// `Last-Modified`.
-    pub last_modified: HeaderValue,
+    pub(crate) last_modified: HeaderValue,
 }
 
 impl Document {
     /// A document of `body` (and its gzip) with `etag`, last changed at `last_modified`.
-    pub fn new(body: Bytes, gzip: Bytes, etag: String, last_modified: SystemTime) -> Document {
+    pub(crate) fn new(
+        body: Bytes,
+        gzip: Bytes,
+        etag: String,
+        last_modified: SystemTime,
+    ) -> Document {
         let value = |text: &str| {
             HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
         };
@@ -170,7 +175,7 @@ pub struct SourceInfo {
 }
 
 /// The self URL of `feed` in `format`.
-pub fn feed_url(base_url: &Url, feed: &str, format: Format) -> String {
+pub(crate) fn feed_url(base_url: &Url, feed: &str, format: Format) -> String {
     format!("{base_url}feeds/{feed}.{}", format.extension())
 }
 
@@ -238,12 +243,12 @@ impl Publisher {
     }
 
     /// The home page.
-    pub fn home(&self) -> Option<Arc<Document>> {
+    pub(crate) fn home(&self) -> Option<Arc<Document>> {
         self.home.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Publishes the home page, rendered at `now`.
-    pub fn publish_home(&self, html: String, now: DateTime<Utc>) {
+    pub(crate) fn publish_home(&self, html: String, now: DateTime<Utc>) {
         let previous = self.home();
         let page = document(
             previous.as_deref(),
@@ -254,7 +259,7 @@ impl Publisher {
     }
 
     /// Drops the documents of feeds that are no longer configured.
-    pub fn retain(&self, names: &[&str]) {
+    pub(crate) fn retain(&self, names: &[&str]) {
         self.feeds
             .write()
             .unwrap_or_else(|p| p.into_inner())

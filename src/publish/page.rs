@@ -19,7 +19,7 @@ use crate::select::Story;
 use crate::status::SourceReport;
 
 /// The page's only stylesheet: small, readable, responsive, dark when the reader is.
-pub const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 :root{--bg:#fdfdfb;--fg:#1d1d1b;--muted:#55554f;--link:#0b4f9c;--line:#d8d8d0;--bad:#9b1c1c;--off:#6b6b63;font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Noto Sans CJK SC","PingFang SC",sans-serif;line-height:1.5}
 @media (prefers-color-scheme:dark){:root{--bg:#151513;--fg:#ecece6;--muted:#b4b4aa;--link:#8cc2ff;--line:#3a3a35;--bad:#ff9b9b;--off:#a5a59b}}
 *{box-sizing:border-box}
@@ -52,7 +52,7 @@ tr.disabled .state,tr.pending .state{color:var(--off)}
 
 /// The Content-Security-Policy of HTML pages: nothing but the inline stylesheet (by hash)
 /// and links; no script at all.
-pub fn content_security_policy() -> &'static str {
+pub(crate) fn content_security_policy() -> &'static str {
     static POLICY: OnceLock<String> = OnceLock::new();
     POLICY.get_or_init(|| {
         use base64::Engine;
@@ -64,7 +64,7 @@ pub fn content_security_policy() -> &'static str {
 }
 
 /// One output feed, as the page links to it.
-pub struct FeedLinks {
+pub(crate) struct FeedLinks {
     title: String,
     html_url: String,
     atom_url: String,
@@ -85,13 +85,13 @@ impl FeedLinks {
 }
 
 /// Another source that carried a story.
-pub struct Carrier {
+pub(crate) struct Carrier {
     source: String,
     link: Option<String>,
 }
 
 /// A media file of an entry, as the page links to it.
-pub struct MediaLink {
+pub(crate) struct MediaLink {
     url: String,
     /// The file's name, and its type when known.
     label: String,
@@ -123,7 +123,7 @@ fn media_links(entry: &crate::model::Entry) -> Vec<MediaLink> {
 }
 
 /// One entry of a river.
-pub struct EntryView {
+pub(crate) struct EntryView {
     title: String,
     link: Option<String>,
     source_title: String,
@@ -137,7 +137,7 @@ pub struct EntryView {
 }
 
 /// One source in the sources table.
-pub struct SourceView {
+pub(crate) struct SourceView {
     title: String,
     site_link: Option<String>,
     state: &'static str,
@@ -177,7 +177,7 @@ struct FeedPage<'a> {
 }
 
 /// "5 minutes ago", "3 hours ago", "2 days ago", "in the future".
-pub fn relative_time(time: DateTime<Utc>, now: DateTime<Utc>) -> String {
+pub(crate) fn relative_time(time: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let seconds = (now - time).num_seconds();
     let plural = |n: i64, unit: &str| format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" });
     match seconds {
@@ -307,7 +307,7 @@ fn source_views(
 
 /// The home page: every feed to subscribe to, the newest stories of the first feed, the
 /// sources and their state.
-pub fn render_home(
+pub(crate) fn render_home(
     config: &Config,
     river: &[Story],
     reports: &[SourceReport],
@@ -338,7 +338,7 @@ pub fn render_home(
 }
 
 /// The HTML view of one output feed.
-pub fn render_feed_page(
+pub(crate) fn render_feed_page(
     config: &Config,
     feed: &FeedConfig,
     stories: &[Story],

@@ -46,24 +46,24 @@ use std::borrow::Cow;
 
 /// The most elements one document may hold open at once: what a walk of the open elements
 /// costs the tree builder (a browser caps its tree at 512; feeds rarely nest 30 deep).
-pub const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 /// The most attributes one tag keeps.
-pub const MAX_ATTRIBUTES: usize = 32;
+pub(crate) const MAX_ATTRIBUTES: usize = 32;
 /// The most text runs and elements one document may have directly in a table (outside its
 /// cells): the tree builder moves each before the table, and finding the table among its
 /// parent's children walks them all.
-pub const MAX_FOSTERED: usize = 256;
+pub(crate) const MAX_FOSTERED: usize = 256;
 /// The most that the text directly in the tables of one document may cost html5ever's
 /// serializer: its bytes times the characters it scans on from (see the module doc).
-pub const MAX_FOSTERED_COST: usize = 1 << 24;
+pub(crate) const MAX_FOSTERED_COST: usize = 1 << 24;
 /// A text node gets a comment once it has this many bytes ...
-pub const SPLIT_LEN: usize = 256;
+pub(crate) const SPLIT_LEN: usize = 256;
 /// ... and this many characters that html5ever's serializer scans on from (see the module
 /// doc).
-pub const SPLIT_SPECIALS: usize = 32;
+pub(crate) const SPLIT_SPECIALS: usize = 32;
 /// The most an attribute value may cost html5ever's serializer: its length times the
 /// characters it scans on from.
-pub const MAX_ATTRIBUTE_COST: usize = 1 << 18;
+pub(crate) const MAX_ATTRIBUTE_COST: usize = 1 << 18;
 
 /// What begins a new text node for html5ever and is gone once sanitized.
 const SEPARATOR: &str = "<!---->";
@@ -109,7 +109,7 @@ fn may_split_at(text: &[u8], at: usize) -> bool {
 }
 
 /// `html` bounded (see the module doc); borrowed when nothing had to change.
-pub fn bound(html: &str) -> Cow<'_, str> {
+pub(crate) fn bound(html: &str) -> Cow<'_, str> {
     Bounder {
         src: html,
         out: None,

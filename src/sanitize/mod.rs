@@ -24,13 +24,14 @@ use url::Url;
 
 mod bound;
 
-pub use bound::{bound, MAX_ATTRIBUTES, MAX_DEPTH, MAX_FOSTERED};
+#[cfg(test)]
+pub(crate) use bound::MAX_DEPTH;
 
 /// The longest HTML field (summary or content) we keep, in bytes; longer text is cut before
 /// sanitizing (ammonia repairs the cut markup).
-pub const MAX_HTML_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_HTML_BYTES: usize = 1024 * 1024;
 /// The longest title we keep, in characters.
-pub const MAX_TITLE_CHARS: usize = 1000;
+pub(crate) const MAX_TITLE_CHARS: usize = 1000;
 
 /// `text` cut to at most `max` bytes at a character boundary.
 fn truncate_bytes(text: &str, max: usize) -> &str {
@@ -51,7 +52,7 @@ fn xml_allowed(c: char) -> bool {
 }
 
 /// `text` without the characters XML 1.0 forbids.
-pub fn xml_safe(text: String) -> String {
+pub(crate) fn xml_safe(text: String) -> String {
     if text.chars().all(xml_allowed) {
         text
     } else {
@@ -125,7 +126,7 @@ fn is_url_attribute(attribute: &str) -> bool {
 /// written plainly (`https://...`) is kept as written; any other spelling is replaced by its
 /// parsed form, which is what every reader sees whatever its parser. URL lists (`srcset`,
 /// `ping`) are dropped.
-pub fn republishable_url<'a>(
+pub(crate) fn republishable_url<'a>(
     element: &str,
     attribute: &str,
     value: &'a str,
@@ -173,7 +174,7 @@ fn is_data_image(url: &Url) -> bool {
 
 /// An absolute link (an entry's, a site's, a source's) as it may be republished: absolute
 /// http(s), else nothing.
-pub fn republishable_link(link: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn republishable_link(link: &str) -> Option<Cow<'_, str>> {
     republishable_url("a", "href", link, None)
 }
 
@@ -182,7 +183,7 @@ pub fn republishable_link(link: &str) -> Option<Cow<'_, str>> {
 /// older version, before URLs were checked after resolution) is sanitized again, its
 /// relative URLs dropped. Reads the serialized HTML without a parser (html5ever writes every
 /// attribute double-quoted), so the writers can check every document they render.
-pub fn republishable_html(html: &str) -> Cow<'_, str> {
+pub(crate) fn republishable_html(html: &str) -> Cow<'_, str> {
     if urls_are_republishable(html) {
         Cow::Borrowed(html)
     } else {
@@ -336,13 +337,13 @@ fn already_clean(html: &str) -> bool {
 }
 
 /// Escapes plain text for use as HTML.
-pub fn text_to_html(text: &str) -> String {
+pub(crate) fn text_to_html(text: &str) -> String {
     xml_safe(html_escape::encode_text(truncate_bytes(text, MAX_HTML_BYTES)).into_owned())
 }
 
 /// HTML reduced to plain text: tags removed, entities decoded, white space folded, cut to
 /// [`MAX_TITLE_CHARS`].
-pub fn html_to_text(html: &str) -> String {
+pub(crate) fn html_to_text(html: &str) -> String {
     fold_text(&html_to_plain(html))
 }
 
@@ -350,7 +351,7 @@ pub fn html_to_text(html: &str) -> String {
 /// the text of neighbouring elements runs together (`<p>a</p><p>b</p>` is "ab"). Story
 /// matching's fingerprints are made of this text and must never change for a text; what a
 /// person reads goes through [`sanitized_to_text`].
-pub fn html_to_plain(html: &str) -> String {
+pub(crate) fn html_to_plain(html: &str) -> String {
     static NO_TAGS: std::sync::OnceLock<ammonia::Builder<'static>> = std::sync::OnceLock::new();
     let without_tags = NO_TAGS
         .get_or_init(ammonia::Builder::empty)
@@ -432,7 +433,7 @@ fn needs_the_parser(html: &str) -> bool {
 /// attribute value is double-quoted; text comes out in document order. Markup whose parse
 /// would move or drop text (a table's stray text, the newline after `<pre>`) goes through
 /// the parser. Story matching reduces every new entry's text, and the parser was most of it.
-pub fn sanitized_to_plain(html: &str) -> String {
+pub(crate) fn sanitized_to_plain(html: &str) -> String {
     let html = truncate_bytes(html, MAX_HTML_BYTES);
     if needs_the_parser(html) {
         return html_to_plain(html);
@@ -531,7 +532,7 @@ const JOINER: char = '\u{2060}';
 
 /// `text` with a U+2060 WORD JOINER after every `<` (or reference to one) that opens markup, read
 /// as it is or after one more round of entity decoding (see [`plain_text`]).
-pub fn defang(text: String) -> String {
+pub(crate) fn defang(text: String) -> String {
     match defang_str(&text) {
         Cow::Borrowed(_) => text,
         Cow::Owned(defanged) => defanged,
@@ -539,7 +540,7 @@ pub fn defang(text: String) -> String {
 }
 
 /// [`defang`], borrowing what needs nothing.
-pub fn defang_str(text: &str) -> Cow<'_, str> {
+pub(crate) fn defang_str(text: &str) -> Cow<'_, str> {
     if !text.contains(['<', '&']) {
         return Cow::Borrowed(text);
     }
@@ -628,7 +629,7 @@ fn reference_at(text: &str) -> Option<(char, usize)> {
 }
 
 /// White space folded and the text cut to [`MAX_TITLE_CHARS`].
-pub fn fold_text(text: &str) -> String {
+pub(crate) fn fold_text(text: &str) -> String {
     let folded = xml_safe(text.split_whitespace().collect::<Vec<_>>().join(" "));
     match folded.char_indices().nth(MAX_TITLE_CHARS) {
         Some((end, _)) => format!("{}…", &folded[..end]),

@@ -50,7 +50,7 @@ use crate::status::source_reports;
 /// The HTTP application: feed documents directly, the rest through the router; see the
 /// module documentation. Cheap to clone (one per connection).
 #[derive(Clone)]
-pub struct App(Arc<AppParts>);
+pub(crate) struct App(Arc<AppParts>);
 
 struct AppParts {
     state: Shared,
@@ -59,7 +59,7 @@ struct AppParts {
 
 impl App {
     /// The application serving `state`.
-    pub fn new(state: Shared) -> App {
+    pub(crate) fn new(state: Shared) -> App {
         let router = Router::new()
             .route("/", get(home))
             .route("/feeds/{file}", get(feed))
@@ -73,7 +73,10 @@ impl App {
     }
 
     /// Answers one request.
-    pub async fn handle(self, request: axum::http::Request<hyper::body::Incoming>) -> Response {
+    pub(crate) async fn handle(
+        self,
+        request: axum::http::Request<hyper::body::Incoming>,
+    ) -> Response {
         let route = route_label(request.uri().path());
         let mut response = match request.uri().path().strip_prefix("/feeds/") {
             // HEAD and percent-encoded names go through the router, which handles both.
@@ -113,16 +116,16 @@ fn route_label(path: &str) -> &'static str {
 /// How the server bounds its connections: the `[server]` values, read once at start (a
 /// reload does not change them).
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
+pub(crate) struct ConnectionLimits {
     /// A request's headers must arrive within this, on a new connection and between
     /// requests on a kept-alive one.
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// A response write that makes no progress for this long closes the connection.
-    pub write_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     /// Open connections at most, from all clients.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Open connections at most from one client: an IPv4 address or an IPv6 /64.
-    pub max_connections_per_ip: usize,
+    pub(crate) max_connections_per_ip: usize,
 }
 
 impl From<&ServerConfig> for ConnectionLimits {
@@ -138,7 +141,7 @@ impl From<&ServerConfig> for ConnectionLimits {
 
 /// Serves `app` on `listener` until `shutdown`, within `limits` (see the module
 /// documentation), then lets requests in flight finish (for a few seconds at most).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: App,
     limits: ConnectionLimits,

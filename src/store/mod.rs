@@ -98,7 +98,7 @@ pub enum StoreError {
 impl StoreError {
     /// What went wrong, in words, without the store's path: what a source's `last_error`
     /// shows after a write failed ("No space left on device (os error 28)").
-    pub fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         match self {
             StoreError::Write { reason, .. }
             | StoreError::Db { reason, .. }
@@ -112,21 +112,21 @@ impl StoreError {
 /// How often a daemon whose store writes fail checks whether they work again
 /// ([`Store::recover`]). Sources back off as after a failed fetch meanwhile; when writes
 /// work again, those whose last attempt failed to store are fetched again at once.
-pub const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The recoveries of a store since it was opened (see [`Store::recoveries`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Recoveries {
+pub(crate) struct Recoveries {
     /// Recoveries from a write failure ([`Store::recover`]): what was stored is still there.
-    pub writes: u64,
+    pub(crate) writes: u64,
     /// Corrupt stores replaced by an empty one ([`Store::rebuild`]): every source must be
     /// fetched again.
-    pub rebuilds: u64,
+    pub(crate) rebuilds: u64,
 }
 
 /// What a visitor of [`Store::visit_newest`] wants next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Visit {
+pub(crate) enum Visit {
     /// The next entry.
     Next,
     /// No more entries of this entry's source.
@@ -138,15 +138,9 @@ pub enum Visit {
 /// What feedmill needs of a store. Methods block (the sled engine reads and writes its
 /// files in the calling thread): async code calls them from `spawn_blocking`. An engine
 /// catches its own panics on damaged data and answers [`StoreError::Corrupt`].
-pub trait Store: Send + Sync {
-    /// Where the store is, for log lines and errors.
-    fn location(&self) -> String;
-
+pub(crate) trait Store: Send + Sync {
     /// The saved state of `source`, if it was ever fetched.
     fn source_state(&self, source: &str) -> Result<Option<SourceState>, StoreError>;
-
-    /// Every saved source state, by source name.
-    fn source_states(&self) -> Result<Vec<(String, SourceState)>, StoreError>;
 
     /// Saves the state of `source` alone (a failure, a 304). When the write fails, the state
     /// is still what [`Store::source_state`] answers, until a write of it works.
@@ -211,17 +205,17 @@ pub trait Store: Send + Sync {
 }
 
 /// A store handle, shared by every task; cheap to clone.
-pub type SharedStore = Arc<dyn Store>;
+pub(crate) type SharedStore = Arc<dyn Store>;
 
 /// Opens the store `config` names.
-pub fn open(config: &StoreConfig) -> Result<SharedStore, StoreError> {
+pub(crate) fn open(config: &StoreConfig) -> Result<SharedStore, StoreError> {
     let store = sled::SledStore::open_with_cache(&config.path, config.cache)?
         .with_match_window(config.match_window);
     Ok(Arc::new(store))
 }
 
 /// [`Store::flush`] from async code.
-pub async fn flush(store: &SharedStore) -> Result<(), StoreError> {
+pub(crate) async fn flush(store: &SharedStore) -> Result<(), StoreError> {
     let store = store.clone();
     tokio::task::spawn_blocking(move || store.flush())
         .await
@@ -229,7 +223,7 @@ pub async fn flush(store: &SharedStore) -> Result<(), StoreError> {
 }
 
 /// Whether a read of the store completes within a second.
-pub async fn answers(store: &SharedStore) -> bool {
+pub(crate) async fn answers(store: &SharedStore) -> bool {
     let probe = store.clone();
     let read = tokio::task::spawn_blocking(move || probe.source_state("").is_ok());
     matches!(

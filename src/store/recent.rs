@@ -34,27 +34,27 @@ const FILTER_MAX_BITS: usize = 1 << 24;
 
 /// An entry the index remembers: enough to read its story record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Remembered {
+pub(crate) struct Remembered {
     source: u32,
     /// The entry's key.
-    pub key: EntryKey,
+    pub(crate) key: EntryKey,
     /// When it was first seen, in milliseconds.
-    pub first_seen_ms: i64,
+    pub(crate) first_seen_ms: i64,
 }
 
 /// The keys an entry is found by: one per LSH band of its fingerprint and one for its
 /// canonical link. Computed before the commits lock is taken.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MatchKeys {
+pub(crate) struct MatchKeys {
     /// The link's key, if the entry has a canonical link.
-    pub link: Option<u32>,
+    pub(crate) link: Option<u32>,
     /// The bands' keys, in band order; empty without a fingerprint.
-    pub bands: Vec<u32>,
+    pub(crate) bands: Vec<u32>,
 }
 
 impl MatchKeys {
     /// The keys of an entry with `record`.
-    pub fn of(record: &MatchRecord) -> MatchKeys {
+    pub(crate) fn of(record: &MatchRecord) -> MatchKeys {
         MatchKeys {
             link: record.link.map(|link| band_key(LINK_BAND, link)),
             bands: record
@@ -88,7 +88,7 @@ fn filter_bit(key: u32, bits: usize) -> usize {
 const LINK_BAND: u8 = 31;
 
 /// The recent entries' LSH bands; see the module documentation.
-pub struct RecentEntries {
+pub(crate) struct RecentEntries {
     /// Oldest first; `entries[i]` has the sequence number `first_seq + i` (wrapping).
     entries: VecDeque<Remembered>,
     first_seq: u32,
@@ -115,7 +115,7 @@ pub struct RecentEntries {
 impl RecentEntries {
     /// An empty index remembering the most recent `window` entries: at least seven eighths
     /// of them, at most all (about 200 bytes of memory per entry). 0 remembers nothing.
-    pub fn new(window: usize) -> RecentEntries {
+    pub(crate) fn new(window: usize) -> RecentEntries {
         RecentEntries {
             entries: VecDeque::new(),
             first_seq: 0,
@@ -133,7 +133,7 @@ impl RecentEntries {
     }
 
     /// The number `source` is known by here (and by the stories' sources).
-    pub fn intern(&mut self, source: &str) -> u32 {
+    pub(crate) fn intern(&mut self, source: &str) -> u32 {
         match self.source_ids.get(source) {
             Some(id) => *id,
             None => {
@@ -148,7 +148,7 @@ impl RecentEntries {
     /// Remembers an entry of `source` found by `keys` (call oldest first: a later entry
     /// wins its keys). Returns its sequence number (see [`RecentEntries::remembers`]), or
     /// `None` when it is not remembered: it has no keys, or matching is off.
-    pub fn insert(
+    pub(crate) fn insert(
         &mut self,
         source: &str,
         key: EntryKey,
@@ -176,17 +176,17 @@ impl RecentEntries {
     }
 
     /// The source interned as `id`.
-    pub fn name(&self, id: u32) -> Option<&str> {
+    pub(crate) fn name(&self, id: u32) -> Option<&str> {
         self.sources.get(id as usize).map(String::as_str)
     }
 
     /// Whether the entry remembered as `seq` still is.
-    pub fn remembers(&self, seq: u32) -> bool {
+    pub(crate) fn remembers(&self, seq: u32) -> bool {
         (seq.wrapping_sub(self.first_seq) as usize) < self.entries.len()
     }
 
     /// How many times the oldest part was sealed: what is remembered changes only then.
-    pub fn seals(&self) -> u64 {
+    pub(crate) fn seals(&self) -> u64 {
         self.seals
     }
 
@@ -257,7 +257,7 @@ impl RecentEntries {
 
     /// The remembered entries (one per part at most) found by `key`, newest first: a
     /// band key or a link key of [`MatchKeys`].
-    pub fn carriers(&self, key: u32) -> impl Iterator<Item = Remembered> + '_ {
+    pub(crate) fn carriers(&self, key: u32) -> impl Iterator<Item = Remembered> + '_ {
         let bucket = (key >> (32 - DIRECTORY_BITS)) as usize;
         let range = match (self.directory.get(bucket), self.directory.get(bucket + 1)) {
             (Some(&start), Some(&end)) if self.maybe_sealed(key) => start as usize..end as usize,
@@ -281,7 +281,7 @@ impl RecentEntries {
     }
 
     /// The source name of a remembered entry.
-    pub fn source(&self, remembered: &Remembered) -> &str {
+    pub(crate) fn source(&self, remembered: &Remembered) -> &str {
         self.sources
             .get(remembered.source as usize)
             .map_or("", String::as_str)

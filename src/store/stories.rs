@@ -48,25 +48,25 @@ pub(super) fn story_order(r: &EntryRef) -> (chrono::DateTime<chrono::Utc>, &str,
 /// One join: the story whose first entry is the key it is stored under now counts as the
 /// story of `into`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Join {
+pub(crate) struct Join {
     /// The first entry of the story joined into.
-    pub into: EntryRef,
+    pub(crate) into: EntryRef,
     /// The newest first-seen time (ms) of an entry of the joined story when it was joined:
     /// no entry names the joined story's first entry any more once retention has removed
     /// every entry first seen before it (entries that join later name `into` itself).
-    pub until_ms: i64,
+    pub(crate) until_ms: i64,
 }
 
 /// The joins of both kinds, by the first entry of the story that was joined.
 #[derive(Debug, Default)]
-pub struct Joins {
+pub(crate) struct Joins {
     kinds: [FxHashMap<EntryKey, Join>; 2],
 }
 
 impl Joins {
     /// The first entry of the story that `first` began, after every join: `first` itself when
     /// its story was never joined into another.
-    pub fn resolve(&self, kind: StoryKind, first: &EntryRef) -> EntryRef {
+    pub(crate) fn resolve(&self, kind: StoryKind, first: &EntryRef) -> EntryRef {
         let joins = &self.kinds[kind.index()];
         let mut at = first;
         // Each join goes to an earlier story, so a chain ends; the bound is for a damaged store.
@@ -91,7 +91,7 @@ impl Joins {
 
     /// How many joins there are.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.kinds.iter().map(FxHashMap::len).sum()
     }
 }
@@ -149,7 +149,7 @@ pub(super) struct Members {
 
 impl Members {
     /// The entries of the story that `first` begins (`first_source` is its source).
-    pub fn of(
+    pub(crate) fn of(
         &self,
         kind: StoryKind,
         first: &EntryKey,
@@ -163,7 +163,7 @@ impl Members {
 
     /// Counts `entries` among the story that `first` begins: an entry of it, remembered by
     /// the matching index as `seq` and first seen at `seen_ms`, names them.
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         kind: StoryKind,
         first: EntryKey,
@@ -181,7 +181,7 @@ impl Members {
 
     /// Notes that the first entry of the story it begins, if that story is known, is
     /// remembered again as `seq` (it was updated): the story stays known while it is.
-    pub fn touch(&mut self, kind: StoryKind, first: &EntryKey, seq: Option<u32>) {
+    pub(crate) fn touch(&mut self, kind: StoryKind, first: &EntryKey, seq: Option<u32>) {
         if let (Some(story), Some(seq)) = (self.kinds[kind.index()].get_mut(first), seq) {
             story.remembered(seq);
         }
@@ -189,13 +189,13 @@ impl Members {
 
     /// The newest first-seen time of an entry of the story `first` begins, if more than one
     /// entry is known of it.
-    pub fn newest_ms(&self, kind: StoryKind, first: &EntryKey) -> Option<i64> {
+    pub(crate) fn newest_ms(&self, kind: StoryKind, first: &EntryKey) -> Option<i64> {
         self.kinds[kind.index()].get(first).map(|s| s.newest_ms)
     }
 
     /// Moves what is known of the story `joined` (its first entry's source interned as
     /// `joined_source`) into the story `into` (`into_source`).
-    pub fn join(
+    pub(crate) fn join(
         &mut self,
         kind: StoryKind,
         joined: &EntryKey,
@@ -219,7 +219,7 @@ impl Members {
 
     /// Forgets the stories none of whose entries the matching index remembers, once per
     /// seal of the index (`seals`): no new entry can find them any more.
-    pub fn prune(&mut self, seals: u64, remembers: impl Fn(u32) -> bool) {
+    pub(crate) fn prune(&mut self, seals: u64, remembers: impl Fn(u32) -> bool) {
         if seals == self.pruned_at {
             return;
         }
@@ -231,7 +231,7 @@ impl Members {
 
     /// How many stories are kept, of both kinds.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.kinds.iter().map(FxHashMap::len).sum()
     }
 }

@@ -10,7 +10,7 @@ use crate::store::StoreError;
 /// every later call as a copy whose text is the original's `Debug` form
 /// (`Os { code: 28, kind: StorageFull, message: "No space left on device" }`): that is
 /// turned back into the system's words.
-pub fn describe(err: &sled::Error) -> String {
+pub(crate) fn describe(err: &sled::Error) -> String {
     match err {
         sled::Error::Io(io) => describe_io(io),
         sled::Error::Corruption { at, .. } => match at {

@@ -76,7 +76,7 @@ mod tests;
 /// 5: joined stories under `j:`, and entry values whose match record names the first
 ///    entries of their stories (format 2), which a feedmill of schema 4 cannot read (values
 ///    of format 1 read as they are: the migration only writes the version).
-pub const SCHEMA_VERSION: u32 = 5;
+pub(crate) const SCHEMA_VERSION: u32 = 5;
 /// The store handle; cheap to clone.
 #[derive(Clone)]
 pub struct SledStore {
@@ -133,7 +133,7 @@ impl Default for StoreHealth {
 impl SledStore {
     /// The store matching new entries against the most recent `window` entries (call before
     /// the first commit; 0 turns story matching off).
-    pub fn with_match_window(mut self, window: usize) -> SledStore {
+    pub(crate) fn with_match_window(mut self, window: usize) -> SledStore {
         self.match_window = window;
         self
     }
@@ -148,7 +148,7 @@ impl SledStore {
     }
 
     /// [`SledStore::open`] with a page cache of `cache` bytes.
-    pub fn open_with_cache(path: &Path, cache: u64) -> Result<SledStore, StoreError> {
+    pub(crate) fn open_with_cache(path: &Path, cache: u64) -> Result<SledStore, StoreError> {
         match SledStore::open_checked(path, cache) {
             Err(StoreError::Corrupt { reason, .. }) => {
                 set_aside(path, &reason)?;
@@ -205,15 +205,10 @@ impl SledStore {
         Ok(keys)
     }
 
-    /// The store's directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Why the store was found corrupt since it was opened, until it is rebuilt: a read that
     /// sled reported as corruption, or panicked on inside [`SledStore::guard`]. Damage that
     /// nothing reads does no harm and is not looked for.
-    pub fn corruption(&self) -> Option<String> {
+    pub(crate) fn corruption(&self) -> Option<String> {
         self.health
             .corruption
             .lock()
@@ -239,7 +234,7 @@ impl SledStore {
     /// line as [`SledStore::open`] does and puts an empty one in its place, for every clone of
     /// this handle. Every source must then be fetched again ([`Recoveries::rebuilds`]).
     /// Blocking.
-    pub fn rebuild(&self, reason: &str) -> Result<(), StoreError> {
+    pub(crate) fn rebuild(&self, reason: &str) -> Result<(), StoreError> {
         let _alone = self.writes.write().unwrap_or_else(|p| p.into_inner());
         self.swap_db(Some(reason))?;
         Ok(())
@@ -314,7 +309,10 @@ impl SledStore {
     /// damaged pages rather than report them) becomes [`StoreError::Corrupt`], and its
     /// message goes into that error instead of a panic report on stderr.
     /// The damage is recorded for [`SledStore::corruption`].
-    pub fn guard<T>(&self, work: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(crate) fn guard<T>(
+        &self,
+        work: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let result = guarded(&self.path, work);
         if let Err(StoreError::Corrupt { reason, .. }) = &result {
             self.found_corrupt(reason);
@@ -358,7 +356,7 @@ impl SledStore {
     }
 
     /// Why writes fail, while they do (`None` when they work): `/healthz` answers 503 with it.
-    pub fn write_failure(&self) -> Option<String> {
+    pub(crate) fn write_failure(&self) -> Option<String> {
         self.health
             .failure
             .lock()
@@ -367,7 +365,7 @@ impl SledStore {
     }
 
     /// Changes with each recovery ([`SledStore::recover`], [`SledStore::rebuild`]).
-    pub fn recoveries(&self) -> tokio::sync::watch::Receiver<Recoveries> {
+    pub(crate) fn recoveries(&self) -> tokio::sync::watch::Receiver<Recoveries> {
         self.health.recovered.subscribe()
     }
 
@@ -379,7 +377,7 @@ impl SledStore {
     /// (writes sled had accepted but not yet put on disk) is as a crash would have lost:
     /// the states cached since, and what matching remembers, are forgotten and read again
     /// from disk. Blocking.
-    pub fn recover(&self) -> Result<(), StoreError> {
+    pub(crate) fn recover(&self) -> Result<(), StoreError> {
         probe_filesystem(&self.path).map_err(|err| self.write_error(sled::Error::Io(err)))?;
         let _alone = self.writes.write().unwrap_or_else(|p| p.into_inner());
         if self.probe_write().is_err() {
@@ -421,7 +419,7 @@ impl SledStore {
 
     /// The number of keys under a prefix.
     #[cfg(test)]
-    pub fn count_prefix(&self, prefix: &[u8]) -> usize {
+    pub(crate) fn count_prefix(&self, prefix: &[u8]) -> usize {
         self.db().map_or(0, |db| db.scan_prefix(prefix).count())
     }
 
@@ -455,7 +453,8 @@ impl SledStore {
 
     /// [`SledStore::open_with_cache`], waiting up to `wait` while the store is locked: sled's
     /// flusher thread lets go of the file lock a moment after the last handle is dropped.
-    pub fn open_when_free(
+    #[cfg(test)]
+    pub(crate) fn open_when_free(
         path: &Path,
         cache: u64,
         wait: std::time::Duration,
@@ -483,16 +482,8 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn location(&self) -> String {
-        self.path.display().to_string()
-    }
-
     fn source_state(&self, source: &str) -> Result<Option<SourceState>, StoreError> {
         self.guard(|| SledStore::source_state(self, source))
-    }
-
-    fn source_states(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
-        self.guard(|| SledStore::source_states(self))
     }
 
     fn save_state(&self, source: &str, state: &SourceState) -> Result<(), StoreError> {

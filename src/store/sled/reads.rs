@@ -21,7 +21,11 @@ impl SledStore {
     }
 
     /// The stored entry `key` of `source`.
-    pub fn entry(&self, source: &str, key: &EntryKey) -> Result<Option<StoredEntry>, StoreError> {
+    pub(crate) fn entry(
+        &self,
+        source: &str,
+        key: &EntryKey,
+    ) -> Result<Option<StoredEntry>, StoreError> {
         Ok(self
             .db()?
             .get(entry_key(source, key))
@@ -36,7 +40,7 @@ impl SledStore {
     /// `newest` gives each source's [`SourceState::newest`] where known: a source's index is
     /// read only once the merge reaches its newest time, so a feed of the newest 50 of ten
     /// thousand sources reads a few dozen indexes, not ten thousand.
-    pub fn visit_newest(
+    pub(crate) fn visit_newest(
         &self,
         sources: &[String],
         newest: impl Fn(&str) -> Option<DateTime<Utc>>,

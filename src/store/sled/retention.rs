@@ -13,7 +13,7 @@ impl SledStore {
     /// the newest `keep` of each source (if set), and with the age cutoff the joins of
     /// stories it removed whole. Works in small batches so that commits are never held up
     /// for long. Returns the entries removed per source.
-    pub fn prune(
+    pub(crate) fn prune(
         &self,
         cutoff: Option<DateTime<Utc>>,
         keep: Option<usize>,

@@ -79,7 +79,7 @@ impl SledStore {
     }
 
     /// The state of every source that was ever fetched, by name.
-    pub fn source_states(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
+    pub(crate) fn source_states(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
         self.db()?
             .scan_prefix(b"s:")
             .map(|item| {

@@ -35,7 +35,7 @@ impl SledStore {
     /// The first entry of the story that `stored` is part of, by link or by text, after
     /// every join: entries of one story answer the same, whichever order they came in.
     /// Itself when it is the first (or only) entry of its story.
-    pub fn story_of(&self, stored: &StoredEntry, kind: StoryKind) -> EntryRef {
+    pub(crate) fn story_of(&self, stored: &StoredEntry, kind: StoryKind) -> EntryRef {
         let named = match kind {
             StoryKind::Link => stored.same_link_as.as_ref(),
             StoryKind::Text => stored.same_text_as.as_ref(),
