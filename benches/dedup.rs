@@ -3,6 +3,10 @@
 //! scanning). Stores of 1,000, 10,000 and 100,000 fingerprinted entries; `docs/benchmarks.md`
 //! has the figures.
 
+// The allocator the binary runs on (src/main.rs), so that the figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::hint::black_box;
 
 use chrono::{TimeZone, Utc};

@@ -8,6 +8,10 @@
 //!
 //! `cargo bench --bench pipeline`; figures in `docs/benchmarks.md`.
 
+// The allocator the binary runs on (src/main.rs), so that the figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::collections::HashMap;
 use std::hint::black_box;
 

@@ -2,27 +2,33 @@
 //!
 //! # Layout
 //!
-//! The modules follow the data, one stage each:
+//! The modules follow the data, one stage each (ARCHITECTURE.md has the boundaries):
 //!
-//! - [`config`]: the TOML file, parsed and validated (errors name file:line:col).
-//! - [`schedule`]: cron expressions (5-field and seconds-first) and per-source jitter.
-//! - [`fetch`]: bounded HTTP(S)/`file://` requests with conditional GET.
-//! - [`parse`]: feed bytes into sanitized [`parse::Entry`] values with stable identities,
-//!   helped by [`encoding`] (charsets), [`dates`] (sloppy dates), [`sanitize`] (HTML) and
-//!   [`discover`] (feed links of HTML pages).
-//! - [`store`]: sled: entries, per-source state, the newest-first index.
-//! - [`dedup`]: canonical links and near-duplicate fingerprints (MinHash + LSH).
-//! - [`refresh`]: one fetch -> parse -> store of one source.
-//! - [`select`]: what an output feed shows: filters, one entry per story, per-source caps.
-//! - [`publish`]: Atom / RSS / JSON Feed documents, rendered once per change.
-//! - [`page`]: the HTML page and feed views (askama templates in `src/templates/`).
-//! - [`serve`]: the read-only HTTP interface.
-//! - [`status`]: per-source reports for `/status.json` and `feedmill sources`.
-//! - [`scheduler`]: one task per source, started, restarted and stopped as the config says.
-//! - [`metrics`]: Prometheus metrics; [`opml`]: subscription lists in and out.
-//! - [`daemon`]: wires the stages together; [`shutdown`] stops them.
-//! - [`cli`]: the `feedmill` command line.
+//! - `model`: the nouns every stage passes on (entries, keys, stored entries, source state
+//!   and its transitions, stories, refresh failures). No I/O; imports nothing.
+//! - `config`: the TOML file, validated (errors at file:line:col); `config::schedule` (cron,
+//!   jitter), `config::opml` (OPML in and out).
+//! - `scheduler`: one task per source, started, restarted and stopped as the config says;
+//!   `clock` (where "now" is read), `health` (its heartbeat).
+//! - `refresh`: one fetch -> parse -> store of one source, and its one store write.
+//! - `fetch`: bounded HTTP(S)/`file://` requests to public addresses, conditional GET.
+//! - `parse`: feed bytes into sanitized entries (`parse::xml`, `parse::json`, with
+//!   `parse::encoding`, `parse::dates`, `parse::discover`); `sanitize`: the HTML rules;
+//!   `dedup`: canonical links and near-duplicate fingerprints.
+//! - `store`: the store interface (`store::Store`) and its engines (`store::sled`).
+//! - `select`: what an output feed shows; `render`: the renderer task; `publish`: Atom,
+//!   RSS, JSON Feed (one file each) and the HTML page (`publish::page`).
+//! - `serve`: the read-only HTTP interface; `status` and `metrics`: what it reports.
+//! - `shared`: what the daemon's tasks and the server share; `daemon`: wires the stages;
+//!   `shutdown`: stops them; `memory`: returns freed memory.
+//! - `cli`: the `feedmill` command line. The binary (`main.rs`) holds the allocator.
 #![deny(missing_docs)]
+
+// The unit tests measure what parsing allocates through jemalloc's statistics
+// (`memory::usage`): they run on the allocator the binary runs on.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod cli;
 pub(crate) mod clock;

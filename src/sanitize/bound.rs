@@ -1789,17 +1789,18 @@ mod tests {
             prop_assert_eq!(tree(&bounded), tree(&html), "bounded: {}", bounded);
         }
 
-        /// With formatting elements, the text is the same.
+        /// With formatting elements, the text is the same, but for where white space
+        /// lands: inside a table, html5ever keeps white space in place and moves other text
+        /// out before the table (`<table><b><thead><input> <col><` reads " &lt;"), and a
+        /// formatting element this pass closed changes which of the two a space is.
         #[test]
         fn bounded_soup_keeps_its_text(html in soup()) {
             let bounded = bound(&html);
             let empty = ammonia::Builder::empty();
-            prop_assert_eq!(
-                empty.clean(&bounded).to_string(),
-                empty.clean(&html).to_string(),
-                "bounded: {}",
-                bounded
-            );
+            let text = |html: &str| -> String {
+                empty.clean(html).to_string().chars().filter(|c| !c.is_whitespace()).collect()
+            };
+            prop_assert_eq!(text(&bounded), text(&html), "bounded: {}", bounded);
         }
     }
 
