@@ -570,9 +570,7 @@ mod tests {
     #[test]
     fn a_store_failure_backs_off_and_drops_the_validators() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store: SharedStore = std::sync::Arc::new(
-            crate::store::sled::SledStore::open(&dir.path().join("store")).expect("opens"),
-        );
+        let store: SharedStore = crate::store::open_at(&dir.path().join("store")).expect("opens");
         let source = source("* * * * * *");
         let mut state = current_state(&source, &store).expect("state");
         state.validators.etag = Some("\"v1\"".into());
@@ -793,9 +791,7 @@ mod tests {
     #[tokio::test]
     async fn refreshes_record_their_outcome_in_state_and_metrics() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store: SharedStore = std::sync::Arc::new(
-            crate::store::sled::SledStore::open(&dir.path().join("store")).expect("opens"),
-        );
+        let store: SharedStore = crate::store::open_at(&dir.path().join("store")).expect("opens");
         let fetcher = fetcher();
         let metrics = Metrics::new();
         let feed = dir.path().join("feed.xml");

@@ -328,10 +328,8 @@ mod tests {
     impl Harness {
         fn new() -> Harness {
             let dir = tempfile::tempdir().expect("tempdir");
-            let store: SharedStore = Arc::new(
-                crate::store::sled::SledStore::open(&dir.path().join("store"))
-                    .expect("store opens"),
-            );
+            let store: SharedStore =
+                crate::store::open_at(&dir.path().join("store")).expect("store opens");
             let config = Config::parse(
                 Path::new("/x/feedmill.toml"),
                 "[fetch]\n\n[[feed]]\nname = \"all\"\n",

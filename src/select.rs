@@ -224,9 +224,8 @@ mod tests {
         content: usize,
     ) -> (tempfile::TempDir, crate::store::SharedStore) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store: crate::store::SharedStore = std::sync::Arc::new(
-            crate::store::sled::SledStore::open(&dir.path().join("db")).expect("opens"),
-        );
+        let store: crate::store::SharedStore =
+            crate::store::open_at(&dir.path().join("db")).expect("opens");
         add(&store, source, entries, content);
         (dir, store)
     }

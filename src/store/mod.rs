@@ -214,6 +214,12 @@ pub(crate) fn open(config: &StoreConfig) -> Result<SharedStore, StoreError> {
     Ok(Arc::new(store))
 }
 
+/// The default engine's store at `path`, with the default settings (for tests).
+#[cfg(test)]
+pub(crate) fn open_at(path: &std::path::Path) -> Result<SharedStore, StoreError> {
+    Ok(Arc::new(sled::SledStore::open(path)?))
+}
+
 /// [`Store::flush`] from async code.
 pub(crate) async fn flush(store: &SharedStore) -> Result<(), StoreError> {
     let store = store.clone();
