@@ -1007,6 +1007,46 @@ fn the_source_keeps_the_boundaries_architecture_md_states() {
     );
 }
 
+/// Where the code outside `src/store/` names the sled crate or engine (a path segment
+/// `sled`, comments and literals aside): `file:line` each.
+fn sled_outside_the_store(files: &[(String, String)]) -> Vec<String> {
+    let word = regex::Regex::new(r"\bsled\b").expect("regex");
+    let mut found = Vec::new();
+    for (path, text) in files {
+        if path.starts_with("src/store/") {
+            continue;
+        }
+        let code = strip_comments_and_literals(text);
+        for (n, line) in code.lines().enumerate() {
+            if word.is_match(line) {
+                found.push(format!(
+                    "{path}:{}: {}",
+                    n + 1,
+                    text.lines().nth(n).unwrap_or("").trim()
+                ));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn nothing_outside_the_store_names_sled() {
+    let files = read_src(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let found = sled_outside_the_store(&files);
+    assert!(
+        found.is_empty(),
+        "only src/store/ may know the engine (the rest goes through store::Store):\n{}",
+        found.join("\n")
+    );
+    // And the check sees a use of it, but not a mention in a comment or a string.
+    let planted = files(&[(
+        "src/render.rs",
+        "// sled here is fine\nconst S: &str = \"sled\";\nuse crate::store::sled::SledStore;\n",
+    )]);
+    assert_eq!(sled_outside_the_store(&planted).len(), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // The checker on small inputs: it can fail, and fails only where it should.
 
