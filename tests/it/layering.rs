@@ -1032,8 +1032,8 @@ fn sled_outside_the_store(files: &[(String, String)]) -> Vec<String> {
 
 #[test]
 fn nothing_outside_the_store_names_sled() {
-    let files = read_src(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
-    let found = sled_outside_the_store(&files);
+    let src = read_src(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let found = sled_outside_the_store(&src);
     assert!(
         found.is_empty(),
         "only src/store/ may know the engine (the rest goes through store::Store):\n{}",
