@@ -719,7 +719,7 @@ mod tests {
         for limit in [1, 1000, 1024, 1536, 3000, 8 * 1024 * 1024, 5 * 1000 * 1000] {
             assert_eq!(
                 RefreshFailure::TooLarge { limit }.to_string(),
-                format!("body larger than {}", crate::fetch::human_size(limit))
+                format!("body larger than {}", crate::model::human_size(limit))
             );
         }
     }

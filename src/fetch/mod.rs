@@ -34,7 +34,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::config::FetchConfig;
-use crate::model::{HopKind, RefreshFailure, Validators};
+use crate::model::{human_size, HopKind, RefreshFailure, Validators};
 
 mod address;
 use address::*;
@@ -744,17 +744,6 @@ fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String
         .get(name)
         .and_then(|v: &HeaderValue| v.to_str().ok())
         .map(str::to_string)
-}
-
-/// A size as people write it: "8 MiB", "512 KiB", else bytesize's rounding.
-pub(crate) fn human_size(bytes: u64) -> String {
-    const KIB: u64 = 1024;
-    const MIB: u64 = 1024 * 1024;
-    match bytes {
-        b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
-        b if b >= KIB && b % KIB == 0 => format!("{} KiB", b / KIB),
-        b => bytesize::ByteSize::b(b).display().iec().to_string(),
-    }
 }
 
 fn now_ms() -> i64 {

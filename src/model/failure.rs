@@ -362,9 +362,8 @@ impl FailureKind {
 }
 
 /// A size as the config writes it: whole MiB or KiB when it is one, else bytesize's IEC
-/// form. The same words as `fetch::human_size` (a test in `refresh.rs` holds them equal):
-/// model imports nothing of the crate.
-fn human_size(bytes: u64) -> String {
+/// form (what failures and fetch errors say of limits).
+pub(crate) fn human_size(bytes: u64) -> String {
     const KIB: u64 = 1024;
     const MIB: u64 = 1024 * 1024;
     match bytes {

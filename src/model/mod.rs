@@ -10,7 +10,7 @@ mod story;
 
 pub(crate) use entry::hex;
 pub use entry::{sort_time, Enclosure, Entry, EntryKey, EntryRef, StoredEntry};
-pub(crate) use failure::{
+pub(crate) use failure::{human_size, 
     FailureKind, HopKind, RefreshFailure, STORE_READ_FAILED, STORE_WRITE_FAILED,
 };
 #[cfg(test)]
