@@ -594,3 +594,74 @@ impl Daemon {
         Duration::from_millis(ticks * 1000 / per_second)
     }
 }
+
+// ---- Added for the end-to-end tests split into named cases (issue 16): one fixture (a
+// daemon against the servers it fetches) built once and shared by the cases of a module. ----
+
+/// A fixture built by the first test that asks for it and shared by the tests of a module:
+/// how cases that each check one behaviour of one expensive setup do not each pay for it.
+/// A build that panics fails every test that asks, with the build's message, at once,
+/// instead of each test building it again and waiting out the same timeouts.
+pub struct Shared<T>(std::sync::OnceLock<Result<T, String>>);
+
+impl<T> Shared<T> {
+    /// An empty cell, for a `static`.
+    pub const fn new() -> Shared<T> {
+        Shared(std::sync::OnceLock::new())
+    }
+
+    /// The fixture, which `build` makes the first time.
+    pub fn get(&self, build: impl FnOnce() -> T) -> &T {
+        let built = self.0.get_or_init(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)).map_err(|panic| {
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "a panic without a message".into())
+            })
+        });
+        match built {
+            Ok(fixture) => fixture,
+            Err(message) => panic!("the shared fixture failed to build: {message}"),
+        }
+    }
+}
+
+impl<T> Default for Shared<T> {
+    fn default() -> Shared<T> {
+        Shared::new()
+    }
+}
+
+/// The daemons kept for the whole test process, by process id, with their directories.
+static KEPT: Mutex<Vec<(u32, tempfile::TempDir)>> = Mutex::new(Vec::new());
+
+/// Kills the kept daemons and removes their directories; run by the C library at exit.
+extern "C" fn stop_kept_daemons() {
+    let kept = std::mem::take(&mut *KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    for (pid, dir) in kept {
+        // SAFETY: kill(2) and waitpid(2) on our own child's pid have no memory effects.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+            libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+        }
+        drop(dir);
+    }
+}
+
+impl Daemon {
+    /// Keeps this daemon running, and `dir` (its config and store), until the test process
+    /// exits: for a [`Shared`] fixture. A `static` is never dropped, so without this the
+    /// daemon would outlive the tests and its directory stay behind.
+    pub fn keep_until_exit(self, dir: tempfile::TempDir) -> &'static Daemon {
+        static AT_EXIT: std::sync::Once = std::sync::Once::new();
+        // SAFETY: registers a function that only touches a static and our own children.
+        AT_EXIT.call_once(|| unsafe {
+            libc::atexit(stop_kept_daemons);
+        });
+        let pid = self.child.as_ref().expect("daemon running").id();
+        KEPT.lock().expect("lock").push((pid, dir));
+        Box::leak(Box::new(self))
+    }
+}
