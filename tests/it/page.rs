@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
-use crate::support::{blocking_get, blocking_get_with, Behavior, Daemon, FeedServer};
+use crate::support::{blocking_get, blocking_get_with, Behavior, Daemon, FeedServer, Shared};
 
 fn chromium() -> PathBuf {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
@@ -41,10 +42,51 @@ fn rss(title: &str, items: &str) -> String {
 
 const STORY: &str = "Departments across the Inner Mongolia Autonomous Region have organized themed education reading classes this month. Cadres studied the assigned texts in small groups, held discussions on how to apply them, and reported on the results in their daily work.";
 
-#[test]
-fn the_page_shows_feeds_entries_and_sources_and_no_feed_script() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let server = runtime.block_on(FeedServer::start());
+/// A daemon with a failing source and a source that carries script, whose page every case
+/// below looks at; shared by them.
+struct Page {
+    /// Runs the feed server.
+    _runtime: tokio::runtime::Runtime,
+    _server: FeedServer,
+    daemon: &'static Daemon,
+    /// The page's DOM as Chromium built it, dumped the first time a case asks.
+    dom: OnceLock<String>,
+}
+
+static PAGE: Shared<Page> = Shared::new();
+
+/// The shared daemon, once every source has been tried and the page shows it.
+fn page() -> &'static Page {
+    PAGE.get(|| {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let server = runtime.block_on(FeedServer::start());
+        serve_sources(&server);
+        let mut config = String::from("[fetch]\nschedule = \"0 0 1 1 *\"\n");
+        for name in ["daily", "repost", "evil", "down"] {
+            config.push_str(&format!(
+                "[[source]]\nname = \"{name}\"\nurl = \"{}\"\n",
+                server.url(&format!("{name}.rss"))
+            ));
+        }
+        config.push_str("[[feed]]\nname = \"all\"\ntitle = \"All the news\"\n[[feed]]\nname = \"daily-only\"\ntitle = \"Daily only\"\nsources = [\"daily\"]\n");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let daemon = Daemon::start(dir.path(), &config).keep_until_exit(dir);
+        daemon.wait_for("every source to be tried, and the page to show it", || {
+            let (_, body) = blocking_get(&daemon.url("/"))?;
+            let page = String::from_utf8_lossy(&body).into_owned();
+            Some(page.contains("Evil headline") && page.contains("failing"))
+        });
+        Page {
+            _runtime: runtime,
+            _server: server,
+            daemon,
+            dom: OnceLock::new(),
+        }
+    })
+}
+
+/// Two sources that carry one story, one whose entry carries script, and one that fails.
+fn serve_sources(server: &FeedServer) {
     server.put(
         "daily.rss",
         "application/rss+xml",
@@ -76,23 +118,32 @@ fn the_page_shows_feeds_entries_and_sources_and_no_feed_script() {
             body: vec![],
         },
     );
-    let mut config = String::from("[fetch]\nschedule = \"0 0 1 1 *\"\n");
-    for name in ["daily", "repost", "evil", "down"] {
-        config.push_str(&format!(
-            "[[source]]\nname = \"{name}\"\nurl = \"{}\"\n",
-            server.url(&format!("{name}.rss"))
-        ));
-    }
-    config.push_str("[[feed]]\nname = \"all\"\ntitle = \"All the news\"\n[[feed]]\nname = \"daily-only\"\ntitle = \"Daily only\"\nsources = [\"daily\"]\n");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(dir.path(), &config);
-    daemon.wait_for("every source to be tried, and the page to show it", || {
-        let (_, body) = blocking_get(&daemon.url("/"))?;
-        let page = String::from_utf8_lossy(&body).into_owned();
-        Some(page.contains("Evil headline") && page.contains("failing"))
-    });
+}
 
-    // The page answers with the security headers and validates like the feeds.
+/// The DOM Chromium builds of the daemon's `path`, in a profile of its own (two Chromiums
+/// may not share one).
+fn dump_dom(daemon: &Daemon, path: &str) -> String {
+    let profile = tempfile::tempdir().expect("profile");
+    let out = headless(profile.path(), &["--dump-dom", &daemon.url(path)]);
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("<h1>"),
+        "no DOM from chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dom
+}
+
+impl Page {
+    /// The home page's DOM.
+    fn dom(&self) -> &str {
+        self.dom.get_or_init(|| dump_dom(self.daemon, "/"))
+    }
+}
+
+#[test]
+fn the_page_answers_with_the_security_headers() {
+    let daemon = page().daemon;
     let (status, headers, _) = blocking_get_with(&daemon.url("/"), &[]).expect("answers");
     assert_eq!(status, 200);
     let policy = &headers["content-security-policy"];
@@ -101,6 +152,12 @@ fn the_page_shows_feeds_entries_and_sources_and_no_feed_script() {
         "{policy}"
     );
     assert_eq!(headers["x-content-type-options"], "nosniff");
+}
+
+/// The page validates like the feeds.
+#[test]
+fn the_page_answers_304_to_its_own_etag() {
+    let daemon = page().daemon;
     // A commit of another source can still re-render the page between two requests: the
     // page's own ETag answers 304 once it stops changing.
     daemon.wait_for("the page's ETag to answer 304", || {
@@ -109,16 +166,13 @@ fn the_page_shows_feeds_entries_and_sources_and_no_feed_script() {
             blocking_get_with(&daemon.url("/"), &[("if-none-match", &headers["etag"])])?;
         Some(status == 304)
     });
+}
 
-    let profile = tempfile::tempdir().expect("profile");
-    let out = headless(profile.path(), &["--dump-dom", &daemon.url("/")]);
-    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        dom.contains("<h1>"),
-        "no DOM from chromium: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Feeds with subscribe links, and autodiscovery in the head.
+/// Feeds with subscribe links, and autodiscovery in the head.
+#[test]
+fn the_page_lists_the_feeds_with_subscribe_links_and_autodiscovery() {
+    let page = page();
+    let dom = page.dom();
     assert!(
         dom.contains("All the news") && dom.contains("Daily only"),
         "{dom}"
@@ -129,15 +183,26 @@ fn the_page_shows_feeds_entries_and_sources_and_no_feed_script() {
         "/feeds/all.json",
         "/feeds/daily-only.atom",
     ] {
-        assert!(dom.contains(&daemon.url(link)), "{link} missing");
+        assert!(dom.contains(&page.daemon.url(link)), "{link} missing");
     }
     assert!(dom.contains("rel=\"alternate\" type=\"application/atom+xml\""));
-    // Entries: linked titles, their source, a time, an excerpt; the shared story once, with
-    // its other carrier named.
+}
+
+/// Entries: linked titles, their source, a time, an excerpt.
+#[test]
+fn the_page_shows_entries_with_their_link_time_and_excerpt() {
+    let dom = page().dom();
     assert!(
         dom.contains("href=\"https://daily.example/2\">内蒙古日报：冬季供暖开始</a>"),
         "{dom}"
     );
+    assert!(dom.contains("<time datetime="));
+    assert!(dom.contains("Departments across the Inner Mongolia"));
+}
+
+#[test]
+fn a_story_two_sources_carry_shows_once_naming_the_other() {
+    let dom = page().dom();
     // Both are undated and seen in one round: either may be the one shown.
     let shown = [
         "href=\"https://daily.example/1\">Reading classes across the region</a></h3>",
@@ -148,12 +213,20 @@ fn the_page_shows_feeds_entries_and_sources_and_no_feed_script() {
     .count();
     assert_eq!(shown, 1, "the shared story must show once: {dom}");
     assert!(dom.contains("Also carried by"), "{dom}");
-    assert!(dom.contains("<time datetime="));
-    assert!(dom.contains("Departments across the Inner Mongolia"));
-    // Sources and their state, with the reason of the failure.
+}
+
+/// Sources and their state, with the reason of the failure.
+#[test]
+fn the_page_shows_the_sources_and_why_one_fails() {
+    let dom = page().dom();
     assert!(dom.contains("HTTP 500 Internal Server Error"), "{dom}");
     assert!(dom.contains("sources.opml"));
-    // Nothing from a feed runs: no script element, no handler, no javascript: link.
+}
+
+/// Nothing from a feed runs: no script element, no handler, no javascript: link.
+#[test]
+fn nothing_from_a_feed_runs_on_the_page() {
+    let dom = page().dom();
     let lower = dom.to_lowercase();
     for bad in [
         "<script",
@@ -171,12 +244,17 @@ fn the_page_shows_feeds_entries_and_sources_and_no_feed_script() {
         "{dom}"
     );
     assert!(dom.contains("Harmless text"));
+}
 
-    // A screenshot at phone width, for people to look at.
+/// A screenshot at phone width, for people to look at.
+#[test]
+fn a_screenshot_at_phone_width_is_kept() {
+    let daemon = page().daemon;
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifact dir");
     let shot = artifacts.join("home-375.png");
     let _ = std::fs::remove_file(&shot);
+    let profile = tempfile::tempdir().expect("profile");
     let out = headless(
         profile.path(),
         &[
@@ -191,13 +269,12 @@ fn the_page_shows_feeds_entries_and_sources_and_no_feed_script() {
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
         "a blank screenshot?"
     );
+}
 
-    // The HTML view of one feed.
-    let out = headless(
-        profile.path(),
-        &["--dump-dom", &daemon.url("/feeds/daily-only")],
-    );
-    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+/// The HTML view of one feed shows its own sources' entries only.
+#[test]
+fn a_feeds_own_page_shows_only_its_sources() {
+    let dom = dump_dom(page().daemon, "/feeds/daily-only");
     assert!(
         dom.contains("<h1>Daily only</h1>") && dom.contains("Reading classes across the region")
     );
