@@ -3,10 +3,9 @@
 //! bounded, republish nothing unsafe, fetch failing sources no more than backoff allows, and
 //! say why each one fails.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::support::{blocking_get, Behavior, Daemon, FeedServer, Logged, Shared};
+use crate::support::{blocking_get, poll, Answer, Behavior, Daemon, FeedServer, Logged, Shared};
 
 fn rss(title: &str, items: &str) -> String {
     format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><rss version=\"2.0\"><channel><title>{title}</title><link>http://good.example/</link><description>d</description>{items}</channel></rss>")
@@ -359,21 +358,25 @@ fn config(server: &FeedServer) -> String {
     config
 }
 
-/// The hostile web and one daemon fetching all of it at once, shared by the cases below: the
-/// daemon must come through every source together, and each case checks what it made of one.
+/// One run of the hostile web: every source at once against one daemon, watched once and
+/// shared by the cases below, each of which judges what the daemon made of one source. The
+/// daemon must come through all of them together. It is stopped once watched, so nothing
+/// keeps fetching for the rest of the test process.
 struct Web {
-    /// Runs the feed server.
-    _runtime: tokio::runtime::Runtime,
-    server: FeedServer,
-    daemon: &'static Daemon,
+    /// The feed server's address.
+    addr: std::net::SocketAddr,
     /// `status.json` and the server's log once every source had been tried and the good
-    /// ones fetched three more times, and when that was. The cases about backoff read these:
-    /// by the time a case runs, a failing source's first minute of backoff may have run out.
+    /// ones fetched three more times, and when that was.
     settled: Vec<serde_json::Value>,
     settled_log: Vec<Logged>,
     settled_at: chrono::DateTime<chrono::Utc>,
-    /// `/feeds/all.{atom,rss,json}`, read once the discovered feed shows in them.
-    outputs: OnceLock<Vec<(&'static str, String)>>,
+    /// The daemon's memory after two more fetches of the moved feed.
+    rss_kib: u64,
+    /// `/feeds/all.{atom,rss,json}` (status and body) once the discovered feed showed in
+    /// them, or as they were after 30 s.
+    outputs: Vec<(&'static str, Answer)>,
+    /// The server's log when the daemon was stopped.
+    ended_log: Vec<Logged>,
 }
 
 static WEB: Shared<Web> = Shared::new();
@@ -384,7 +387,7 @@ fn web() -> &'static Web {
         let server = runtime.block_on(FeedServer::start());
         serve_cases(&server);
         let dir = tempfile::tempdir().expect("tempdir");
-        let daemon = Daemon::start(dir.path(), &config(&server)).keep_until_exit(dir);
+        let daemon = Daemon::start(dir.path(), &config(&server));
         // Every source has been tried and the good ones keep flowing: three more rounds.
         daemon.wait_for("every source to be tried", || {
             Some(
@@ -397,19 +400,40 @@ fn web() -> &'static Web {
         daemon.wait_for("three more rounds of the good sources", || {
             Some(server.hits("good/a.rss") >= 4 && server.hits("good/b.atom") >= 4)
         });
+        let (settled, settled_log, settled_at) =
+            (daemon.status(), server.log(), chrono::Utc::now());
+        // The waits below are what one case judges: if one times out, that case says so.
+        let moved = server.hits("h/new.rss");
+        poll(Duration::from_secs(30), || {
+            Some(server.hits("h/new.rss") >= moved + 2)
+        });
+        let rss_kib = daemon.rss_kib();
+        poll(Duration::from_secs(30), || {
+            let (_, body) = blocking_get(&daemon.url("/feeds/all.atom"))?;
+            Some(String::from_utf8_lossy(&body).contains("Discovered one"))
+        });
+        let outputs = ["atom", "rss", "json"]
+            .into_iter()
+            .map(|ext| (ext, blocking_get(&daemon.url(&format!("/feeds/all.{ext}")))))
+            .collect();
         Web {
-            settled: daemon.status(),
-            settled_log: server.log(),
-            settled_at: chrono::Utc::now(),
-            _runtime: runtime,
-            server,
-            daemon,
-            outputs: OnceLock::new(),
+            addr: server.addr,
+            settled,
+            settled_log,
+            settled_at,
+            rss_kib,
+            outputs,
+            ended_log: server.log(),
         }
     })
 }
 
 impl Web {
+    /// The feed server's URL of `path`.
+    fn url(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.addr)
+    }
+
     /// A source's report in `status.json` once the web had settled.
     fn report(&self, name: &str) -> &serde_json::Value {
         self.settled
@@ -443,6 +467,11 @@ impl Web {
         self.settled_log.iter().filter(|l| l.path == path).count()
     }
 
+    /// How many requests `path` had had when the daemon was stopped.
+    fn hits_at_end(&self, path: &str) -> usize {
+        self.ended_log.iter().filter(|l| l.path == path).count()
+    }
+
     /// A failing source was fetched once while the good ones were fetched four times:
     /// backoff starts at a minute, whatever the schedule.
     fn fetched_once(&self, path: &str) {
@@ -466,24 +495,12 @@ impl Web {
         );
     }
 
-    /// Every output by extension, once the hostile items show in them; each answers 200 with
-    /// UTF-8.
-    fn outputs(&self) -> &[(&'static str, String)] {
-        self.outputs.get_or_init(|| {
-            self.daemon.wait_for("the hostile items in the output", || {
-                let (_, body) = blocking_get(&self.daemon.url("/feeds/all.atom"))?;
-                Some(String::from_utf8_lossy(&body).contains("Discovered one"))
-            });
-            ["atom", "rss", "json"]
-                .into_iter()
-                .map(|ext| {
-                    let (status, body) =
-                        blocking_get(&self.daemon.url(&format!("/feeds/all.{ext}")))
-                            .expect("answers");
-                    assert_eq!(status, 200);
-                    (ext, String::from_utf8(body).expect("UTF-8 output"))
-                })
-                .collect()
+    /// Every output's text, by extension (whether each answered, and in UTF-8, is one
+    /// case's to judge).
+    fn outputs(&self) -> impl Iterator<Item = (&str, std::borrow::Cow<'_, str>)> {
+        self.outputs.iter().map(|(ext, answer)| {
+            let body = answer.as_ref().map_or(&[][..], |(_, body)| body);
+            (*ext, String::from_utf8_lossy(body))
         })
     }
 
@@ -510,10 +527,9 @@ impl Web {
     fn json_items(&self) -> Vec<serde_json::Value> {
         let (_, json) = self
             .outputs()
-            .iter()
             .find(|(ext, _)| *ext == "json")
             .expect("json");
-        let json: serde_json::Value = serde_json::from_str(json).expect("json");
+        let json: serde_json::Value = serde_json::from_str(&json).expect("json");
         json["items"].as_array().expect("items").clone()
     }
 }
@@ -523,21 +539,28 @@ fn the_good_sources_keep_flowing_beside_the_hostile_ones() {
     let web = web();
     web.works("good-a");
     web.works("good-b");
-    let (a, b) = (
-        web.server.hits("good/a.rss"),
-        web.server.hits("good/b.atom"),
-    );
-    web.daemon
-        .wait_for("another round of the good sources", || {
-            Some(web.server.hits("good/a.rss") > a && web.server.hits("good/b.atom") > b)
-        });
+    for path in ["good/a.rss", "good/b.atom"] {
+        assert!(
+            web.hits_at_end(path) > web.hits(path),
+            "{path} was not fetched again"
+        );
+    }
     web.every_output_has(&["Good A one", "Good B one"]);
+}
+
+#[test]
+fn every_output_answers_in_utf_8() {
+    for (ext, answer) in &web().outputs {
+        let (status, body) = answer.as_ref().expect("answers");
+        assert_eq!(*status, 200, "{ext}");
+        assert!(std::str::from_utf8(body).is_ok(), "{ext}: not UTF-8 output");
+    }
 }
 
 #[test]
 fn the_daemons_memory_stays_bounded() {
     // The gzip bomb was not inflated, the endless body not kept.
-    let rss = web().daemon.rss_kib();
+    let rss = web().rss_kib;
     assert!(rss < 150 * 1024, "daemon RSS is {rss} KiB");
 }
 
@@ -574,16 +597,15 @@ fn a_permanent_move_is_followed_and_remembered() {
     let web = web();
     web.works("moved");
     let moved = web.report("moved");
-    assert_eq!(moved["url"], web.server.url("h/new.rss"), "{moved}");
-    // The old URL is not asked again.
-    let (old, new) = (web.server.hits("h/old.rss"), web.server.hits("h/new.rss"));
-    web.daemon
-        .wait_for("two more fetches of the moved feed", || {
-            Some(web.server.hits("h/new.rss") >= new + 2)
-        });
+    assert_eq!(moved["url"], web.url("h/new.rss"), "{moved}");
+    // The old URL is not asked again, while the new one is.
+    assert!(
+        web.hits_at_end("h/new.rss") >= web.hits("h/new.rss") + 2,
+        "the moved feed was not fetched again"
+    );
     assert_eq!(
-        web.server.hits("h/old.rss"),
-        old,
+        web.hits_at_end("h/old.rss"),
+        web.hits("h/old.rss"),
         "the old URL was fetched after the move"
     );
     web.every_output_has(&["Moved one"]);
@@ -634,10 +656,7 @@ fn an_html_page_without_a_feed_link_is_no_feed() {
 fn an_html_page_leads_to_its_feed_without_moving_the_source() {
     let web = web();
     web.works("html-with-feed");
-    assert_eq!(
-        web.report("html-with-feed")["url"],
-        web.server.url("h/home.html")
-    );
+    assert_eq!(web.report("html-with-feed")["url"], web.url("h/home.html"));
     web.every_output_has(&["Discovered one"]);
 }
 
@@ -664,7 +683,7 @@ fn external_entities_are_neither_read_nor_fetched() {
     let web = web();
     web.works("xxe");
     assert_eq!(
-        web.server.hits("h/xxe-probe"),
+        web.hits_at_end("h/xxe-probe"),
         0,
         "an external entity was fetched"
     );

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::support::{blocking_get, feedmill, free_port, Behavior, Daemon, FeedServer, Shared};
+use crate::support::{
+    blocking_get, feedmill, free_port, Answer, Behavior, Daemon, FeedServer, Logged, Shared,
+};
 
 const MARKER: &str = "INTERNAL-ONLY-7f3a9c";
 const RSS: &str = "application/rss+xml";
@@ -56,28 +58,30 @@ fn without_port(text: &str, port: u16) -> String {
     text.replace(&format!(":{port}"), ":PORT")
 }
 
-/// One daemon whose public sources try every hop to the internal server at once, shared by
-/// the cases below.
+/// One run of a daemon whose public sources try every hop to the internal server at once,
+/// watched once and shared by the cases below. The daemon is stopped once watched.
 struct Hops {
-    /// Runs both feed servers.
-    _runtime: tokio::runtime::Runtime,
-    internal: FeedServer,
-    public: FeedServer,
+    /// The public server's address.
+    public: std::net::SocketAddr,
     /// The internal server's port, a closed one, and a listener that speaks no HTTP.
     iport: u16,
     closed: u16,
     garbage: u16,
-    garbage_hits: Arc<AtomicUsize>,
-    daemon: &'static Daemon,
-    /// `status.json` once every source had been fetched, and when that was. The cases read
-    /// these: by the time a case runs, a refused source's minute of backoff may have run out.
+    /// `status.json` once every source had been fetched and the public feed showed, and
+    /// when that was.
     settled: Vec<serde_json::Value>,
     settled_at: chrono::DateTime<chrono::Utc>,
+    /// Each page and output of the daemon, by path, as it answered then.
+    pages: Vec<(&'static str, Answer)>,
+    /// What the internal server was asked, and how often the non-HTTP port was connected
+    /// to, when the daemon was stopped.
+    internal_log: Vec<Logged>,
+    garbage_hits: usize,
 }
 
 static HOPS: Shared<Hops> = Shared::new();
 
-/// The shared daemon, built the first time a case asks for it.
+/// The one run, made the first time a case asks for it.
 fn hops() -> &'static Hops {
     HOPS.get(|| {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -86,40 +90,21 @@ fn hops() -> &'static Hops {
         let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
         let closed = free_port();
         let (garbage, garbage_hits) = garbage_listener();
-        let secret = internal.url("secret.rss");
-        for status in [301, 302, 307, 308] {
-            redirect(&public, &format!("r{status}"), status, secret.clone());
-        }
-        public.put("page.html", "text/html", page_linking_to(&secret));
-        // A feed link that looks public and redirects inside: each hop is checked.
-        public.put(
-            "bounce.html",
-            "text/html",
-            page_linking_to(&public.url("bounce")),
+        serve_hops(
+            &public,
+            &internal.url("secret.rss"),
+            [iport, closed, garbage],
         );
-        redirect(&public, "bounce", 307, secret.clone());
-        for (name, host) in [
-            ("ipv6", format!("[::1]:{iport}")),
-            ("decimal", format!("2130706433:{iport}")),
-            ("localhost", format!("localhost:{iport}")),
-            ("zero", format!("0.0.0.0:{iport}")),
-            ("closed", format!("127.0.0.1:{closed}")),
-            ("garbage", format!("127.0.0.1:{garbage}")),
-        ] {
-            redirect(&public, name, 302, format!("http://{host}/secret.rss"));
-        }
-        public.put("good.rss", RSS, rss("Public", "good"));
-
         let mut config = String::from("[fetch]\nschedule = \"* * * * * *\"\n\n");
         for name in REFUSED.iter().chain(&["good"]) {
             config.push_str(&format!(
                 "[[source]]\nname = \"{name}\"\nurl = \"{}\"\n\n",
-                source_url(&public, name)
+                source_url(public.addr, name)
             ));
         }
         config.push_str("[[feed]]\nname = \"all\"\ndedup = \"none\"\n");
         let dir = tempfile::tempdir().expect("tempdir");
-        let daemon = Daemon::start(dir.path(), &config).keep_until_exit(dir);
+        let daemon = Daemon::start(dir.path(), &config);
         daemon.wait_for("every source fetched once", || {
             let reports = daemon.try_status()?;
             Some(reports.iter().all(|r| !r["last_fetch"].is_null()))
@@ -128,19 +113,59 @@ fn hops() -> &'static Hops {
             let (_, body) = blocking_get(&daemon.url("/feeds/all.atom"))?;
             Some(String::from_utf8_lossy(&body).contains("Public story"))
         });
+        let (settled, settled_at) = (daemon.status(), chrono::Utc::now());
+        let pages = [
+            "/feeds/all.atom",
+            "/feeds/all.rss",
+            "/feeds/all.json",
+            "/",
+            "/status.json",
+            "/sources.opml",
+        ]
+        .into_iter()
+        .map(|path| (path, blocking_get(&daemon.url(path))))
+        .collect();
         Hops {
-            settled: daemon.status(),
-            settled_at: chrono::Utc::now(),
-            _runtime: runtime,
-            internal,
-            public,
+            public: public.addr,
             iport,
             closed,
             garbage,
-            garbage_hits,
-            daemon,
+            settled,
+            settled_at,
+            pages,
+            internal_log: internal.log(),
+            garbage_hits: garbage_hits.load(Ordering::SeqCst),
         }
     })
+}
+
+/// Serves on `public` each way to the internal feed at `secret`: redirects of each kind, a
+/// page's feed link, a feed link that redirects, and the spellings of a loopback address,
+/// at the internal server's port, a closed one and a non-HTTP one (`ports`, in that order);
+/// and one good feed.
+fn serve_hops(public: &FeedServer, secret: &str, [iport, closed, garbage]: [u16; 3]) {
+    for status in [301, 302, 307, 308] {
+        redirect(public, &format!("r{status}"), status, secret.to_string());
+    }
+    public.put("page.html", "text/html", page_linking_to(secret));
+    // A feed link that looks public and redirects inside: each hop is checked.
+    public.put(
+        "bounce.html",
+        "text/html",
+        page_linking_to(&public.url("bounce")),
+    );
+    redirect(public, "bounce", 307, secret.to_string());
+    for (name, host) in [
+        ("ipv6", format!("[::1]:{iport}")),
+        ("decimal", format!("2130706433:{iport}")),
+        ("localhost", format!("localhost:{iport}")),
+        ("zero", format!("0.0.0.0:{iport}")),
+        ("closed", format!("127.0.0.1:{closed}")),
+        ("garbage", format!("127.0.0.1:{garbage}")),
+    ] {
+        redirect(public, name, 302, format!("http://{host}/secret.rss"));
+    }
+    public.put("good.rss", RSS, rss("Public", "good"));
 }
 
 /// The sources [`hops`] serves that must be refused, each by its name.
@@ -159,14 +184,15 @@ const REFUSED: &[&str] = &[
     "garbage",
 ];
 
-/// Where the source `name` of [`hops`] is configured.
-fn source_url(public: &FeedServer, name: &str) -> String {
-    match name {
-        "page" => public.url("page.html"),
-        "bounce" => public.url("bounce.html"),
-        "good" => public.url("good.rss"),
-        other => public.url(other),
-    }
+/// Where the source `name` of [`hops`] is configured, on the public server at `public`.
+fn source_url(public: std::net::SocketAddr, name: &str) -> String {
+    let path = match name {
+        "page" => "page.html",
+        "bounce" => "bounce.html",
+        "good" => "good.rss",
+        other => other,
+    };
+    format!("http://{public}/{path}")
 }
 
 impl Hops {
@@ -184,7 +210,7 @@ impl Hops {
         let report = self.report(name);
         assert_eq!(
             report["url"],
-            source_url(&self.public, name),
+            source_url(self.public, name),
             "{name}: the stored URL moved: {report}"
         );
         let error = report["last_error"].as_str().unwrap_or_default();
@@ -241,8 +267,8 @@ fn a_feed_link_that_redirects_inside_is_refused_at_the_redirect() {
     hops.refused(
         "bounce",
         &format!(
-            "not a feed: HTML page linking to {}, which failed: {}",
-            hops.public.url("bounce"),
+            "not a feed: HTML page linking to http://{}/bounce, which failed: {}",
+            hops.public,
             private("127.0.0.1", hops.iport)
         ),
     );
@@ -289,11 +315,7 @@ fn a_redirect_to_a_closed_or_a_non_http_port_is_refused_without_connecting() {
     let hops = hops();
     hops.refused("closed", &private("127.0.0.1", hops.closed));
     hops.refused("garbage", &private("127.0.0.1", hops.garbage));
-    assert_eq!(
-        hops.garbage_hits.load(Ordering::SeqCst),
-        0,
-        "the non-HTTP port was connected to"
-    );
+    assert_eq!(hops.garbage_hits, 0, "the non-HTTP port was connected to");
 }
 
 /// No port scanner: an open HTTP port, a closed one and a non-HTTP listener look the same.
@@ -316,36 +338,24 @@ fn an_open_a_closed_and_a_non_http_port_look_the_same() {
 fn the_internal_server_is_never_asked() {
     let hops = hops();
     assert!(
-        hops.internal.log().is_empty(),
+        hops.internal_log.is_empty(),
         "the internal server was asked: {:?}",
-        hops.internal.log()
+        hops.internal_log
     );
 }
 
 #[test]
 fn no_page_or_output_shows_the_internal_feed() {
-    let hops = hops();
-    for path in [
-        "/feeds/all.atom",
-        "/feeds/all.rss",
-        "/feeds/all.json",
-        "/",
-        "/status.json",
-        "/sources.opml",
-    ] {
-        let (status, body) = blocking_get(&hops.daemon.url(path)).expect("answers");
-        assert_eq!(status, 200, "{path}");
-        let text = String::from_utf8_lossy(&body);
+    for (path, answer) in &hops().pages {
+        let (status, body) = answer.as_ref().expect("answers");
+        assert_eq!(*status, 200, "{path}");
+        let text = String::from_utf8_lossy(body);
         assert!(!text.contains(MARKER), "{path} shows the internal feed");
         assert!(
             !text.contains("secret.rss"),
             "{path} shows the internal URL"
         );
     }
-    assert!(
-        hops.internal.log().is_empty(),
-        "the internal server was asked"
-    );
 }
 
 /// A config for `feedmill fetch` in `dir`.

@@ -595,13 +595,15 @@ impl Daemon {
     }
 }
 
-// ---- Added for the end-to-end tests split into named cases (issue 16): one fixture (a
-// daemon against the servers it fetches) built once and shared by the cases of a module. ----
+// ---- Added for the end-to-end tests split into named cases (issue 16): one run of a daemon
+// against the servers it fetches, watched once and shared by the cases of a module. ----
 
 /// A fixture built by the first test that asks for it and shared by the tests of a module:
 /// how cases that each check one behaviour of one expensive setup do not each pay for it.
 /// A build that panics fails every test that asks, with the build's message, at once,
-/// instead of each test building it again and waiting out the same timeouts.
+/// instead of each test building it again and waiting out the same timeouts. Keep in it
+/// what a run showed, not the run: a `static` is never dropped, so a daemon kept in one
+/// would go on running, and its directory stay behind, after the tests.
 pub struct Shared<T>(std::sync::OnceLock<Result<T, String>>);
 
 impl<T> Shared<T> {
@@ -634,34 +636,23 @@ impl<T> Default for Shared<T> {
     }
 }
 
-/// The daemons kept for the whole test process, by process id, with their directories.
-static KEPT: Mutex<Vec<(u32, tempfile::TempDir)>> = Mutex::new(Vec::new());
+/// What a GET answered, as [`blocking_get`] gives it: status and body, `None` when nothing
+/// answered. A shared fixture keeps it for the one case that judges it.
+pub type Answer = Option<(u16, Vec<u8>)>;
 
-/// Kills the kept daemons and removes their directories; run by the C library at exit.
-extern "C" fn stop_kept_daemons() {
-    let kept = std::mem::take(&mut *KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-    for (pid, dir) in kept {
-        // SAFETY: kill(2) and waitpid(2) on our own child's pid have no memory effects.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGKILL);
-            libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+/// Polls `check` every 50 ms until it holds or `within` has passed, and says whether it
+/// held: for a shared fixture's wait whose failure is one case's to report (that case then
+/// finds what it looks for missing), not every case's, as a panic in [`Daemon::wait_for`]
+/// would make it.
+pub fn poll(within: Duration, mut check: impl FnMut() -> Option<bool>) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check() == Some(true) {
+            return true;
         }
-        drop(dir);
-    }
-}
-
-impl Daemon {
-    /// Keeps this daemon running, and `dir` (its config and store), until the test process
-    /// exits: for a [`Shared`] fixture. A `static` is never dropped, so without this the
-    /// daemon would outlive the tests and its directory stay behind.
-    pub fn keep_until_exit(self, dir: tempfile::TempDir) -> &'static Daemon {
-        static AT_EXIT: std::sync::Once = std::sync::Once::new();
-        // SAFETY: registers a function that only touches a static and our own children.
-        AT_EXIT.call_once(|| unsafe {
-            libc::atexit(stop_kept_daemons);
-        });
-        let pid = self.child.as_ref().expect("daemon running").id();
-        KEPT.lock().expect("lock").push((pid, dir));
-        Box::leak(Box::new(self))
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
