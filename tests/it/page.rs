@@ -93,13 +93,18 @@ fn page() -> &'static Page {
                 blocking_get_with(&daemon.url("/"), &[("if-none-match", &headers["etag"])])?;
             Some(status == 304)
         });
+        // One profile for the three Chromiums, one after another, as a person's browser.
+        let profile = tempfile::tempdir().expect("profile");
+        let home_dom = dump_dom(profile.path(), &daemon.url("/"));
+        let screenshot = screenshot(profile.path(), &daemon.url("/"));
+        let feed_dom = dump_dom(profile.path(), &daemon.url("/feeds/daily-only"));
         Page {
             port: daemon.port,
             home,
             etag_answered_304,
-            home_dom: dump_dom(&daemon.url("/")),
-            feed_dom: dump_dom(&daemon.url("/feeds/daily-only")),
-            screenshot: screenshot(&daemon.url("/")),
+            home_dom,
+            feed_dom,
+            screenshot,
         }
     })
 }
@@ -164,26 +169,24 @@ impl Dump {
     }
 }
 
-/// The DOM Chromium builds of `url`.
-fn dump_dom(url: &str) -> Dump {
-    let profile = tempfile::tempdir().expect("profile");
-    let out = headless(profile.path(), &["--dump-dom", url]);
+/// The DOM Chromium builds of `url`, with the profile in `profile`.
+fn dump_dom(profile: &Path, url: &str) -> Dump {
+    let out = headless(profile, &["--dump-dom", url]);
     Dump {
         dom: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 
-/// A screenshot of `url` at phone width, kept in `target/test-artifacts/home-375.png` for
-/// people to look at.
-fn screenshot(url: &str) -> Result<Vec<u8>, String> {
+/// A screenshot of `url` at phone width (with the profile in `profile`), kept in
+/// `target/test-artifacts/home-375.png` for people to look at.
+fn screenshot(profile: &Path, url: &str) -> Result<Vec<u8>, String> {
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifact dir");
     let shot = artifacts.join("home-375.png");
     let _ = std::fs::remove_file(&shot);
-    let profile = tempfile::tempdir().expect("profile");
     let out = headless(
-        profile.path(),
+        profile,
         &[
             &format!("--screenshot={}", shot.display()),
             "--window-size=375,1800",

@@ -382,23 +382,32 @@ fn fetch(config: &Path) -> (String, String) {
     )
 }
 
-/// `feedmill sources --json`: the report of source `name`.
-fn report(config: &Path, name: &str) -> serde_json::Value {
+/// `feedmill sources --json`: every source's report.
+fn reports(config: &Path) -> Vec<serde_json::Value> {
     let out = feedmill()
         .args(["sources", "--json", "-c"])
         .arg(config)
         .output()
         .expect("runs");
-    let reports: Vec<serde_json::Value> =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-            panic!(
-                "sources --json: {err}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+        panic!(
+            "sources --json: {err}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// `feedmill sources --json`: the report of source `name`.
+fn report(config: &Path, name: &str) -> serde_json::Value {
+    find_report(&reports(config), name)
+}
+
+/// The report of source `name` among `reports`.
+fn find_report(reports: &[serde_json::Value], name: &str) -> serde_json::Value {
     reports
-        .into_iter()
+        .iter()
         .find(|r| r["name"] == name)
+        .cloned()
         .unwrap_or_else(|| panic!("no source {name}"))
 }
 
@@ -732,8 +741,10 @@ fn no_spelling_of_an_internal_location_is_followed() {
         "the internal server was asked: {:?}\n{stdout}\n{stderr}",
         internal.log()
     );
+    // One `feedmill sources` for all of them: it opens the store each time.
+    let reports = reports(&config);
     for (i, (location, expected)) in cases.iter().enumerate() {
-        let report = report(&config, &format!("s{i}"));
+        let report = find_report(&reports, &format!("s{i}"));
         let error = report["last_error"].as_str().unwrap_or_default();
         assert!(
             error.starts_with(expected.as_str()),
