@@ -359,9 +359,10 @@ fn config(server: &FeedServer) -> String {
 }
 
 /// One run of the hostile web: every source at once against one daemon, watched once and
-/// shared by the cases below, each of which judges what the daemon made of one source. The
-/// daemon must come through all of them together. It is stopped once watched, so nothing
-/// keeps fetching for the rest of the test process.
+/// shared by the cases below, each of which judges what the daemon made of one source (or
+/// what one costly document cost, measured beside it). The daemon must come through all of
+/// them together. It is stopped once watched, so nothing keeps fetching for the rest of the
+/// test process.
 struct Web {
     /// The feed server's address.
     addr: std::net::SocketAddr,
@@ -386,6 +387,7 @@ struct Web {
 
 static WEB: Shared<Web> = Shared::new();
 
+/// The one run, made the first time a case asks for it.
 fn web() -> &'static Web {
     WEB.get(|| {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
