@@ -10,8 +10,8 @@ mod story;
 
 pub(crate) use entry::hex;
 pub use entry::{sort_time, Enclosure, Entry, EntryKey, EntryRef, StoredEntry};
-pub(crate) use failure::{human_size, 
-    FailureKind, HopKind, RefreshFailure, STORE_READ_FAILED, STORE_WRITE_FAILED,
+pub(crate) use failure::{
+    human_size, FailureKind, HopKind, RefreshFailure, STORE_READ_FAILED, STORE_WRITE_FAILED,
 };
 #[cfg(test)]
 pub(crate) use source::MAX_HOLD;

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::support::{blocking_get, feedmill, free_port, Behavior, Daemon, FeedServer};
+use crate::support::{
+    blocking_get, feedmill, free_port, Answer, Behavior, Daemon, FeedServer, Logged, Shared,
+};
 
 const MARKER: &str = "INTERNAL-ONLY-7f3a9c";
 const RSS: &str = "application/rss+xml";
@@ -56,134 +58,164 @@ fn without_port(text: &str, port: u16) -> String {
     text.replace(&format!(":{port}"), ":PORT")
 }
 
-#[test]
-fn no_hop_reaches_an_internal_address() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let internal = internal_server(&runtime);
-    let iport = internal.addr.port();
-    let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
-    let closed = free_port();
-    let (garbage, garbage_hits) = garbage_listener();
-    let secret = internal.url("secret.rss");
+/// One run of a daemon whose public sources try every hop to the internal server at once,
+/// watched once and shared by the cases below. The daemon is stopped once watched.
+struct Hops {
+    /// The public server's address.
+    public: std::net::SocketAddr,
+    /// The internal server's port, a closed one, and a listener that speaks no HTTP.
+    iport: u16,
+    closed: u16,
+    garbage: u16,
+    /// `status.json` once every source had been fetched and the public feed showed, and
+    /// when that was.
+    settled: Vec<serde_json::Value>,
+    settled_at: chrono::DateTime<chrono::Utc>,
+    /// Each page and output of the daemon, by path, as it answered then.
+    pages: Vec<(&'static str, Answer)>,
+    /// What the internal server was asked, and how often the non-HTTP port was connected
+    /// to, when the daemon was stopped.
+    internal_log: Vec<Logged>,
+    garbage_hits: usize,
+}
 
-    // (source, what its last_error must start with)
-    let mut cases: Vec<(String, String)> = Vec::new();
+static HOPS: Shared<Hops> = Shared::new();
+
+/// The one run, made the first time a case asks for it.
+fn hops() -> &'static Hops {
+    HOPS.get(|| {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let internal = internal_server(&runtime);
+        let iport = internal.addr.port();
+        let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+        let closed = free_port();
+        let (garbage, garbage_hits) = garbage_listener();
+        serve_hops(
+            &public,
+            &internal.url("secret.rss"),
+            [iport, closed, garbage],
+        );
+        let mut config = String::from("[fetch]\nschedule = \"* * * * * *\"\n\n");
+        for name in REFUSED.iter().chain(&["good"]) {
+            config.push_str(&format!(
+                "[[source]]\nname = \"{name}\"\nurl = \"{}\"\n\n",
+                source_url(public.addr, name)
+            ));
+        }
+        config.push_str("[[feed]]\nname = \"all\"\ndedup = \"none\"\n");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let daemon = Daemon::start(dir.path(), &config);
+        daemon.wait_for("every source fetched once", || {
+            let reports = daemon.try_status()?;
+            Some(reports.iter().all(|r| !r["last_fetch"].is_null()))
+        });
+        daemon.wait_for("the public feed in the output", || {
+            let (_, body) = blocking_get(&daemon.url("/feeds/all.atom"))?;
+            Some(String::from_utf8_lossy(&body).contains("Public story"))
+        });
+        let (settled, settled_at) = (daemon.status(), chrono::Utc::now());
+        let pages = [
+            "/feeds/all.atom",
+            "/feeds/all.rss",
+            "/feeds/all.json",
+            "/",
+            "/status.json",
+            "/sources.opml",
+        ]
+        .into_iter()
+        .map(|path| (path, blocking_get(&daemon.url(path))))
+        .collect();
+        Hops {
+            public: public.addr,
+            iport,
+            closed,
+            garbage,
+            settled,
+            settled_at,
+            pages,
+            internal_log: internal.log(),
+            garbage_hits: garbage_hits.load(Ordering::SeqCst),
+        }
+    })
+}
+
+/// Serves on `public` each way to the internal feed at `secret`: redirects of each kind, a
+/// page's feed link, a feed link that redirects, and the spellings of a loopback address,
+/// at the internal server's port, a closed one and a non-HTTP one (`ports`, in that order);
+/// and one good feed.
+fn serve_hops(public: &FeedServer, secret: &str, [iport, closed, garbage]: [u16; 3]) {
     for status in [301, 302, 307, 308] {
-        let name = format!("r{status}");
-        redirect(&public, &name, status, secret.clone());
-        cases.push((
-            name,
-            format!("redirect to a private address 127.0.0.1:{iport} refused"),
-        ));
+        redirect(public, &format!("r{status}"), status, secret.to_string());
     }
-    public.put("page.html", "text/html", page_linking_to(&secret));
-    cases.push((
-        "page".into(),
-        format!("feed link of the HTML page to a private address 127.0.0.1:{iport} refused"),
-    ));
+    public.put("page.html", "text/html", page_linking_to(secret));
     // A feed link that looks public and redirects inside: each hop is checked.
     public.put(
         "bounce.html",
         "text/html",
         page_linking_to(&public.url("bounce")),
     );
-    redirect(&public, "bounce", 307, secret.clone());
-    cases.push((
-        "bounce".into(),
-        format!(
-            "not a feed: HTML page linking to {}, which failed: redirect to a private address 127.0.0.1:{iport} refused",
-            public.url("bounce")
-        ),
-    ));
-    for (name, location, target) in [
-        (
-            "ipv6",
-            format!("http://[::1]:{iport}/secret.rss"),
-            format!("[::1]:{iport} refused"),
-        ),
-        (
-            "decimal",
-            format!("http://2130706433:{iport}/secret.rss"),
-            format!("127.0.0.1:{iport} refused"),
-        ),
-        (
-            "localhost",
-            format!("http://localhost:{iport}/secret.rss"),
-            format!("localhost:{iport} refused: the name has no public address"),
-        ),
-        (
-            "zero",
-            format!("http://0.0.0.0:{iport}/secret.rss"),
-            format!("0.0.0.0:{iport} refused"),
-        ),
-        (
-            "closed",
-            format!("http://127.0.0.1:{closed}/secret.rss"),
-            format!("127.0.0.1:{closed} refused"),
-        ),
-        (
-            "garbage",
-            format!("http://127.0.0.1:{garbage}/secret.rss"),
-            format!("127.0.0.1:{garbage} refused"),
-        ),
+    redirect(public, "bounce", 307, secret.to_string());
+    for (name, host) in [
+        ("ipv6", format!("[::1]:{iport}")),
+        ("decimal", format!("2130706433:{iport}")),
+        ("localhost", format!("localhost:{iport}")),
+        ("zero", format!("0.0.0.0:{iport}")),
+        ("closed", format!("127.0.0.1:{closed}")),
+        ("garbage", format!("127.0.0.1:{garbage}")),
     ] {
-        redirect(&public, name, 302, location);
-        let expected = match name {
-            "localhost" => format!("redirect to {target}"),
-            _ => format!("redirect to a private address {target}"),
-        };
-        cases.push((name.into(), expected));
+        redirect(public, name, 302, format!("http://{host}/secret.rss"));
     }
     public.put("good.rss", RSS, rss("Public", "good"));
+}
 
-    let mut config = String::from("[fetch]\nschedule = \"* * * * * *\"\n\n");
-    let source_url = |name: &str| match name {
-        "page" => public.url("page.html"),
-        "bounce" => public.url("bounce.html"),
-        other => public.url(other),
+/// The sources [`hops`] serves that must be refused, each by its name.
+const REFUSED: &[&str] = &[
+    "r301",
+    "r302",
+    "r307",
+    "r308",
+    "page",
+    "bounce",
+    "ipv6",
+    "decimal",
+    "localhost",
+    "zero",
+    "closed",
+    "garbage",
+];
+
+/// Where the source `name` of [`hops`] is configured, on the public server at `public`.
+fn source_url(public: std::net::SocketAddr, name: &str) -> String {
+    let path = match name {
+        "page" => "page.html",
+        "bounce" => "bounce.html",
+        "good" => "good.rss",
+        other => other,
     };
-    for (name, _) in &cases {
-        config.push_str(&format!(
-            "[[source]]\nname = \"{name}\"\nurl = \"{}\"\n\n",
-            source_url(name)
-        ));
-    }
-    config.push_str(&format!(
-        "[[source]]\nname = \"good\"\nurl = \"{}\"\n\n[[feed]]\nname = \"all\"\ndedup = \"none\"\n",
-        public.url("good.rss")
-    ));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(dir.path(), &config);
-    daemon.wait_for("every source fetched once", || {
-        let reports = daemon.try_status()?;
-        Some(reports.iter().all(|r| !r["last_fetch"].is_null()))
-    });
-    daemon.wait_for("the public feed in the output", || {
-        let (_, body) = blocking_get(&daemon.url("/feeds/all.atom"))?;
-        Some(String::from_utf8_lossy(&body).contains("Public story"))
-    });
+    format!("http://{public}/{path}")
+}
 
-    assert!(
-        internal.log().is_empty(),
-        "the internal server was asked: {:?}",
-        internal.log()
-    );
-    assert_eq!(
-        garbage_hits.load(Ordering::SeqCst),
-        0,
-        "the non-HTTP port was connected to"
-    );
-    let soon = chrono::Utc::now() + chrono::Duration::seconds(50);
-    for (name, expected) in &cases {
-        let report = daemon.source(name);
+impl Hops {
+    /// A source's report in `status.json` once every source had been fetched.
+    fn report(&self, name: &str) -> &serde_json::Value {
+        self.settled
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no source {name} in status.json"))
+    }
+
+    /// `name` was refused with an error that starts with `expected`, stayed at its URL, got
+    /// nothing, and backs off.
+    fn refused(&self, name: &str, expected: &str) {
+        let report = self.report(name);
         assert_eq!(
             report["url"],
-            source_url(name),
+            source_url(self.public, name),
             "{name}: the stored URL moved: {report}"
         );
         let error = report["last_error"].as_str().unwrap_or_default();
         assert!(
-            error.starts_with(expected.as_str()),
+            error.starts_with(expected),
             "{name}: expected {expected:?}, got {report}"
         );
         assert!(
@@ -196,44 +228,134 @@ fn no_hop_reaches_an_internal_address() {
             report["next_fetch"].as_str().expect("next_fetch"),
         )
         .expect("date");
-        assert!(next > soon, "{name}: not backed off: {report}");
+        assert!(
+            next > self.settled_at + chrono::Duration::seconds(50),
+            "{name}: not backed off: {report}"
+        );
     }
+}
+
+/// The error of a redirect to the internal address `target`:`port`.
+fn private(target: &str, port: u16) -> String {
+    format!("redirect to a private address {target}:{port} refused")
+}
+
+#[test]
+fn each_kind_of_redirect_to_an_internal_address_is_refused() {
+    let hops = hops();
+    for status in [301, 302, 307, 308] {
+        hops.refused(&format!("r{status}"), &private("127.0.0.1", hops.iport));
+    }
+}
+
+#[test]
+fn a_feed_link_to_an_internal_address_is_refused() {
+    let hops = hops();
+    hops.refused(
+        "page",
+        &format!(
+            "feed link of the HTML page to a private address 127.0.0.1:{} refused",
+            hops.iport
+        ),
+    );
+}
+
+/// A feed link that looks public and redirects inside: each hop is checked.
+#[test]
+fn a_feed_link_that_redirects_inside_is_refused_at_the_redirect() {
+    let hops = hops();
+    hops.refused(
+        "bounce",
+        &format!(
+            "not a feed: HTML page linking to http://{}/bounce, which failed: {}",
+            hops.public,
+            private("127.0.0.1", hops.iport)
+        ),
+    );
+}
+
+#[test]
+fn a_redirect_to_ipv6_loopback_is_refused() {
+    let hops = hops();
+    hops.refused("ipv6", &private("[::1]", hops.iport));
+}
+
+#[test]
+fn a_redirect_to_loopback_as_a_decimal_number_is_refused() {
+    let hops = hops();
+    hops.refused("decimal", &private("127.0.0.1", hops.iport));
+}
+
+#[test]
+fn a_redirect_to_0_0_0_0_is_refused() {
+    let hops = hops();
+    hops.refused("zero", &private("0.0.0.0", hops.iport));
+}
+
+#[test]
+fn a_redirect_to_a_local_name_is_refused_without_saying_where_it_points() {
+    let hops = hops();
+    hops.refused(
+        "localhost",
+        &format!(
+            "redirect to localhost:{} refused: the name has no public address",
+            hops.iport
+        ),
+    );
     assert!(
-        daemon.source("localhost")["last_error"]
+        hops.report("localhost")["last_error"]
             .as_str()
             .is_some_and(|e| !e.contains("127.0.0.1") && !e.contains("::1")),
         "a refused name never says where it points inside"
     );
-    // No port scanner: an open HTTP port, a closed one and a non-HTTP listener look the same.
+}
+
+#[test]
+fn a_redirect_to_a_closed_or_a_non_http_port_is_refused_without_connecting() {
+    let hops = hops();
+    hops.refused("closed", &private("127.0.0.1", hops.closed));
+    hops.refused("garbage", &private("127.0.0.1", hops.garbage));
+    assert_eq!(hops.garbage_hits, 0, "the non-HTTP port was connected to");
+}
+
+/// No port scanner: an open HTTP port, a closed one and a non-HTTP listener look the same.
+#[test]
+fn an_open_a_closed_and_a_non_http_port_look_the_same() {
+    let hops = hops();
     let seen = |name: &str, port: u16| {
-        let report = daemon.source(name);
+        let report = hops.report(name);
         (
             without_port(report["last_error"].as_str().unwrap_or_default(), port),
             report["last_status"].clone(),
         )
     };
-    let open = seen("r302", iport);
-    assert_eq!(open, seen("closed", closed));
-    assert_eq!(open, seen("garbage", garbage));
+    let open = seen("r302", hops.iport);
+    assert_eq!(open, seen("closed", hops.closed));
+    assert_eq!(open, seen("garbage", hops.garbage));
+}
 
-    for path in [
-        "/feeds/all.atom",
-        "/feeds/all.rss",
-        "/feeds/all.json",
-        "/",
-        "/status.json",
-        "/sources.opml",
-    ] {
-        let (status, body) = blocking_get(&daemon.url(path)).expect("answers");
-        assert_eq!(status, 200, "{path}");
-        let text = String::from_utf8_lossy(&body);
+#[test]
+fn the_internal_server_is_never_asked() {
+    let hops = hops();
+    assert!(
+        hops.internal_log.is_empty(),
+        "the internal server was asked: {:?}",
+        hops.internal_log
+    );
+}
+
+#[test]
+fn no_page_or_output_shows_the_internal_feed() {
+    for (path, answer) in &hops().pages {
+        let (status, body) = answer.as_ref().expect("answers");
+        assert_eq!(*status, 200, "{path}");
+        let text = String::from_utf8_lossy(body);
         assert!(!text.contains(MARKER), "{path} shows the internal feed");
         assert!(
             !text.contains("secret.rss"),
             "{path} shows the internal URL"
         );
     }
-    assert!(internal.log().is_empty(), "the internal server was asked");
 }
 
 /// A config for `feedmill fetch` in `dir`.
@@ -260,30 +382,39 @@ fn fetch(config: &Path) -> (String, String) {
     )
 }
 
-/// `feedmill sources --json`: the report of source `name`.
-fn report(config: &Path, name: &str) -> serde_json::Value {
+/// `feedmill sources --json`: every source's report.
+fn reports(config: &Path) -> Vec<serde_json::Value> {
     let out = feedmill()
         .args(["sources", "--json", "-c"])
         .arg(config)
         .output()
         .expect("runs");
-    let reports: Vec<serde_json::Value> =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-            panic!(
-                "sources --json: {err}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+        panic!(
+            "sources --json: {err}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// `feedmill sources --json`: the report of source `name`.
+fn report(config: &Path, name: &str) -> serde_json::Value {
+    find_report(&reports(config), name)
+}
+
+/// The report of source `name` among `reports`.
+fn find_report(reports: &[serde_json::Value], name: &str) -> serde_json::Value {
     reports
-        .into_iter()
+        .iter()
         .find(|r| r["name"] == name)
+        .cloned()
         .unwrap_or_else(|| panic!("no source {name}"))
 }
 
-#[test]
-fn redirects_and_discovery_within_the_sources_own_host_and_port_are_followed() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    // The operator lists a private address: all of its port is theirs.
+/// A server the operator lists by a private address (all of its port is theirs): a 302 to a
+/// page whose feed link leads to the feed, and a 301/308 chain to a moved feed. Returns the
+/// server (on `runtime`), and a config of the sources `temp` and `moved` in `dir`.
+fn own_host_sources(runtime: &tokio::runtime::Runtime, dir: &Path) -> (FeedServer, PathBuf) {
     let own = runtime.block_on(FeedServer::start());
     redirect(&own, "temp", 302, "/home.html".into());
     own.put("home.html", "text/html", page_linking_to("/feed.rss"));
@@ -291,16 +422,22 @@ fn redirects_and_discovery_within_the_sources_own_host_and_port_are_followed() {
     redirect(&own, "old", 301, "/mid".into());
     redirect(&own, "mid", 308, own.url("new.rss"));
     own.put("new.rss", RSS, rss("Moved", "m1"));
-    let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(
-        dir.path(),
+        dir,
         &format!(
             "[[source]]\nname = \"temp\"\nurl = \"{}\"\n\n[[source]]\nname = \"moved\"\nurl = \"{}\"\n",
             own.url("temp"),
             own.url("old")
         ),
     );
+    (own, config)
+}
 
+#[test]
+fn redirects_and_discovery_within_the_sources_own_host_and_port_are_followed() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (own, config) = own_host_sources(&runtime, dir.path());
     let (stdout, stderr) = fetch(&config);
     assert!(
         stdout.contains("temp") && !stdout.contains("FAILED"),
@@ -318,9 +455,17 @@ fn redirects_and_discovery_within_the_sources_own_host_and_port_are_followed() {
     // A 301/308 chain within the same host and port moves it.
     let moved = report(&config, "moved");
     assert_eq!(moved["url"], own.url("new.rss"), "{moved}");
+}
 
-    // The second time: the page is asked again, with its own validators, and the feed with
-    // the feed's; never the feed's ETag to the page.
+/// The second time: the page is asked again, with its own validators, and the feed with the
+/// feed's; never the feed's ETag to the page. The moved source is asked at its new URL.
+#[test]
+fn a_page_and_its_feed_are_each_asked_again_with_their_own_validators() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (own, config) = own_host_sources(&runtime, dir.path());
+    let (stdout, stderr) = fetch(&config);
+    assert!(!stdout.contains("FAILED"), "{stdout}\n{stderr}");
     let (stdout, stderr) = fetch(&config);
     assert!(!stdout.contains("FAILED"), "{stdout}\n{stderr}");
     assert!(!stderr.contains("moved permanently"), "{stderr}");
@@ -336,11 +481,9 @@ fn redirects_and_discovery_within_the_sources_own_host_and_port_are_followed() {
     assert_eq!(asked("home.html"), [None, Some(page_etag.clone())]);
     assert_eq!(asked("temp"), [None, Some(page_etag)]);
     assert_eq!(asked("feed.rss"), [None, Some(feed_etag)]);
-    assert_eq!(report(&config, "temp")["url"], own.url("temp"));
-    assert_eq!(
-        report(&config, "temp")["last_error"],
-        serde_json::Value::Null
-    );
+    let temp = report(&config, "temp");
+    assert_eq!(temp["url"], own.url("temp"), "{temp}");
+    assert_eq!(temp["last_error"], serde_json::Value::Null, "{temp}");
     assert_eq!(
         own.hits("old"),
         1,
@@ -438,6 +581,32 @@ fn a_stored_url_no_longer_allowed_is_refused_and_the_source_starts_again_from_it
     assert_eq!(internal.log().len(), hits, "the internal server was asked");
 }
 
+/// What `feedmill sources` tells of the refused source `{kind}-{name}`, which was sent to
+/// `host`: its error, with the host and the name written `HOST` and `NAME`, and its status.
+/// It got nothing, and says nowhere where the name points inside (`output`: what the fetch
+/// printed, for the failure message).
+fn refusal_seen(
+    config: &Path,
+    kind: &str,
+    (name, host): (&str, &str),
+    output: &str,
+) -> (String, serde_json::Value) {
+    let report = report(config, &format!("{kind}-{name}"));
+    let error = report["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !error.contains("127.0.0.1") && !error.contains("::1"),
+        "{kind}-{name} says where {host} points: {report}\n{output}"
+    );
+    assert_eq!(report["items"], 0, "{report}");
+    (
+        error.replace(host, "HOST").replace(name, "NAME"),
+        report["last_status"].clone(),
+    )
+}
+
 /// A publisher who sends feedmill to a name learns nothing of the internal network from
 /// `status.json`: not the addresses a name maps to inside, nor whether it exists at all (a
 /// name that resolves to loopback and one that resolves to nothing leave the same error).
@@ -466,22 +635,8 @@ fn a_refused_name_tells_neither_where_it_points_inside_nor_whether_it_exists() {
     let (stdout, stderr) = fetch(&config);
     assert!(internal.log().is_empty(), "the internal server was asked");
 
-    let seen = |kind: &str, (name, host): (&str, &str)| {
-        let report = report(&config, &format!("{kind}-{name}"));
-        let error = report["last_error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        assert!(
-            !error.contains("127.0.0.1") && !error.contains("::1"),
-            "{kind}-{name} says where {host} points: {report}\n{stdout}\n{stderr}"
-        );
-        assert_eq!(report["items"], 0, "{report}");
-        (
-            error.replace(host, "HOST").replace(name, "NAME"),
-            report["last_status"].clone(),
-        )
-    };
+    let output = format!("{stdout}\n{stderr}");
+    let seen = |kind: &str, host: (&str, &str)| refusal_seen(&config, kind, host, &output);
     let redirect = seen("r", hosts[0]);
     assert!(
         redirect.0.starts_with(&format!(
@@ -508,23 +663,16 @@ fn a_refused_name_tells_neither_where_it_points_inside_nor_whether_it_exists() {
     );
 }
 
-/// Every way a `Location` can spell loopback (the url crate's readings of IPv4, mapped and
-/// embedded IPv6, trailing dots, percent-encoding, IDNA, backslashes, protocol-relative,
-/// userinfo, whitespace, case) and every scheme but http(s): none reaches the internal
-/// server, and each is refused (or not followed at all) before anything is sent.
-#[test]
-fn no_spelling_of_an_internal_location_is_followed() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let internal = internal_server(&runtime);
-    let p = internal.addr.port();
-    let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+/// Each `Location` that spells the internal server on port `p` (or a scheme never
+/// followed), with what the error it leaves starts with.
+fn spellings_of_loopback(p: u16) -> Vec<(String, String)> {
     let refused = |target: &str| format!("redirect to a private address {target}:{p} refused");
     let name =
         |host: &str| format!("redirect to {host}:{p} refused: the name has no public address");
     let v4 = refused("127.0.0.1");
     let mapped = refused("[::ffff:7f00:1]");
     let unusable = "HTTP 302 Found without a usable Location header".to_string();
-    let cases: Vec<(String, String)> = vec![
+    vec![
         (format!("http://127.1:{p}/secret.rss"), v4.clone()),
         (format!("http://0x7f000001:{p}/secret.rss"), v4.clone()),
         (format!("http://0177.0.0.1:{p}/secret.rss"), v4.clone()),
@@ -563,7 +711,20 @@ fn no_spelling_of_an_internal_location_is_followed() {
             format!("gopher://127.0.0.1:{p}/_GET%20/secret.rss"),
             format!("redirect to gopher://127.0.0.1:{p}/_GET%20/secret.rss refused: only http and https are followed"),
         ),
-    ];
+    ]
+}
+
+/// Every way a `Location` can spell loopback (the url crate's readings of IPv4, mapped and
+/// embedded IPv6, trailing dots, percent-encoding, IDNA, backslashes, protocol-relative,
+/// userinfo, whitespace, case) and every scheme but http(s): none reaches the internal
+/// server, and each is refused (or not followed at all) before anything is sent.
+#[test]
+fn no_spelling_of_an_internal_location_is_followed() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let internal = internal_server(&runtime);
+    let p = internal.addr.port();
+    let public = runtime.block_on(FeedServer::start_on("127.0.0.2"));
+    let cases = spellings_of_loopback(p);
     let mut sources = String::new();
     for (i, (location, _)) in cases.iter().enumerate() {
         redirect(&public, &format!("s{i}"), 302, location.clone());
@@ -580,8 +741,10 @@ fn no_spelling_of_an_internal_location_is_followed() {
         "the internal server was asked: {:?}\n{stdout}\n{stderr}",
         internal.log()
     );
+    // One `feedmill sources` for all of them: it opens the store each time.
+    let reports = reports(&config);
     for (i, (location, expected)) in cases.iter().enumerate() {
-        let report = report(&config, &format!("s{i}"));
+        let report = find_report(&reports, &format!("s{i}"));
         let error = report["last_error"].as_str().unwrap_or_default();
         assert!(
             error.starts_with(expected.as_str()),

@@ -604,3 +604,65 @@ impl Daemon {
         Daemon::start_with(config, port, Vec::new())
     }
 }
+
+// ---- Added for the end-to-end tests split into named cases (issue 16): one run of a daemon
+// against the servers it fetches, watched once and shared by the cases of a module. ----
+
+/// A fixture built by the first test that asks for it and shared by the tests of a module:
+/// how cases that each check one behaviour of one expensive setup do not each pay for it.
+/// A build that panics fails every test that asks, with the build's message, at once,
+/// instead of each test building it again and waiting out the same timeouts. Keep in it
+/// what a run showed, not the run: a `static` is never dropped, so a daemon kept in one
+/// would go on running, and its directory stay behind, after the tests.
+pub struct Shared<T>(std::sync::OnceLock<Result<T, String>>);
+
+impl<T> Shared<T> {
+    /// An empty cell, for a `static`.
+    pub const fn new() -> Shared<T> {
+        Shared(std::sync::OnceLock::new())
+    }
+
+    /// The fixture, which `build` makes the first time.
+    pub fn get(&self, build: impl FnOnce() -> T) -> &T {
+        let built = self.0.get_or_init(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)).map_err(|panic| {
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "a panic without a message".into())
+            })
+        });
+        match built {
+            Ok(fixture) => fixture,
+            Err(message) => panic!("the shared fixture failed to build: {message}"),
+        }
+    }
+}
+
+impl<T> Default for Shared<T> {
+    fn default() -> Shared<T> {
+        Shared::new()
+    }
+}
+
+/// What a GET answered, as [`blocking_get`] gives it: status and body, `None` when nothing
+/// answered. A shared fixture keeps it for the one case that judges it.
+pub type Answer = Option<(u16, Vec<u8>)>;
+
+/// Polls `check` every 50 ms until it holds or `within` has passed, and says whether it
+/// held: for a shared fixture's wait whose failure is one case's to report (that case then
+/// finds what it looks for missing), not every case's, as a panic in [`Daemon::wait_for`]
+/// would make it.
+pub fn poll(within: Duration, mut check: impl FnMut() -> Option<bool>) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check() == Some(true) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
