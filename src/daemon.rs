@@ -161,17 +161,27 @@ fn open_store(config: Config) -> Result<Shared, DaemonError> {
     })
 }
 
-/// Renders what the store holds. Should the first render fail (an error or a panic of
-/// sled's on an entry's page), the store is given up like one that does not open and the
-/// daemon starts on an empty one, rather than exit to be started again by systemd on the
-/// same store, forever.
+/// Renders what the store holds. Should the first render fail (an error, a panic of
+/// sled's on an entry's page, or a panic on what an entry holds), the store is given up
+/// like one that does not open and the daemon starts on an empty one, rather than exit to
+/// be started again by systemd on the same store, forever.
 fn first_render(context: &Shared) -> Result<(), DaemonError> {
-    if let Err(err) = render_all(context, Utc::now()) {
-        context
-            .store
-            .rebuild(&format!("its first render failed: {}", err.reason()))?;
-        render_all(context, Utc::now())?;
-    }
+    let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        render_all(context, Utc::now())
+    }));
+    let failure = match rendered {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(err)) => err.reason(),
+        Err(panic) => panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .map_or_else(|| "a panic".to_string(), |m| format!("a panic: {m}")),
+    };
+    context
+        .store
+        .rebuild(&format!("its first render failed: {failure}"))?;
+    render_all(context, Utc::now())?;
     Ok(())
 }
 

@@ -150,15 +150,23 @@ impl RenderedFeed {
 
 /// `body` as a document, keeping `previous` (and its Last-Modified) when the bytes are the
 /// same.
+///
+/// New bytes are last modified `now`, but never at or before the document they replace:
+/// renders overlap (the renderer, retention, a reload), and one that began earlier may
+/// publish later. A Last-Modified that went back, or stayed, would answer 304 to a reader
+/// asking `If-Modified-Since` for bytes it has not seen (HTTP dates count whole seconds).
 fn document(previous: Option<&Document>, body: Vec<u8>, now: SystemTime) -> Document {
     let etag = format!("\"{}\"", hex(&Sha256::digest(&body)[..16]));
-    match previous {
-        Some(old) if old.etag == etag => old.clone(),
-        _ => {
-            let compressed = gzip(&body);
-            Document::new(Bytes::from(body), compressed, etag, now)
+    let modified = match previous {
+        Some(old) if old.etag == etag => return old.clone(),
+        Some(old) => {
+            let after_old = old.last_modified + std::time::Duration::from_secs(1);
+            now.max(after_old)
         }
-    }
+        None => now,
+    };
+    let compressed = gzip(&body);
+    Document::new(Bytes::from(body), compressed, etag, modified)
 }
 
 /// What an output entry says of its source.
@@ -574,6 +582,40 @@ mod tests {
             lang: "en".into(),
             hub: hub.map(|h| Url::parse(h).expect("url")),
         }
+    }
+
+    #[test]
+    fn new_bytes_are_last_modified_after_the_bytes_they_replace_whatever_the_render_time() {
+        let (feed, server) = (test_feed(), test_server(None));
+        let publisher = Publisher::default();
+        let at = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).expect("time");
+        let story = |id: &str| Story {
+            entry: stored("a", id, &format!("https://a.example/{id}")),
+            also: vec![],
+        };
+        let modified = |publisher: &Publisher| {
+            let rendered = publisher.get("all").expect("published");
+            (
+                rendered.document(Format::Atom).last_modified,
+                rendered.html().last_modified,
+            )
+        };
+        let sources = HashMap::new();
+        publisher.publish(&feed, &[story("1")], &sources, &server, "1".into(), at(100));
+        let first = modified(&publisher);
+        assert_eq!(first.0, SystemTime::from(at(100)));
+        // The same bytes keep their Last-Modified, whenever they are rendered again.
+        publisher.publish(&feed, &[story("1")], &sources, &server, "1".into(), at(500));
+        assert_eq!(modified(&publisher), first);
+        // A render that began earlier and published later (renders overlap): new bytes are
+        // still last modified after the old ones, or If-Modified-Since would answer 304.
+        publisher.publish(&feed, &[story("2")], &sources, &server, "2".into(), at(40));
+        let second = modified(&publisher);
+        assert_eq!(second.0, SystemTime::from(at(101)));
+        assert_eq!(second.1, SystemTime::from(at(101)));
+        // A later render is last modified when it renders.
+        publisher.publish(&feed, &[story("3")], &sources, &server, "3".into(), at(900));
+        assert_eq!(modified(&publisher).0, SystemTime::from(at(900)));
     }
 
     fn publish_one(hub: Option<&str>) -> Arc<RenderedFeed> {

@@ -429,9 +429,15 @@ impl SledStore {
     /// start. Every clone of this handle is closed with it. If sled's file lock lingers
     /// (another handle to the same `sled::Db` is still alive), this only flushes.
     fn close_with_snapshot(&self) -> Result<(), StoreError> {
-        self.flush_blocking()?;
-        let closed = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
-        drop(closed);
+        {
+            // Flushed and taken under the writes lock: no write slips in between.
+            let _alone = self.writes.write().unwrap_or_else(|p| p.into_inner());
+            let db = self.db()?;
+            db.flush().map_err(|e| self.write_error(e))?;
+            drop(db);
+            let closed = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+            drop(closed);
+        }
         // sled alone: the store was read in full when it was opened.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
@@ -525,12 +531,14 @@ impl Store for SledStore {
         self.guard(|| SledStore::prune(self, cutoff, keep))
     }
 
+    // A flush writes: a panic there is no sign of a damaged store (nothing is read), so it
+    // is not taken for one (`guard` would have the store rebuilt).
     fn flush(&self) -> Result<(), StoreError> {
-        self.guard(|| self.flush_blocking())
+        self.flush_blocking()
     }
 
     fn close(&self) -> Result<(), StoreError> {
-        self.guard(|| self.close_with_snapshot())
+        self.close_with_snapshot()
     }
 
     fn corruption(&self) -> Option<String> {
