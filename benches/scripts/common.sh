@@ -67,6 +67,10 @@ stop_nginx() {
 # median FILE: the median of the numbers in FILE, one a line ("-" if there are none).
 median() { python3 -c "import statistics, sys; v = [float(l) for l in open(sys.argv[1]) if l.strip() not in ('', 'inf')]; print(f'{statistics.median(v):.2f}' if v else '-')" "$1"; }
 
+# sum_ratio FILE_B FILE_A: the sum of FILE_B's numbers over the sum of FILE_A's (a figure that
+# one slow run moves less than it moves its own round's ratio).
+sum_ratio() { python3 -c "import sys; b, a = (sum(float(l) for l in open(f) if l.strip()) for f in sys.argv[1:]); print(f'{b / a:.2f}' if a else 'inf')" "$1" "$2"; }
+
 ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}' if b else 'inf')" "$1" "$2"; }
 
 # refresh_config WORK PORT N [SIDE]: writes WORK/feedmill$SIDE.toml (store WORK/store$SIDE)

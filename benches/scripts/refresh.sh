@@ -100,6 +100,10 @@ for round in $(seq 1 "$ROUNDS"); do
         a_s=${wall[A-$kind]} b_s=${wall[B-$kind]}
         r=$(ratio "$b_s" "$a_s") rc=$(ratio "${cpu[B-$kind]}" "${cpu[A-$kind]}")
         echo "$r" >> "$work/wall-$kind"
+        for side in A B; do
+            echo "${wall[$side-$kind]}" >> "$work/sum-wall-$side-$kind"
+            echo "${cpu[$side-$kind]}" >> "$work/sum-cpu-$side-$kind"
+        done
         echo "$rc" >> "$work/cpu-$kind"
         ratio "$b" "$a_s" >> "$work/x-A-$kind"
         ratio "$b" "$b_s" >> "$work/x-B-$kind"
@@ -108,7 +112,9 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 for kind in cold warm; do
-    echo "median $kind: wall B/A $(median "$work/wall-$kind"), CPU B/A $(median "$work/cpu-$kind"); x_A $(median "$work/x-A-$kind"), x_B $(median "$work/x-B-$kind")"
+    echo "median $kind: wall B/A $(median "$work/wall-$kind"), CPU B/A $(median "$work/cpu-$kind"); x_A $(median "$work/x-A-$kind"), x_B $(median "$work/x-B-$kind");" \
+        "sums B/A: wall $(sum_ratio "$work/sum-wall-B-$kind" "$work/sum-wall-A-$kind"), CPU $(sum_ratio "$work/sum-cpu-B-$kind" "$work/sum-cpu-A-$kind")"
 done
 echo "N=$N feeds of 20 items, $ROUNDS rounds; B/A = B's time / A's time (below 1.00: B is faster);"
 echo "x = the baseline's time / feedmill's (higher is better; warm: the stateless baseline); cpu = user + system seconds"
+echo "(time counts CPU in 10 ms steps: a warm run's CPU ratio is too coarse to mean much)"

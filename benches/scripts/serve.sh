@@ -111,6 +111,8 @@ for round in $(seq 1 "$ROUNDS"); do
         for side in $order; do side_rate "$side" "$case"; done
         r=$(ratio "${rps[B]}" "${rps[A]}") ru=$(ratio "${us[B]}" "${us[A]}")
         echo "$r" >> "$work/rps-$case"
+        echo "${rps[A]}" >> "$work/sum-A-$case"
+        echo "${rps[B]}" >> "$work/sum-B-$case"
         echo "$ru" >> "$work/us-$case"
         ratio "${rps[A]}" "$n" >> "$work/x-A-$case"
         ratio "${rps[B]}" "$n" >> "$work/x-B-$case"
@@ -119,7 +121,8 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 for case in full 304; do
-    echo "median $case: requests/s B/A $(median "$work/rps-$case"), CPU per request B/A $(median "$work/us-$case"); x_A $(median "$work/x-A-$case"), x_B $(median "$work/x-B-$case")"
+    echo "median $case: requests/s B/A $(median "$work/rps-$case"), CPU per request B/A $(median "$work/us-$case"); x_A $(median "$work/x-A-$case"), x_B $(median "$work/x-B-$case");" \
+        "sums B/A: requests/s $(sum_ratio "$work/sum-B-$case" "$work/sum-A-$case")"
 done
 echo "$SECONDS_EACH s per wrk run, $ROUNDS rounds; rps_B/A = B's requests/s / A's (above 1.00: B is faster);"
 echo "x = feedmill requests/s / nginx's (target: 0.8 or more); us = the daemon's CPU µs per request (below 1.00 in us_B/A: B is cheaper)"
