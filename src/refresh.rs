@@ -632,8 +632,9 @@ mod tests {
         assert_eq!(first_fetch(&source, &gone, now), None);
     }
 
-    /// Every fetch and parse error becomes a failure that says exactly what the error said:
-    /// the messages users see did not change with the type.
+    /// Every fetch and parse error becomes a failure with its facts (status, Retry-After)
+    /// and its message; the messages themselves are held to what they always said by
+    /// `model::failure`'s `each_failure_says_what_it_said_before`.
     #[test]
     fn fetch_and_parse_errors_keep_their_messages() {
         let fetch = [

@@ -51,16 +51,6 @@ pub(crate) enum Hop {
     Redirect,
 }
 
-impl Hop {
-    fn refused(self) -> &'static str {
-        match self {
-            Hop::Start => "stored URL at",
-            Hop::FeedLink => "feed link of the HTML page to",
-            Hop::Redirect => "redirect to",
-        }
-    }
-}
-
 /// A successful fetch.
 #[derive(Debug)]
 pub(crate) enum FetchOutcome {
@@ -92,18 +82,15 @@ pub(crate) struct FetchedBody {
     pub(crate) fresh_for: Option<Duration>,
 }
 
-/// Why a fetch failed. The messages are meant for the operator's eyes in `status.json`.
-#[derive(Debug, thiserror::Error)]
+/// Why a fetch failed. Its message, meant for the operator's eyes in `status.json`, is
+/// that of its [`RefreshFailure`] (one wording for both).
+#[derive(Debug)]
 pub(crate) enum FetchError {
     /// The whole request took longer than `timeout`.
-    #[error("timed out after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
     /// The body was longer than `max_body` once decompressed.
-    #[error("body larger than {}", human_size(*.0))]
     TooLarge(u64),
     /// The server answered with an error status.
-    #[error("HTTP {status}{}{}", reason.map(|r| format!(" {r}")).unwrap_or_default(),
-        retry_after.map(|d| format!(" (retry after {})", humantime::format_duration(d))).unwrap_or_default())]
     Status {
         /// The status code.
         status: u16,
@@ -113,16 +100,11 @@ pub(crate) enum FetchError {
         retry_after: Option<Duration>,
     },
     /// Redirects went round in a circle or on for too long.
-    #[error("redirect loop: {0}")]
     RedirectLoop(String),
     /// A hop to a non-public address: never sent. The text names the host and port the hop
     /// asked for, and is the same whether anything listens there or not; for a name, the
     /// same whether it resolves to private addresses or to none at all, and it never says
     /// which addresses (`status.json` is public: it must not map the internal network's names).
-    #[error("{} {} refused{} (only the source's own configured host and port may be private; [fetch] allow_private = true lifts the rule)",
-        hop.refused(),
-        if *.name { target.clone() } else { format!("a private address {target}") },
-        if *.name { ": the name has no public address" } else { "" })]
     Refused {
         /// Which hop.
         hop: Hop,
@@ -132,7 +114,6 @@ pub(crate) enum FetchError {
         name: bool,
     },
     /// A hop whose URL is longer than [`MAX_URL_LEN`]: never sent, stored or quoted.
-    #[error("{} a URL of {len} bytes refused: longer than {} KiB", hop.refused(), MAX_URL_LEN / 1024)]
     UrlTooLong {
         /// Which hop.
         hop: Hop,
@@ -141,7 +122,6 @@ pub(crate) enum FetchError {
     },
     /// The source's own configured host is a name that resolved only to link-local (cloud
     /// metadata) addresses: never sent.
-    #[error("the source's own host {target} refused: its name resolves only to link-local addresses (cloud metadata), where a name never leads; write the address itself in the source's url if it is meant")]
     Metadata {
         /// Which hop.
         hop: Hop,
@@ -152,7 +132,6 @@ pub(crate) enum FetchError {
     /// ([`LOCAL_DOMAINS`], a single label, a name in /etc/hosts) and has no public address:
     /// never sent. Whoever owns such a name decides where it points; the operator vouched
     /// for the name, not for an internal address its owner picks.
-    #[error("the source's own host {target} refused: the name has no public address, and only a name local by construction ({}) may lead to a private one; write the address itself in the source's url (http://10.0.0.5/feed), or set [fetch] allow_private = true", local_names())]
     OwnNamePrivate {
         /// Which hop.
         hop: Hop,
@@ -160,7 +139,6 @@ pub(crate) enum FetchError {
         target: String,
     },
     /// A `file://` URL that is not the source's own configured one: never read.
-    #[error("{} {url} refused: only a source's own configured file:// URL is read", hop.refused())]
     LocalFile {
         /// Which hop.
         hop: Hop,
@@ -168,10 +146,8 @@ pub(crate) enum FetchError {
         url: String,
     },
     /// Connecting, TLS, redirects or reading the body failed.
-    #[error("{0}")]
     Transport(String),
     /// A `file://` source could not be read.
-    #[error("cannot read {path}: {source}")]
     File {
         /// The local path.
         path: String,
@@ -215,49 +191,77 @@ impl From<Hop> for HopKind {
     }
 }
 
-/// The facts of a fetch error, for a refresh's outcome and metrics; the message is the same
-/// (a test in `refresh.rs` holds every variant's to it). A 410 stays a status here: only
-/// the source's own URL answering it disables the source, which the refresh decides.
-impl From<FetchError> for RefreshFailure {
-    fn from(err: FetchError) -> RefreshFailure {
-        match err {
-            FetchError::Timeout(after) => RefreshFailure::TimedOut { after },
-            FetchError::TooLarge(limit) => RefreshFailure::TooLarge { limit },
+impl FetchError {
+    /// The error as a refresh's failure: the same facts, and the message users read.
+    pub(crate) fn failure(&self) -> RefreshFailure {
+        match self {
+            FetchError::Timeout(after) => RefreshFailure::TimedOut { after: *after },
+            FetchError::TooLarge(limit) => RefreshFailure::TooLarge { limit: *limit },
             FetchError::Status {
                 status,
                 reason,
                 retry_after,
             } => RefreshFailure::Status {
-                status,
-                reason,
-                retry_after,
+                status: *status,
+                reason: *reason,
+                retry_after: *retry_after,
             },
-            FetchError::RedirectLoop(detail) => RefreshFailure::RedirectLoop { detail },
+            FetchError::RedirectLoop(detail) => RefreshFailure::RedirectLoop {
+                detail: detail.clone(),
+            },
             FetchError::Refused { hop, target, name } => RefreshFailure::Refused {
-                hop: hop.into(),
-                target,
-                name,
+                hop: (*hop).into(),
+                target: target.clone(),
+                name: *name,
             },
             FetchError::UrlTooLong { hop, len } => RefreshFailure::UrlTooLong {
-                hop: hop.into(),
-                len,
+                hop: (*hop).into(),
+                len: *len,
                 limit: MAX_URL_LEN,
             },
-            FetchError::Metadata { target, .. } => RefreshFailure::Metadata { target },
+            FetchError::Metadata { target, .. } => RefreshFailure::Metadata {
+                target: target.clone(),
+            },
             FetchError::OwnNamePrivate { target, .. } => RefreshFailure::OwnNamePrivate {
-                target,
+                target: target.clone(),
                 local_names: local_names(),
             },
             FetchError::LocalFile { hop, url } => RefreshFailure::LocalFile {
-                hop: hop.into(),
-                url,
+                hop: (*hop).into(),
+                url: url.clone(),
             },
-            FetchError::Transport(message) => RefreshFailure::Transport { message },
+            FetchError::Transport(message) => RefreshFailure::Transport {
+                message: message.clone(),
+            },
             FetchError::File { path, source } => RefreshFailure::File {
-                path,
+                path: path.clone(),
                 message: source.to_string(),
             },
         }
+    }
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.failure().fmt(f)
+    }
+}
+
+impl std::error::Error for FetchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FetchError::File { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// The facts of a fetch error, for a refresh's outcome and metrics. A 410 stays a status
+/// here: only the source's own URL answering it disables the source, which the refresh
+/// decides.
+impl From<FetchError> for RefreshFailure {
+    fn from(err: FetchError) -> RefreshFailure {
+        err.failure()
     }
 }
 
@@ -1376,7 +1380,11 @@ mod tests {
                 err.to_string(),
                 format!(
                     "{} {file} refused: only a source's own configured file:// URL is read",
-                    hop.refused()
+                    match hop {
+                        Hop::Start => "stored URL at",
+                        Hop::FeedLink => "feed link of the HTML page to",
+                        Hop::Redirect => "redirect to",
+                    }
                 ),
                 "{hop:?} of {source}"
             );

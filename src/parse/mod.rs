@@ -38,20 +38,18 @@ pub struct ParsedFeed {
 /// must not flood the store in one fetch.
 pub(crate) const MAX_ENTRIES: usize = 5000;
 
-/// Why a body is not a feed we can read.
-#[derive(Debug, thiserror::Error)]
+/// Why a body is not a feed we can read. Its message is that of its [`RefreshFailure`]
+/// (one wording for both).
+#[derive(Debug)]
 pub enum ParseError {
     /// Nothing came back.
-    #[error("empty body: the source sent no content")]
     Empty,
     /// An HTML page came back; `links` are the feeds it points to, if any.
-    #[error("not a feed: HTML page {}", if links.is_empty() { "without a feed link".to_string() } else { format!("linking to {}", links[0]) })]
     HtmlPage {
         /// The page's feed links, best first.
         links: Vec<Url>,
     },
     /// The XML is malformed or cut off.
-    #[error("XML error at line {line}, column {column}: {message}")]
     Xml {
         /// 1-based line.
         line: usize,
@@ -61,15 +59,13 @@ pub enum ParseError {
         message: String,
     },
     /// The document is not RSS, Atom or JSON Feed.
-    #[error("not a feed: {0}")]
     NotAFeed(String),
 }
 
-/// The facts of a parse error, for a refresh's outcome and metrics; the message is the same
-/// (a test in `refresh.rs` holds every variant's to it).
-impl From<ParseError> for RefreshFailure {
-    fn from(err: ParseError) -> RefreshFailure {
-        match err {
+impl ParseError {
+    /// The error as a refresh's failure: the same facts, and the message users read.
+    pub(crate) fn failure(&self) -> RefreshFailure {
+        match self {
             ParseError::Empty => RefreshFailure::Empty,
             ParseError::HtmlPage { links } => RefreshFailure::HtmlPage {
                 link: links.first().map(Url::to_string),
@@ -79,12 +75,29 @@ impl From<ParseError> for RefreshFailure {
                 column,
                 message,
             } => RefreshFailure::Xml {
-                line,
-                column,
-                message,
+                line: *line,
+                column: *column,
+                message: message.clone(),
             },
-            ParseError::NotAFeed(message) => RefreshFailure::NotAFeed { message },
+            ParseError::NotAFeed(message) => RefreshFailure::NotAFeed {
+                message: message.clone(),
+            },
         }
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.failure().fmt(f)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// The facts of a parse error, for a refresh's outcome and metrics.
+impl From<ParseError> for RefreshFailure {
+    fn from(err: ParseError) -> RefreshFailure {
+        err.failure()
     }
 }
 
