@@ -3,14 +3,13 @@
 use super::*;
 
 /// The Atom 1.0 document of one render.
-pub(super) fn render(rendering: &Rendering) -> Vec<u8> {
-    let Rendering {
-        feed,
-        stories,
-        sources,
-        server,
-        now,
-    } = *rendering;
+pub(super) fn render(
+    feed: &FeedConfig,
+    stories: &[Story],
+    sources: &HashMap<String, SourceInfo>,
+    server: &ServerConfig,
+    now: DateTime<Utc>,
+) -> Vec<u8> {
     let base_url = &server.base_url;
     use atom_syndication as atom;
     let self_url = feed_url(base_url, &feed.name, Format::Atom);

@@ -81,14 +81,13 @@ struct JsonSource {
 }
 
 /// The JSON Feed 1.1 document of one render.
-pub(super) fn render(rendering: &Rendering) -> Vec<u8> {
-    let Rendering {
-        feed,
-        stories,
-        sources,
-        server,
-        now,
-    } = *rendering;
+pub(super) fn render(
+    feed: &FeedConfig,
+    stories: &[Story],
+    sources: &HashMap<String, SourceInfo>,
+    server: &ServerConfig,
+    now: DateTime<Utc>,
+) -> Vec<u8> {
     let base_url = &server.base_url;
     let items = stories
         .iter()

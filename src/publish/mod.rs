@@ -227,17 +227,19 @@ impl Publisher {
                 modified,
             )
         };
-        let rendering = Rendering {
-            feed,
-            stories,
-            sources,
-            server,
-            now,
-        };
         let rendered = RenderedFeed {
-            atom: keep_or_new(Format::Atom, atom::render(&rendering)),
-            rss: keep_or_new(Format::Rss, rss::render(&rendering)),
-            json: keep_or_new(Format::Json, json::render(&rendering)),
+            atom: keep_or_new(
+                Format::Atom,
+                atom::render(feed, stories, sources, server, now),
+            ),
+            rss: keep_or_new(
+                Format::Rss,
+                rss::render(feed, stories, sources, server, now),
+            ),
+            json: keep_or_new(
+                Format::Json,
+                json::render(feed, stories, sources, server, now),
+            ),
             html: document(
                 previous.as_ref().map(|p| p.html()),
                 html.into_bytes(),
@@ -273,17 +275,6 @@ impl Publisher {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|name, _| names.contains(&name.as_str()));
     }
-}
-
-/// What one render of one output feed is made of: its stories, what entries say of their
-/// sources, and the time of the render.
-#[derive(Clone, Copy)]
-struct Rendering<'a> {
-    feed: &'a FeedConfig,
-    stories: &'a [Story],
-    sources: &'a HashMap<String, SourceInfo>,
-    server: &'a ServerConfig,
-    now: DateTime<Utc>,
 }
 
 fn gzip(body: &[u8]) -> Bytes {

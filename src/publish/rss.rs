@@ -3,14 +3,13 @@
 use super::*;
 
 /// The RSS 2.0 document of one render.
-pub(super) fn render(rendering: &Rendering) -> Vec<u8> {
-    let Rendering {
-        feed,
-        stories,
-        sources,
-        server,
-        now,
-    } = *rendering;
+pub(super) fn render(
+    feed: &FeedConfig,
+    stories: &[Story],
+    sources: &HashMap<String, SourceInfo>,
+    server: &ServerConfig,
+    now: DateTime<Utc>,
+) -> Vec<u8> {
     let base_url = &server.base_url;
     let self_url = feed_url(base_url, &feed.name, Format::Rss);
     let items = stories
