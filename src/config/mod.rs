@@ -129,6 +129,44 @@ pub(crate) struct StoreConfig {
     pub(crate) cache: u64,
     /// How many of the most recent entries a new one is matched against; 0: none.
     pub(crate) match_window: usize,
+    /// Which engine holds the store.
+    pub(crate) engine: Engine,
+    /// How long a replica's claim on a fetch lasts if it dies (PostgreSQL).
+    pub(crate) lease: Duration,
+    /// This process's name among the replicas (`fetched_by`).
+    pub(crate) replica: String,
+}
+
+/// `[store] engine`: where entries and source states live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Engine {
+    /// An embedded sled database in `[store] path`, for one process.
+    Sled,
+    /// A PostgreSQL database shared by any number of replicas.
+    Postgres {
+        /// The libpq-style URL, without a password (that comes from `PGPASSWORD` or a
+        /// `.pgpass` file).
+        url: String,
+    },
+}
+
+/// The default `[store] lease`.
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// What `[store] lease` may be: long enough for a claim to be made and used, short enough
+/// that a dead replica's sources wait no longer than a day.
+pub(crate) const LEASE_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(86_400);
+
+/// The default replica name: the host name and the process id, which tell replicas on
+/// one machine apart.
+fn default_replica() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "feedmill".to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 /// `[fetch]`: how sources are fetched.
@@ -303,6 +341,10 @@ struct RawStore {
     max_items_per_source: Option<Spanned<i64>>,
     cache: Option<Spanned<String>>,
     match_window: Option<Spanned<i64>>,
+    engine: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    lease: Option<Spanned<String>>,
+    replica: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -818,7 +860,73 @@ fn check_store(
             MATCH_WINDOW_RANGE,
             DEFAULT_MATCH_WINDOW as i64,
         )? as usize,
+        engine: check_engine(check, &raw)?,
+        lease: match &raw.lease {
+            Some(lease) => check.duration(lease, "[store] lease", LEASE_RANGE)?,
+            None => DEFAULT_LEASE,
+        },
+        replica: match &raw.replica {
+            Some(name) => {
+                let text = name.get_ref().trim();
+                if text.is_empty() || text.len() > 200 || text.chars().any(char::is_control) {
+                    return Err(check.at(
+                        name.span(),
+                        "[store] replica must be a short name without control characters, e.g. \"web-1\"",
+                    ));
+                }
+                text.to_string()
+            }
+            None => default_replica(),
+        },
     })
+}
+
+/// `[store] engine` and `url`: a PostgreSQL URL must be one libpq reads, and never carries
+/// the password (config files are read by more people than secrets should be).
+fn check_engine(check: &Checker, raw: &RawStore) -> Result<Engine, ConfigError> {
+    let engine = raw.engine.as_ref();
+    match engine.map(|e| e.get_ref().as_str()) {
+        None | Some("sled") => {
+            if let Some(url) = &raw.url {
+                return Err(check.at(
+                    url.span(),
+                    "[store] url is for engine = \"postgres\"; the sled engine keeps the store in [store] path (remove url, or set engine = \"postgres\")",
+                ));
+            }
+            Ok(Engine::Sled)
+        }
+        Some("postgres") => {
+            let Some(url) = &raw.url else {
+                let span = engine.map(Spanned::span).unwrap_or_default();
+                return Err(check.at(
+                    span,
+                    "engine = \"postgres\" needs [store] url, e.g. url = \"postgres://feedmill@db.internal/feedmill\"",
+                ));
+            };
+            let text = url.get_ref();
+            let parsed = Url::parse(text).ok().filter(|u| {
+                matches!(u.scheme(), "postgres" | "postgresql")
+            });
+            let Some(parsed) = parsed else {
+                return Err(check.at(
+                    url.span(),
+                    format!("[store] url {text:?} is not a postgres:// URL; write e.g. \"postgres://feedmill@db.internal/feedmill\""),
+                ));
+            };
+            let password_in_query = parsed.query_pairs().any(|(k, _)| k == "password");
+            if parsed.password().is_some() || password_in_query {
+                return Err(check.at(
+                    url.span(),
+                    "[store] url must not carry the password: remove it, and give it in PGPASSWORD or a .pgpass file",
+                ));
+            }
+            Ok(Engine::Postgres { url: text.clone() })
+        }
+        Some(other) => Err(check.at(
+            engine.map(Spanned::span).unwrap_or_default(),
+            format!("[store] engine {other:?} is not one feedmill has: write \"sled\" (the default) or \"postgres\""),
+        )),
+    }
 }
 
 fn check_server(check: &Checker, raw: RawServer) -> Result<ServerConfig, ConfigError> {

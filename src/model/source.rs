@@ -47,6 +47,9 @@ pub struct SourceState {
     /// entries (pruning and updates leave it), so that reading newest first across thousands
     /// of sources opens only those that can come first. `None` for stores older than it.
     pub newest: Option<DateTime<Utc>>,
+    /// The replica that last wrote this state after a fetch (`[store] replica`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetched_by: Option<String>,
 }
 
 impl SourceState {

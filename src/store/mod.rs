@@ -202,6 +202,120 @@ pub(crate) trait Store: Send + Sync {
 
     /// The recoveries since opening, for the sources waiting on one.
     fn recoveries(&self) -> tokio::sync::watch::Receiver<Recoveries>;
+
+    /// Claims the due fetch of `source` for this process: with several replicas, exactly
+    /// one of them fetches each due time (see [`Claim`]). The claim ends with the next
+    /// [`Store::save_state`] or [`Store::commit_fetch`] of the source, or [`Store::release`],
+    /// else when its lease runs out. One process alone always wins.
+    fn claim(&self, _source: &str, _request: &ClaimRequest<'_>) -> Result<Claim, StoreError> {
+        Ok(Claim::Won)
+    }
+
+    /// Gives up this process's claim on `source` without fetching it (a stopped task).
+    fn release(&self, _source: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Why the store cannot be reached now (a database that went away), while it cannot;
+    /// the receiver is told when that changes. An embedded store is always reachable.
+    fn outage(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        tokio::sync::watch::channel(None).1
+    }
+
+    /// Sends the names of sources whose entries another process changed, as they change
+    /// ([`EVERY_SOURCE`] when changes may have been missed), for as long as the store is
+    /// open. One process alone has no one else's changes to hear of.
+    fn watch_changes(&self, _changed: tokio::sync::mpsc::UnboundedSender<String>) {}
+
+    /// When the outputs of `source` last changed, by the store's own account, where the
+    /// store keeps one: replicas that render at that time make the same bytes, ETags and
+    /// Last-Modified. `None`: documents are rendered at the time of rendering.
+    fn changed_at(&self, _source: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Figures for `/metrics`: the connection pool and the leases.
+    fn figures(&self) -> EngineFigures {
+        EngineFigures::default()
+    }
+
+    /// Shows every source's state and entries to `visit`, one source at a time, then every
+    /// join of stories (`feedmill store copy`).
+    fn export(
+        &self,
+        visit: &mut dyn FnMut(Exported) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Writes what [`Store::export`] showed, as it was: every entry keeps its first-seen
+    /// time, sort time and story, every state its validators. Replaces what the store held
+    /// of those sources.
+    fn import(&self, item: Exported) -> Result<(), StoreError>;
+}
+
+/// The name [`Store::watch_changes`] sends when any source may have changed.
+pub(crate) const EVERY_SOURCE: &str = "*";
+
+/// What a claim asks (see [`Store::claim`]).
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimRequest<'a> {
+    /// The time the claimer believes it is; a source whose stored `next_fetch` is later was
+    /// fetched by another replica already.
+    pub(crate) now: DateTime<Utc>,
+    /// The host of the source's URL, whose fetches in flight across replicas are held to
+    /// `per_host`; `None` for `file:` sources.
+    pub(crate) host: Option<&'a str>,
+    /// `[fetch] per_host`.
+    pub(crate) per_host: usize,
+    /// `[store] lease`.
+    pub(crate) lease: std::time::Duration,
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Claim {
+    /// This process fetches the source now.
+    Won,
+    /// Another replica fetched it already: its stored state says when it is due next.
+    Fetched(Option<SourceState>),
+    /// Another replica is fetching it, or its host has `per_host` fetches in flight: ask
+    /// again after this long (the lease's end, at most).
+    Busy(std::time::Duration),
+}
+
+/// The engine's figures for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct EngineFigures {
+    /// Connections open in the pool.
+    pub(crate) pool_size: u64,
+    /// Of those, idle.
+    pub(crate) pool_idle: u64,
+    /// The pool's limit.
+    pub(crate) pool_max: u64,
+    /// Leases this process holds now.
+    pub(crate) leases_held: u64,
+}
+
+/// One piece of a store's contents, as [`Store::export`] shows it.
+#[derive(Debug, Clone)]
+pub(crate) enum Exported {
+    /// A source: its state and every entry, in no particular order.
+    Source {
+        /// The source's name.
+        name: String,
+        /// Its state.
+        state: SourceState,
+        /// Its entries.
+        entries: Vec<StoredEntry>,
+    },
+    /// The join of the story `joined` began into another.
+    Join {
+        /// Which kind of story.
+        kind: StoryKind,
+        /// The first entry of the joined story.
+        joined: EntryKey,
+        /// Where it was joined.
+        join: stories::Join,
+    },
 }
 
 /// A store handle, shared by every task; cheap to clone.

@@ -560,4 +560,15 @@ impl Store for SledStore {
     fn recoveries(&self) -> tokio::sync::watch::Receiver<Recoveries> {
         SledStore::recoveries(self)
     }
+
+    fn export(
+        &self,
+        _visit: &mut dyn FnMut(crate::store::Exported) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Task("export: not yet".into()))
+    }
+
+    fn import(&self, _item: crate::store::Exported) -> Result<(), StoreError> {
+        Err(StoreError::Task("import: not yet".into()))
+    }
 }
