@@ -255,7 +255,7 @@ fn summary(config: &Config) -> String {
         config.feeds.len(),
         config.server.listen,
         config.server.base_url,
-        config.store.path.display()
+        config.store.location()
     );
     for feed in &config.feeds {
         out.push_str(&format!(
@@ -306,6 +306,7 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
                             &store,
                             &metrics,
                             crate::clock::Clock::System,
+                            None,
                         )
                         .await,
                     )
@@ -366,6 +367,10 @@ fn fetch(config: Config, names: &[String]) -> anyhow::Result<ExitCode> {
             Some(Ok(RefreshOutcome::Failed(reason))) => {
                 failed += 1;
                 format!("FAILED  {reason}")
+            }
+            // `fetch` claims nothing: it fetches what it is asked to.
+            Some(Ok(RefreshOutcome::Unclaimed(_))) => {
+                "ok      fetched by another replica".to_string()
             }
             Some(Err(err)) => {
                 failed += 1;

@@ -84,13 +84,17 @@ pub(crate) async fn run(config: Config) -> Result<(), DaemonError> {
     let (commands, command_queue) = mpsc::unbounded_channel();
     let mut tasks = JoinSet::new();
 
+    // Other replicas' changes reach the renderer as this one's do.
+    store.watch_changes(changes.clone());
+    let replicated = matches!(config.store.engine, crate::config::Engine::Postgres { .. });
     let scheduler = Scheduler::new(
         config.fetch.clone(),
         fetcher,
         store.clone(),
         context.metrics.clone(),
         changes,
-    );
+    )
+    .with_lease(config.store.lease, replicated);
     tasks.spawn(scheduler.run(context.health.clone(), command_queue, shutdown.clone()));
     apply_sources(&commands, &config).await;
     tasks.spawn(renderer(context.clone(), changed, shutdown.clone()));
@@ -109,7 +113,7 @@ pub(crate) async fn run(config: Config) -> Result<(), DaemonError> {
         listen = %addr,
         sources = config.sources.len(),
         feeds = config.feeds.len(),
-        store = %config.store.path.display(),
+        store = %config.store.location(),
         "feedmill is running; feeds at {}feeds/",
         config.server.base_url
     );
@@ -150,8 +154,11 @@ pub(crate) async fn run(config: Config) -> Result<(), DaemonError> {
 
 /// Opens the store. Opening moves a store aside that sled cannot open or whose source
 /// states it cannot read.
+///
+/// A database that cannot be reached yet is waited for (a replica started while its
+/// database restarts comes up with it, rather than exit).
 fn open_store(config: Config) -> Result<Shared, DaemonError> {
-    let store = crate::store::open(&config.store)?;
+    let store = crate::store::open_waiting(&config.store, || false)?;
     Ok(Shared {
         config: SharedConfig::new(config),
         store,

@@ -33,12 +33,12 @@ use crate::model::hex;
 use crate::model::{Answer, CommitSummary, FeedHead, RefreshFailure, SourceState, Timing};
 use crate::model::{LinkValidators, Validators};
 use crate::parse::{parse_feed, ParseError, ParsedFeed};
-use crate::store::{SharedStore, StoreError};
+use crate::store::{Claim, ClaimRequest, SharedStore, StoreError};
 
 pub(crate) use crate::model::{STORE_READ_FAILED, STORE_WRITE_FAILED};
 
 /// How a refresh went.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum RefreshOutcome {
     /// New content was parsed and stored.
     Stored {
@@ -56,6 +56,18 @@ pub(crate) enum RefreshOutcome {
     /// The fetch, the parse or the store failed; its message is also the source's
     /// `last_error` (but for 410, whose `last_error` says more).
     Failed(RefreshFailure),
+    /// Another replica fetched the source for this due time already, or is fetching it
+    /// (see [`Store::claim`](crate::store::Store::claim)): nothing was fetched here.
+    Unclaimed(Claim),
+}
+
+/// How the daemon's refreshes claim their fetches among replicas.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Claiming {
+    /// `[fetch] per_host`, held across replicas.
+    pub(crate) per_host: usize,
+    /// `[store] lease`.
+    pub(crate) lease: Duration,
 }
 
 impl RefreshOutcome {
@@ -141,6 +153,7 @@ pub(crate) async fn refresh(
     store: &SharedStore,
     metrics: &Metrics,
     clock: Clock,
+    claiming: Option<Claiming>,
 ) -> Result<RefreshOutcome, StoreError> {
     // A source with nothing stored stores its whole document: fewer of those at once.
     // A store that cannot be read is not cold: `store_failed` reports it.
@@ -154,6 +167,13 @@ pub(crate) async fn refresh(
         None
     };
     let _slot = fetcher.refresh_slot().await;
+    // Claimed once a slot is ours, so that a lease covers the fetch, not the wait for one.
+    if let Some(claiming) = claiming {
+        match claim(source, store, claiming, clock).await? {
+            Claim::Won | Claim::TakenOver => {}
+            other => return Ok(RefreshOutcome::Unclaimed(other)),
+        }
+    }
     let started = std::time::Instant::now();
     let mut bytes = 0;
     let outcome = match current_state(source, store) {
@@ -173,9 +193,33 @@ pub(crate) async fn refresh(
             metrics.refresh_failed(failure.kind());
             (Outcome::failed, 0)
         }
+        // Returned before anything was fetched.
+        RefreshOutcome::Unclaimed(_) => return Ok(outcome),
     };
     metrics.fetched(kind, started.elapsed().as_secs_f64(), bytes, new);
     Ok(outcome)
+}
+
+/// Claims the due fetch of `source` off the async threads (a database answers it).
+async fn claim(
+    source: &SourceConfig,
+    store: &SharedStore,
+    claiming: Claiming,
+    clock: Clock,
+) -> Result<Claim, StoreError> {
+    let request = ClaimRequest {
+        now: clock.now(),
+        host: match source.url.scheme() {
+            "file" => None,
+            _ => source.url.host_str().map(str::to_ascii_lowercase),
+        },
+        per_host: claiming.per_host,
+        lease: claiming.lease,
+    };
+    let (store, name) = (store.clone(), source.name.clone());
+    tokio::task::spawn_blocking(move || store.claim(&name, &request))
+        .await
+        .map_err(|join| StoreError::Task(join.to_string()))?
 }
 
 /// One refresh from the state `before`: fetch and parse, compute the next state, then one
@@ -805,7 +849,7 @@ mod tests {
             url: Url::from_file_path(&feed).expect("file url"),
             ..source("*/30 * * * *")
         };
-        let run = || refresh(&source, &fetcher, &store, &metrics, Clock::System);
+        let run = || refresh(&source, &fetcher, &store, &metrics, Clock::System, None);
         let state = || store.source_state("s").expect("reads").expect("state");
 
         let outcome = run().await.expect("refresh");

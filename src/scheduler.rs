@@ -22,9 +22,11 @@ use crate::config::{FetchConfig, SourceConfig};
 use crate::fetch::Fetcher;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::refresh::{current_state, first_fetch, is_store_failure, refresh, RefreshOutcome};
+use crate::refresh::{
+    current_state, first_fetch, is_store_failure, refresh, Claiming, RefreshOutcome,
+};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
-use crate::store::SharedStore;
+use crate::store::{Claim, SharedStore};
 
 /// How often the supervisor beats.
 const BEAT: Duration = Duration::from_secs(1);
@@ -59,6 +61,10 @@ pub(crate) struct Scheduler {
     metrics: Arc<Metrics>,
     changes: mpsc::UnboundedSender<String>,
     clock: Clock,
+    claiming: Claiming,
+    /// Replicas share the store: each waits a random moment before claiming a due fetch,
+    /// so that the fetches spread over them rather than going to the quickest.
+    spread: bool,
     tasks: HashMap<String, SourceTask>,
 }
 
@@ -72,13 +78,31 @@ impl Scheduler {
         changes: mpsc::UnboundedSender<String>,
     ) -> Scheduler {
         Scheduler {
+            claiming: Claiming {
+                per_host: fetch.per_host,
+                lease: crate::config::DEFAULT_LEASE,
+            },
             fetch,
             fetcher,
             store,
             metrics,
             changes,
             clock: Clock::System,
+            spread: false,
             tasks: HashMap::new(),
+        }
+    }
+
+    /// The same scheduler claiming each fetch for `lease` among replicas that share the
+    /// store (`replicated`), which spreads the fetches over them.
+    pub(crate) fn with_lease(self, lease: Duration, replicated: bool) -> Scheduler {
+        Scheduler {
+            claiming: Claiming {
+                lease,
+                ..self.claiming
+            },
+            spread: replicated,
+            ..self
         }
     }
 
@@ -97,6 +121,7 @@ impl Scheduler {
                 Ok(fetcher) => {
                     self.fetcher = Arc::new(fetcher);
                     self.fetch = fetch.clone();
+                    self.claiming.per_host = fetch.per_host;
                     // Every task holds the old fetcher: restart them all.
                     for (_, task) in self.tasks.drain() {
                         stop_task(task).await;
@@ -135,6 +160,7 @@ impl Scheduler {
             self.metrics.clone(),
             self.changes.clone(),
             self.clock,
+            (self.claiming, self.spread),
             stopped,
         ));
         self.tasks.insert(
@@ -207,8 +233,10 @@ async fn source_loop(
     metrics: Arc<Metrics>,
     changes: mpsc::UnboundedSender<String>,
     clock: Clock,
+    (claiming, spread): (Claiming, bool),
     mut stop: Shutdown,
 ) {
+    let mut outage = store.outage();
     let mut recoveries = store.recoveries();
     let mut seen = *recoveries.borrow_and_update();
     let mut due = loop {
@@ -251,14 +279,48 @@ async fn source_loop(
             }
             _ = stop.recv() => return,
         }
+        // While the database is away, nothing is fetched: what would be fetched could not be
+        // stored. The due time stands; the claim then decides who fetches it.
+        if !wait_for_store(&source, &mut outage, &mut stop).await {
+            return;
+        }
+        if spread {
+            let moment = Duration::from_millis(rand::random_range(0..SPREAD_MS));
+            tokio::select! {
+                _ = tokio::time::sleep(moment) => {}
+                _ = stop.recv() => return,
+            }
+        }
         let outcome = tokio::select! {
             // Boxed: the fetch's state is large and needed only while it runs, not by the
             // thousands of tasks that are waiting.
-            outcome = Box::pin(refresh(&source, &fetcher, &store, &metrics, clock)) => outcome,
-            // A fetch in flight is abandoned; its response was never committed.
-            _ = stop.recv() => return,
+            outcome = Box::pin(refresh(&source, &fetcher, &store, &metrics, clock, Some(claiming))) => outcome,
+            // A fetch in flight is abandoned; its response was never committed, and its
+            // lease is given back for another replica to take.
+            _ = stop.recv() => {
+                let (store, name) = (store.clone(), source.name.clone());
+                let _ = tokio::task::spawn_blocking(move || store.release(&name)).await;
+                return;
+            }
         };
+        if outage.borrow().is_some() {
+            // The database went away during the refresh: once it is back, try again at once.
+            if !wait_for_store(&source, &mut outage, &mut stop).await {
+                return;
+            }
+            due = Some(clock.now());
+            continue;
+        }
         match outcome {
+            Ok(RefreshOutcome::Unclaimed(claim)) => {
+                due = match claim {
+                    // Fetched by another replica: due when it planned.
+                    Claim::Fetched(state) => state.and_then(|s| s.next_fetch),
+                    Claim::Busy(wait) => Some(clock.now() + wait),
+                    Claim::Won | Claim::TakenOver => Some(clock.now()),
+                };
+                continue;
+            }
             Ok(outcome) if outcome.changed() => {
                 if let RefreshOutcome::Stored { summary, .. } = &outcome {
                     tracing::info!(source = %source.name, new = summary.new, updated = summary.updated, "entries changed");
@@ -294,6 +356,30 @@ async fn source_loop(
     }
     tracing::info!(source = %source.name, "no further fetch planned (disabled after 410 Gone, or the schedule never fires again)");
     stop.recv().await;
+}
+
+/// The longest random moment a replica waits before claiming a due fetch.
+const SPREAD_MS: u64 = 250;
+
+/// Waits while the store cannot be reached; false when stopped meanwhile.
+async fn wait_for_store(
+    source: &SourceConfig,
+    outage: &mut tokio::sync::watch::Receiver<Option<String>>,
+    stop: &mut Shutdown,
+) -> bool {
+    loop {
+        if outage.borrow_and_update().is_none() {
+            return true;
+        }
+        tracing::debug!(source = %source.name, "waiting for the database before fetching");
+        tokio::select! {
+            changed = outage.changed() => if changed.is_err() {
+                // The store is gone (closing): nothing to wait for.
+                return true;
+            },
+            _ = stop.recv() => return false,
+        }
+    }
 }
 
 #[cfg(test)]

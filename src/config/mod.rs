@@ -135,6 +135,18 @@ pub(crate) struct StoreConfig {
     pub(crate) lease: Duration,
     /// This process's name among the replicas (`fetched_by`).
     pub(crate) replica: String,
+    /// Database connections at most (PostgreSQL).
+    pub(crate) pool: u32,
+}
+
+impl StoreConfig {
+    /// Where the store is, in words: the sled directory, or the database's URL.
+    pub(crate) fn location(&self) -> String {
+        match &self.engine {
+            Engine::Sled => self.path.display().to_string(),
+            Engine::Postgres { url } => url.clone(),
+        }
+    }
 }
 
 /// `[store] engine`: where entries and source states live.
@@ -149,6 +161,12 @@ pub(crate) enum Engine {
         url: String,
     },
 }
+
+/// The default `[store] pool`: enough for the commits, claims and reads of 32 fetches in
+/// flight, which mostly wait on the network, not on the database.
+pub(crate) const DEFAULT_POOL: u32 = 10;
+/// What `[store] pool` may be.
+pub(crate) const POOL_RANGE: RangeInclusive<i64> = 2..=1000;
 
 /// The default `[store] lease`.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -345,6 +363,7 @@ struct RawStore {
     url: Option<Spanned<String>>,
     lease: Option<Spanned<String>>,
     replica: Option<Spanned<String>>,
+    pool: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -861,6 +880,7 @@ fn check_store(
             DEFAULT_MATCH_WINDOW as i64,
         )? as usize,
         engine: check_engine(check, &raw)?,
+        pool: check.integer(&raw.pool, "[store] pool", POOL_RANGE, DEFAULT_POOL as i64)? as u32,
         lease: match &raw.lease {
             Some(lease) => check.duration(lease, "[store] lease", LEASE_RANGE)?,
             None => DEFAULT_LEASE,

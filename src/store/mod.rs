@@ -18,10 +18,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::StoreConfig;
+use crate::config::{Engine, StoreConfig};
 use crate::model::{CommitSummary, Entry, EntryKey, EntryRef, SourceState, StoredEntry, StoryKind};
 
+pub(crate) mod matcher;
 pub(crate) mod matching;
+pub(crate) mod postgres;
 pub(crate) mod recent;
 pub mod sled;
 pub(crate) mod stories;
@@ -85,6 +87,33 @@ pub enum StoreError {
         /// What the system said, in words.
         reason: String,
     },
+    /// The database cannot be reached now (it went away, or refuses connections); callers
+    /// wait for it rather than count a failure.
+    #[error("cannot reach the database {url}: {reason}; feedmill keeps serving what it has and goes on when the database is back")]
+    Unreachable {
+        /// `[store] url`.
+        url: String,
+        /// What the connection said.
+        reason: String,
+    },
+    /// The database refused a query.
+    #[error("database {url}: {reason}")]
+    Database {
+        /// `[store] url`.
+        url: String,
+        /// What the database said.
+        reason: String,
+    },
+    /// The database was migrated by a newer feedmill.
+    #[error("the database {url} has schema version {found}, newer than this feedmill understands ({understood}); upgrade feedmill")]
+    NewerDatabase {
+        /// `[store] url`.
+        url: String,
+        /// The version found.
+        found: i32,
+        /// The newest version this build reads.
+        understood: i32,
+    },
     /// The engine failed to read.
     #[error("store {}: {reason}", path.display())]
     Db {
@@ -101,6 +130,7 @@ impl StoreError {
     pub(crate) fn reason(&self) -> String {
         match self {
             StoreError::Write { reason, .. }
+            | StoreError::Database { reason, .. }
             | StoreError::Db { reason, .. }
             | StoreError::Refused { reason, .. } => reason.clone(),
             StoreError::Corrupt { reason, .. } => format!("the store is corrupt ({reason})"),
@@ -207,7 +237,7 @@ pub(crate) trait Store: Send + Sync {
     /// one of them fetches each due time (see [`Claim`]). The claim ends with the next
     /// [`Store::save_state`] or [`Store::commit_fetch`] of the source, or [`Store::release`],
     /// else when its lease runs out. One process alone always wins.
-    fn claim(&self, _source: &str, _request: &ClaimRequest<'_>) -> Result<Claim, StoreError> {
+    fn claim(&self, _source: &str, _request: &ClaimRequest) -> Result<Claim, StoreError> {
         Ok(Claim::Won)
     }
 
@@ -257,13 +287,13 @@ pub(crate) const EVERY_SOURCE: &str = "*";
 
 /// What a claim asks (see [`Store::claim`]).
 #[derive(Debug, Clone)]
-pub(crate) struct ClaimRequest<'a> {
+pub(crate) struct ClaimRequest {
     /// The time the claimer believes it is; a source whose stored `next_fetch` is later was
     /// fetched by another replica already.
     pub(crate) now: DateTime<Utc>,
     /// The host of the source's URL, whose fetches in flight across replicas are held to
     /// `per_host`; `None` for `file:` sources.
-    pub(crate) host: Option<&'a str>,
+    pub(crate) host: Option<String>,
     /// `[fetch] per_host`.
     pub(crate) per_host: usize,
     /// `[store] lease`.
@@ -275,6 +305,8 @@ pub(crate) struct ClaimRequest<'a> {
 pub(crate) enum Claim {
     /// This process fetches the source now.
     Won,
+    /// This process fetches the source now, in place of a replica whose lease ran out.
+    TakenOver,
     /// Another replica fetched it already: its stored state says when it is due next.
     Fetched(Option<SourceState>),
     /// Another replica is fetching it, or its host has `per_host` fetches in flight: ask
@@ -321,11 +353,40 @@ pub(crate) enum Exported {
 /// A store handle, shared by every task; cheap to clone.
 pub(crate) type SharedStore = Arc<dyn Store>;
 
-/// Opens the store `config` names.
+/// Opens the store `config` names. A database that cannot be reached fails at once (see
+/// [`open_waiting`]).
 pub(crate) fn open(config: &StoreConfig) -> Result<SharedStore, StoreError> {
-    let store = sled::SledStore::open_with_cache(&config.path, config.cache)?
-        .with_match_window(config.match_window);
-    Ok(Arc::new(store))
+    open_until(config, || true)
+}
+
+/// [`open`], waiting for a database that cannot be reached yet until `give_up` says so (a
+/// replica starting while its database restarts waits for it).
+pub(crate) fn open_waiting(
+    config: &StoreConfig,
+    give_up: impl Fn() -> bool,
+) -> Result<SharedStore, StoreError> {
+    open_until(config, give_up)
+}
+
+fn open_until(config: &StoreConfig, give_up: impl Fn() -> bool) -> Result<SharedStore, StoreError> {
+    match &config.engine {
+        Engine::Sled => {
+            let store = sled::SledStore::open_with_cache(&config.path, config.cache)?
+                .with_match_window(config.match_window);
+            Ok(Arc::new(store))
+        }
+        Engine::Postgres { url } => {
+            let settings = postgres::PgSettings {
+                url: url.clone(),
+                replica: config.replica.clone(),
+                match_window: config.match_window,
+                pool: config.pool,
+            };
+            Ok(Arc::new(postgres::PgStore::open_waiting(
+                &settings, give_up,
+            )?))
+        }
+    }
 }
 
 /// The default engine's store at `path`, with the default settings (for tests).

@@ -1,0 +1,461 @@
+//! The commit: one response of one source, in one transaction.
+//!
+//! Story matching must see every replica's entries, as it sees every source's in one
+//! process. So a commit that stores entries takes the matching lock (the row lock of
+//! `feedmill_meta`), brings this replica's matching index up to date with the commits it
+//! has not seen (by `seq`, the commit order), matches, writes the joins, the entries and the
+//! state, announces the change, and commits, which releases the lock. Two replicas storing
+//! the same story from two outlets at once thus make one story, and the `(source, key)`
+//! primary key keeps one row per item whatever happens. Entries and state are one
+//! transaction: validators are never ahead of their entries.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Transaction};
+
+use super::leases::{encode_state, presented, SAVE_STATE};
+use super::reads::{decode_entry, decode_join, entry_key, EntryRow};
+use super::{schema, watch, Inner, Matching, PgStore};
+use crate::model::{CommitSummary, Entry, EntryKey, EntryRef, SourceState, StoredEntry};
+use crate::store::matcher::{Candidates, Change, Matcher};
+use crate::store::matching::{MatchRecord, NamedFirsts, Prepared};
+use crate::store::stories::kind_tag;
+use crate::store::StoreError;
+
+type Tx = Transaction<'static, Postgres>;
+
+/// Catch-up reads this many commits' rows at a time.
+const CATCH_UP_PAGE: i64 = 5_000;
+
+impl Inner {
+    /// Runs `future` on the engine's runtime and waits for it (for futures that carry a
+    /// transaction from one step to the next).
+    fn block_on<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.run(|_| future)
+    }
+
+    /// Brings the matching index up to date with what other replicas committed (when it is
+    /// loaded; else the next commit loads it whole).
+    pub(super) fn catch_up(&self) -> Result<(), StoreError> {
+        let mut matching = self.matching.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(loaded) = matching.as_mut() else {
+            return Ok(());
+        };
+        let pool = self.pool.clone();
+        let tx = self.block_on(async move { pool.begin().await })?;
+        let tx = self.catch_up_in(tx, loaded)?;
+        drop(tx);
+        Ok(())
+    }
+
+    /// Reads, in `tx`, the joins and entries committed after `matching.seq`, and remembers
+    /// them.
+    fn catch_up_in(&self, tx: Tx, matching: &mut Matching) -> Result<Tx, StoreError> {
+        let mut tx = tx;
+        let after = matching.seq;
+        let (back, joins): (Tx, Vec<(i8, Vec<u8>, Vec<u8>, i64)>) = self.block_on(async move {
+            let rows = sqlx::query_as(
+                "SELECT kind, joined, body, seq FROM feedmill_joins WHERE seq > $1 ORDER BY seq",
+            )
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?;
+            Ok((tx, rows))
+        })?;
+        tx = back;
+        {
+            let mut held = self.joins.write().unwrap_or_else(|p| p.into_inner());
+            for (kind, joined, body, seq) in joins {
+                if let Some((kind, joined, join)) = decode_join(kind, &joined, &body) {
+                    held.insert(kind, joined, join);
+                }
+                matching.seq = matching.seq.max(seq);
+            }
+        }
+        let mut after = after;
+        loop {
+            let (back, rows) = self.block_on(async move {
+                let rows: Vec<RememberRow> = sqlx::query_as(
+                    "SELECT source, key, first_seen, link_hash, fingerprint, body, seq
+                     FROM feedmill_entries WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(after)
+                .bind(CATCH_UP_PAGE)
+                .fetch_all(&mut *tx)
+                .await?;
+                Ok((tx, rows))
+            })?;
+            tx = back;
+            let full = rows.len() as i64 == CATCH_UP_PAGE;
+            let joins = self.joins.read().unwrap_or_else(|p| p.into_inner());
+            for row in rows {
+                after = after.max(row.6);
+                matching.seq = matching.seq.max(row.6);
+                if let Some((me, record)) = remembered(&row) {
+                    matching.matcher.remember(&joins, &me, &record);
+                }
+            }
+            drop(joins);
+            if !full {
+                return Ok(tx);
+            }
+        }
+    }
+
+    /// Loads the matching index in `tx` (under the matching lock): the joins, then the newest
+    /// `match_window` entries by first-seen time, oldest first, as the sled engine does.
+    fn load_in(&self, tx: Tx) -> Result<(Tx, Matching), StoreError> {
+        let mut tx = tx;
+        let window = i64::try_from(self.match_window).unwrap_or(i64::MAX);
+        let (back, joins, rows, seq) = self.block_on(async move {
+            let joins: Vec<(i8, Vec<u8>, Vec<u8>)> =
+                sqlx::query_as("SELECT kind, joined, body FROM feedmill_joins")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let rows: Vec<RememberRow> = sqlx::query_as(
+                "SELECT * FROM (SELECT source, key, first_seen, link_hash, fingerprint, body, seq
+                                FROM feedmill_entries ORDER BY first_seen DESC, source, key LIMIT $1) newest
+                 ORDER BY first_seen, source, key",
+            )
+            .bind(window)
+            .fetch_all(&mut *tx)
+            .await?;
+            let (seq,): (i64,) = sqlx::query_as(
+                "SELECT GREATEST((SELECT coalesce(max(seq), 0) FROM feedmill_entries),
+                                 (SELECT coalesce(max(seq), 0) FROM feedmill_joins))",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok((tx, joins, rows, seq))
+        })?;
+        let mut held = crate::store::stories::Joins::default();
+        for (kind, joined, body) in joins {
+            if let Some((kind, joined, join)) = decode_join(kind, &joined, &body) {
+                held.insert(kind, joined, join);
+            }
+        }
+        let mut matcher = Matcher::new(self.match_window);
+        for row in &rows {
+            if let Some((me, record)) = remembered(row) {
+                matcher.remember(&held, &me, &record);
+            }
+        }
+        *self.joins.write().unwrap_or_else(|p| p.into_inner()) = held;
+        crate::memory::trim();
+        Ok((back, Matching { matcher, seq }))
+    }
+}
+
+/// An entry row as matching remembers it: source, key, first seen, link hash, fingerprint,
+/// body, seq.
+type RememberRow = (
+    String,
+    Vec<u8>,
+    i64,
+    Option<i64>,
+    Option<Vec<u8>>,
+    Vec<u8>,
+    i64,
+);
+
+/// What matching remembers of a stored row.
+fn remembered(row: &RememberRow) -> Option<(EntryRef, MatchRecord)> {
+    let (source, key, first_seen, link, fingerprint, body, _) = row;
+    let named: NamedFirsts = serde_json::from_slice(body).ok()?;
+    let me = EntryRef {
+        source: source.clone(),
+        key: entry_key(key)?,
+        first_seen: DateTime::from_timestamp_millis(*first_seen)?,
+    };
+    let record = MatchRecord {
+        link: link.map(|l| l as u64),
+        fingerprint: fingerprint
+            .as_deref()
+            .and_then(crate::dedup::Fingerprint::from_bytes),
+        firsts: Some([named.same_link_as, named.same_text_as]),
+    };
+    Some((me, record))
+}
+
+/// Candidates for matching, read from what is committed (under the matching lock, every
+/// other replica's commits are).
+struct Committed<'a>(&'a Inner);
+
+impl Candidates for Committed<'_> {
+    fn candidate(
+        &self,
+        source: &str,
+        key: &EntryKey,
+        check: &dyn Fn(&MatchRecord) -> bool,
+    ) -> Result<Option<StoredEntry>, StoreError> {
+        let (name, key) = (source.to_string(), key.0.to_vec());
+        let row: Option<(Option<i64>, Option<Vec<u8>>, Vec<u8>)> = self.0.run(|pool| async move {
+            sqlx::query_as(
+                "SELECT link_hash, fingerprint, body FROM feedmill_entries WHERE source = $1 AND key = $2",
+            )
+            .bind(name)
+            .bind(key)
+            .fetch_optional(&pool)
+            .await
+        })?;
+        let Some((link, fingerprint, body)) = row else {
+            return Ok(None);
+        };
+        let record = MatchRecord {
+            link: link.map(|l| l as u64),
+            fingerprint: fingerprint
+                .as_deref()
+                .and_then(crate::dedup::Fingerprint::from_bytes),
+            firsts: None,
+        };
+        Ok(if check(&record) {
+            decode_entry(&body)
+        } else {
+            None
+        })
+    }
+}
+
+/// Inserts (or, for entries stored before, updates) `rows` of `source`, each with a new
+/// commit number; answers the largest.
+pub(super) async fn insert_entries(
+    tx: &mut Tx,
+    source: &str,
+    rows: Vec<EntryRow>,
+) -> Result<i64, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut seen = Vec::with_capacity(rows.len());
+    let mut sorts = Vec::with_capacity(rows.len());
+    let mut links = Vec::with_capacity(rows.len());
+    let mut prints = Vec::with_capacity(rows.len());
+    let mut bodies = Vec::with_capacity(rows.len());
+    for row in rows {
+        keys.push(row.key);
+        seen.push(row.first_seen);
+        sorts.push(row.sort_inv);
+        links.push(row.link_hash);
+        prints.push(row.fingerprint);
+        bodies.push(row.body);
+    }
+    let (max,): (Option<i64>,) = sqlx::query_as(
+        "WITH written AS (
+             INSERT INTO feedmill_entries
+                 (source, key, seq, first_seen, sort_inv, link_hash, fingerprint, body)
+             SELECT $1, k, nextval('feedmill_seq'), f, s, l, p, b
+             FROM UNNEST($2::bytea[], $3::int8[], $4::int8[], $5::int8[], $6::bytea[], $7::bytea[])
+                 AS t(k, f, s, l, p, b)
+             ON CONFLICT (source, key) DO UPDATE SET
+                 seq = EXCLUDED.seq, sort_inv = EXCLUDED.sort_inv,
+                 link_hash = EXCLUDED.link_hash, fingerprint = EXCLUDED.fingerprint,
+                 body = EXCLUDED.body
+             RETURNING seq)
+         SELECT max(seq) FROM written",
+    )
+    .bind(source)
+    .bind(keys)
+    .bind(seen)
+    .bind(sorts)
+    .bind(links)
+    .bind(prints)
+    .bind(bodies)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(max.unwrap_or(0))
+}
+
+impl PgStore {
+    /// Stores one response of `source` (see the module's doc).
+    pub(super) fn commit_fetch(
+        &self,
+        source: &str,
+        state: &mut SourceState,
+        entries: &[Entry],
+        now: DateTime<Utc>,
+    ) -> Result<CommitSummary, StoreError> {
+        let inner = &self.inner;
+        state.fetched_by = Some(inner.replica.clone());
+        // Which entries changed: read this source's rows for the response's keys. Only the
+        // replica holding the lease commits this source, so they stay as read.
+        let keyed: Vec<(usize, &Entry, EntryKey)> = entries
+            .iter()
+            .enumerate()
+            .map(|(position, entry)| (position, entry, EntryKey::new(source, &entry.identity)))
+            .collect();
+        let (name, keys) = (
+            source.to_string(),
+            keyed
+                .iter()
+                .map(|(_, _, k)| k.0.to_vec())
+                .collect::<Vec<_>>(),
+        );
+        let olds: Vec<(Vec<u8>, Vec<u8>)> = self.run(|pool| async move {
+            sqlx::query_as(
+                "SELECT key, body FROM feedmill_entries WHERE source = $1 AND key = ANY($2)",
+            )
+            .bind(name)
+            .bind(keys)
+            .fetch_all(&pool)
+            .await
+        })?;
+        let mut olds: HashMap<EntryKey, StoredEntry> = olds
+            .into_iter()
+            .filter_map(|(key, body)| Some((entry_key(&key)?, decode_entry(&body)?)))
+            .collect();
+        let mut changed: Vec<Change<'_>> = Vec::new();
+        for (position, entry, key) in keyed {
+            let old = olds.remove(&key);
+            if old.as_ref().is_some_and(|old| old.entry == *entry) {
+                continue;
+            }
+            changed.push(Change {
+                position,
+                entry,
+                key,
+                old,
+                prepared: Prepared::of(entry),
+            });
+        }
+        if changed.is_empty() {
+            PgStore::save_state(self, source, state)?;
+            return Ok(CommitSummary::default());
+        }
+
+        let mut matching = inner.matching.lock().unwrap_or_else(|p| p.into_inner());
+        let pool = inner.pool.clone();
+        let tx = inner.block_on(async move {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT 1 FROM feedmill_meta WHERE id = 1 FOR UPDATE")
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx)
+        })?;
+        let tx = match matching.as_mut() {
+            Some(loaded) => inner.catch_up_in(tx, loaded)?,
+            None => {
+                let (tx, loaded) = inner.load_in(tx)?;
+                *matching = Some(loaded);
+                tx
+            }
+        };
+        let Some(loaded) = matching.as_mut() else {
+            return Err(StoreError::Task("the matching index is not loaded".into()));
+        };
+        let matched =
+            loaded
+                .matcher
+                .match_commit(source, changed, now, &inner.joins, &Committed(inner));
+        let matched = match matched {
+            Ok(matched) => matched,
+            Err(err) => {
+                // What matching did in memory was never written: the next commit loads
+                // the index and the joins afresh from what is stored.
+                *matching = None;
+                return Err(err);
+            }
+        };
+        let mut rows = Vec::with_capacity(matched.written.len());
+        for (_, written) in &matched.written {
+            state.newest = state.newest.max(Some(written.stored.sort_time));
+            rows.push(EntryRow::with_record(
+                &written.stored,
+                written.record.link,
+                written.record.fingerprint.as_ref(),
+            ));
+        }
+        let joins: Vec<(i8, Vec<u8>, i64, Vec<u8>)> = matched
+            .joins
+            .iter()
+            .map(|(kind, key, join)| {
+                (
+                    kind_tag(*kind) as i8,
+                    key.0.to_vec(),
+                    join.until_ms,
+                    serde_json::to_vec(join).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let mut announced = vec![source.to_string()];
+        announced.extend(matched.summary.joined.iter().cloned());
+        let (name, me) = (source.to_string(), inner.replica.clone());
+        let payload = watch::payload(&me, &announced);
+        let mut state_out = state.clone();
+        let written = inner.block_on(async move {
+            let mut tx = tx;
+            let mut top = 0;
+            for (kind, joined, until, body) in joins {
+                let (seq,): (i64,) = sqlx::query_as(
+                    "INSERT INTO feedmill_joins (kind, joined, seq, until_ms, body)
+                     VALUES ($1, $2, nextval('feedmill_seq'), $3, $4)
+                     ON CONFLICT (kind, joined) DO UPDATE SET seq = EXCLUDED.seq,
+                         until_ms = EXCLUDED.until_ms, body = EXCLUDED.body
+                     RETURNING seq",
+                )
+                .bind(kind)
+                .bind(joined)
+                .bind(until)
+                .bind(body)
+                .fetch_one(&mut *tx)
+                .await?;
+                top = top.max(seq);
+            }
+            top = top.max(insert_entries(&mut tx, &name, rows).await?);
+            // The rows are the truth; a count kept by adding up could drift.
+            let (items,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM feedmill_entries WHERE source = $1")
+                    .bind(&name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            state_out.items = items as u64;
+            sqlx::query(SAVE_STATE)
+                .bind(&name)
+                .bind(encode_state(&state_out))
+                .bind(state_out.next_fetch)
+                .bind(presented(&state_out))
+                .bind(&me)
+                .execute(&mut *tx)
+                .await?;
+            // Every document showing these sources changes: the source's, and those of the
+            // sources whose stories its entries joined (their "via" links).
+            sqlx::query(
+                "UPDATE feedmill_sources
+                 SET changed_at = date_trunc('second', GREATEST(clock_timestamp(), changed_at))
+                                  + interval '1 second'
+                 WHERE name = ANY($1)",
+            )
+            .bind(&announced)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(schema::CHANNEL)
+                .bind(payload)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok((top, items))
+        });
+        match written {
+            Ok((top, items)) => {
+                loaded.seq = loaded.seq.max(top);
+                loaded
+                    .matcher
+                    .forget_pending(matched.written.iter().map(|(key, _)| key));
+                state.items = items as u64;
+                drop(matching);
+                self.forget_lease(source);
+                Ok(matched.summary)
+            }
+            Err(err) => {
+                *matching = None;
+                Err(err)
+            }
+        }
+    }
+}
