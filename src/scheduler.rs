@@ -226,6 +226,7 @@ async fn stop_task(task: SourceTask) {
 /// [`Store::recover`]) the source is fetched again at once, though only once for a run of
 /// failures: if that fetch fails to store as well, its backoff runs its course. When a
 /// corrupt store was replaced by an empty one ([`Store::rebuild`]), it is fetched at once.
+#[allow(clippy::too_many_arguments)]
 async fn source_loop(
     source: SourceConfig,
     fetcher: Arc<Fetcher>,

@@ -308,7 +308,7 @@ pub(crate) enum Claim {
     /// This process fetches the source now, in place of a replica whose lease ran out.
     TakenOver,
     /// Another replica fetched it already: its stored state says when it is due next.
-    Fetched(Option<SourceState>),
+    Fetched(Option<Box<SourceState>>),
     /// Another replica is fetching it, or its host has `per_host` fetches in flight: ask
     /// again after this long (the lease's end, at most).
     Busy(std::time::Duration),
@@ -335,7 +335,7 @@ pub(crate) enum Exported {
         /// The source's name.
         name: String,
         /// Its state.
-        state: SourceState,
+        state: Box<SourceState>,
         /// Its entries.
         entries: Vec<StoredEntry>,
     },

@@ -58,7 +58,7 @@ impl Inner {
     fn catch_up_in(&self, tx: Tx, matching: &mut Matching) -> Result<Tx, StoreError> {
         let mut tx = tx;
         let after = matching.seq;
-        let (back, joins): (Tx, Vec<(i8, Vec<u8>, Vec<u8>, i64)>) = self.block_on(async move {
+        let (back, joins): (Tx, Vec<JoinRow>) = self.block_on(async move {
             let rows = sqlx::query_as(
                 "SELECT kind, joined, body, seq FROM feedmill_joins WHERE seq > $1 ORDER BY seq",
             )
@@ -151,6 +151,12 @@ impl Inner {
     }
 }
 
+/// A join's row: kind, joined, body, seq.
+type JoinRow = (i8, Vec<u8>, Vec<u8>, i64);
+
+/// A candidate's row: link hash, fingerprint, body.
+type CandidateRow = (Option<i64>, Option<Vec<u8>>, Vec<u8>);
+
 /// An entry row as matching remembers it: source, key, first seen, link hash, fingerprint,
 /// body, seq.
 type RememberRow = (
@@ -194,7 +200,7 @@ impl Candidates for Committed<'_> {
         check: &dyn Fn(&MatchRecord) -> bool,
     ) -> Result<Option<StoredEntry>, StoreError> {
         let (name, key) = (source.to_string(), key.0.to_vec());
-        let row: Option<(Option<i64>, Option<Vec<u8>>, Vec<u8>)> = self.0.run(|pool| async move {
+        let row: Option<CandidateRow> = self.0.run(|pool| async move {
             sqlx::query_as(
                 "SELECT link_hash, fingerprint, body FROM feedmill_entries WHERE source = $1 AND key = $2",
             )

@@ -146,7 +146,7 @@ impl PgStore {
                     Claim::Won
                 }
             }
-            "fetched" => Claim::Fetched(state.map(|bytes| decode_state(source, &bytes))),
+            "fetched" => Claim::Fetched(state.map(|bytes| Box::new(decode_state(source, &bytes)))),
             _ => Claim::Busy(wait),
         })
     }

@@ -34,6 +34,8 @@ mod commit;
 mod leases;
 mod reads;
 pub(crate) mod schema;
+#[cfg(test)]
+pub(crate) mod tests;
 mod trait_impl;
 mod watch;
 

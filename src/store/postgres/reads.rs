@@ -311,7 +311,7 @@ impl PgStore {
                 .filter_map(|(body,)| decode_entry(body))
                 .collect();
             visit(Exported::Source {
-                state: decode_state(&name, &state),
+                state: Box::new(decode_state(&name, &state)),
                 name,
                 entries,
             })?;
