@@ -1,8 +1,13 @@
 //! The daemon end to end: 30 sources in three formats behind a local HTTP server.
+//!
+//! Every case runs on each store engine (`CASE::sled`, `CASE::postgres`: see
+//! `support::on_each_engine!`).
 
 use std::collections::{HashMap, HashSet};
 
-use crate::support::{blocking_get, blocking_get_with, blocking_request, Daemon, FeedServer};
+use crate::support::{
+    blocking_get, blocking_get_with, blocking_request, on_each_engine, Daemon, Engine, FeedServer,
+};
 
 const SOURCES: usize = 30;
 const ITEMS: usize = 5;
@@ -140,8 +145,7 @@ fn all_fetched_with(daemon: &Daemon, status: u64) -> Option<bool> {
     )
 }
 
-#[test]
-fn thirty_sources_end_to_end() {
+fn thirty_sources_end_to_end(engine: Engine) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = runtime.block_on(FeedServer::start());
     let initial: Vec<usize> = (0..ITEMS).collect();
@@ -149,7 +153,8 @@ fn thirty_sources_end_to_end() {
         publish(&server, s, &initial);
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(dir.path(), &config(&server));
+    let store = engine.store();
+    let daemon = Daemon::start_on(dir.path(), &store.section(), &config(&server));
 
     // Every item appears exactly once in each format.
     let expected: HashSet<String> = (0..SOURCES)
@@ -297,14 +302,15 @@ fn thirty_sources_end_to_end() {
     }
 }
 
-#[test]
-fn unknown_feeds_and_routes_are_404_and_nothing_changes_state() {
+fn unknown_feeds_and_routes_are_404_and_nothing_changes_state(engine: Engine) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = runtime.block_on(FeedServer::start());
     publish(&server, 0, &[0]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(
+    let store = engine.store();
+    let daemon = Daemon::start_on(
         dir.path(),
+        &store.section(),
         &format!(
             "[[source]]\nname = \"s0\"\nurl = \"{}\"\n\n[[feed]]\nname = \"all\"\n",
             server.url(&path_of(0))
@@ -336,8 +342,7 @@ fn unknown_feeds_and_routes_are_404_and_nothing_changes_state() {
 /// The outputs, fetched and read by a real feed reader library (Python's feedparser, over
 /// HTTP with its own headers): no parse errors,
 /// every entry with its title, link, id and source.
-#[test]
-fn outputs_parse_in_feedparser() {
+fn outputs_parse_in_feedparser(engine: Engine) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = runtime.block_on(FeedServer::start());
     for s in 0..3 {
@@ -363,7 +368,8 @@ fn outputs_parse_in_feedparser() {
         server.url("feeds/hostile.rss")
     ));
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(dir.path(), &config);
+    let store = engine.store();
+    let daemon = Daemon::start_on(dir.path(), &store.section(), &config);
     daemon.wait_for("all entries", || {
         Some(try_entries(&daemon, "json")?.len() == 10)
     });
@@ -461,8 +467,7 @@ print(json.dumps(out))
 
 /// The README's demo: the shipped feeds through `file://`, the shared story shown once as the
 /// outlet's, naming the department that reposted it.
-#[test]
-fn the_demo_serves_the_shared_story_once() {
+fn the_demo_serves_the_shared_story_once(engine: Engine) {
     let dir = tempfile::tempdir().expect("tempdir");
     let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     std::fs::create_dir(dir.path().join("demo")).expect("mkdir");
@@ -478,7 +483,8 @@ fn the_demo_serves_the_shared_story_once() {
     }
     let config = std::fs::read_to_string(demo.join("demo.toml")).expect("demo.toml");
     let sources = &config[config.find("[fetch]").expect("a [fetch] section")..];
-    let daemon = Daemon::start(dir.path(), sources);
+    let store = engine.store();
+    let daemon = Daemon::start_on(dir.path(), &store.section(), sources);
     daemon.wait_for("the demo entries", || {
         let (_, body) = blocking_get(&daemon.url("/feeds/all.json"))?;
         let doc: serde_json::Value = serde_json::from_slice(&body).ok()?;
@@ -503,3 +509,10 @@ fn the_demo_serves_the_shared_story_once() {
         "Department of Education of Inner Mongolia"
     );
 }
+
+on_each_engine!(
+    thirty_sources_end_to_end,
+    unknown_feeds_and_routes_are_404_and_nothing_changes_state,
+    outputs_parse_in_feedparser,
+    the_demo_serves_the_shared_story_once,
+);

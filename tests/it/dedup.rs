@@ -1,10 +1,13 @@
 //! One story once: the same news from an outlet, a department's repost and a portal's link,
 //! in UTF-8, GBK and Windows-1252, beside different stories that share a footer and a source
 //! that floods.
+//!
+//! Every case runs on each store engine (`CASE::sled`, `CASE::postgres`: see
+//! `support::on_each_engine!`).
 
 use std::collections::HashMap;
 
-use crate::support::{blocking_get, Daemon, FeedServer};
+use crate::support::{blocking_get, on_each_engine, Daemon, Engine, FeedServer, TestStore};
 
 const FOOTER: &str = "Copyright Inner Mongolia Daily News. All rights reserved. Reproduction in any form without written permission is prohibited. (Source: Inner Mongolia Daily News)";
 
@@ -181,13 +184,13 @@ fn also(item: &serde_json::Value) -> Vec<String> {
     sources
 }
 
-#[test]
-fn one_story_once_with_its_carriers_named() {
+fn one_story_once_with_its_carriers_named(engine: Engine) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = runtime.block_on(FeedServer::start());
     publish_sources(&server, 0);
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(dir.path(), &config(&server));
+    let store = engine.store();
+    let daemon = Daemon::start_on(dir.path(), &store.section(), &config(&server));
     daemon.wait_for("the outlets' stories", || {
         Some(json(&daemon, "none").len() == 4)
     });
@@ -436,10 +439,11 @@ fn fire_config(one: &FeedServer, two: &FeedServer) -> String {
     config
 }
 
-/// `feedmill fetch` of `sources` (all of them when empty) on the store in `dir`.
-fn fetch(dir: &std::path::Path, body: &str, sources: &[&str]) {
+/// `feedmill fetch` of `sources` (all of them when empty) on `store` (for sled, the one in
+/// `dir`).
+fn fetch(dir: &std::path::Path, store: &TestStore, body: &str, sources: &[&str]) {
     let config = dir.join("feedmill.toml");
-    std::fs::write(&config, format!("[store]\npath = \"store\"\n\n{body}")).expect("config");
+    std::fs::write(&config, format!("{}\n{body}", store.section())).expect("config");
     let out = crate::support::feedmill()
         .arg("fetch")
         .arg("-c")
@@ -455,10 +459,11 @@ fn fetch(dir: &std::path::Path, body: &str, sources: &[&str]) {
     );
 }
 
-/// What the combined feeds of the store in `dir` (the default one, and by link) show of the
-/// fire story; on the way, checks that the stories that only share a footer stay apart.
-fn fire_stories(dir: &std::path::Path, body: &str) -> (Shown, Shown) {
-    let daemon = Daemon::start(dir, body);
+/// What the combined feeds of `store` (for sled, the one in `dir`; the default feed, and by
+/// link) show of the fire story; on the way, checks that the stories that only share a
+/// footer stay apart.
+fn fire_stories(dir: &std::path::Path, store: &TestStore, body: &str) -> (Shown, Shown) {
+    let daemon = Daemon::start_on(dir, &store.section(), body);
     // Seven entries in all, every one of them rendered.
     daemon.wait_for("the stored entries in the feeds", || {
         Some(json(&daemon, "none").len() == 7 && !json(&daemon, "all").is_empty())
@@ -576,8 +581,7 @@ fn permutations(items: &[&'static str]) -> Vec<Vec<&'static str>> {
     out
 }
 
-#[test]
-fn one_story_whatever_the_order_of_fetching_one_by_one() {
+fn one_story_whatever_the_order_of_fetching_one_by_one(engine: Engine) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let one = runtime.block_on(FeedServer::start());
     let two = runtime.block_on(FeedServer::start_on("127.0.0.2"));
@@ -587,10 +591,11 @@ fn one_story_whatever_the_order_of_fetching_one_by_one() {
     assert_eq!(orders.len(), 24);
     let faults = in_parallel(&orders, |order| {
         let dir = tempfile::tempdir().expect("tempdir");
+        let store = engine.store();
         for source in order {
-            fetch(dir.path(), &body, &[source]);
+            fetch(dir.path(), &store, &body, &[source]);
         }
-        let (all, links) = fire_stories(dir.path(), &body);
+        let (all, links) = fire_stories(dir.path(), &store, &body);
         fire_faults(&all, &links).map(|fault| format!("fetched in the order {order:?}: {fault}"))
     });
     assert!(
@@ -601,8 +606,7 @@ fn one_story_whatever_the_order_of_fetching_one_by_one() {
     );
 }
 
-#[test]
-fn one_story_when_every_outlet_is_fetched_at_once() {
+fn one_story_when_every_outlet_is_fetched_at_once(engine: Engine) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let one = runtime.block_on(FeedServer::start());
     let two = runtime.block_on(FeedServer::start_on("127.0.0.2"));
@@ -611,9 +615,10 @@ fn one_story_when_every_outlet_is_fetched_at_once() {
     let runs: Vec<usize> = (0..10).collect();
     let faults = in_parallel(&runs, |run| {
         let dir = tempfile::tempdir().expect("tempdir");
+        let store = engine.store();
         // All four at once (the default per_host: two per host, two hosts).
-        fetch(dir.path(), &body, &[]);
-        let (all, links) = fire_stories(dir.path(), &body);
+        fetch(dir.path(), &store, &body, &[]);
+        let (all, links) = fire_stories(dir.path(), &store, &body);
         fire_faults(&all, &links).map(|fault| format!("run {run}: {fault}"))
     });
     assert!(
@@ -624,8 +629,7 @@ fn one_story_when_every_outlet_is_fetched_at_once() {
     );
 }
 
-#[test]
-fn a_feed_without_the_bridge_shows_the_stories_it_joined_as_one() {
+fn a_feed_without_the_bridge_shows_the_stories_it_joined_as_one(engine: Engine) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let one = runtime.block_on(FeedServer::start());
     let two = runtime.block_on(FeedServer::start_on("127.0.0.2"));
@@ -638,7 +642,8 @@ fn a_feed_without_the_bridge_shows_the_stories_it_joined_as_one() {
     body.push_str(&fire_config(&one, &two));
     body.push_str("[[feed]]\nname = \"pair\"\nsources = [\"outlet\", \"wire\"]\n");
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(dir.path(), &body);
+    let store = engine.store();
+    let daemon = Daemon::start_on(dir.path(), &store.section(), &body);
     let fire = |daemon: &Daemon| -> Shown {
         let mut fire: Shown = json(daemon, "pair")
             .iter()
@@ -670,3 +675,10 @@ fn a_feed_without_the_bridge_shows_the_stories_it_joined_as_one() {
         )
     });
 }
+
+on_each_engine!(
+    one_story_once_with_its_carriers_named,
+    one_story_whatever_the_order_of_fetching_one_by_one,
+    one_story_when_every_outlet_is_fetched_at_once,
+    a_feed_without_the_bridge_shows_the_stories_it_joined_as_one,
+);

@@ -1,12 +1,16 @@
 //! Running as a service: systemd notifications, reload, clean shutdown, crash safety,
 //! metrics and slow clients.
+//!
+//! The cases that go through the store run on each engine (`CASE::sled`, `CASE::postgres`:
+//! see `support::on_each_engine!`); the slow clients' one never reaches it, and runs on the
+//! default engine only.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use crate::support::{blocking_get, Daemon, FeedServer};
+use crate::support::{blocking_get, on_each_engine, Daemon, Engine, FeedServer};
 
 fn rss(name: &str, items: std::ops::Range<usize>) -> String {
     let items: String = items
@@ -31,8 +35,7 @@ fn sources(server: &FeedServer, names: &[&str]) -> String {
     config
 }
 
-#[test]
-fn systemd_hears_ready_watchdog_status_and_stopping() {
+fn systemd_hears_ready_watchdog_status_and_stopping(engine: Engine) {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
@@ -43,8 +46,10 @@ fn systemd_hears_ready_watchdog_status_and_stopping() {
     let server = runtime.block_on(FeedServer::start());
     server.put("a.rss", "application/rss+xml", rss("a", 0..3));
     let socket_env = socket_path.to_str().expect("utf-8 path").to_string();
-    let mut daemon = Daemon::start_env(
+    let store = engine.store();
+    let mut daemon = Daemon::start_env_on(
         dir.path(),
+        &store.section(),
         &format!("{}[[feed]]\nname = \"all\"\n", sources(&server, &["a"])),
         // A 2 s watchdog: pings every second.
         &[("NOTIFY_SOCKET", &socket_env), ("WATCHDOG_USEC", "2000000")],
@@ -106,8 +111,7 @@ fn hits_by_path(server: &FeedServer) -> HashMap<String, usize> {
     hits
 }
 
-#[test]
-fn sighup_reloads_sources_and_feeds_and_keeps_a_good_config_over_a_bad_one() {
+fn sighup_reloads_sources_and_feeds_and_keeps_a_good_config_over_a_bad_one(engine: Engine) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = runtime.block_on(FeedServer::start());
     for name in ["keep", "change", "changed", "remove", "add"] {
@@ -118,11 +122,12 @@ fn sighup_reloads_sources_and_feeds_and_keeps_a_good_config_over_a_bad_one() {
         );
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    let store = engine.store();
     let first = format!(
         "{}[[feed]]\nname = \"all\"\n[[feed]]\nname = \"old\"\n",
         sources(&server, &["keep", "change", "remove"])
     );
-    let daemon = Daemon::start(dir.path(), &first);
+    let daemon = Daemon::start_on(dir.path(), &store.section(), &first);
     daemon.wait_for("the first fetches", || {
         Some(daemon.try_status()?.iter().all(|r| r["items"] == 2))
     });
@@ -186,8 +191,7 @@ fn sighup_reloads_sources_and_feeds_and_keeps_a_good_config_over_a_bad_one() {
     assert_eq!(status, 200);
 }
 
-#[test]
-fn sigterm_exits_cleanly_within_ten_seconds_with_a_fetch_in_flight() {
+fn sigterm_exits_cleanly_within_ten_seconds_with_a_fetch_in_flight(engine: Engine) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = runtime.block_on(FeedServer::start());
     server.put("a.rss", "application/rss+xml", rss("a", 0..2));
@@ -198,8 +202,10 @@ fn sigterm_exits_cleanly_within_ten_seconds_with_a_fetch_in_flight() {
         },
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut daemon = Daemon::start(
+    let store = engine.store();
+    let mut daemon = Daemon::start_on(
         dir.path(),
+        &store.section(),
         &format!(
             "[fetch]\ntimeout = \"60s\"\n{}[[feed]]\nname = \"all\"\n",
             sources(&server, &["a", "slow"]).replace("[fetch]\n", "")
@@ -221,8 +227,7 @@ fn sigterm_exits_cleanly_within_ten_seconds_with_a_fetch_in_flight() {
 
 /// `kill -9` at random moments while sources change and are fetched every second: after a
 /// restart every item is there exactly once.
-#[test]
-fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
+fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(engine: Engine) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = runtime.block_on(FeedServer::start());
     const SOURCES: usize = 12;
@@ -251,7 +256,11 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
         "[[feed]]\nname = \"all\"\nlimit = 1000\nmax_per_source = 1000\ndedup = \"none\"\n",
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut daemon = Daemon::start(dir.path(), &config);
+    // A killed daemon's claims on the fetches it had in flight hold until their lease ends
+    // (a restarted daemon is another replica): a short one, so that those sources wait
+    // seconds, not the default minute, after each kill.
+    let store = engine.store();
+    let mut daemon = Daemon::start_on(dir.path(), &store.section_with("lease = \"5s\"\n"), &config);
     // A fixed pseudo-random sequence: the moments differ, the test does not.
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     for round in 1..=6 {
@@ -301,18 +310,18 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     assert_eq!(items as usize, expected, "the item counts drifted");
 }
 
-#[test]
-fn metrics_and_health_tell_the_truth() {
+fn metrics_and_health_tell_the_truth(engine: Engine) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = runtime.block_on(FeedServer::start());
     server.put("a.rss", "application/rss+xml", rss("a", 0..4));
     let dir = tempfile::tempdir().expect("tempdir");
+    let store = engine.store();
     let body = format!(
         "{}[[source]]\nname = \"broken\"\nurl = \"{}\"\n[[feed]]\nname = \"all\"\n",
         sources(&server, &["a"]),
         server.url("missing.rss")
     );
-    let daemon = Daemon::start(dir.path(), &body);
+    let daemon = Daemon::start_on(dir.path(), &store.section(), &body);
     daemon.wait_for("both fetches", || {
         Some(
             daemon
@@ -369,6 +378,14 @@ fn metrics_and_health_tell_the_truth() {
     let (status, body) = blocking_get(&daemon.url("/healthz")).expect("answers");
     assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
 }
+
+on_each_engine!(
+    systemd_hears_ready_watchdog_status_and_stopping,
+    sighup_reloads_sources_and_feeds_and_keeps_a_good_config_over_a_bad_one,
+    sigterm_exits_cleanly_within_ten_seconds_with_a_fetch_in_flight,
+    sigkill_at_random_moments_loses_nothing_and_duplicates_nothing,
+    metrics_and_health_tell_the_truth,
+);
 
 #[test]
 fn slow_and_idle_clients_are_cut_off() {

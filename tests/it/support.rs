@@ -2,6 +2,7 @@
 //! and the real `feedmill` binary run as a child process.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -283,11 +284,15 @@ async fn serve_file(
     response
 }
 
-fn write_config(path: &Path, port: u16, body: &str) {
+/// The `[store]` table of the tests that do not choose an engine: a sled store in the
+/// config's directory.
+const SLED_STORE: &str = "[store]\npath = \"store\"\n";
+
+fn write_config(path: &Path, port: u16, store: &str, body: &str) {
     std::fs::write(
         path,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"http://127.0.0.1:{port}/\"\n\n[store]\npath = \"store\"\n\n{body}"
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"http://127.0.0.1:{port}/\"\n\n{store}\n{body}"
         ),
     )
     .expect("write config");
@@ -323,6 +328,17 @@ pub struct Daemon {
     pub config: PathBuf,
     stderr_log: PathBuf,
     env: Vec<(String, String)>,
+    /// The `[store]` table [`Daemon::rewrite_config`] writes again.
+    store: String,
+}
+
+/// What [`Daemon::kill9`] leaves for [`Daemon::start_again`]: the config, port, environment
+/// and store of a daemon that is gone.
+pub struct Killed {
+    config: PathBuf,
+    port: u16,
+    env: Vec<(String, String)>,
+    store: String,
 }
 
 impl Daemon {
@@ -333,26 +349,46 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra environment variables.
     pub fn start_env(dir: &Path, config_body: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_env_on(dir, SLED_STORE, config_body, env)
+    }
+
+    /// [`Daemon::start`] on the store that `store` (a `[store]` table, as
+    /// [`TestStore::section`] writes it) names.
+    pub fn start_on(dir: &Path, store: &str, config_body: &str) -> Daemon {
+        Daemon::start_env_on(dir, store, config_body, &[])
+    }
+
+    /// [`Daemon::start_on`] with extra environment variables.
+    pub fn start_env_on(
+        dir: &Path,
+        store: &str,
+        config_body: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let port = free_port();
         let config = dir.join("feedmill.toml");
-        write_config(&config, port, config_body);
+        write_config(&config, port, store, config_body);
         let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Daemon::start_with(config, port, env)
+        let mut daemon = Daemon::start_with(config, port, env);
+        daemon.store = store.to_string();
+        daemon
     }
 
     /// Replaces the config body (the `[server]` and `[store]` stay).
     pub fn rewrite_config(&self, config_body: &str) {
-        write_config(&self.config, self.port, config_body);
+        write_config(&self.config, self.port, &self.store, config_body);
     }
 
     /// Starts the daemon again on the same config and store.
     pub fn restart(mut self) -> Daemon {
         let status = self.stop();
         assert!(status.success(), "daemon exited with {status}");
-        Daemon::start_with(self.config.clone(), self.port, self.env.clone())
+        let mut daemon = Daemon::start_with(self.config.clone(), self.port, self.env.clone());
+        daemon.store = std::mem::take(&mut self.store);
+        daemon
     }
 
     /// Sends a signal.
@@ -363,16 +399,23 @@ impl Daemon {
     }
 
     /// SIGKILL, and wait for it to be gone.
-    pub fn kill9(mut self) -> (PathBuf, u16, Vec<(String, String)>) {
+    pub fn kill9(mut self) -> Killed {
         let mut child = self.child.take().expect("daemon running");
         let _ = child.kill();
         let _ = child.wait();
-        (self.config.clone(), self.port, self.env.clone())
+        Killed {
+            config: self.config.clone(),
+            port: self.port,
+            env: std::mem::take(&mut self.env),
+            store: std::mem::take(&mut self.store),
+        }
     }
 
     /// Starts a daemon on what [`Daemon::kill9`] left.
-    pub fn start_again((config, port, env): (PathBuf, u16, Vec<(String, String)>)) -> Daemon {
-        Daemon::start_with(config, port, env)
+    pub fn start_again(killed: Killed) -> Daemon {
+        let mut daemon = Daemon::start_with(killed.config, killed.port, killed.env);
+        daemon.store = killed.store;
+        daemon
     }
 
     /// Whether the process has exited, and how.
@@ -402,6 +445,7 @@ impl Daemon {
             config,
             stderr_log,
             env,
+            store: SLED_STORE.to_string(),
         };
         daemon.wait_for("the daemon to answer /healthz", || {
             blocking_get(&daemon.url("/healthz")).map(|(status, _)| status == 200)
@@ -665,4 +709,241 @@ pub fn poll(within: Duration, mut check: impl FnMut() -> Option<bool>) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+// ---- Added for issue 17 (the PostgreSQL engine): the store engine a test runs on, and a
+// fresh store of it per test. ----
+
+/// The server the PostgreSQL cases make their databases on, as a URL
+/// (`postgres://USER@HOST:PORT/DB`) of a role that may `CREATE DATABASE`. `bash .ci/run`
+/// starts a private cluster and sets it.
+pub const DATABASE_URL_VAR: &str = "FEEDMILL_TEST_DATABASE_URL";
+
+/// Set to `1`, a PostgreSQL case with no server fails instead of skipping (`.ci/run` sets
+/// it: there, a skip would hide that half of the suite did not run).
+const REQUIRE_VAR: &str = "FEEDMILL_REQUIRE_POSTGRES";
+
+/// Set, the test databases are kept after the tests, for a look at what a failing case left.
+const KEEP_VAR: &str = "FEEDMILL_KEEP_TEST_DATABASES";
+
+/// A store engine a test can run on. [`on_each_engine!`] runs a test on each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The default: an embedded store in the config's directory.
+    Sled,
+    /// A database of its own on the server `FEEDMILL_TEST_DATABASE_URL` names.
+    Postgres,
+}
+
+impl Engine {
+    /// Runs the case `case` (its path, for the skip line) on this engine, when the engine
+    /// can run here. Without a PostgreSQL server a PostgreSQL case says loudly that it is
+    /// skipped and passes, or fails under `FEEDMILL_REQUIRE_POSTGRES=1`.
+    pub fn run(self, case: &str, body: impl FnOnce(Engine)) {
+        if self == Engine::Postgres && std::env::var_os(DATABASE_URL_VAR).is_none() {
+            assert!(
+                std::env::var(REQUIRE_VAR).as_deref() != Ok("1"),
+                "{case}::postgres: {REQUIRE_VAR}=1, but {DATABASE_URL_VAR} is not set: set it to a server's URL, or run `bash .ci/run`, which starts one"
+            );
+            // Straight to stderr: libtest captures `eprintln!` of a passing test, and a skip
+            // must not pass unseen.
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** {case}::postgres skipped: set {DATABASE_URL_VAR} (bash .ci/run does) ***"
+            );
+            return;
+        }
+        body(self);
+    }
+
+    /// A fresh store that no other test sees: for sled, the `store` directory beside each
+    /// config (so, one per test directory, as before); for PostgreSQL, a new database, dropped
+    /// with the [`TestStore`].
+    pub fn store(self) -> TestStore {
+        TestStore {
+            database: match self {
+                Engine::Sled => None,
+                Engine::Postgres => Some(TestDatabase::create()),
+            },
+        }
+    }
+}
+
+/// Turns each test function `NAME(engine: Engine)` named in it into a module `NAME` of two
+/// tests, `NAME::sled` and `NAME::postgres`, which run the function on each engine (see
+/// [`Engine::run`] for when the PostgreSQL one skips). `cargo test --test it -- NAME` runs
+/// both; `-- ::postgres` every PostgreSQL case.
+macro_rules! on_each_engine {
+    ($($case:ident),+ $(,)?) => {
+        $(
+            mod $case {
+                #[test]
+                fn sled() {
+                    $crate::support::Engine::Sled.run(module_path!(), super::$case);
+                }
+
+                #[test]
+                fn postgres() {
+                    $crate::support::Engine::Postgres.run(module_path!(), super::$case);
+                }
+            }
+        )+
+    };
+}
+pub(crate) use on_each_engine;
+
+/// One test's store. Every config written with its [`TestStore::section`] opens the same
+/// store: for PostgreSQL, daemons in different directories share the database (how the
+/// replica tests run several on one); for sled, each directory has its own `store`. Keep it
+/// alive while its daemons run.
+pub struct TestStore {
+    /// The test's database, on PostgreSQL.
+    database: Option<TestDatabase>,
+}
+
+impl TestStore {
+    /// The `[store]` table of a config on this store (more `[store]` keys may follow it).
+    pub fn section(&self) -> String {
+        self.section_with("")
+    }
+
+    /// [`TestStore::section`] with `postgres_lines` (`[store]` keys, one a line) added on
+    /// PostgreSQL and not on sled: for keys only that engine reads, such as `lease`.
+    pub fn section_with(&self, postgres_lines: &str) -> String {
+        match &self.database {
+            None => SLED_STORE.to_string(),
+            Some(database) => format!(
+                "[store]\nengine = \"postgres\"\nurl = \"{}\"\n{postgres_lines}",
+                database.url
+            ),
+        }
+    }
+
+    /// The database's URL, on PostgreSQL (as the config has it: no password).
+    #[allow(
+        dead_code,
+        reason = "for the replica tests, which write the configs of several daemons on one database"
+    )]
+    pub fn url(&self) -> Option<&str> {
+        self.database.as_ref().map(|d| d.url.as_str())
+    }
+}
+
+/// A database made for one test on the server `FEEDMILL_TEST_DATABASE_URL` names, dropped
+/// with it. Dropped after a case that passed, it fails the case if feedmill made no table in
+/// it: the case ran, but not on PostgreSQL.
+struct TestDatabase {
+    /// The server's URL as given, to connect to a database other than this one.
+    server: String,
+    name: String,
+    /// This database's URL, without a password (feedmill refuses one in its config).
+    url: String,
+}
+
+impl TestDatabase {
+    fn create() -> TestDatabase {
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let server = std::env::var(DATABASE_URL_VAR)
+            .unwrap_or_else(|_| panic!("{DATABASE_URL_VAR} is not set"));
+        let mut url = url::Url::parse(&server)
+            .unwrap_or_else(|err| panic!("{DATABASE_URL_VAR} {server:?} is not a URL: {err}"));
+        assert!(
+            url.password().is_none(),
+            "{DATABASE_URL_VAR} carries a password, which feedmill refuses in its config: give it in PGPASSWORD or ~/.pgpass"
+        );
+        // Unique among the processes running now (the pid) and those before (the time).
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_micros() % 1_000_000_000_000);
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("feedmill_t_{}_{made}_{micros}", std::process::id());
+        url.set_path(&format!("/{name}"));
+        let sql = format!("CREATE DATABASE \"{name}\"");
+        let created = on_server({
+            let server = server.clone();
+            move || execute(server, sql)
+        });
+        if let Err(err) = created {
+            panic!("cannot create the test database {name} on {server}: {err}");
+        }
+        TestDatabase {
+            server,
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // After a failure, its own message is the one to read.
+        let tables = (!std::thread::panicking()).then(|| {
+            let url = self.url.clone();
+            on_server(move || tables(url))
+        });
+        if std::env::var_os(KEEP_VAR).is_some() {
+            let _ = writeln!(std::io::stderr(), "kept the test database {}", self.url);
+        } else {
+            // FORCE: a daemon a test left running (it is killed as the test ends) must not
+            // keep the database from going.
+            let server = self.server.clone();
+            let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+            let dropped = on_server(move || execute(server, sql));
+            if let Err(err) = dropped {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "cannot drop the test database {}: {err}",
+                    self.name
+                );
+            }
+        }
+        match tables {
+            None | Some(Ok(1..)) => {}
+            Some(Ok(_)) => panic!(
+                "the case passed, but feedmill made no table in its database {}: it did not run on PostgreSQL",
+                self.url
+            ),
+            Some(Err(err)) => panic!("cannot read the test database {}: {err}", self.url),
+        }
+    }
+}
+
+/// Runs the future `work` makes to its end on a runtime of its own, on a thread of its own:
+/// callers may be plain test threads or inside another runtime. The future is made on that
+/// thread, so it need not be `Send` (sqlx's are not quite, for the compiler).
+fn on_server<T, F>(work: impl FnOnce() -> F + Send + 'static) -> T
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(work())
+    })
+    .join()
+    .expect("the database thread")
+}
+
+/// Runs `sql` (one statement outside a transaction, as `CREATE DATABASE` needs) on `url`.
+async fn execute(url: String, sql: String) -> Result<(), sqlx::Error> {
+    use sqlx::Connection as _;
+    let mut connection = sqlx::PgConnection::connect(&url).await?;
+    sqlx::raw_sql(&sql).execute(&mut connection).await?;
+    connection.close().await
+}
+
+/// How many tables the database at `url` holds outside PostgreSQL's own schemas.
+async fn tables(url: String) -> Result<i64, sqlx::Error> {
+    use sqlx::Connection as _;
+    let mut connection = sqlx::PgConnection::connect(&url).await?;
+    let count = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
+    )
+    .fetch_one(&mut connection)
+    .await?;
+    connection.close().await?;
+    Ok(count)
 }
