@@ -120,6 +120,9 @@ impl SledStore {
                         serde_json::to_vec(&join).unwrap_or_default(),
                     )
                     .map_err(|e| self.write_error(e))?;
+                // Joins change under the commits lock (see `SledStore::joins`), which a
+                // commit takes after the writes lock, as here.
+                let _commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
                 self.joins
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
