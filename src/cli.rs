@@ -13,6 +13,7 @@ use crate::config::{Config, ConfigError};
 use crate::fetch::Fetcher;
 use crate::refresh::{refresh, RefreshOutcome};
 use crate::status::source_reports;
+use crate::store::copy::{copy_between, store_name, CopyError};
 use crate::store::SharedStore;
 
 /// feedmill: fetch news feeds, merge the same story, republish Atom, RSS and JSON Feed.
@@ -70,6 +71,35 @@ enum Command {
     /// Import or export subscription lists (OPML).
     #[command(subcommand)]
     Opml(OpmlCommand),
+    /// Move a store to another engine or place, or create or upgrade its schema.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy everything from the store of OLD_CONFIG into this config's store.
+    ///
+    /// Every source's state and entries, and every story, from one store into another
+    /// (sled to PostgreSQL and back), keeping every id, first-seen time, story and
+    /// validator: the outputs stay byte-identical. Sources the new store held are
+    /// replaced; others stay. Stop the daemons of both stores first.
+    ///
+    /// Exit 1 when a store cannot be opened, read or written (a copy run again replaces
+    /// what a failed one wrote); 2 on a bad config, or when both configs name one store.
+    Copy {
+        /// The config whose store is copied from.
+        #[arg(long, value_name = "OLD_CONFIG")]
+        from: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Create the store, or bring its schema up to date, then exit.
+    ///
+    /// The daemon and every other command do it too when they open the store; this does it
+    /// alone (before a first start, or after an upgrade). Exit 1 when it cannot (the store
+    /// is in use, or of a newer feedmill).
+    Migrate(ConfigArg),
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +229,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Opml(OpmlCommand::Export(arg)) => {
             print!("{}", crate::config::opml::export(&arg.load()?));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store(StoreCommand::Copy { from, config }) => {
+            let (old, new) = (Config::load(&from)?, config.load()?);
+            let report = copy_between(&old.store, &new.store).map_err(|err| match err {
+                CopyError::SameStore(_) => anyhow::Error::new(UsageError(err.to_string())),
+                other => anyhow::Error::new(other),
+            })?;
+            println!(
+                "copied {} sources, {} entries, {} story joins from {} to {}",
+                report.sources,
+                report.entries,
+                report.joins,
+                store_name(&old.store),
+                store_name(&new.store)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store(StoreCommand::Migrate(arg)) => {
+            println!("{}", crate::store::copy::migrate(&arg.load()?.store)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Sources { config, json } => {

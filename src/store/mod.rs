@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use crate::config::{Engine, StoreConfig};
 use crate::model::{CommitSummary, Entry, EntryKey, EntryRef, SourceState, StoredEntry, StoryKind};
 
+pub(crate) mod copy;
 pub(crate) mod matcher;
 pub(crate) mod matching;
 pub(crate) mod postgres;

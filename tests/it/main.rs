@@ -3,6 +3,7 @@
 mod cli;
 mod config_bounds;
 mod connections;
+mod copy;
 mod daemon;
 mod dedup;
 mod golden;

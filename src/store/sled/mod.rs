@@ -58,6 +58,7 @@ use states::*;
 
 mod codec;
 mod commit;
+mod copy;
 mod faults;
 mod reads;
 mod retention;
@@ -563,12 +564,12 @@ impl Store for SledStore {
 
     fn export(
         &self,
-        _visit: &mut dyn FnMut(crate::store::Exported) -> Result<(), StoreError>,
+        visit: &mut dyn FnMut(crate::store::Exported) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        Err(StoreError::Task("export: not yet".into()))
+        SledStore::export(self, visit)
     }
 
-    fn import(&self, _item: crate::store::Exported) -> Result<(), StoreError> {
-        Err(StoreError::Task("import: not yet".into()))
+    fn import(&self, item: crate::store::Exported) -> Result<(), StoreError> {
+        SledStore::import(self, item)
     }
 }
