@@ -42,7 +42,7 @@ use tower::ServiceExt;
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::publish::{Document, Format};
+use crate::publish::{Document, Format, RenderedFeed};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
 use crate::status::source_reports;
@@ -565,9 +565,12 @@ async fn not_found() -> Response {
 /// The content type of the HTML pages.
 const HTML: &str = "text/html; charset=utf-8";
 
+/// The `Cache-Control` of the home page: it is rendered anew every minute.
+const HOME_CACHE: HeaderValue = HeaderValue::from_static("public, max-age=60");
+
 async fn home(State(state): State<Shared>, headers: HeaderMap) -> Response {
     match state.publisher.home() {
-        Some(page) => serve_document(&page, HTML, &headers),
+        Some(page) => serve_document(&page, HTML, &headers, HOME_CACHE),
         None => not_found().await,
     }
 }
@@ -588,14 +591,18 @@ fn feed_response(state: &Shared, file: &str, headers: &HeaderMap) -> Response {
         .and_then(|(name, ext)| Some((name, Format::from_extension(ext)?)));
     if document.is_none() {
         if let Some(rendered) = state.publisher.get(file) {
-            return serve_document(rendered.html(), HTML, headers);
+            return serve_document(rendered.html(), HTML, headers, feed_cache(&rendered));
         }
     }
     let found = document.and_then(|(name, format)| Some((state.publisher.get(name)?, format)));
     match found {
         Some((rendered, format)) => {
-            let mut response =
-                serve_document(rendered.document(format), format.content_type(), headers);
+            let mut response = serve_document(
+                rendered.document(format),
+                format.content_type(),
+                headers,
+                feed_cache(&rendered),
+            );
             // Web-based readers fetch feeds from other origins.
             response.headers_mut().insert(
                 header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -605,6 +612,15 @@ fn feed_response(state: &Shared, file: &str, headers: &HeaderMap) -> Response {
         }
         None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
+}
+
+/// The `Cache-Control` of a feed's documents now: cacheable until its sources' next fetch
+/// (see [`crate::publish::freshness::max_age`]), from the instant the last render or source
+/// read kept, without a store read.
+fn feed_cache(rendered: &RenderedFeed) -> HeaderValue {
+    let max_age = rendered.max_age(chrono::Utc::now());
+    HeaderValue::from_str(&format!("public, max-age={max_age}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("public, max-age=5"))
 }
 
 /// The usual security headers on every response; the strict policy of HTML pages (no
@@ -716,7 +732,14 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
-fn serve_document(doc: &Document, content_type: &'static str, headers: &HeaderMap) -> Response {
+/// `doc` (or 304) as `content_type`, negotiating gzip, with its validators and
+/// `cache_control`.
+fn serve_document(
+    doc: &Document,
+    content_type: &'static str,
+    headers: &HeaderMap,
+    cache_control: HeaderValue,
+) -> Response {
     let gzip = accepts_gzip(headers);
     let mut response = if not_modified(doc, headers) {
         StatusCode::NOT_MODIFIED.into_response()
@@ -746,10 +769,7 @@ fn serve_document(doc: &Document, content_type: &'static str, headers: &HeaderMa
     h.insert(header::ETAG, etag.clone());
     h.insert(header::LAST_MODIFIED, doc.headers.last_modified.clone());
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60"),
-    );
+    h.insert(header::CACHE_CONTROL, cache_control);
     response
 }
 
