@@ -331,6 +331,7 @@ mod tests {
             next_fetch: None,
             items: 7,
             disabled: false,
+            fetched_by: None,
         };
         let text = metrics.encode(&[report]);
         for line in [
