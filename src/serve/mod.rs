@@ -41,7 +41,7 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::config::ServerConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StoreFigures};
 use crate::publish::{Document, Format, RenderedFeed};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
@@ -536,6 +536,13 @@ impl AsyncWrite for Guarded {
 async fn metrics(State(state): State<Shared>) -> Response {
     let config = state.config.get();
     let reports = source_reports(&config.sources, &state.store).unwrap_or_default();
+    let figures = state.store.figures();
+    state.metrics.store_figures(StoreFigures {
+        pool_size: figures.pool_size,
+        pool_idle: figures.pool_idle,
+        pool_max: figures.pool_max,
+        leases_held: figures.leases_held,
+    });
     (
         [(
             header::CONTENT_TYPE,
