@@ -667,12 +667,21 @@ async fn status(State(state): State<Shared>) -> Response {
     }
 }
 
-/// 200 when the store answers, takes writes and the scheduler beats; else 503 with every
-/// reason, one a line (a full disk: "store write failed: No space left on device ...").
+/// 200 when the store is reachable, answers, takes writes and the scheduler beats; else
+/// 503 with every reason, one a line (a full disk: "store write failed: No space left on
+/// device ..."; a database gone: "store unreachable: ...").
 async fn healthz(State(state): State<Shared>) -> Response {
     let mut reasons = Vec::new();
-    if !crate::store::answers(&state.store).await {
-        reasons.push("store unavailable".to_string());
+    // The engine's own word on reachability first: a read of an unreachable database would
+    // only wait its second to say less.
+    let outage = state.store.outage().borrow().clone();
+    match outage {
+        Some(reason) => reasons.push(format!("store unreachable: {reason}")),
+        None => {
+            if !crate::store::answers(&state.store).await {
+                reasons.push("store unavailable".to_string());
+            }
+        }
     }
     if let Some(failure) = state.store.write_failure() {
         reasons.push(format!(
@@ -993,6 +1002,33 @@ mod tests {
             longest_wait >= Duration::from_millis(50),
             "the writer never waited for the reader: {longest_wait:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn healthz_answers_503_with_the_reason_while_the_store_is_unreachable() {
+        use crate::render::tests::{shared, Replicated};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = |outage: Option<&str>| -> crate::store::SharedStore {
+            Arc::new(Replicated {
+                inner: crate::store::open_at(&dir.path().join("store")).expect("opens"),
+                changed: std::collections::HashMap::new(),
+                outage: outage.map(str::to_string),
+            })
+        };
+        let answer = |state: Shared| async move {
+            state.health.beat();
+            let response = healthz(State(state)).await;
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .expect("body");
+            (status, String::from_utf8_lossy(&body).into_owned())
+        };
+        let (status, body) = answer(shared(store(None))).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok\n"));
+        let (status, body) = answer(shared(store(Some("connection refused")))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "store unreachable: connection refused\n");
     }
 
     #[test]
