@@ -259,8 +259,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
             } else {
                 println!(
-                    "{:<20} {:>6} {:>6} {:>5}  {:<25} {:<25} ERROR",
-                    "SOURCE", "STATUS", "ITEMS", "FAILS", "LAST FETCH", "NEXT FETCH"
+                    "{:<20} {:>6} {:>6} {:>5}  {:<25} {:<25} {:<16} ERROR",
+                    "SOURCE", "STATUS", "ITEMS", "FAILS", "LAST FETCH", "NEXT FETCH", "FETCHED BY"
                 );
                 for r in reports {
                     let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
@@ -268,7 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             .unwrap_or_else(|| "never".to_string())
                     };
                     println!(
-                        "{:<20} {:>6} {:>6} {:>5}  {:<25} {:<25} {}",
+                        "{:<20} {:>6} {:>6} {:>5}  {:<25} {:<25} {:<16} {}",
                         r.name,
                         r.last_status
                             .map(|s| s.to_string())
@@ -277,6 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         r.consecutive_failures,
                         time(r.last_fetch),
                         time(r.next_fetch),
+                        r.fetched_by.as_deref().unwrap_or("-"),
                         r.last_error.unwrap_or_default()
                     );
                 }

@@ -1,8 +1,9 @@
 //! Metrics in the Prometheus text format (`GET /metrics`), with the prometheus-client crate.
 //!
 //! Counters and the latency histogram are updated where things happen (refresh, render,
-//! HTTP); per-source gauges (entries, failing sources) are read from the store at scrape time,
-//! so they are never stale.
+//! HTTP, the scheduler's claims); per-source gauges (entries, failing sources) and the store
+//! engine's figures (its connection pool, the leases held) are read at scrape time, so they
+//! are never stale.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -31,6 +32,58 @@ pub(crate) enum Outcome {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: Outcome,
+}
+
+/// How a replica's claim on a due fetch ended (`feedmill_lease_claims_total`).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub(crate) enum ClaimOutcome {
+    /// This process won the claim and fetches.
+    Won,
+    /// Another replica had fetched the source already.
+    FetchedElsewhere,
+    /// Another replica was fetching it, or its host had `per_host` fetches in flight.
+    Busy,
+    /// This process won a claim whose lease another replica had let run out (it died).
+    TakenOver,
+}
+
+impl ClaimOutcome {
+    /// Every outcome, in the order `/metrics` lists them.
+    pub(crate) const ALL: [ClaimOutcome; 4] = [
+        ClaimOutcome::Won,
+        ClaimOutcome::FetchedElsewhere,
+        ClaimOutcome::Busy,
+        ClaimOutcome::TakenOver,
+    ];
+
+    /// The `outcome` label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            ClaimOutcome::Won => "won",
+            ClaimOutcome::FetchedElsewhere => "fetched_elsewhere",
+            ClaimOutcome::Busy => "busy",
+            ClaimOutcome::TakenOver => "taken_over",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClaimLabel {
+    outcome: &'static str,
+}
+
+/// The store engine's figures at a scrape, as the server reads them from the store (this
+/// module does not import the store). An embedded engine has no pool and no leases: zeros.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StoreFigures {
+    /// Connections open in the pool.
+    pub(crate) pool_size: u64,
+    /// Of those, idle.
+    pub(crate) pool_idle: u64,
+    /// The pool's limit.
+    pub(crate) pool_max: u64,
+    /// Leases this process holds now.
+    pub(crate) leases_held: u64,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,6 +132,11 @@ pub(crate) struct Metrics {
     connections_open: Gauge,
     connections_refused: Family<ReasonLabel, Counter>,
     connections_timed_out: Family<ReasonLabel, Counter>,
+    lease_claims: Family<ClaimLabel, Counter>,
+    store_pool_connections: Gauge,
+    store_pool_idle_connections: Gauge,
+    store_pool_max_connections: Gauge,
+    leases_held: Gauge,
 }
 
 impl Default for Metrics {
@@ -112,6 +170,11 @@ impl Metrics {
             connections_open: Gauge::default(),
             connections_refused: Family::default(),
             connections_timed_out: Family::default(),
+            lease_claims: Family::default(),
+            store_pool_connections: Gauge::default(),
+            store_pool_idle_connections: Gauge::default(),
+            store_pool_max_connections: Gauge::default(),
+            leases_held: Gauge::default(),
             registry: Registry::default(),
         };
         let requests = metrics.requests.clone();
@@ -201,6 +264,31 @@ impl Metrics {
             "HTTP connections closed by a timeout (header_timeout, write_timeout)",
             metrics.connections_timed_out.clone(),
         );
+        registry.register(
+            "lease_claims",
+            "Claims on due fetches by outcome (won, fetched_elsewhere, busy, taken_over)",
+            metrics.lease_claims.clone(),
+        );
+        registry.register(
+            "store_pool_connections",
+            "Store connections open in the pool",
+            metrics.store_pool_connections.clone(),
+        );
+        registry.register(
+            "store_pool_idle_connections",
+            "Store connections open in the pool and idle",
+            metrics.store_pool_idle_connections.clone(),
+        );
+        registry.register(
+            "store_pool_max_connections",
+            "The store connection pool's limit",
+            metrics.store_pool_max_connections.clone(),
+        );
+        registry.register(
+            "leases_held",
+            "Leases on fetches this process holds",
+            metrics.leases_held.clone(),
+        );
         // Every reason shows from the start, at 0: a rate can be alerted on.
         for reason in ["per_address", "total"] {
             let _ = metrics
@@ -216,6 +304,11 @@ impl Metrics {
             let _ = metrics
                 .refresh_failures
                 .get_or_create(&KindLabel { kind: kind.label() });
+        }
+        for outcome in ClaimOutcome::ALL {
+            let _ = metrics.lease_claims.get_or_create(&ClaimLabel {
+                outcome: outcome.label(),
+            });
         }
         Metrics {
             registry,
@@ -265,6 +358,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a claim on a due fetch that ended in `outcome`.
+    // The scheduler calls it once its claims land; until then only the tests do.
+    #[allow(dead_code)]
+    pub(crate) fn lease_claimed(&self, outcome: ClaimOutcome) {
+        self.lease_claims
+            .get_or_create(&ClaimLabel {
+                outcome: outcome.label(),
+            })
+            .inc();
+    }
+
     /// Counts one render of an output feed (three documents).
     pub(crate) fn rendered(&self) {
         self.renders.inc();
@@ -280,6 +384,15 @@ impl Metrics {
                 .get_or_create(&RequestLabel { route, status })
                 .inc(),
         };
+    }
+
+    /// Sets the store engine's gauges, read at a scrape before [`Metrics::encode`].
+    pub(crate) fn store_figures(&self, store: StoreFigures) {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.store_pool_connections.set(gauge(store.pool_size));
+        self.store_pool_idle_connections.set(gauge(store.pool_idle));
+        self.store_pool_max_connections.set(gauge(store.pool_max));
+        self.leases_held.set(gauge(store.leases_held));
     }
 
     /// The text exposition, with the per-source gauges set from `reports`.
@@ -331,6 +444,7 @@ mod tests {
             next_fetch: None,
             items: 7,
             disabled: false,
+            fetched_by: None,
         };
         let text = metrics.encode(&[report]);
         for line in [
@@ -387,6 +501,49 @@ mod tests {
                 _ => 0,
             };
             assert_eq!(count(&text, kind), expected, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn claims_are_counted_by_outcome_every_outcome_from_zero_beside_the_engine_figures() {
+        let metrics = Metrics::new();
+        let text = metrics.encode(&[]);
+        for line in [
+            "feedmill_lease_claims_total{outcome=\"won\"} 0",
+            "feedmill_lease_claims_total{outcome=\"fetched_elsewhere\"} 0",
+            "feedmill_lease_claims_total{outcome=\"busy\"} 0",
+            "feedmill_lease_claims_total{outcome=\"taken_over\"} 0",
+            // An engine without a pool (sled) shows zeros.
+            "feedmill_store_pool_connections 0",
+            "feedmill_store_pool_idle_connections 0",
+            "feedmill_store_pool_max_connections 0",
+            "feedmill_leases_held 0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        metrics.lease_claimed(ClaimOutcome::Won);
+        metrics.lease_claimed(ClaimOutcome::Won);
+        metrics.lease_claimed(ClaimOutcome::TakenOver);
+        metrics.lease_claimed(ClaimOutcome::Busy);
+        metrics.store_figures(StoreFigures {
+            pool_size: 4,
+            pool_idle: 3,
+            pool_max: 10,
+            leases_held: 2,
+        });
+        let text = metrics.encode(&[]);
+        for line in [
+            "feedmill_lease_claims_total{outcome=\"won\"} 2",
+            "feedmill_lease_claims_total{outcome=\"fetched_elsewhere\"} 0",
+            "feedmill_lease_claims_total{outcome=\"busy\"} 1",
+            "feedmill_lease_claims_total{outcome=\"taken_over\"} 1",
+            "# TYPE feedmill_store_pool_connections gauge",
+            "feedmill_store_pool_connections 4",
+            "feedmill_store_pool_idle_connections 3",
+            "feedmill_store_pool_max_connections 10",
+            "feedmill_leases_held 2",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
     }
 }

@@ -28,6 +28,10 @@ pub(crate) struct SourceReport {
     pub(crate) items: u64,
     /// Whether the source is disabled (410 Gone) until its config changes.
     pub(crate) disabled: bool,
+    /// The replica that made the last fetch (`[store] replica`); `null` when unknown (never
+    /// fetched, or stored by a version before replicas). Always written, so that a reader
+    /// of the JSON finds the field whichever engine runs.
+    pub(crate) fetched_by: Option<String>,
 }
 
 /// The reports of `sources`, in config order; a source never fetched reports empty state.
@@ -56,5 +60,31 @@ pub(crate) fn report(source: &SourceConfig, state: &SourceState) -> SourceReport
         next_fetch: state.next_fetch,
         items: state.items,
         disabled: state.disabled,
+        fetched_by: state.fetched_by.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_names_the_replica_that_fetched_or_null() {
+        let source = SourceConfig {
+            name: "s".into(),
+            url: url::Url::parse("https://s.example/feed").expect("url"),
+            title: None,
+            schedule: crate::config::schedule::CronSchedule::parse("*/30 * * * *").expect("cron"),
+            tags: vec![],
+        };
+        let json =
+            |state: &SourceState| serde_json::to_value(report(&source, state)).expect("json");
+        let unknown = json(&SourceState::default());
+        assert_eq!(unknown.get("fetched_by"), Some(&serde_json::Value::Null));
+        let state = SourceState {
+            fetched_by: Some("web-1".into()),
+            ..SourceState::default()
+        };
+        assert_eq!(json(&state)["fetched_by"], "web-1");
     }
 }

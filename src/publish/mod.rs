@@ -25,9 +25,12 @@ use crate::sanitize;
 use crate::select::Story;
 
 mod atom;
+pub(crate) mod freshness;
 mod json;
 pub(crate) mod page;
 mod rss;
+
+use freshness::NextFetch;
 
 /// The output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,12 +127,17 @@ impl Document {
 }
 
 /// The documents of an output feed: three feed formats and an HTML view.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RenderedFeed {
     atom: Document,
     rss: Document,
     json: Document,
     html: Document,
+    /// The store's time the feed documents were rendered at, when they were dated by it
+    /// ([`Dating::Store`]): a render of an older time never replaces them.
+    store_time: Option<DateTime<Utc>>,
+    /// The earliest planned fetch of the feed's sources, for `Cache-Control`.
+    next_fetch: NextFetch,
 }
 
 impl RenderedFeed {
@@ -146,6 +154,46 @@ impl RenderedFeed {
     pub fn html(&self) -> &Document {
         &self.html
     }
+
+    /// How many seconds readers may cache the feed's documents at `now` (the time of the
+    /// request): until its sources' next fetch, and a little more (see
+    /// [`freshness::max_age`]).
+    pub(crate) fn max_age(&self, now: DateTime<Utc>) -> u64 {
+        freshness::max_age(self.next_fetch.get(), now)
+    }
+
+    /// The earliest planned fetch of the feed's sources, as last seen.
+    #[cfg(test)]
+    pub(crate) fn next_fetch(&self) -> Option<DateTime<Utc>> {
+        self.next_fetch.get()
+    }
+}
+
+/// How a render's feed documents (Atom, RSS, JSON Feed) are dated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dating {
+    /// At the time of rendering, by one process (an engine that keeps no time of change):
+    /// new bytes are last modified at the render's time, but never at or before the bytes
+    /// they replace; the same bytes keep their Last-Modified.
+    Clock,
+    /// At the store's time of the feed's last change, the same on every replica: each
+    /// document is last modified exactly then (whole seconds), whether or not its bytes
+    /// changed, and a render of a time before the published documents' is dropped.
+    Store,
+}
+
+/// When one render of a feed happens, as [`Publisher::publish_render`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RenderTime {
+    /// The time the feed documents were rendered at (see [`Dating`]).
+    pub(crate) at: DateTime<Utc>,
+    /// How they are dated.
+    pub(crate) dating: Dating,
+    /// The wall clock: the HTML view shows relative times, so it is rendered, and dated as
+    /// [`Dating::Clock`] dates, at the time of rendering.
+    pub(crate) clock: DateTime<Utc>,
+    /// The earliest planned fetch of the feed's sources.
+    pub(crate) next_fetch: Option<DateTime<Utc>>,
 }
 
 /// `body` as a document, keeping `previous` (and its Last-Modified) when the bytes are the
@@ -156,7 +204,7 @@ impl RenderedFeed {
 /// publish later. A Last-Modified that went back, or stayed, would answer 304 to a reader
 /// asking `If-Modified-Since` for bytes it has not seen (HTTP dates count whole seconds).
 fn document(previous: Option<&Document>, body: Vec<u8>, now: SystemTime) -> Document {
-    let etag = format!("\"{}\"", hex(&Sha256::digest(&body)[..16]));
+    let etag = etag_of(&body);
     let modified = match previous {
         Some(old) if old.etag == etag => return old.clone(),
         Some(old) => {
@@ -167,6 +215,33 @@ fn document(previous: Option<&Document>, body: Vec<u8>, now: SystemTime) -> Docu
     };
     let compressed = gzip(&body);
     Document::new(Bytes::from(body), compressed, etag, modified)
+}
+
+/// `body` as a document last modified exactly at `at`, in whole seconds ([`Dating::Store`]),
+/// whatever was published before: a replica that rendered these bytes at an earlier time of
+/// change must agree with one that renders them now. `previous` only saves work: its gzip
+/// when the bytes are the same, the whole document when its time is too.
+fn document_at(previous: Option<&Document>, body: Vec<u8>, at: DateTime<Utc>) -> Document {
+    let etag = etag_of(&body);
+    // HTTP dates have whole seconds: what every replica writes and compares.
+    let modified = DateTime::from_timestamp(at.timestamp(), 0)
+        .map(SystemTime::from)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    match previous {
+        Some(old) if old.etag == etag && old.last_modified == modified => old.clone(),
+        Some(old) if old.etag == etag => {
+            Document::new(old.body.clone(), old.gzip.clone(), etag, modified)
+        }
+        _ => {
+            let compressed = gzip(&body);
+            Document::new(Bytes::from(body), compressed, etag, modified)
+        }
+    }
+}
+
+/// The strong ETag of `body`, quoted.
+fn etag_of(body: &[u8]) -> String {
+    format!("\"{}\"", hex(&Sha256::digest(body)[..16]))
 }
 
 /// What an output entry says of its source.
@@ -208,7 +283,7 @@ impl Publisher {
     /// Renders `feed` from its stories as of `now` and publishes it, with `html` as its HTML
     /// view. The bytes depend on `now` only where an entry claims an update time after it
     /// (not believed). A document whose bytes did not change keeps its ETag and
-    /// Last-Modified; a new one is last modified `now`.
+    /// Last-Modified; a new one is last modified `now` ([`Dating::Clock`]).
     pub fn publish(
         &self,
         feed: &FeedConfig,
@@ -218,14 +293,46 @@ impl Publisher {
         html: String,
         now: DateTime<Utc>,
     ) {
+        let time = RenderTime {
+            at: now,
+            dating: Dating::Clock,
+            clock: now,
+            next_fetch: None,
+        };
+        self.publish_render(feed, stories, sources, server, html, time);
+    }
+
+    /// Renders `feed` from its stories as of `time.at` and publishes it, dated as
+    /// `time.dating` says, with `html` (rendered at `time.clock`) as its HTML view. Answers
+    /// false when the render was dropped: dated by the store, and older than the documents
+    /// published (an older render that finished late).
+    ///
+    /// When the feed config changes (a reload) but the store does not, a store-dated render
+    /// writes new bytes with the same Last-Modified: replicas must agree on it, and only the
+    /// store's time is the same on all of them. Their ETags tell the bytes apart.
+    pub(crate) fn publish_render(
+        &self,
+        feed: &FeedConfig,
+        stories: &[Story],
+        sources: &HashMap<String, SourceInfo>,
+        server: &ServerConfig,
+        html: String,
+        time: RenderTime,
+    ) -> bool {
         let previous = self.get(&feed.name);
-        let modified = SystemTime::from(now);
+        let now = time.at;
+        if time.dating == Dating::Store {
+            let published = previous.as_ref().and_then(|p| p.store_time);
+            if published.is_some_and(|published| now < published) {
+                return false;
+            }
+        }
         let keep_or_new = |format: Format, body: Vec<u8>| {
-            document(
-                previous.as_ref().map(|p| p.document(format)),
-                body,
-                modified,
-            )
+            let previous = previous.as_ref().map(|p| p.document(format));
+            match time.dating {
+                Dating::Clock => document(previous, body, SystemTime::from(now)),
+                Dating::Store => document_at(previous, body, now),
+            }
         };
         let rendered = RenderedFeed {
             atom: keep_or_new(
@@ -243,13 +350,29 @@ impl Publisher {
             html: document(
                 previous.as_ref().map(|p| p.html()),
                 html.into_bytes(),
-                modified,
+                SystemTime::from(time.clock),
             ),
+            store_time: (time.dating == Dating::Store).then_some(now),
+            next_fetch: NextFetch::new(time.next_fetch),
         };
-        self.feeds
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(feed.name.clone(), Arc::new(rendered));
+        let mut feeds = self.feeds.write().unwrap_or_else(|p| p.into_inner());
+        // Checked again under the lock: another render may have published meanwhile.
+        if time.dating == Dating::Store {
+            let published = feeds.get(&feed.name).and_then(|p| p.store_time);
+            if published.is_some_and(|published| now < published) {
+                return false;
+            }
+        }
+        feeds.insert(feed.name.clone(), Arc::new(rendered));
+        true
+    }
+
+    /// Sets the earliest planned fetch of feed `name`'s sources, for `Cache-Control`,
+    /// without rendering it again.
+    pub(crate) fn set_next_fetch(&self, name: &str, next_fetch: Option<DateTime<Utc>>) {
+        if let Some(rendered) = self.get(name) {
+            rendered.next_fetch.set(next_fetch);
+        }
     }
 
     /// The home page.
@@ -607,6 +730,137 @@ mod tests {
         // A later render is last modified when it renders.
         publisher.publish(&feed, &[story("3")], &sources, &server, "3".into(), at(900));
         assert_eq!(modified(&publisher).0, SystemTime::from(at(900)));
+    }
+
+    /// A store-dated render at `at` (the wall clock an hour later), next fetch `next_fetch`.
+    fn store_time(at: DateTime<Utc>, next_fetch: Option<DateTime<Utc>>) -> RenderTime {
+        RenderTime {
+            at,
+            dating: Dating::Store,
+            clock: at + chrono::TimeDelta::hours(1),
+            next_fetch,
+        }
+    }
+
+    /// What a reader compares: each feed document's ETag, Last-Modified header and bytes.
+    fn validators(publisher: &Publisher) -> Vec<(String, HeaderValue, Bytes)> {
+        let rendered = publisher.get("all").expect("published");
+        [Format::Atom, Format::Rss, Format::Json]
+            .into_iter()
+            .map(|format| {
+                let doc = rendered.document(format);
+                (
+                    doc.etag.clone(),
+                    doc.headers.last_modified.clone(),
+                    doc.body.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn store_dated_documents_are_last_modified_at_the_store_time_whatever_was_published_before() {
+        let (feed, server) = (test_feed(), test_server(None));
+        let sources = HashMap::new();
+        let at = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + ms).expect("time")
+        };
+        let story = |id: &str| Story {
+            entry: stored("a", id, &format!("https://a.example/{id}")),
+            also: vec![],
+        };
+        let publish = |publisher: &Publisher, id: &str, time: RenderTime| {
+            publisher.publish_render(&feed, &[story(id)], &sources, &server, id.into(), time)
+        };
+        // A replica that has run for a while: an earlier change, then the same bytes again.
+        let running = Publisher::default();
+        assert!(publish(&running, "1", store_time(at(-90_000), None)));
+        assert!(publish(&running, "1", store_time(at(400), None)));
+        // A replica that just started renders the same store state once.
+        let started = Publisher::default();
+        assert!(publish(&started, "1", store_time(at(400), None)));
+        let agreed = validators(&started);
+        assert_eq!(validators(&running), agreed);
+        // Last-Modified is the store's time in whole seconds, whatever the wall clock.
+        for (_, last_modified, _) in &agreed {
+            assert_eq!(last_modified, "Tue, 14 Nov 2023 22:13:20 GMT");
+        }
+        let doc = started.get("all").expect("published");
+        assert_eq!(
+            doc.document(Format::Atom).last_modified,
+            SystemTime::from(at(0))
+        );
+        // Rendering the same time twice changes nothing.
+        assert!(publish(&started, "1", store_time(at(400), None)));
+        assert_eq!(validators(&started), agreed);
+        // The same bytes at a later change are last modified then, on every replica alike.
+        assert!(publish(&running, "1", store_time(at(60_000), None)));
+        let later = validators(&running);
+        for ((etag, modified, body), (old_etag, old_modified, old_body)) in
+            later.iter().zip(&agreed)
+        {
+            assert_eq!((etag, body), (old_etag, old_body));
+            assert_eq!(modified, "Tue, 14 Nov 2023 22:14:20 GMT");
+            assert_ne!(modified, old_modified);
+        }
+        // The HTML view keeps the wall clock's rule: rendered at the time of rendering.
+        assert_eq!(
+            doc.html().last_modified,
+            SystemTime::from(at(400) + chrono::TimeDelta::hours(1))
+        );
+    }
+
+    #[test]
+    fn a_store_dated_render_older_than_the_published_one_is_dropped() {
+        let (feed, server) = (test_feed(), test_server(None));
+        let sources = HashMap::new();
+        let at = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).expect("time");
+        let story = |id: &str| Story {
+            entry: stored("a", id, &format!("https://a.example/{id}")),
+            also: vec![],
+        };
+        let publisher = Publisher::default();
+        let publish = |id: &str, time: RenderTime| {
+            publisher.publish_render(&feed, &[story(id)], &sources, &server, id.into(), time)
+        };
+        assert!(publish("new", store_time(at(200), Some(at(900)))));
+        let newer = validators(&publisher);
+        // A render of an older store state that finished late: dropped, all of it.
+        assert!(!publish("old", store_time(at(199), Some(at(300)))));
+        assert_eq!(validators(&publisher), newer);
+        let rendered = publisher.get("all").expect("published");
+        assert_eq!(&rendered.html().body[..], b"new");
+        assert_eq!(rendered.next_fetch(), Some(at(900)));
+        // A render of the same time is not older (a reload's new bytes).
+        assert!(publish("again", store_time(at(200), None)));
+        assert_ne!(validators(&publisher), newer);
+        assert_eq!(validators(&publisher)[0].1, newer[0].1);
+    }
+
+    #[test]
+    fn the_planned_fetch_is_kept_with_the_feed_and_moves_without_a_render() {
+        let (feed, server) = (test_feed(), test_server(None));
+        let at = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).expect("time");
+        let publisher = Publisher::default();
+        publisher.publish_render(
+            &feed,
+            &[],
+            &HashMap::new(),
+            &server,
+            String::new(),
+            store_time(at(0), Some(at(600))),
+        );
+        let rendered = publisher.get("all").expect("published");
+        assert_eq!(rendered.max_age(at(0)), 610);
+        assert_eq!(rendered.max_age(at(300)), 310);
+        // A 304 moved the source's next fetch: the same documents, a new max-age.
+        publisher.set_next_fetch("all", Some(at(1800)));
+        assert_eq!(rendered.max_age(at(300)), 1510);
+        publisher.set_next_fetch("all", None);
+        assert_eq!(rendered.max_age(at(300)), 300);
+        // Feeds never published are left alone.
+        publisher.set_next_fetch("none", Some(at(1)));
+        assert!(publisher.get("none").is_none());
     }
 
     fn publish_one(hub: Option<&str>) -> Arc<RenderedFeed> {

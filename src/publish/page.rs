@@ -398,6 +398,7 @@ mod tests {
             next_fetch: None,
             items: 3,
             disabled: false,
+            fetched_by: None,
         };
         let reports: Vec<SourceReport> = (0..1000).map(|n| report(n, n % 400 == 399)).collect();
         let (listed, unlisted) = source_views(&reports, &Default::default());

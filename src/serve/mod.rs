@@ -41,8 +41,8 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::config::ServerConfig;
-use crate::metrics::Metrics;
-use crate::publish::{Document, Format};
+use crate::metrics::{Metrics, StoreFigures};
+use crate::publish::{Document, Format, RenderedFeed};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
 use crate::status::source_reports;
@@ -536,6 +536,13 @@ impl AsyncWrite for Guarded {
 async fn metrics(State(state): State<Shared>) -> Response {
     let config = state.config.get();
     let reports = source_reports(&config.sources, &state.store).unwrap_or_default();
+    let figures = state.store.figures();
+    state.metrics.store_figures(StoreFigures {
+        pool_size: figures.pool_size,
+        pool_idle: figures.pool_idle,
+        pool_max: figures.pool_max,
+        leases_held: figures.leases_held,
+    });
     (
         [(
             header::CONTENT_TYPE,
@@ -565,9 +572,12 @@ async fn not_found() -> Response {
 /// The content type of the HTML pages.
 const HTML: &str = "text/html; charset=utf-8";
 
+/// The `Cache-Control` of the home page: it is rendered anew every minute.
+const HOME_CACHE: HeaderValue = HeaderValue::from_static("public, max-age=60");
+
 async fn home(State(state): State<Shared>, headers: HeaderMap) -> Response {
     match state.publisher.home() {
-        Some(page) => serve_document(&page, HTML, &headers),
+        Some(page) => serve_document(&page, HTML, &headers, HOME_CACHE),
         None => not_found().await,
     }
 }
@@ -588,14 +598,18 @@ fn feed_response(state: &Shared, file: &str, headers: &HeaderMap) -> Response {
         .and_then(|(name, ext)| Some((name, Format::from_extension(ext)?)));
     if document.is_none() {
         if let Some(rendered) = state.publisher.get(file) {
-            return serve_document(rendered.html(), HTML, headers);
+            return serve_document(rendered.html(), HTML, headers, feed_cache(&rendered));
         }
     }
     let found = document.and_then(|(name, format)| Some((state.publisher.get(name)?, format)));
     match found {
         Some((rendered, format)) => {
-            let mut response =
-                serve_document(rendered.document(format), format.content_type(), headers);
+            let mut response = serve_document(
+                rendered.document(format),
+                format.content_type(),
+                headers,
+                feed_cache(&rendered),
+            );
             // Web-based readers fetch feeds from other origins.
             response.headers_mut().insert(
                 header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -605,6 +619,15 @@ fn feed_response(state: &Shared, file: &str, headers: &HeaderMap) -> Response {
         }
         None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
+}
+
+/// The `Cache-Control` of a feed's documents now: cacheable until its sources' next fetch
+/// (see [`crate::publish::freshness::max_age`]), from the instant the last render or source
+/// read kept, without a store read.
+fn feed_cache(rendered: &RenderedFeed) -> HeaderValue {
+    let max_age = rendered.max_age(chrono::Utc::now());
+    HeaderValue::from_str(&format!("public, max-age={max_age}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("public, max-age=5"))
 }
 
 /// The usual security headers on every response; the strict policy of HTML pages (no
@@ -644,12 +667,21 @@ async fn status(State(state): State<Shared>) -> Response {
     }
 }
 
-/// 200 when the store answers, takes writes and the scheduler beats; else 503 with every
-/// reason, one a line (a full disk: "store write failed: No space left on device ...").
+/// 200 when the store is reachable, answers, takes writes and the scheduler beats; else
+/// 503 with every reason, one a line (a full disk: "store write failed: No space left on
+/// device ..."; a database gone: "store unreachable: ...").
 async fn healthz(State(state): State<Shared>) -> Response {
     let mut reasons = Vec::new();
-    if !crate::store::answers(&state.store).await {
-        reasons.push("store unavailable".to_string());
+    // The engine's own word on reachability first: a read of an unreachable database would
+    // only wait its second to say less.
+    let outage = state.store.outage().borrow().clone();
+    match outage {
+        Some(reason) => reasons.push(format!("store unreachable: {reason}")),
+        None => {
+            if !crate::store::answers(&state.store).await {
+                reasons.push("store unavailable".to_string());
+            }
+        }
     }
     if let Some(failure) = state.store.write_failure() {
         reasons.push(format!(
@@ -716,7 +748,14 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
-fn serve_document(doc: &Document, content_type: &'static str, headers: &HeaderMap) -> Response {
+/// `doc` (or 304) as `content_type`, negotiating gzip, with its validators and
+/// `cache_control`.
+fn serve_document(
+    doc: &Document,
+    content_type: &'static str,
+    headers: &HeaderMap,
+    cache_control: HeaderValue,
+) -> Response {
     let gzip = accepts_gzip(headers);
     let mut response = if not_modified(doc, headers) {
         StatusCode::NOT_MODIFIED.into_response()
@@ -746,10 +785,7 @@ fn serve_document(doc: &Document, content_type: &'static str, headers: &HeaderMa
     h.insert(header::ETAG, etag.clone());
     h.insert(header::LAST_MODIFIED, doc.headers.last_modified.clone());
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60"),
-    );
+    h.insert(header::CACHE_CONTROL, cache_control);
     response
 }
 
@@ -966,6 +1002,33 @@ mod tests {
             longest_wait >= Duration::from_millis(50),
             "the writer never waited for the reader: {longest_wait:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn healthz_answers_503_with_the_reason_while_the_store_is_unreachable() {
+        use crate::render::tests::{shared, Replicated};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = |outage: Option<&str>| -> crate::store::SharedStore {
+            Arc::new(Replicated {
+                inner: crate::store::open_at(&dir.path().join("store")).expect("opens"),
+                changed: std::collections::HashMap::new(),
+                outage: outage.map(str::to_string),
+            })
+        };
+        let answer = |state: Shared| async move {
+            state.health.beat();
+            let response = healthz(State(state)).await;
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .expect("body");
+            (status, String::from_utf8_lossy(&body).into_owned())
+        };
+        let (status, body) = answer(shared(store(None))).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok\n"));
+        let (status, body) = answer(shared(store(Some("connection refused")))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "store unreachable: connection refused\n");
     }
 
     #[test]

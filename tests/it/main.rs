@@ -14,6 +14,7 @@ mod outputs;
 mod page;
 mod properties;
 mod reference;
+mod replica_outputs;
 mod service;
 mod ssrf;
 mod store_faults;
