@@ -70,6 +70,25 @@ pub(crate) struct Change<'a> {
     pub(crate) prepared: Prepared,
 }
 
+impl<'a> Change<'a> {
+    /// The change of `entry` (at `position`, with `key`, stored as `old` if it is), with
+    /// what matching needs of it: the costly part, for before the lock is taken.
+    pub(crate) fn new(
+        position: usize,
+        entry: &'a Entry,
+        key: EntryKey,
+        old: Option<StoredEntry>,
+    ) -> Change<'a> {
+        Change {
+            position,
+            entry,
+            key,
+            old,
+            prepared: Prepared::of(entry),
+        }
+    }
+}
+
 /// What matching one commit answers: what the engine writes, and the commit's summary.
 pub(crate) struct Matched {
     /// The entries to write, in the response's order.
@@ -520,12 +539,13 @@ mod tests {
         let changed = entries
             .iter()
             .enumerate()
-            .map(|(position, &entry)| Change {
-                position,
-                entry,
-                key: EntryKey::new(source, &entry.identity),
-                old: None,
-                prepared: Prepared::of(entry),
+            .map(|(position, &entry)| {
+                Change::new(
+                    position,
+                    entry,
+                    EntryKey::new(source, &entry.identity),
+                    None,
+                )
             })
             .collect();
         let matched = matcher.match_commit(source, changed, at(ms), joins, memory)?;

@@ -10,7 +10,7 @@ use rustc_hash::FxHashSet;
 use super::{codec::*, SledStore};
 use crate::model::{CommitSummary, Entry, EntryKey, EntryRef, SourceState, StoryKind};
 use crate::store::matcher::{Change, Matcher, Written};
-use crate::store::matching::{NamedFirsts, Prepared};
+use crate::store::matching::NamedFirsts;
 use crate::store::stories::Join;
 use crate::store::StoreError;
 
@@ -142,13 +142,7 @@ impl SledStore {
             if old.as_ref().is_some_and(|old| old.entry == *entry) {
                 continue;
             }
-            changed.push(Change {
-                position,
-                entry,
-                key,
-                old,
-                prepared: Prepared::of(entry),
-            });
+            changed.push(Change::new(position, entry, key, old));
         }
         // Matching, under the commits lock: each new entry joins the stories of every commit
         // before it, written or still pending.

@@ -7,7 +7,6 @@ use super::*;
 use crate::model::sort_time;
 use crate::model::Validators;
 use crate::store::matcher::Change;
-use crate::store::matching::*;
 use crate::store::stories::Join;
 
 fn entry(identity: &str, title: &str, published: Option<DateTime<Utc>>) -> Entry {
@@ -544,13 +543,8 @@ fn a_story_still_being_written_is_found_by_the_commit_beside_it() {
     let (_dir, store) = open();
     let original = article("outlet", 1);
     let key = EntryKey::new("outlet", &original.identity);
-    let change = |source: &str, entry| Change {
-        position: 0,
-        entry,
-        key: EntryKey::new(source, &entry.identity),
-        old: None,
-        prepared: Prepared::of(entry),
-    };
+    let change =
+        |source: &str, entry| Change::new(0, entry, EntryKey::new(source, &entry.identity), None);
     // Matched and remembered by a commit that has not written it yet.
     let mut commits = store.lock_commits().expect("locks");
     let now = from_millis(1_000);
