@@ -70,6 +70,25 @@ pub(crate) struct Change<'a> {
     pub(crate) prepared: Prepared,
 }
 
+impl<'a> Change<'a> {
+    /// The change of `entry` (at `position`, with `key`, stored as `old` if it is), with
+    /// what matching needs of it: the costly part, for before the lock is taken.
+    pub(crate) fn new(
+        position: usize,
+        entry: &'a Entry,
+        key: EntryKey,
+        old: Option<StoredEntry>,
+    ) -> Change<'a> {
+        Change {
+            position,
+            entry,
+            key,
+            old,
+            prepared: Prepared::of(entry),
+        }
+    }
+}
+
 /// What matching one commit answers: what the engine writes, and the commit's summary.
 pub(crate) struct Matched {
     /// The entries to write, in the response's order.
@@ -456,4 +475,197 @@ pub(crate) fn story_of(joins: &RwLock<Joins>, stored: &StoredEntry, kind: StoryK
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .resolve(kind, &first)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+
+    use chrono::TimeZone;
+
+    use super::*;
+
+    /// An engine that keeps its entries in memory, and can be made to fail its lookups.
+    #[derive(Default)]
+    struct Memory {
+        entries: RefCell<FxHashMap<EntryKey, (StoredEntry, MatchRecord)>>,
+        failing: Cell<bool>,
+    }
+
+    impl Candidates for Memory {
+        fn candidate(
+            &self,
+            source: &str,
+            key: &EntryKey,
+            check: &dyn Fn(&MatchRecord) -> bool,
+        ) -> Result<Option<StoredEntry>, StoreError> {
+            if self.failing.get() {
+                return Err(StoreError::Task("the database went away".into()));
+            }
+            let entries = self.entries.borrow();
+            Ok(entries
+                .get(key)
+                .filter(|(stored, record)| stored.source == source && check(record))
+                .map(|(stored, _)| stored.clone()))
+        }
+    }
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(ms).single().expect("a time")
+    }
+
+    /// An entry of `link` whose text tells `story`.
+    fn told(link: &str, story: &str) -> Entry {
+        let words: String = (0..40).map(|w| format!("{story}word{w} ")).collect();
+        Entry {
+            identity: link.to_string(),
+            title: story.to_string(),
+            link: Some(link.to_string()),
+            summary: Some(format!("<p>{words}</p>")),
+            ..Entry::default()
+        }
+    }
+
+    /// Matches and writes `entries` as one new response of `source` at `ms`, as an engine
+    /// does.
+    fn commit(
+        matcher: &mut Matcher,
+        memory: &Memory,
+        joins: &RwLock<Joins>,
+        source: &str,
+        entries: &[&Entry],
+        ms: i64,
+    ) -> Result<Matched, StoreError> {
+        let changed = entries
+            .iter()
+            .enumerate()
+            .map(|(position, &entry)| {
+                Change::new(
+                    position,
+                    entry,
+                    EntryKey::new(source, &entry.identity),
+                    None,
+                )
+            })
+            .collect();
+        let matched = matcher.match_commit(source, changed, at(ms), joins, memory)?;
+        for (key, written) in &matched.written {
+            let record = MatchRecord {
+                firsts: Some(firsts_of(&written.stored)),
+                ..written.record.clone()
+            };
+            memory
+                .entries
+                .borrow_mut()
+                .insert(*key, (written.stored.clone(), record));
+        }
+        matcher.forget_pending(matched.written.iter().map(|(key, _)| key));
+        Ok(matched)
+    }
+
+    fn stored(memory: &Memory, source: &str, entry: &Entry) -> StoredEntry {
+        memory.entries.borrow()[&EntryKey::new(source, &entry.identity)]
+            .0
+            .clone()
+    }
+
+    #[test]
+    fn an_entry_that_matches_two_stories_joins_them_into_the_earlier() {
+        let (memory, joins) = (Memory::default(), RwLock::new(Joins::default()));
+        let mut matcher = Matcher::new(1_000);
+        let outlet = told("https://imdaily.example/fire", "fire");
+        let wire = told("https://wire.example/991", "wire");
+        // The outlet's link, the wire's text.
+        let portal = told("https://imdaily.example/fire?utm_source=portal", "wire");
+        commit(&mut matcher, &memory, &joins, "outlet", &[&outlet], 1_000).expect("matches");
+        commit(&mut matcher, &memory, &joins, "wire", &[&wire], 2_000).expect("matches");
+        let matched =
+            commit(&mut matcher, &memory, &joins, "portal", &[&portal], 3_000).expect("matches");
+        assert_eq!(matched.summary.new, 1);
+        assert_eq!(matched.summary.joined, ["outlet", "wire"]);
+        assert_eq!(matched.joins.len(), 1);
+        let first = stored(&memory, "outlet", &outlet).to_ref();
+        for (source, entry) in [("outlet", &outlet), ("wire", &wire), ("portal", &portal)] {
+            let stored = stored(&memory, source, entry);
+            assert_eq!(
+                story_of(&joins, &stored, StoryKind::Text),
+                first,
+                "{source}"
+            );
+        }
+        assert_eq!(
+            story_of(&joins, &stored(&memory, "wire", &wire), StoryKind::Link).source,
+            "wire"
+        );
+        // A story never holds two entries of one source.
+        let again = told("https://wire.example/992", "wire");
+        commit(&mut matcher, &memory, &joins, "wire", &[&again], 4_000).expect("matches");
+        let again = stored(&memory, "wire", &again);
+        assert_eq!(story_of(&joins, &again, StoryKind::Text), again.to_ref());
+    }
+
+    #[test]
+    fn entries_remembered_at_open_or_from_another_process_are_candidates() {
+        let (memory, joins) = (Memory::default(), RwLock::new(Joins::default()));
+        let outlet = told("https://imdaily.example/fire", "fire");
+        let wire = told("https://wire.example/991", "wire");
+        // Stored before this process started, and by another process since.
+        let mut elsewhere = Matcher::new(1_000);
+        commit(&mut elsewhere, &memory, &joins, "outlet", &[&outlet], 1_000).expect("matches");
+        commit(&mut elsewhere, &memory, &joins, "wire", &[&wire], 2_000).expect("matches");
+        let mut matcher = Matcher::new(1_000);
+        for (source, entry) in [("outlet", &outlet), ("wire", &wire)] {
+            let (stored, record) =
+                memory.entries.borrow()[&EntryKey::new(source, &entry.identity)].clone();
+            let joins = joins.read().expect("lock");
+            matcher.remember(&joins, &stored.to_ref(), &record);
+        }
+        let repost = told("https://dept.example/1201", "fire");
+        let portal = told("https://wire.example/991?utm_source=portal", "other");
+        commit(&mut matcher, &memory, &joins, "repost", &[&repost], 3_000).expect("matches");
+        commit(&mut matcher, &memory, &joins, "portal", &[&portal], 4_000).expect("matches");
+        let repost = stored(&memory, "repost", &repost);
+        assert_eq!(
+            repost.same_text_as.map(|r| r.source).as_deref(),
+            Some("outlet")
+        );
+        assert_eq!(repost.same_link_as, None);
+        let portal = stored(&memory, "portal", &portal);
+        assert_eq!(
+            portal.same_link_as.map(|r| r.source).as_deref(),
+            Some("wire")
+        );
+        // Forgotten, it is no candidate.
+        matcher.reset(1_000);
+        let late = told("https://late.example/1", "fire");
+        commit(&mut matcher, &memory, &joins, "late", &[&late], 5_000).expect("matches");
+        assert_eq!(stored(&memory, "late", &late).same_text_as, None);
+    }
+
+    #[test]
+    fn a_commit_whose_lookup_fails_leaves_nothing_pending_and_keeps_its_joins() {
+        let (memory, joins) = (Memory::default(), RwLock::new(Joins::default()));
+        let mut matcher = Matcher::new(1_000);
+        let outlet = told("https://imdaily.example/fire", "fire");
+        commit(&mut matcher, &memory, &joins, "outlet", &[&outlet], 1_000).expect("matches");
+        let join = Join {
+            into: stored(&memory, "outlet", &outlet).to_ref(),
+            until_ms: 1_000,
+        };
+        // A join whose commit's write failed.
+        matcher.keep_unwritten(vec![(StoryKind::Text, EntryKey([9; 16]), join)]);
+        memory.failing.set(true);
+        let own = told("https://own.example/1", "own");
+        let changed = [&own, &outlet];
+        assert!(commit(&mut matcher, &memory, &joins, "repost", &changed, 2_000).is_err());
+        assert_eq!(matcher.pending_len(), 0);
+        assert_eq!(matcher.unwritten_len(), 1);
+        // The next commit writes it.
+        memory.failing.set(false);
+        let matched =
+            commit(&mut matcher, &memory, &joins, "repost", &changed, 3_000).expect("matches");
+        assert_eq!(matched.joins.len(), 1);
+        assert_eq!(matcher.unwritten_len(), 0);
+        assert_eq!(matched.summary.new, 2);
+    }
 }

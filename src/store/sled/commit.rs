@@ -5,36 +5,35 @@ use std::collections::BinaryHeap;
 use std::sync::{Arc, MutexGuard};
 
 use chrono::{DateTime, Utc};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use super::{codec::*, SledStore};
-use crate::model::{CommitSummary, Entry, EntryKey, EntryRef, SourceState, StoredEntry, StoryKind};
-use crate::store::matching::*;
-use crate::store::recent::{MatchKeys, RecentEntries};
-use crate::store::stories::{Join, Members};
+use crate::model::{CommitSummary, Entry, EntryKey, EntryRef, SourceState, StoryKind};
+use crate::store::matcher::{Change, Matcher, Written};
+use crate::store::matching::NamedFirsts;
+use crate::store::stories::Join;
 use crate::store::StoreError;
 
 /// The state commits share; see [`SledStore::commits`].
-#[derive(Default)]
 pub(super) struct Commits {
-    /// The recent entries' matching index, loaded by the first commit after opening.
-    pub(super) recent: Option<RecentEntries>,
-    /// The sources of the recent stories, loaded with `recent`.
-    pub(super) members: Members,
-    /// Joins matched by a commit whose write failed: written by the next commit.
-    pub(super) unwritten: Vec<(StoryKind, EntryKey, Join)>,
-    /// Entries a commit has matched but not yet written: a commit beside it finds them here.
-    pub(super) pending: FxHashMap<EntryKey, Arc<Written>>,
+    /// Story matching's state (see [`crate::store::matcher`]).
+    pub(super) matcher: Matcher,
+    /// Whether `matcher` remembers the store's recent entries: loaded by the first commit
+    /// after opening, and again after the store was reopened.
+    pub(super) loaded: bool,
     /// Sources with a commit in flight: a source commits one response at a time.
     pub(super) committing: FxHashSet<String>,
 }
 
-/// An entry as a commit writes it.
-pub(super) struct Written {
-    pub(super) stored: StoredEntry,
-    pub(super) record: MatchRecord,
-    /// Not stored before.
-    pub(super) new: bool,
+impl Default for Commits {
+    fn default() -> Commits {
+        Commits {
+            // Sized when it is loaded: the window is set after opening.
+            matcher: Matcher::new(0),
+            loaded: false,
+            committing: FxHashSet::default(),
+        }
+    }
 }
 
 /// A source's turn to commit (see [`SledStore::commit_turn`]); ending it forgets the pending
@@ -48,9 +47,7 @@ pub(super) struct CommitTurn<'a> {
 impl Drop for CommitTurn<'_> {
     fn drop(&mut self) {
         let mut commits = self.store.commits.lock().unwrap_or_else(|p| p.into_inner());
-        for key in &self.written {
-            commits.pending.remove(key);
-        }
+        commits.matcher.forget_pending(&self.written);
         commits.committing.remove(&self.source);
         drop(commits);
         self.store.commit_ended.notify_all();
@@ -63,7 +60,7 @@ impl SledStore {
     /// for values written before schema 5), and the sources of their stories.
     pub(super) fn lock_commits(&self) -> Result<MutexGuard<'_, Commits>, StoreError> {
         let mut guard = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.recent.is_none() {
+        if !guard.loaded {
             // The newest WINDOW (first seen, source, key), with a bounded min-heap.
             let mut newest: BinaryHeap<Reverse<(i64, Arc<str>, EntryKey)>> = BinaryHeap::new();
             let db = self.db()?;
@@ -77,8 +74,8 @@ impl SledStore {
                     }
                 }
             }
-            let mut recent = RecentEntries::new(self.match_window);
-            let mut members = Members::default();
+            let matcher = &mut guard.matcher;
+            matcher.reset(self.match_window);
             let joins = self.joins.read().unwrap_or_else(|p| p.into_inner());
             // Oldest first: a later entry wins a shared band.
             for Reverse((seen, source, key)) in newest.into_sorted_vec().into_iter().rev() {
@@ -88,31 +85,25 @@ impl SledStore {
                 else {
                     continue;
                 };
-                let Some((record, json)) = split_entry(&value) else {
+                let Some((mut record, json)) = split_entry(&value) else {
                     continue;
                 };
-                let seq = recent.insert(&source, key, seen, &MatchKeys::of(&record));
-                if seq.is_none() {
-                    // Never a candidate: nothing to know of its stories.
-                    continue;
-                }
-                let firsts = match record.firsts {
-                    Some(firsts) => firsts,
-                    None => decode::<NamedFirsts>(json, "entry").map_or_else(
+                if record.firsts.is_none() {
+                    // Written before schema 5: its JSON names them.
+                    record.firsts = Some(decode::<NamedFirsts>(json, "entry").map_or_else(
                         || [None, None],
                         |named| [named.same_link_as, named.same_text_as],
-                    ),
-                };
+                    ));
+                }
                 let me = EntryRef {
                     source: source.to_string(),
                     key,
                     first_seen: from_millis(seen),
                 };
-                count_member(&mut members, &mut recent, &joins, &me, &firsts, seq);
+                matcher.remember(&joins, &me, &record);
             }
             drop(joins);
-            guard.recent = Some(recent);
-            guard.members = members;
+            guard.loaded = true;
             // Reading a hundred thousand entries went through sled's cache and the heap.
             crate::memory::trim();
         }
@@ -151,46 +142,31 @@ impl SledStore {
             if old.as_ref().is_some_and(|old| old.entry == *entry) {
                 continue;
             }
-            changed.push((position, entry, key, old, Prepared::of(entry)));
+            changed.push(Change::new(position, entry, key, old));
         }
         // Matching, under the commits lock: each new entry joins the stories of every commit
         // before it, written or still pending.
-        let mut written = Vec::with_capacity(changed.len());
-        let mut summary = CommitSummary::default();
-        let mut joined = Vec::new();
-        {
+        let matched = {
             let mut commits = self.lock_commits()?;
-            // The joins of a commit whose write failed go with this one.
-            joined.append(&mut commits.unwritten);
-            let matched = self.match_entries(
-                &mut commits,
-                source,
-                changed,
-                now,
-                &mut turn,
-                &mut summary,
-                &mut written,
-                &mut joined,
-            );
-            if let Err(err) = matched {
-                commits.unwritten.append(&mut joined);
-                return Err(err);
-            }
-            summary.joined.retain(|other| other != source);
-            summary.joined.sort_unstable();
-            summary.joined.dedup();
-        }
-        if let Err(err) = self.write_commit(source, state, index, &written, &joined) {
+            let matched = commits
+                .matcher
+                .match_commit(source, changed, now, &self.joins, self)?;
+            turn.written
+                .extend(matched.written.iter().map(|(key, _)| *key));
+            matched
+        };
+        if let Err(err) = self.write_commit(source, state, index, &matched.written, &matched.joins)
+        {
             // Its entries are fetched again (their validators were not saved), but the
             // stories they joined are joined in memory already: the next commit writes that.
             self.commits
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .unwritten
-                .append(&mut joined);
+                .matcher
+                .keep_unwritten(matched.joins);
             return Err(err);
         }
-        Ok(summary)
+        Ok(matched.summary)
     }
 
     /// Waits for `source`'s turn to commit: one commit per source at a time, so that its

@@ -50,7 +50,8 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{DEFAULT_CACHE, DEFAULT_MATCH_WINDOW};
 use crate::model::{CommitSummary, Entry, EntryKey, EntryRef, SourceState, StoredEntry, StoryKind};
-use crate::store::stories::{Joins, Members};
+use crate::store::matcher::Matcher;
+use crate::store::stories::Joins;
 use crate::store::{Recoveries, Store, StoreError, Visit, PROBE_EVERY};
 use commit::*;
 use faults::*;
@@ -283,10 +284,10 @@ impl SledStore {
         }
         {
             // Read again from what the reopened store holds, by the next commit.
+            // No commit is under way (the caller holds the writes lock): nothing is pending.
             let mut commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-            commits.recent = None;
-            commits.members = Members::default();
-            commits.unwritten.clear();
+            commits.matcher = Matcher::new(self.match_window);
+            commits.loaded = false;
         }
         self.guard(|| self.check_schema())?;
         self.guard(|| self.load_joins())?;
@@ -392,8 +393,7 @@ impl SledStore {
             // Matching remembers the entries of the commits that failed as if they were
             // stored (and they hide older entries from it): read it again from the store.
             let mut commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-            commits.recent = None;
-            commits.members = Members::default();
+            commits.loaded = false;
         }
         *self
             .health

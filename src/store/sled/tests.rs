@@ -6,8 +6,7 @@ use super::codec::*;
 use super::*;
 use crate::model::sort_time;
 use crate::model::Validators;
-use crate::store::matching::*;
-use crate::store::recent::RecentEntries;
+use crate::store::matcher::Change;
 use crate::store::stories::Join;
 
 fn entry(identity: &str, title: &str, published: Option<DateTime<Utc>>) -> Entry {
@@ -543,42 +542,40 @@ fn pruning_removes_exactly_what_retention_says_from_every_index() {
 fn a_story_still_being_written_is_found_by_the_commit_beside_it() {
     let (_dir, store) = open();
     let original = article("outlet", 1);
-    let first_seen = from_millis(1_000);
     let key = EntryKey::new("outlet", &original.identity);
-    let prepared = Prepared::of(&original);
+    let change =
+        |source: &str, entry| Change::new(0, entry, EntryKey::new(source, &entry.identity), None);
     // Matched and remembered by a commit that has not written it yet.
     let mut commits = store.lock_commits().expect("locks");
-    let Commits {
-        recent, pending, ..
-    } = &mut *commits;
-    let recent = recent.get_or_insert_with(|| RecentEntries::new(100));
-    recent.insert("outlet", key, 1_000, &prepared.keys);
-    pending.insert(
-        key,
-        Arc::new(Written {
-            stored: StoredEntry {
-                source: "outlet".into(),
-                entry: original.clone(),
-                first_seen,
-                sort_time: first_seen,
-                same_link_as: None,
-                same_text_as: None,
-            },
-            record: prepared.record,
-            new: true,
-        }),
-    );
+    let now = from_millis(1_000);
+    commits
+        .matcher
+        .match_commit(
+            "outlet",
+            vec![change("outlet", &original)],
+            now,
+            &store.joins,
+            &store,
+        )
+        .expect("matches");
     let repost = Entry {
         identity: "repost-1".into(),
         link: Some("https://outlet.example/1?utm_source=x".into()),
         ..original.clone()
     };
-    let joins = Joins::default();
-    let [by_link, by_text] = store
-        .find_stories("dept", &Prepared::of(&repost), recent, pending, &joins)
+    let matched = commits
+        .matcher
+        .match_commit(
+            "dept",
+            vec![change("dept", &repost)],
+            now,
+            &store.joins,
+            &store,
+        )
         .expect("matches");
-    assert_eq!(by_link.iter().map(|r| r.key).collect::<Vec<_>>(), [key]);
-    assert_eq!(by_text.iter().map(|r| r.key).collect::<Vec<_>>(), [key]);
+    let stored = &matched.written[0].1.stored;
+    assert_eq!(stored.same_link_as.as_ref().map(|r| r.key), Some(key));
+    assert_eq!(stored.same_text_as.as_ref().map(|r| r.key), Some(key));
     assert_eq!(store.entry("outlet", &key).expect("reads"), None);
 }
 
@@ -677,7 +674,10 @@ fn concurrent_commits_of_one_source_lose_nothing() {
     for t in 0..8 {
         assert_eq!(store.index(&format!("own{t}")).expect("reads").len(), 10);
     }
-    assert!(store.commits.lock().expect("locks").pending.is_empty());
+    assert_eq!(
+        store.commits.lock().expect("locks").matcher.pending_len(),
+        0
+    );
 }
 
 #[test]
@@ -1192,8 +1192,8 @@ fn a_failed_commit_s_joins_are_written_by_the_next() {
         .commits
         .lock()
         .expect("lock")
-        .unwritten
-        .push((StoryKind::Text, wire, join));
+        .matcher
+        .keep_unwritten(vec![(StoryKind::Text, wire, join)]);
     commit(
         &store,
         "other",
@@ -1201,7 +1201,10 @@ fn a_failed_commit_s_joins_are_written_by_the_next() {
         3_000,
     );
     assert_eq!(store.count_prefix(b"j:"), 1);
-    assert!(store.commits.lock().expect("lock").unwritten.is_empty());
+    assert_eq!(
+        store.commits.lock().expect("lock").matcher.unwritten_len(),
+        0
+    );
 }
 
 #[test]
