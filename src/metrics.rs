@@ -360,7 +360,6 @@ impl Metrics {
 
     /// Counts a claim on a due fetch that ended in `outcome`.
     // The scheduler calls it once its claims land; until then only the tests do.
-    #[allow(dead_code)]
     pub(crate) fn lease_claimed(&self, outcome: ClaimOutcome) {
         self.lease_claims
             .get_or_create(&ClaimLabel {

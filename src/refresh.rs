@@ -28,7 +28,7 @@ use url::Url;
 use crate::clock::Clock;
 use crate::config::SourceConfig;
 use crate::fetch::{FetchError, FetchOutcome, FetchedBody, Fetcher, Hop};
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{ClaimOutcome, Metrics, Outcome};
 use crate::model::hex;
 use crate::model::{Answer, CommitSummary, FeedHead, RefreshFailure, SourceState, Timing};
 use crate::model::{LinkValidators, Validators};
@@ -169,9 +169,15 @@ pub(crate) async fn refresh(
     let _slot = fetcher.refresh_slot().await;
     // Claimed once a slot is ours, so that a lease covers the fetch, not the wait for one.
     if let Some(claiming) = claiming {
-        match claim(source, store, claiming, clock).await? {
-            Claim::Won | Claim::TakenOver => {}
-            other => return Ok(RefreshOutcome::Unclaimed(other)),
+        let claim = claim(source, store, claiming, clock).await?;
+        metrics.lease_claimed(match &claim {
+            Claim::Won => ClaimOutcome::Won,
+            Claim::TakenOver => ClaimOutcome::TakenOver,
+            Claim::Fetched(_) => ClaimOutcome::FetchedElsewhere,
+            Claim::Busy(_) => ClaimOutcome::Busy,
+        });
+        if !matches!(claim, Claim::Won | Claim::TakenOver) {
+            return Ok(RefreshOutcome::Unclaimed(claim));
         }
     }
     let started = std::time::Instant::now();

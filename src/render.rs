@@ -266,7 +266,9 @@ pub(crate) async fn renderer(
         let started = std::time::Instant::now();
         let rendered = tokio::task::spawn_blocking(move || {
             // A damaged store is reported by its reads (see `store_probe`).
-            let which = |feed: &FeedConfig| feed.sources.iter().any(|s| dirty.contains(s));
+            // Another replica's changes may have been missed: every feed.
+            let every = dirty.contains(crate::store::EVERY_SOURCE);
+            let which = |feed: &FeedConfig| every || feed.sources.iter().any(|s| dirty.contains(s));
             render_feeds(&rendering, &config, which, Utc::now())
         })
         .await;

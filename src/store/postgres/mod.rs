@@ -185,11 +185,6 @@ impl PgStore {
     {
         self.inner.run_anyway(query)
     }
-
-    /// The shared state, for the engine's parts.
-    pub(crate) fn inner(&self) -> &Arc<Inner> {
-        &self.inner
-    }
 }
 
 impl Drop for PgStore {

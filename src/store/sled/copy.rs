@@ -12,7 +12,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::{codec::*, SledStore};
 use crate::model::{EntryKey, SourceState, StoredEntry};
 use crate::store::matching::{firsts_of, Prepared};
-use crate::store::stories::{Join, Members};
+use crate::store::stories::Join;
 use crate::store::{Exported, StoreError};
 
 impl SledStore {
@@ -213,8 +213,7 @@ impl SledStore {
     /// reads it again from what the store holds now.
     fn forget_matching(&self) {
         let mut commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-        commits.recent = None;
-        commits.members = Members::default();
+        commits.loaded = false;
     }
 }
 
@@ -484,7 +483,7 @@ mod tests {
             &to,
             Exported::Source {
                 name: "a".into(),
-                state: SourceState::default(),
+                state: Box::default(),
                 entries: vec![stored],
             },
         )
