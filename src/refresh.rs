@@ -221,6 +221,7 @@ async fn claim(
         },
         per_host: claiming.per_host,
         lease: claiming.lease,
+        fingerprint: fingerprint(source),
     };
     let (store, name) = (store.clone(), source.name.clone());
     tokio::task::spawn_blocking(move || store.claim(&name, &request))

@@ -299,6 +299,9 @@ pub(crate) struct ClaimRequest {
     pub(crate) per_host: usize,
     /// `[store] lease`.
     pub(crate) lease: std::time::Duration,
+    /// The digest of the source's config as the claimer has it: a stored state saved under
+    /// another config is due whatever its `next_fetch` (a changed URL is fetched at once).
+    pub(crate) fingerprint: String,
 }
 
 /// The answer to a claim.

@@ -115,11 +115,12 @@ impl PgStore {
             request.host.clone(),
             i32::try_from(request.per_host).unwrap_or(i32::MAX),
             i64::try_from(request.lease.as_millis()).unwrap_or(i64::MAX),
+            request.fingerprint.clone(),
         );
         let (outcome, state, wait_ms): (String, Option<Vec<u8>>, i64) =
             self.run(|pool| async move {
                 sqlx::query_as(
-                    "SELECT outcome, state, wait_ms FROM feedmill_claim($1, $2, $3, $4, $5, $6)",
+                    "SELECT outcome, state, wait_ms FROM feedmill_claim($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(args.0)
                 .bind(args.1)
@@ -127,6 +128,7 @@ impl PgStore {
                 .bind(args.3)
                 .bind(args.4)
                 .bind(args.5)
+                .bind(args.6)
                 .fetch_one(&pool)
                 .await
             })?;

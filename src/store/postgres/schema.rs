@@ -69,7 +69,8 @@ pub(crate) const STEPS: &[&str] = &[
     -- LOCKED (a replica claiming it this instant makes the others wait a moment, not queue),
     -- then its lease, its due time and its host's fetches in flight decide.
     CREATE FUNCTION feedmill_claim(p_name text, p_owner text, p_now timestamptz,
-                                   p_host text, p_per_host int, p_lease_ms bigint)
+                                   p_host text, p_per_host int, p_lease_ms bigint,
+                                   p_fingerprint text)
     RETURNS TABLE (outcome text, state bytea, wait_ms bigint)
     LANGUAGE plpgsql AS $$
     DECLARE
@@ -88,7 +89,11 @@ pub(crate) const STEPS: &[&str] = &[
                 GREATEST(1, (EXTRACT(EPOCH FROM r.lease_until - now()) * 1000)::bigint);
             RETURN;
         END IF;
-        IF r.state IS NOT NULL AND (r.next_fetch IS NULL OR r.next_fetch > p_now) THEN
+        -- Not due, unless the source's config changed since that state was saved (a new
+        -- URL is fetched at once, a disabled source is tried again).
+        IF r.state IS NOT NULL AND (r.next_fetch IS NULL OR r.next_fetch > p_now)
+           AND (convert_from(r.state, 'UTF8')::jsonb ->> 'config_fingerprint')
+               IS NOT DISTINCT FROM p_fingerprint THEN
             RETURN QUERY SELECT 'fetched'::text, r.state, 0::bigint;
             RETURN;
         END IF;

@@ -73,6 +73,7 @@ fn request(now: DateTime<Utc>, host: Option<&str>, per_host: usize, lease_ms: u6
         host: host.map(str::to_string),
         per_host,
         lease: Duration::from_millis(lease_ms),
+        fingerprint: String::new(),
     }
 }
 
@@ -171,6 +172,13 @@ fn each_due_fetch_goes_to_one_replica() {
     };
     assert_eq!(state.next_fetch, Some(at(5)));
     assert_eq!(state.fetched_by.as_deref(), Some("a"));
+    // A replica whose config of the source changed (a new URL) fetches it at once.
+    let changed = ClaimRequest {
+        fingerprint: "another config".into(),
+        ..request(at(1), None, 2, lease)
+    };
+    assert_eq!(b.claim("s", &changed).expect("claims"), Claim::Won);
+    Store::release(&b, "s").expect("releases");
     // The next due time is b's as much as a's.
     assert_eq!(
         b.claim("s", &request(at(5), None, 2, lease))
