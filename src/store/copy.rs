@@ -192,8 +192,11 @@ pub(crate) fn migrate(config: &StoreConfig) -> Result<String, StoreError> {
             "store {name} created at schema version {}",
             super::sled::SCHEMA_VERSION
         ),
-        // TODO(lead): the PostgreSQL engine's schema version, once it has one to report.
-        Engine::Postgres { .. } => format!("database {name}: schema created or up to date"),
+        // Opening migrated it (and logged the steps it ran, if any).
+        Engine::Postgres { .. } => format!(
+            "database {name} is at schema version {}",
+            super::postgres::schema::SCHEMA_VERSION
+        ),
     })
 }
 

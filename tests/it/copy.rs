@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::support::{blocking_request, feedmill, free_port, Daemon};
+use crate::support::{blocking_request, feedmill, free_port, Daemon, Engine};
 
 const GOLDEN: [(&str, &str); 5] = [
     ("wire", "wire.rss"),
@@ -62,13 +62,6 @@ struct Destination {
 }
 
 /// A fresh sled store in `dir`.
-///
-/// TODO(lead): the destination's engine is the parameter of [`outputs_survive_copies`].
-/// When tests/it/support.rs has the `ci` helper's engine switch (`support::Engine` and the
-/// function that gives a fresh, isolated store's `[store]` table for an engine), add the
-/// case `sled_to_postgres_and_back` whose destination is a fresh PostgreSQL database (its
-/// table, and its URL as the name; the fixture that owns the database kept alive for the
-/// test), beside `sled_to_sled_and_back`.
 fn sled_destination(dir: &Path) -> Destination {
     Destination {
         table: sled_store("store-b"),
@@ -297,6 +290,19 @@ fn assert_documents_equal(before: &[Document], after: &[Document], what: &str) {
 #[test]
 fn sled_to_sled_and_back_serves_the_same_bytes() {
     outputs_survive_copies(sled_destination);
+}
+
+#[test]
+fn sled_to_postgres_and_back_serves_the_same_bytes() {
+    Engine::Postgres.run(module_path!(), |engine| {
+        // Kept alive for the test: the database is dropped with it.
+        let store = engine.store();
+        let url = store.url().expect("a database").to_string();
+        outputs_survive_copies(|_| Destination {
+            table: store.section(),
+            name: url,
+        });
+    });
 }
 
 #[test]

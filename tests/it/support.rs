@@ -820,10 +820,6 @@ impl TestStore {
     }
 
     /// The database's URL, on PostgreSQL (as the config has it: no password).
-    #[allow(
-        dead_code,
-        reason = "for the replica tests, which write the configs of several daemons on one database"
-    )]
     pub fn url(&self) -> Option<&str> {
         self.database.as_ref().map(|d| d.url.as_str())
     }
