@@ -376,7 +376,8 @@ fn open_until(config: &StoreConfig, give_up: impl Fn() -> bool) -> Result<Shared
     match &config.engine {
         Engine::Sled => {
             let store = sled::SledStore::open_with_cache(&config.path, config.cache)?
-                .with_match_window(config.match_window);
+                .with_match_window(config.match_window)
+                .with_replica(&config.replica);
             Ok(Arc::new(store))
         }
         Engine::Postgres { url } => {

@@ -90,6 +90,9 @@ pub struct SledStore {
     cache: u64,
     /// How many of the most recent entries a new one is matched against.
     match_window: usize,
+    /// This process's name (`[store] replica`), which the states it saves carry as
+    /// `fetched_by`.
+    replica: Option<String>,
     /// What commits share: story matching's index and the entries being written. Held
     /// only while a commit matches its new entries, so that matching sees every earlier
     /// commit; the writing itself runs beside other commits.
@@ -140,6 +143,12 @@ impl SledStore {
         self
     }
 
+    /// The store naming `replica` as the `fetched_by` of the states it saves.
+    pub(crate) fn with_replica(mut self, replica: &str) -> SledStore {
+        self.replica = Some(replica.to_string());
+        self
+    }
+
     /// Opens (or creates) the store at `path`. A store that fails to open or to read (sled
     /// reports corruption, or panics on it) is moved aside with one log line naming where,
     /// and rebuilt empty: it holds nothing that cannot be fetched again. A store in use by
@@ -180,6 +189,7 @@ impl SledStore {
             path: path.to_path_buf(),
             cache,
             match_window: DEFAULT_MATCH_WINDOW,
+            replica: None,
             commits: Arc::new(Mutex::new(Commits::default())),
             commit_ended: Arc::new(Condvar::new()),
             writes: Arc::new(RwLock::new(())),
@@ -494,6 +504,13 @@ impl Store for SledStore {
     }
 
     fn save_state(&self, source: &str, state: &SourceState) -> Result<(), StoreError> {
+        if self.replica.is_some() && state.fetched_by != self.replica {
+            let stamped = SourceState {
+                fetched_by: self.replica.clone(),
+                ..state.clone()
+            };
+            return self.guard(|| SledStore::save_state(self, source, &stamped));
+        }
         self.guard(|| SledStore::save_state(self, source, state))
     }
 
@@ -504,6 +521,9 @@ impl Store for SledStore {
         entries: &[Entry],
         now: DateTime<Utc>,
     ) -> Result<CommitSummary, StoreError> {
+        if self.replica.is_some() {
+            state.fetched_by.clone_from(&self.replica);
+        }
         self.guard(|| SledStore::commit_fetch(self, source, state, entries, now))
     }
 
