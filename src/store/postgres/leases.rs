@@ -153,43 +153,32 @@ impl PgStore {
         })
     }
 
-    /// Gives up this replica's lease on `source`.
-    pub(super) fn release(&self, source: &str) -> Result<(), StoreError> {
-        let (name, me) = (source.to_string(), self.inner.replica.clone());
+    /// Gives up this replica's lease on `source`, or on every source (at close: the others
+    /// need not wait them out).
+    pub(super) fn release(&self, source: Option<&str>) -> Result<(), StoreError> {
+        let (name, me) = (source.map(str::to_string), self.inner.replica.clone());
         self.run(|pool| async move {
             sqlx::query(
                 "UPDATE feedmill_sources SET lease_owner = NULL, lease_until = NULL
-                 WHERE name = $1 AND lease_owner = $2",
+                 WHERE lease_owner = $1 AND ($2::text IS NULL OR name = $2)",
             )
+            .bind(me)
             .bind(name)
-            .bind(me)
             .execute(&pool)
             .await
         })?;
-        self.forget_lease(source);
+        let mut held = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+        match source {
+            Some(source) => held.remove(source),
+            None => {
+                held.clear();
+                true
+            }
+        };
         Ok(())
     }
 
-    /// Gives up every lease this replica holds (at close: the others need not wait them out).
-    pub(super) fn release_all(&self) -> Result<(), StoreError> {
-        let me = self.inner.replica.clone();
-        self.run(|pool| async move {
-            sqlx::query(
-                "UPDATE feedmill_sources SET lease_owner = NULL, lease_until = NULL
-                 WHERE lease_owner = $1",
-            )
-            .bind(me)
-            .execute(&pool)
-            .await
-        })?;
-        self.inner
-            .leases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        Ok(())
-    }
-
+    /// Forgets the lease on `source`, which a save of its state ended.
     pub(super) fn forget_lease(&self, source: &str) {
         self.inner
             .leases

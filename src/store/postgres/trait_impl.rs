@@ -61,7 +61,7 @@ impl Store for PgStore {
     }
 
     fn close(&self) -> Result<(), StoreError> {
-        let released = self.release_all();
+        let released = PgStore::release(self, None);
         let pool = self.inner.pool.clone();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.inner.handle.spawn(async move {
@@ -101,7 +101,7 @@ impl Store for PgStore {
     }
 
     fn release(&self, source: &str) -> Result<(), StoreError> {
-        PgStore::release(self, source)
+        PgStore::release(self, Some(source))
     }
 
     fn outage(&self) -> tokio::sync::watch::Receiver<Option<String>> {
