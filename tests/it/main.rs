@@ -13,6 +13,7 @@ mod outputs;
 mod page;
 mod properties;
 mod reference;
+mod replicas;
 mod service;
 mod ssrf;
 mod store_faults;
