@@ -15,6 +15,7 @@ mod page;
 mod properties;
 mod reference;
 mod replica_outputs;
+mod replicas;
 mod retention;
 mod service;
 mod ssrf;
