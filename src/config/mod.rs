@@ -170,10 +170,11 @@ pub(crate) const POOL_RANGE: RangeInclusive<i64> = 2..=1000;
 
 /// The default `[store] lease`.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(60);
-/// What `[store] lease` may be: long enough for a claim to be made and used, short enough
-/// that a dead replica's sources wait no longer than a day.
+/// What `[store] lease` may be: long enough for a live replica to renew its claims (it does
+/// every third of the lease, checking each second), short enough that a dead replica's
+/// sources wait no longer than a day.
 pub(crate) const LEASE_RANGE: RangeInclusive<Duration> =
-    Duration::from_secs(1)..=Duration::from_secs(86_400);
+    Duration::from_secs(3)..=Duration::from_secs(86_400);
 
 /// The default replica name: the host name and the process id, which tell replicas on
 /// one machine apart.

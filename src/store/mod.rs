@@ -386,6 +386,7 @@ fn open_until(config: &StoreConfig, give_up: impl Fn() -> bool) -> Result<Shared
                 replica: config.replica.clone(),
                 match_window: config.match_window,
                 pool: config.pool,
+                lease: config.lease,
             };
             Ok(Arc::new(postgres::PgStore::open_waiting(
                 &settings, give_up,

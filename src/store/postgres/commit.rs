@@ -15,7 +15,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
-use super::leases::{encode_state, presented, SAVE_STATE};
+use super::leases::{encode_state, presented, COUNT_ITEMS, SAVE_STATE};
 use super::reads::{decode_entry, decode_join, entry_key, EntryRow};
 use super::{schema, watch, Inner, Matching, PgStore};
 use crate::model::{CommitSummary, Entry, EntryKey, EntryRef, SourceState, StoredEntry};
@@ -392,7 +392,7 @@ impl PgStore {
         announced.extend(matched.summary.joined.iter().cloned());
         let (name, me) = (source.to_string(), inner.replica.clone());
         let payload = watch::payload(&me, &announced);
-        let mut state_out = state.clone();
+        let state_out = state.clone();
         let written = inner.block_on(async move {
             let mut tx = tx;
             let mut top = 0;
@@ -413,13 +413,6 @@ impl PgStore {
                 top = top.max(seq);
             }
             top = top.max(insert_entries(&mut tx, &name, rows).await?);
-            // The rows are the truth; a count kept by adding up could drift.
-            let (items,): (i64,) =
-                sqlx::query_as("SELECT count(*) FROM feedmill_entries WHERE source = $1")
-                    .bind(&name)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            state_out.items = items as u64;
             sqlx::query(SAVE_STATE)
                 .bind(&name)
                 .bind(encode_state(&state_out))
@@ -427,6 +420,11 @@ impl PgStore {
                 .bind(presented(&state_out))
                 .bind(&me)
                 .execute(&mut *tx)
+                .await?;
+            // The rows are the truth; a count kept by adding up could drift.
+            let (items,): (i64,) = sqlx::query_as(COUNT_ITEMS)
+                .bind(&name)
+                .fetch_one(&mut *tx)
                 .await?;
             // Every document showing these sources changes: the source's, and those of the
             // sources whose stories its entries joined (their "via" links).

@@ -30,6 +30,19 @@ pub(super) fn decode_state(source: &str, bytes: &[u8]) -> SourceState {
     })
 }
 
+/// A stored state with the count of its entries' rows.
+pub(super) fn stored_state(source: &str, bytes: &[u8], items: i64) -> SourceState {
+    SourceState {
+        items: u64::try_from(items).unwrap_or_default(),
+        ..decode_state(source, bytes)
+    }
+}
+
+/// Sets the `items` of `$1` to the count of its rows (after a commit, retention, an import).
+pub(super) const COUNT_ITEMS: &str = "UPDATE feedmill_sources
+    SET items = (SELECT count(*) FROM feedmill_entries WHERE source = $1)
+    WHERE name = $1 RETURNING items";
+
 /// What of a state shows in the outputs (the source's title, URL and home page): when it
 /// changes, so does every document that names the source.
 pub(super) fn presented(state: &SourceState) -> Vec<u8> {
@@ -70,15 +83,13 @@ impl PgStore {
     /// The saved state of `source`, if it was ever fetched.
     pub(super) fn source_state(&self, source: &str) -> Result<Option<SourceState>, StoreError> {
         let name = source.to_string();
-        let row: Option<(Option<Vec<u8>>,)> = self.run(|pool| async move {
-            sqlx::query_as("SELECT state FROM feedmill_sources WHERE name = $1")
+        let row: Option<(Option<Vec<u8>>, i64)> = self.run(|pool| async move {
+            sqlx::query_as("SELECT state, items FROM feedmill_sources WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&pool)
                 .await
         })?;
-        Ok(row
-            .and_then(|(state,)| state)
-            .map(|bytes| decode_state(source, &bytes)))
+        Ok(row.and_then(|(state, items)| Some(stored_state(source, &state?, items))))
     }
 
     /// Saves the state of `source`, as fetched by this replica, and ends its lease.
@@ -117,10 +128,10 @@ impl PgStore {
             i64::try_from(request.lease.as_millis()).unwrap_or(i64::MAX),
             request.fingerprint.clone(),
         );
-        let (outcome, state, wait_ms): (String, Option<Vec<u8>>, i64) =
+        let (outcome, state, wait_ms, items): (String, Option<Vec<u8>>, i64, i64) =
             self.run(|pool| async move {
                 sqlx::query_as(
-                    "SELECT outcome, state, wait_ms FROM feedmill_claim($1, $2, $3, $4, $5, $6, $7)",
+                    "SELECT outcome, state, wait_ms, items FROM feedmill_claim($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(args.0)
                 .bind(args.1)
@@ -148,7 +159,9 @@ impl PgStore {
                     Claim::Won
                 }
             }
-            "fetched" => Claim::Fetched(state.map(|bytes| Box::new(decode_state(source, &bytes)))),
+            "fetched" => {
+                Claim::Fetched(state.map(|bytes| Box::new(stored_state(source, &bytes, items))))
+            }
             _ => Claim::Busy(wait),
         })
     }

@@ -54,6 +54,9 @@ pub(crate) struct PgSettings {
     pub(crate) match_window: usize,
     /// Connections at most.
     pub(crate) pool: u32,
+    /// `[store] lease`: how long a claim lasts unless renewed (a live replica renews its
+    /// claims while it fetches and commits).
+    pub(crate) lease: Duration,
 }
 
 /// The state every thread of the engine shares (its background tasks too).
@@ -61,6 +64,9 @@ pub(crate) struct Inner {
     /// The engine's runtime, where queries run.
     handle: tokio::runtime::Handle,
     pool: PgPool,
+    /// How to connect, for the probe to say why it cannot.
+    options: PgConnectOptions,
+    lease: Duration,
     url: String,
     replica: String,
     /// Why the database cannot be reached, while it cannot.
@@ -119,12 +125,14 @@ impl PgStore {
                 // A pooled connection may have died with a restarted server: check it.
                 .test_before_acquire(true)
                 .idle_timeout(Some(Duration::from_secs(300)))
-                .connect_lazy_with(options)
+                .connect_lazy_with(options.clone())
         };
         let store = PgStore {
             inner: Arc::new(Inner {
                 handle: runtime.handle().clone(),
                 pool,
+                options,
+                lease: settings.lease,
                 url: settings.url.clone(),
                 replica: settings.replica.clone(),
                 outage: channel::channel(None).0,

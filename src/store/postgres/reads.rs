@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::leases::{decode_state, encode_state, presented};
+use super::leases::{encode_state, presented, stored_state, COUNT_ITEMS};
 use super::PgStore;
 use crate::model::{EntryKey, StoredEntry, StoryKind};
 use crate::store::matching::Prepared;
@@ -238,29 +238,20 @@ impl PgStore {
                 *counts.entry(source).or_default() += 1;
             }
             let touched: Vec<String> = counts.keys().cloned().collect();
-            // The items counts in the states, from the rows that are left.
+            // The items counts, from the rows that are left; the documents showing these
+            // sources change.
             for source in &touched {
-                let row: Option<(Option<Vec<u8>>,)> =
-                    sqlx::query_as("SELECT state FROM feedmill_sources WHERE name = $1 FOR UPDATE")
-                        .bind(source)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let Some((Some(bytes),)) = row else { continue };
-                let (items,): (i64,) =
-                    sqlx::query_as("SELECT count(*) FROM feedmill_entries WHERE source = $1")
-                        .bind(source)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                let mut state = decode_state(source, &bytes);
-                state.items = items as u64;
+                sqlx::query(COUNT_ITEMS)
+                    .bind(source)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 sqlx::query(
-                    "UPDATE feedmill_sources SET state = $2,
-                         changed_at = date_trunc('second', GREATEST(clock_timestamp(), changed_at))
+                    "UPDATE feedmill_sources
+                     SET changed_at = date_trunc('second', GREATEST(clock_timestamp(), changed_at))
                                       + interval '1 second'
                      WHERE name = $1",
                 )
                 .bind(source)
-                .bind(encode_state(&state))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -291,14 +282,14 @@ impl PgStore {
         &self,
         visit: &mut dyn FnMut(Exported) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let names: Vec<(String, Vec<u8>)> = self.run(|pool| async move {
+        let names: Vec<(String, Vec<u8>, i64)> = self.run(|pool| async move {
             sqlx::query_as(
-                "SELECT name, state FROM feedmill_sources WHERE state IS NOT NULL ORDER BY name",
+                "SELECT name, state, items FROM feedmill_sources WHERE state IS NOT NULL ORDER BY name",
             )
             .fetch_all(&pool)
             .await
         })?;
-        for (name, state) in names {
+        for (name, state, items) in names {
             let source = name.clone();
             let bodies: Vec<(Vec<u8>,)> = self.run(|pool| async move {
                 sqlx::query_as("SELECT body FROM feedmill_entries WHERE source = $1 ORDER BY key")
@@ -311,7 +302,7 @@ impl PgStore {
                 .filter_map(|(body,)| decode_entry(body))
                 .collect();
             visit(Exported::Source {
-                state: Box::new(decode_state(&name, &state)),
+                state: Box::new(stored_state(&name, &state, items)),
                 name,
                 entries,
             })?;
@@ -368,6 +359,10 @@ impl PgStore {
                     .bind(shown)
                     .execute(&mut *tx)
                     .await?;
+                    sqlx::query(COUNT_ITEMS)
+                        .bind(&source)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                     tx.commit().await
                 })?;
             }

@@ -5,7 +5,9 @@
 //! - `feedmill_meta`: one row, the schema version. Its row lock is the matching lock:
 //!   every commit that stores entries takes it, so that story matching is serialized across
 //!   replicas as it is inside one process.
-//! - `feedmill_sources`: a source's state (the model's `SourceState` as JSON), when it is due
+//! - `feedmill_sources`: a source's state (the model's `SourceState` as JSON, but for its
+//!   `items`, which the `items` column counts from the rows: a state saved by a replica that
+//!   read it before another's commit never undoes the count), when it is due
 //!   (`next_fetch`), its host, the lease of the replica fetching it, and when its outputs last
 //!   changed (`changed_at`, what every replica renders at).
 //! - `feedmill_entries`: one row per item, `(source, key)` unique: the database, not a hope,
@@ -35,6 +37,7 @@ pub(crate) const STEPS: &[&str] = &[
         lease_owner text,
         lease_until timestamptz,
         presented   bytea,
+        items       bigint NOT NULL DEFAULT 0,
         changed_at  timestamptz NOT NULL DEFAULT 'epoch'
     );
     CREATE INDEX feedmill_sources_host ON feedmill_sources (host) WHERE lease_until IS NOT NULL;
@@ -71,7 +74,7 @@ pub(crate) const STEPS: &[&str] = &[
     CREATE FUNCTION feedmill_claim(p_name text, p_owner text, p_now timestamptz,
                                    p_host text, p_per_host int, p_lease_ms bigint,
                                    p_fingerprint text)
-    RETURNS TABLE (outcome text, state bytea, wait_ms bigint)
+    RETURNS TABLE (outcome text, state bytea, wait_ms bigint, items bigint)
     LANGUAGE plpgsql AS $$
     DECLARE
         r feedmill_sources%ROWTYPE;
@@ -80,13 +83,13 @@ pub(crate) const STEPS: &[&str] = &[
         INSERT INTO feedmill_sources (name) VALUES (p_name) ON CONFLICT (name) DO NOTHING;
         SELECT * INTO r FROM feedmill_sources WHERE name = p_name FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
-            RETURN QUERY SELECT 'busy'::text, NULL::bytea, 200::bigint;
+            RETURN QUERY SELECT 'busy'::text, NULL::bytea, 200::bigint, 0::bigint;
             RETURN;
         END IF;
         IF r.lease_until IS NOT NULL AND r.lease_until > now()
            AND r.lease_owner IS DISTINCT FROM p_owner THEN
             RETURN QUERY SELECT 'busy'::text, NULL::bytea,
-                GREATEST(1, (EXTRACT(EPOCH FROM r.lease_until - now()) * 1000)::bigint);
+                GREATEST(1, (EXTRACT(EPOCH FROM r.lease_until - now()) * 1000)::bigint), 0::bigint;
             RETURN;
         END IF;
         -- Not due, unless the source's config changed since that state was saved (a new
@@ -94,7 +97,7 @@ pub(crate) const STEPS: &[&str] = &[
         IF r.state IS NOT NULL AND (r.next_fetch IS NULL OR r.next_fetch > p_now)
            AND (convert_from(r.state, 'UTF8')::jsonb ->> 'config_fingerprint')
                IS NOT DISTINCT FROM p_fingerprint THEN
-            RETURN QUERY SELECT 'fetched'::text, r.state, 0::bigint;
+            RETURN QUERY SELECT 'fetched'::text, r.state, 0::bigint, r.items;
             RETURN;
         END IF;
         IF p_host IS NOT NULL THEN
@@ -103,7 +106,7 @@ pub(crate) const STEPS: &[&str] = &[
             SELECT count(*) INTO in_flight FROM feedmill_sources
                 WHERE host = p_host AND lease_until > now() AND name <> p_name;
             IF in_flight >= p_per_host THEN
-                RETURN QUERY SELECT 'host'::text, NULL::bytea, 100::bigint;
+                RETURN QUERY SELECT 'host'::text, NULL::bytea, 100::bigint, 0::bigint;
                 RETURN;
             END IF;
         END IF;
@@ -114,7 +117,7 @@ pub(crate) const STEPS: &[&str] = &[
         RETURN QUERY SELECT
             CASE WHEN r.lease_owner IS NOT NULL AND r.lease_owner <> p_owner
                  THEN 'taken_over' ELSE 'won' END,
-            r.state, 0::bigint;
+            r.state, 0::bigint, r.items;
     END
     $$;
     "#,

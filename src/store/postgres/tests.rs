@@ -57,6 +57,7 @@ fn open(url: &str, replica: &str) -> PgStore {
         replica: replica.to_string(),
         match_window: 1000,
         pool: 4,
+        lease: Duration::from_secs(60),
     })
     .expect("opens")
 }
@@ -136,6 +137,7 @@ fn migrates_once_and_refuses_a_newer_schema() {
         replica: "b".into(),
         match_window: 10,
         pool: 2,
+        lease: Duration::from_secs(60),
     });
     let Err(err) = refused else {
         panic!("a newer schema was opened")
@@ -216,6 +218,43 @@ fn a_dead_replicas_lease_runs_out_and_another_takes_over() {
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+fn a_live_replica_keeps_its_lease_past_its_length() {
+    let Some(url) = fresh_database() else { return };
+    let settings = |replica: &str| PgSettings {
+        url: url.clone(),
+        replica: replica.into(),
+        match_window: 10,
+        pool: 2,
+        lease: Duration::from_secs(3),
+    };
+    let a = PgStore::open(&settings("a")).expect("opens");
+    let b = PgStore::open(&settings("b")).expect("opens");
+    assert_eq!(
+        a.claim("s", &request(at(0), None, 2, 3_000))
+            .expect("claims"),
+        Claim::Won
+    );
+    // a fetches (and commits) for longer than a lease: it renews its claim meanwhile.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        let claim = b
+            .claim("s", &request(at(0), None, 2, 3_000))
+            .expect("claims");
+        assert!(
+            matches!(claim, Claim::Busy(_)),
+            "b got {claim:?} while a was alive"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Store::save_state(&a, "s", &due(at(0))).expect("saves");
+    assert_eq!(
+        b.claim("s", &request(at(0), None, 2, 3_000))
+            .expect("claims"),
+        Claim::Won
     );
 }
 
@@ -390,6 +429,7 @@ fn an_unreachable_database_fails_at_once_with_its_url() {
         replica: "a".into(),
         match_window: 10,
         pool: 2,
+        lease: Duration::from_secs(60),
     }) else {
         panic!("opened a database that is not there")
     };

@@ -54,6 +54,7 @@ impl Inner {
 }
 
 async fn probe(inner: Weak<Inner>) {
+    let mut renewed = tokio::time::Instant::now();
     loop {
         let Some(strong) = inner.upgrade() else {
             return;
@@ -64,8 +65,17 @@ async fn probe(inner: Weak<Inner>) {
         let reason = match answer {
             Ok(Ok(_)) => None,
             Ok(Err(err)) => Some(err.to_string()),
-            Err(_) => Some(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+            // The pool waits for a connection longer than the probe: connecting alone says why.
+            Err(_) => Some(why_not(&strong.options).await),
         };
+        // A live replica keeps its claims while it fetches and commits, however long that
+        // takes; a dead one's run out within the lease.
+        if reason.is_none() && renewed.elapsed() >= strong.lease / 3 {
+            renewed = tokio::time::Instant::now();
+            if let Err(err) = renew(&strong).await {
+                tracing::debug!("cannot renew leases (they may run out): {err}");
+            }
+        }
         let was_down = strong.outage.borrow().is_some();
         match (&reason, was_down) {
             (None, true) => {
@@ -83,6 +93,40 @@ async fn probe(inner: Weak<Inner>) {
         drop(strong);
         tokio::time::sleep(PROBE_EVERY).await;
     }
+}
+
+/// Why connecting to the database fails (or that it answers slowly).
+async fn why_not(options: &sqlx::postgres::PgConnectOptions) -> String {
+    use sqlx::ConnectOptions;
+    match tokio::time::timeout(PROBE_TIMEOUT, options.connect()).await {
+        Ok(Err(err)) => err.to_string(),
+        Ok(Ok(_)) | Err(_) => format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+    }
+}
+
+/// Moves the end of every lease this replica holds to a lease from now.
+async fn renew(inner: &Inner) -> Result<(), sqlx::Error> {
+    let held: Vec<String> = inner
+        .leases
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    let lease_ms = i64::try_from(inner.lease.as_millis()).unwrap_or(i64::MAX);
+    sqlx::query(
+        "UPDATE feedmill_sources SET lease_until = now() + $3 * interval '1 millisecond'
+         WHERE lease_owner = $1 AND name = ANY($2)",
+    )
+    .bind(&inner.replica)
+    .bind(held)
+    .bind(lease_ms)
+    .execute(&inner.pool)
+    .await?;
+    Ok(())
 }
 
 async fn listen(inner: Weak<Inner>) {
