@@ -45,7 +45,7 @@ use crate::metrics::{Metrics, StoreFigures};
 use crate::publish::{Document, Format, RenderedFeed};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
-use crate::status::source_reports;
+use crate::status::{source_reports, SourceReport};
 
 /// The HTTP application: feed documents directly, the rest through the router; see the
 /// module documentation. Cheap to clone (one per connection).
@@ -533,9 +533,19 @@ impl AsyncWrite for Guarded {
     }
 }
 
-async fn metrics(State(state): State<Shared>) -> Response {
+/// Every source's report, read off the async threads: a database engine answers one
+/// query per source, and those must not stall the requests served meanwhile.
+async fn read_reports(state: &Shared) -> Result<Vec<SourceReport>, String> {
     let config = state.config.get();
-    let reports = source_reports(&config.sources, &state.store).unwrap_or_default();
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || source_reports(&config.sources, &store))
+        .await
+        .map_err(|failed| format!("reading the sources' state failed: {failed}"))?
+        .map_err(|err| err.to_string())
+}
+
+async fn metrics(State(state): State<Shared>) -> Response {
+    let reports = read_reports(&state).await.unwrap_or_default();
     let figures = state.store.figures();
     state.metrics.store_figures(StoreFigures {
         pool_size: figures.pool_size,
@@ -660,8 +670,7 @@ fn add_security_headers(headers: &mut HeaderMap) {
 }
 
 async fn status(State(state): State<Shared>) -> Response {
-    let config = state.config.get();
-    match source_reports(&config.sources, &state.store) {
+    match read_reports(&state).await {
         Ok(reports) => ([(header::CACHE_CONTROL, "no-cache")], axum::Json(reports)).into_response(),
         Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("{err}\n")).into_response(),
     }

@@ -1201,13 +1201,12 @@ fn three_replicas_share_the_fetches_serve_the_same_bytes_and_outlive_one_of_them
     );
 }
 
-/// A fetch that outlives its lease is taken over by another replica (the first replica is
-/// as good as dead to the database), so that source is fetched twice for one due time, and
-/// both replicas store the same response. The second commit then finds nothing new: the
-/// store must still count the source's items as its rows, not as the state the second
-/// replica read before the first one committed.
+/// A fetch that outlives its lease is made once: the replica making it renews its lease
+/// (every third of it) while it waits for the answer, so the other replica never takes the
+/// source over meanwhile. When the answer is stored, both replicas count the source's items
+/// as the rows the store holds.
 #[test]
-fn a_fetch_outliving_its_lease_leaves_the_item_counts_right() {
+fn a_fetch_outliving_its_lease_is_not_made_twice_and_leaves_the_item_counts_right() {
     let Some(database) = Postgres::start() else {
         return;
     };
@@ -1215,8 +1214,9 @@ fn a_fetch_outliving_its_lease_leaves_the_item_counts_right() {
     let outlets = runtime.block_on(Outlets::start());
     let path = source_path(0);
     outlets.put(&path, source_document(0, 0));
-    // Longer than the lease: the other replica takes the fetch over while it is in flight.
-    let late = LEASE + Duration::from_secs(1);
+    // Twice the lease: without renewal the other replica would fetch again while this
+    // request is in flight.
+    let late = LEASE * 2;
     outlets.delay(&path, late);
     let setup = Setup {
         outlets: &outlets,
@@ -1228,38 +1228,41 @@ fn a_fetch_outliving_its_lease_leaves_the_item_counts_right() {
     let r1 = start_replica(dir.path(), &setup, "r1");
     let r2 = start_replica(dir.path(), &setup, "r2");
     let two = [&r1, &r2];
-    // Two requests for one due time: the first replica's, and the takeover's once the lease
-    // ran out, while the first was still waiting for its answer.
-    let takeover = |log: &[Hit]| {
-        log.windows(2).find_map(|pair| {
-            let apart = pair[1].at.duration_since(pair[0].at).unwrap_or_default();
-            (LEASE <= apart && apart < late).then_some(pair[1].at)
-        })
-    };
-    let mut second = None;
+    let mut first = None;
     wait_or_fail(
         &two,
         &database,
         Duration::from_secs(30),
-        "a second request while the first was in flight (a fetch outliving its lease is taken over)",
+        "a first request for the slow source",
         || {
-            second = takeover(&outlets.log());
-            Some(second.is_some())
+            first = outlets.log().first().map(|hit| hit.at);
+            Some(first.is_some())
         },
     );
-    let second = second.expect("found above");
-    let answered = second + late;
+    let first = first.expect("found above");
+    let answered = first + late;
     wait_or_fail(
         &two,
         &database,
-        Duration::from_secs(20),
-        "the takeover's answer to be stored",
+        Duration::from_secs(30),
+        "the slow answer to be stored",
         || {
             let report = r1.daemon.try_status()?.into_iter().next()?;
             let last_fetch = report["last_fetch"].as_str()?;
             let last_fetch = chrono::DateTime::parse_from_rfc3339(last_fetch).ok()?;
             Some(millis(answered) <= last_fetch.timestamp_millis() as u64)
         },
+    );
+    let in_flight: Vec<u64> = outlets
+        .log()
+        .iter()
+        .filter(|hit| first < hit.at && hit.at < answered)
+        .map(|hit| millis(hit.at) - millis(first))
+        .collect();
+    assert!(
+        in_flight.is_empty(),
+        "the source was requested again while its first fetch was in flight (ms after the \
+         first: {in_flight:?}): the lease was not renewed"
     );
     for replica in two {
         let report = replica.daemon.source(&source_name(0));
