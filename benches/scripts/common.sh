@@ -33,9 +33,12 @@ free_port() {
 }
 
 # start_nginx DIR PORT: serves DIR on 127.0.0.1:PORT (ETag and Last-Modified on, as nginx does
-# for static files), in the background; stop with stop_nginx DIR.
+# for static files), in the background; stop with stop_nginx DIR. NGINX_HOSTS lists the
+# loopback addresses to listen on instead (sources on several hosts); NGINX_ACCESS_LOG names
+# a file that gets one line per request: its time (seconds since the epoch), URI and status.
 start_nginx() {
-    local dir=$1 port=$2
+    local dir=$1 port=$2 listen="" host
+    for host in ${NGINX_HOSTS:-127.0.0.1}; do listen+="listen $host:$port; "; done
     mkdir -p "$dir/nginx"
     # nginx's workers run as another user; mktemp -d made the directory private.
     chmod -R a+rX "$dir"
@@ -45,13 +48,14 @@ error_log $dir/nginx/error.log warn;
 pid $dir/nginx/nginx.pid;
 events { worker_connections 4096; }
 http {
-    access_log off;
+    log_format timed '\$msec \$uri \$status';
+    access_log ${NGINX_ACCESS_LOG:-off}${NGINX_ACCESS_LOG:+ timed};
     sendfile on;
     etag on;
     keepalive_requests 100000;
     types { application/rss+xml xml; application/atom+xml atom; }
     server {
-        listen 127.0.0.1:$port;
+        $listen
         root $dir/www;
     }
 }
