@@ -169,7 +169,12 @@ fn sighup_reloads_sources_and_feeds_and_keeps_a_good_config_over_a_bad_one(engin
         !all.contains("remove item"),
         "a removed source's entries are still shown"
     );
-    assert!(all.contains("changed item 0"));
+    // The changed source's entries are rendered once its fetch is stored (on PostgreSQL
+    // that render follows the commit's notification): wait for them.
+    daemon.wait_for("the changed source's entries in all.json", || {
+        let (status, body) = blocking_get(&daemon.url("/feeds/all.json"))?;
+        Some(status == 200 && String::from_utf8_lossy(&body).contains("changed item 0"))
+    });
 
     // An invalid config is logged and the running one kept.
     daemon.rewrite_config("[[source]]\nname = \"Bad Name\"\n");
