@@ -800,16 +800,27 @@ fn wait_or_fail(
     }
 }
 
-/// Waits until the replicas serve the same documents; fails saying how they differ.
+/// Waits until the replicas serve the same documents and none.json (dedup = "none") holds
+/// `items` items: the documents follow the store by a notification and a render, so a
+/// replica whose `/status.json` already counts an item may not show it yet. Fails saying how
+/// they differ.
 fn wait_for_agreement(
     replicas: &[&Replica],
     database: &Postgres,
     within: Duration,
+    items: u64,
     when: &str,
 ) -> Vec<Served> {
     let mut last = Err("not compared".to_string());
     if poll(within, || {
-        last = compare_documents(replicas);
+        last = compare_documents(replicas).and_then(|docs| {
+            let shown = json_items(&docs[5]).len() as u64;
+            if shown == items {
+                Ok(docs)
+            } else {
+                Err(format!("none.json shows {shown} items, not {items}"))
+            }
+        });
         Some(last.is_ok())
     }) {
         if let Ok(docs) = last {
@@ -864,7 +875,8 @@ fn three_replicas_share_the_fetches_serve_the_same_bytes_and_outlive_one_of_them
         "replicas: every source stored at {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let docs = wait_for_agreement(&three, &database, Duration::from_secs(20), "warm-up");
+    let total: u64 = (0..SOURCES).map(|s| expected_items(s, 0)).sum();
+    let docs = wait_for_agreement(&three, &database, Duration::from_secs(20), total, "warm-up");
 
     // The seed story, carried by three outlets (the same link and text): one story, the
     // first seen kept, the other two named as `via` links (Atom) and in `also` (JSON).
@@ -897,7 +909,6 @@ fn three_replicas_share_the_fetches_serve_the_same_bytes_and_outlive_one_of_them
     );
     // dedup = "none" shows every stored item: each once.
     let none_json = json_items(&docs[5]);
-    let total: u64 = (0..SOURCES).map(|s| expected_items(s, 0)).sum();
     assert_eq!(
         none_json.len() as u64,
         total,
@@ -1046,7 +1057,14 @@ fn three_replicas_share_the_fetches_serve_the_same_bytes_and_outlive_one_of_them
         1,
         "after the kill",
     );
-    let docs = wait_for_agreement(&two, &database, Duration::from_secs(10), "after the kill");
+    // Within the 5 s a change has to reach every replica's documents (and a margin).
+    let docs = wait_for_agreement(
+        &two,
+        &database,
+        Duration::from_secs(8),
+        total,
+        "after the kill",
+    );
     assert_eq!(
         json_items(&docs[5]).len() as u64,
         total,
