@@ -90,7 +90,7 @@ pub enum StoreError {
     },
     /// The database cannot be reached now (it went away, or refuses connections); callers
     /// wait for it rather than count a failure.
-    #[error("cannot reach the database {url}: {reason}; feedmill keeps serving what it has and goes on when the database is back")]
+    #[error("cannot reach the database {url}: {reason}; check that the server is up and that [store] url (host, port, sslmode, sslrootcert) is right")]
     Unreachable {
         /// `[store] url`.
         url: String,

@@ -1,6 +1,7 @@
 //! Integration tests: the real `feedmill` binary against real local HTTP servers.
 
 mod cli;
+mod cluster;
 mod config_bounds;
 mod connections;
 mod copy;
@@ -12,6 +13,7 @@ mod layering;
 mod output_safety;
 mod outputs;
 mod page;
+mod postgres_tls;
 mod properties;
 mod reference;
 mod replica_outputs;

@@ -140,12 +140,20 @@ fn sighup_reloads_sources_and_feeds_and_keeps_a_good_config_over_a_bad_one(engin
     );
     daemon.rewrite_config(&second);
     daemon.signal(libc::SIGHUP);
+    // `change` still holds its two entries from its old URL: what says its new URL was
+    // fetched is the server's log (and then its state, the new URL, in /status.json).
     daemon.wait_for("the reloaded sources", || {
         let status = daemon.try_status()?;
         let names: Vec<&str> = status.iter().filter_map(|r| r["name"].as_str()).collect();
+        let hits = hits_by_path(&server);
         Some(
             names == ["keep", "add", "change"]
-                && status.iter().all(|r| r["items"].as_u64() >= Some(2)),
+                && status.iter().all(|r| r["items"].as_u64() >= Some(2))
+                && hits.contains_key("add.rss")
+                && hits.contains_key("changed.rss")
+                && status
+                    .iter()
+                    .any(|r| r["name"] == "change" && r["url"] == server.url("changed.rss")),
         )
     });
     let hits = hits_by_path(&server);

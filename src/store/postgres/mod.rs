@@ -242,20 +242,12 @@ impl Inner {
     /// else what the database said.
     pub(crate) fn error(&self, err: sqlx::Error) -> StoreError {
         if let Some(reason) = unreachable_reason(&err) {
-            self.outage.send_if_modified(|outage| {
-                if outage.is_none() {
-                    tracing::error!(url = %self.url, "the database is unreachable: {reason}; serving the last documents, fetching paused until it is back");
-                    *outage = Some(reason.clone());
-                    true
-                } else {
-                    false
-                }
-            });
+            self.begin_outage(&reason);
             return self.unreachable(reason);
         }
         StoreError::Database {
             url: self.url.clone(),
-            reason: err.to_string(),
+            reason: with_advice(&err),
         }
     }
 
@@ -264,6 +256,24 @@ impl Inner {
             url: self.url.clone(),
             reason,
         }
+    }
+}
+
+/// What the database said, and for a refused login or a missing database what to change.
+fn with_advice(err: &sqlx::Error) -> String {
+    let said = err.to_string();
+    let code = match err {
+        sqlx::Error::Database(db) => db.code().unwrap_or_default().into_owned(),
+        _ => return said,
+    };
+    // Class 28: invalid authorization (a pg_hba.conf rule, a wrong password); 3D000: no
+    // such database.
+    if code.starts_with("28") {
+        format!("{said}: the server refused this login; check the url's user and sslmode, PGPASSWORD or the .pgpass file, and the server's pg_hba.conf")
+    } else if code == "3D000" {
+        format!("{said}: create it (createdb -O USER NAME) or name another in the url")
+    } else {
+        said
     }
 }
 
@@ -276,7 +286,16 @@ fn unreachable_reason(err: &sqlx::Error) -> Option<String> {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => Some(err.to_string()),
+        | sqlx::Error::Protocol(_) => {
+            let said = err.to_string();
+            // rustls's words alone ("invalid peer certificate: UnknownIssuer") do not say
+            // what to change.
+            Some(if said.contains("certificate") {
+                format!("{said} (the server's certificate must be signed by the CA in the url's sslrootcert, or one the system trusts, and name the url's host)")
+            } else {
+                said
+            })
+        }
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
             // Class 08: connection exceptions; 57P01-57P03: the server shutting down or

@@ -51,6 +51,28 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|tx| tx.send(source.to_string()).is_ok());
     }
+
+    /// Records that the database cannot be reached, for `reason`, and says so once per
+    /// outage: to a daemon (which listens for changes) what that means for its readers.
+    pub(super) fn begin_outage(&self, reason: &str) {
+        let serving = !self
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        self.outage.send_if_modified(|outage| {
+            if outage.is_some() {
+                return false;
+            }
+            if serving {
+                tracing::error!(url = %self.url, "the database is unreachable: {reason}; serving the last documents, fetching paused until it is back");
+            } else {
+                tracing::debug!(url = %self.url, "the database is unreachable: {reason}");
+            }
+            *outage = Some(reason.to_string());
+            true
+        });
+    }
 }
 
 async fn probe(inner: Weak<Inner>) {
@@ -84,10 +106,7 @@ async fn probe(inner: Weak<Inner>) {
                 // What was committed meanwhile was never heard of here.
                 strong.announce(EVERY_SOURCE);
             }
-            (Some(reason), false) => {
-                tracing::error!(url = %strong.url, "the database is unreachable: {reason}; serving the last documents, fetching paused until it is back");
-                strong.outage.send_replace(Some(reason.clone()));
-            }
+            (Some(reason), false) => strong.begin_outage(reason),
             _ => {}
         }
         drop(strong);
