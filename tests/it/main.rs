@@ -16,6 +16,7 @@ mod page;
 mod postgres_tls;
 mod properties;
 mod reference;
+mod replica_holds;
 mod replica_outputs;
 mod replicas;
 mod retention;

@@ -9,13 +9,15 @@
 //! primary key keeps one row per item whatever happens. Entries and state are one
 //! transaction: validators are never ahead of their entries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::mpsc::TryRecvError;
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
-use super::leases::{encode_state, presented, COUNT_ITEMS, SAVE_STATE};
+use super::leases::{encode_state, presented, COUNT_ITEMS_OF, SAVE_STATES};
 use super::reads::{decode_entry, decode_join, entry_key, EntryRow};
 use super::{schema, watch, Inner, Matching, PgStore};
 use crate::model::{CommitSummary, Entry, EntryKey, EntryRef, SourceState, StoredEntry};
@@ -234,16 +236,29 @@ pub(super) async fn insert_entries(
     source: &str,
     rows: Vec<EntryRow>,
 ) -> Result<i64, sqlx::Error> {
+    let rows = rows
+        .into_iter()
+        .map(|row| (source.to_string(), row))
+        .collect();
+    insert_rows(tx, rows).await
+}
+
+/// Inserts (or updates) entry rows, each of its source, in one statement, each with a new
+/// commit number; answers the largest. A row may appear once (a statement may not write a
+/// row twice).
+async fn insert_rows(tx: &mut Tx, rows: Vec<(String, EntryRow)>) -> Result<i64, sqlx::Error> {
     if rows.is_empty() {
         return Ok(0);
     }
+    let mut sources = Vec::with_capacity(rows.len());
     let mut keys = Vec::with_capacity(rows.len());
     let mut seen = Vec::with_capacity(rows.len());
     let mut sorts = Vec::with_capacity(rows.len());
     let mut links = Vec::with_capacity(rows.len());
     let mut prints = Vec::with_capacity(rows.len());
     let mut bodies = Vec::with_capacity(rows.len());
-    for row in rows {
+    for (source, row) in rows {
+        sources.push(source);
         keys.push(row.key);
         seen.push(row.first_seen);
         sorts.push(row.sort_inv);
@@ -255,9 +270,10 @@ pub(super) async fn insert_entries(
         "WITH written AS (
              INSERT INTO feedmill_entries
                  (source, key, seq, first_seen, sort_inv, link_hash, fingerprint, body)
-             SELECT $1, k, nextval('feedmill_seq'), f, s, l, p, b
-             FROM UNNEST($2::bytea[], $3::int8[], $4::int8[], $5::int8[], $6::bytea[], $7::bytea[])
-                 AS t(k, f, s, l, p, b)
+             SELECT n, k, nextval('feedmill_seq'), f, s, l, p, b
+             FROM UNNEST($1::text[], $2::bytea[], $3::int8[], $4::int8[], $5::int8[],
+                         $6::bytea[], $7::bytea[])
+                 AS t(n, k, f, s, l, p, b)
              ON CONFLICT (source, key) DO UPDATE SET
                  seq = EXCLUDED.seq, sort_inv = EXCLUDED.sort_inv,
                  link_hash = EXCLUDED.link_hash, fingerprint = EXCLUDED.fingerprint,
@@ -265,7 +281,7 @@ pub(super) async fn insert_entries(
              RETURNING seq)
          SELECT max(seq) FROM written",
     )
-    .bind(source)
+    .bind(sources)
     .bind(keys)
     .bind(seen)
     .bind(sorts)
@@ -277,8 +293,89 @@ pub(super) async fn insert_entries(
     Ok(max.unwrap_or(0))
 }
 
+/// The most commits one transaction carries. Commits wait for the matching lock one after
+/// another; the one that gets it takes every commit waiting (up to this many) into its
+/// transaction: one lock, one catch-up, one insert of their entries, one save of their
+/// states, one flush of the log, where each would have paid for its own.
+const BATCH_MAX: usize = 64;
+
+/// One source's commit, prepared off the lock, waiting for it in [`Inner::waiting`].
+pub(super) struct Job {
+    source: String,
+    state: SourceState,
+    /// The new and changed entries, with [`Job::changes`] alike.
+    entries: Vec<Entry>,
+    /// For each of `entries`: its position in the response, key, stored row and what
+    /// matching needs of it.
+    changes: Vec<(usize, EntryKey, Option<StoredEntry>, Prepared)>,
+    now: DateTime<Utc>,
+    /// Where the commit's outcome goes: the summary and the state as written.
+    reply: std::sync::mpsc::Sender<Result<(CommitSummary, SourceState), StoreError>>,
+}
+
+/// A job matched, waiting for the batch's write.
+struct MatchedJob {
+    job: Job,
+    matched: crate::store::matcher::Matched,
+    rows: Vec<EntryRow>,
+}
+
+/// The same error again, for each commit of a batch that failed together.
+fn again(err: &StoreError) -> StoreError {
+    match err {
+        StoreError::Unreachable { url, reason } => StoreError::Unreachable {
+            url: url.clone(),
+            reason: reason.clone(),
+        },
+        StoreError::Database { url, reason } => StoreError::Database {
+            url: url.clone(),
+            reason: reason.clone(),
+        },
+        StoreError::NewerDatabase {
+            url,
+            found,
+            understood,
+        } => StoreError::NewerDatabase {
+            url: url.clone(),
+            found: *found,
+            understood: *understood,
+        },
+        other => StoreError::Task(other.to_string()),
+    }
+}
+
+/// Takes the waiting commits for one batch, oldest first: at most [`BATCH_MAX`], and one
+/// per source (a statement may not write a row twice).
+fn take_batch(waiting: &Mutex<VecDeque<Job>>) -> Vec<Job> {
+    let mut waiting = waiting.lock().unwrap_or_else(|p| p.into_inner());
+    let mut batch: Vec<Job> = Vec::new();
+    let mut left = VecDeque::new();
+    while let Some(job) = waiting.pop_front() {
+        if batch.len() < BATCH_MAX && batch.iter().all(|b| b.source != job.source) {
+            batch.push(job);
+        } else {
+            left.push_back(job);
+        }
+    }
+    *waiting = left;
+    batch
+}
+
+/// The error of a commit whose batch ended without an answer (its writer panicked).
+fn lost() -> StoreError {
+    StoreError::Task("the batch carrying this commit failed without an answer".into())
+}
+
+/// Answers every job of a batch that failed with `err`.
+fn fail_all(jobs: impl IntoIterator<Item = Job>, err: &StoreError) {
+    for job in jobs {
+        let _ = job.reply.send(Err(again(err)));
+    }
+}
+
 impl PgStore {
-    /// Stores one response of `source` (see the module's doc).
+    /// Stores one response of `source` (see the module's doc), in a batch with the
+    /// commits waiting beside it.
     pub(super) fn commit_fetch(
         &self,
         source: &str,
@@ -315,151 +412,283 @@ impl PgStore {
             .into_iter()
             .filter_map(|(key, body)| Some((entry_key(&key)?, decode_entry(&body)?)))
             .collect();
-        let mut changed: Vec<Change<'_>> = Vec::new();
+        let mut changed_entries = Vec::new();
+        let mut changes = Vec::new();
         for (position, entry, key) in keyed {
             let old = olds.remove(&key);
             if old.as_ref().is_some_and(|old| old.entry == *entry) {
                 continue;
             }
-            changed.push(Change {
-                position,
-                entry,
-                key,
-                old,
-                prepared: Prepared::of(entry),
-            });
+            changes.push((position, key, old, Prepared::of(entry)));
+            changed_entries.push(entry.clone());
         }
-        if changed.is_empty() {
+        if changes.is_empty() {
             PgStore::save_state(self, source, state)?;
             return Ok(CommitSummary::default());
         }
 
-        let mut matching = inner.matching.lock().unwrap_or_else(|p| p.into_inner());
+        let (reply, answer) = std::sync::mpsc::channel();
+        inner
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(Job {
+                source: source.to_string(),
+                state: state.clone(),
+                entries: changed_entries,
+                changes,
+                now,
+                reply,
+            });
+        loop {
+            let mut matching = inner.matching.lock().unwrap_or_else(|p| p.into_inner());
+            // A batch before may have carried this commit: it answers before it lets go of
+            // the lock.
+            let outcome = match answer.try_recv() {
+                Ok(outcome) => outcome,
+                Err(TryRecvError::Disconnected) => Err(lost()),
+                Err(TryRecvError::Empty) => {
+                    let batch = take_batch(&inner.waiting);
+                    self.commit_batch(&mut matching, batch);
+                    drop(matching);
+                    match answer.try_recv() {
+                        Ok(outcome) => outcome,
+                        // Not in this batch (it was full): wait for the lock again.
+                        Err(TryRecvError::Empty) => continue,
+                        Err(TryRecvError::Disconnected) => Err(lost()),
+                    }
+                }
+            };
+            return outcome.map(|(summary, written)| {
+                *state = written;
+                summary
+            });
+        }
+    }
+
+    /// Matches and writes `jobs` in one transaction under the matching lock, and answers
+    /// each.
+    fn commit_batch(&self, matching: &mut Option<Matching>, jobs: Vec<Job>) {
+        let inner = &self.inner;
+        if jobs.is_empty() {
+            return;
+        }
         let pool = inner.pool.clone();
-        let tx = inner.block_on(async move {
+        let locked = inner.block_on(async move {
             let mut tx = pool.begin().await?;
             sqlx::query("SELECT 1 FROM feedmill_meta WHERE id = 1 FOR UPDATE")
                 .execute(&mut *tx)
                 .await?;
             Ok(tx)
-        })?;
-        let tx = match matching.as_mut() {
-            Some(loaded) => inner.catch_up_in(tx, loaded)?,
+        });
+        let caught_up = locked.and_then(|tx| match matching.as_mut() {
+            Some(loaded) => inner.catch_up_in(tx, loaded),
             None => {
                 let (tx, loaded) = inner.load_in(tx)?;
                 *matching = Some(loaded);
-                tx
+                Ok(tx)
+            }
+        });
+        let (tx, loaded) = match (caught_up, matching.as_mut()) {
+            (Ok(tx), Some(loaded)) => (tx, loaded),
+            (Err(err), _) => return fail_all(jobs, &err),
+            (Ok(_), None) => {
+                let err = StoreError::Task("the matching index is not loaded".into());
+                return fail_all(jobs, &err);
             }
         };
-        let Some(loaded) = matching.as_mut() else {
-            return Err(StoreError::Task("the matching index is not loaded".into()));
-        };
-        let matched =
-            loaded
-                .matcher
-                .match_commit(source, changed, now, &inner.joins, &Committed(inner));
-        let matched = match matched {
-            Ok(matched) => matched,
-            Err(err) => {
-                // What matching did in memory was never written: the next commit loads
-                // the index and the joins afresh from what is stored.
-                *matching = None;
-                return Err(err);
+        let mut matched_jobs = Vec::with_capacity(jobs.len());
+        let mut jobs = jobs.into_iter();
+        while let Some(mut job) = jobs.next() {
+            let changes: Vec<Change<'_>> = job
+                .entries
+                .iter()
+                .zip(std::mem::take(&mut job.changes))
+                .map(|(entry, (position, key, old, prepared))| Change {
+                    position,
+                    entry,
+                    key,
+                    old,
+                    prepared,
+                })
+                .collect();
+            let matched = loaded.matcher.match_commit(
+                &job.source,
+                changes,
+                job.now,
+                &inner.joins,
+                &Committed(inner),
+            );
+            let matched = match matched {
+                Ok(matched) => matched,
+                Err(err) => {
+                    // What matching did in memory was never written: the next commit loads
+                    // the index and the joins afresh from what is stored.
+                    *matching = None;
+                    let _ = job.reply.send(Err(again(&err)));
+                    fail_all(matched_jobs.into_iter().map(|m: MatchedJob| m.job), &err);
+                    return fail_all(jobs, &err);
+                }
+            };
+            let mut rows = Vec::with_capacity(matched.written.len());
+            for (_, written) in &matched.written {
+                job.state.newest = job.state.newest.max(Some(written.stored.sort_time));
+                rows.push(EntryRow::with_record(
+                    &written.stored,
+                    written.record.link,
+                    written.record.fingerprint.as_ref(),
+                ));
             }
-        };
-        let mut rows = Vec::with_capacity(matched.written.len());
-        for (_, written) in &matched.written {
-            state.newest = state.newest.max(Some(written.stored.sort_time));
-            rows.push(EntryRow::with_record(
-                &written.stored,
-                written.record.link,
-                written.record.fingerprint.as_ref(),
-            ));
+            matched_jobs.push(MatchedJob { job, matched, rows });
         }
-        let joins: Vec<(i8, Vec<u8>, i64, Vec<u8>)> = matched
+        match inner.block_on(write_batch(
+            tx,
+            inner.replica.clone(),
+            batch_writes(&mut matched_jobs),
+        )) {
+            Ok((top, items)) => {
+                loaded.seq = loaded.seq.max(top);
+                for MatchedJob {
+                    mut job, matched, ..
+                } in matched_jobs
+                {
+                    loaded
+                        .matcher
+                        .forget_pending(matched.written.iter().map(|(key, _)| key));
+                    job.state.items = items.get(&job.source).copied().unwrap_or(0);
+                    self.forget_lease(&job.source);
+                    let _ = job.reply.send(Ok((matched.summary, job.state)));
+                }
+            }
+            Err(err) => {
+                *matching = None;
+                fail_all(matched_jobs.into_iter().map(|m| m.job), &err);
+            }
+        }
+    }
+}
+
+/// What a batch writes, gathered from its matched jobs.
+struct BatchWrites {
+    /// Joins: kind, joined key, until, body.
+    joins: Vec<(i8, Vec<u8>, i64, Vec<u8>)>,
+    /// Entry rows, each with its source.
+    rows: Vec<(String, EntryRow)>,
+    /// States: name, state, next fetch, presented.
+    states: Vec<(String, Vec<u8>, Option<DateTime<Utc>>, Vec<u8>)>,
+    /// The sources whose documents change: the committed ones and those whose stories
+    /// their entries joined.
+    announced: Vec<String>,
+}
+
+fn batch_writes(jobs: &mut [MatchedJob]) -> BatchWrites {
+    let mut writes = BatchWrites {
+        joins: Vec::new(),
+        rows: Vec::new(),
+        states: Vec::new(),
+        announced: Vec::new(),
+    };
+    for MatchedJob { job, matched, rows } in jobs.iter_mut() {
+        writes
             .joins
-            .iter()
-            .map(|(kind, key, join)| {
+            .extend(matched.joins.iter().map(|(kind, key, join)| {
                 (
                     kind_tag(*kind) as i8,
                     key.0.to_vec(),
                     join.until_ms,
                     serde_json::to_vec(join).unwrap_or_default(),
                 )
-            })
-            .collect();
-        let mut announced = vec![source.to_string()];
-        announced.extend(matched.summary.joined.iter().cloned());
-        let (name, me) = (source.to_string(), inner.replica.clone());
-        let payload = watch::payload(&me, &announced);
-        let state_out = state.clone();
-        let written = inner.block_on(async move {
-            let mut tx = tx;
-            let mut top = 0;
-            for (kind, joined, until, body) in joins {
-                let (seq,): (i64,) = sqlx::query_as(
-                    "INSERT INTO feedmill_joins (kind, joined, seq, until_ms, body)
-                     VALUES ($1, $2, nextval('feedmill_seq'), $3, $4)
-                     ON CONFLICT (kind, joined) DO UPDATE SET seq = EXCLUDED.seq,
-                         until_ms = EXCLUDED.until_ms, body = EXCLUDED.body
-                     RETURNING seq",
-                )
-                .bind(kind)
-                .bind(joined)
-                .bind(until)
-                .bind(body)
-                .fetch_one(&mut *tx)
-                .await?;
-                top = top.max(seq);
-            }
-            top = top.max(insert_entries(&mut tx, &name, rows).await?);
-            sqlx::query(SAVE_STATE)
-                .bind(&name)
-                .bind(encode_state(&state_out))
-                .bind(state_out.next_fetch)
-                .bind(presented(&state_out))
-                .bind(&me)
-                .execute(&mut *tx)
-                .await?;
-            // The rows are the truth; a count kept by adding up could drift.
-            let (items,): (i64,) = sqlx::query_as(COUNT_ITEMS)
-                .bind(&name)
-                .fetch_one(&mut *tx)
-                .await?;
-            // Every document showing these sources changes: the source's, and those of the
-            // sources whose stories its entries joined (their "via" links).
-            sqlx::query(
-                "UPDATE feedmill_sources
-                 SET changed_at = date_trunc('second', GREATEST(clock_timestamp(), changed_at))
-                                  + interval '1 second'
-                 WHERE name = ANY($1)",
-            )
-            .bind(&announced)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(schema::CHANNEL)
-                .bind(payload)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok((top, items))
-        });
-        match written {
-            Ok((top, items)) => {
-                loaded.seq = loaded.seq.max(top);
-                loaded
-                    .matcher
-                    .forget_pending(matched.written.iter().map(|(key, _)| key));
-                state.items = items as u64;
-                drop(matching);
-                self.forget_lease(source);
-                Ok(matched.summary)
-            }
-            Err(err) => {
-                *matching = None;
-                Err(err)
-            }
-        }
+            }));
+        writes.rows.extend(
+            std::mem::take(rows)
+                .into_iter()
+                .map(|row| (job.source.clone(), row)),
+        );
+        writes.states.push((
+            job.source.clone(),
+            encode_state(&job.state),
+            job.state.next_fetch,
+            presented(&job.state),
+        ));
+        writes.announced.push(job.source.clone());
+        writes
+            .announced
+            .extend(matched.summary.joined.iter().cloned());
     }
+    writes.announced.sort_unstable();
+    writes.announced.dedup();
+    writes
+}
+
+/// Writes a batch in `tx` (which holds the matching lock) and commits: the joins, the
+/// entries, the states, the items counted from the rows, the times of change, and the
+/// announcement. Answers the largest commit number written and each source's items.
+async fn write_batch(
+    mut tx: Tx,
+    replica: String,
+    writes: BatchWrites,
+) -> Result<(i64, HashMap<String, u64>), sqlx::Error> {
+    let mut top = 0;
+    for (kind, joined, until, body) in writes.joins {
+        let (seq,): (i64,) = sqlx::query_as(
+            "INSERT INTO feedmill_joins (kind, joined, seq, until_ms, body)
+             VALUES ($1, $2, nextval('feedmill_seq'), $3, $4)
+             ON CONFLICT (kind, joined) DO UPDATE SET seq = EXCLUDED.seq,
+                 until_ms = EXCLUDED.until_ms, body = EXCLUDED.body
+             RETURNING seq",
+        )
+        .bind(kind)
+        .bind(joined)
+        .bind(until)
+        .bind(body)
+        .fetch_one(&mut *tx)
+        .await?;
+        top = top.max(seq);
+    }
+    top = top.max(insert_rows(&mut tx, writes.rows).await?);
+    let mut names = Vec::with_capacity(writes.states.len());
+    let mut states = Vec::with_capacity(writes.states.len());
+    let mut nexts = Vec::with_capacity(writes.states.len());
+    let mut shown = Vec::with_capacity(writes.states.len());
+    for (name, state, next, presented) in writes.states {
+        names.push(name);
+        states.push(state);
+        nexts.push(next);
+        shown.push(presented);
+    }
+    sqlx::query(SAVE_STATES)
+        .bind(&names)
+        .bind(states)
+        .bind(nexts)
+        .bind(shown)
+        .bind(&replica)
+        .execute(&mut *tx)
+        .await?;
+    // The rows are the truth; a count kept by adding up could drift.
+    let items: Vec<(String, i64)> = sqlx::query_as(COUNT_ITEMS_OF)
+        .bind(&names)
+        .fetch_all(&mut *tx)
+        .await?;
+    // Every document showing these sources changes: the sources', and those of the
+    // sources whose stories their entries joined (their "via" links).
+    sqlx::query(
+        "UPDATE feedmill_sources
+         SET changed_at = date_trunc('second', GREATEST(clock_timestamp(), changed_at))
+                          + interval '1 second'
+         WHERE name = ANY($1)",
+    )
+    .bind(&writes.announced)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(schema::CHANNEL)
+        .bind(watch::payload(&replica, &writes.announced))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let items = items
+        .into_iter()
+        .map(|(name, n)| (name, u64::try_from(n).unwrap_or(0)))
+        .collect();
+    Ok((top, items))
 }

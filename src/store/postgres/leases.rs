@@ -38,10 +38,11 @@ pub(super) fn stored_state(source: &str, bytes: &[u8], items: i64) -> SourceStat
     }
 }
 
-/// Sets the `items` of `$1` to the count of its rows (after a commit, retention, an import).
-pub(super) const COUNT_ITEMS: &str = "UPDATE feedmill_sources
-    SET items = (SELECT count(*) FROM feedmill_entries WHERE source = $1)
-    WHERE name = $1 RETURNING items";
+/// Sets the `items` of each source named in `$1` to the count of its rows (after a commit,
+/// retention, an import), answering name and count.
+pub(super) const COUNT_ITEMS_OF: &str = "UPDATE feedmill_sources s
+    SET items = (SELECT count(*) FROM feedmill_entries e WHERE e.source = s.name)
+    WHERE s.name = ANY($1) RETURNING s.name, s.items";
 
 /// What of a state shows in the outputs (the source's title, URL and home page): when it
 /// changes, so does every document that names the source.
@@ -58,13 +59,13 @@ pub(super) fn presented(state: &SourceState) -> Vec<u8> {
     out
 }
 
-/// The SQL that saves a state (`$1` name, `$2` state, `$3` next fetch, `$4` presented,
-/// `$5` this replica), ending this replica's lease and moving `changed_at` when what the
+/// The SQL that saves states (arrays alike: `$1` names, `$2` states, `$3` next fetches,
+/// `$4` presented; `$5` this replica), ending this replica's leases and moving `changed_at` when what the
 /// outputs show of the source changed. `changed_at` moves by whole seconds and always
 /// forward, so that Last-Modified does.
-pub(super) const SAVE_STATE: &str = r#"
+pub(super) const SAVE_STATES: &str = r#"
     INSERT INTO feedmill_sources (name, state, next_fetch, presented)
-    VALUES ($1, $2, $3, $4)
+    SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::timestamptz[], $4::bytea[])
     ON CONFLICT (name) DO UPDATE SET
         state = EXCLUDED.state,
         next_fetch = EXCLUDED.next_fetch,
@@ -104,11 +105,11 @@ impl PgStore {
             self.inner.replica.clone(),
         );
         self.run(|pool| async move {
-            sqlx::query(SAVE_STATE)
-                .bind(name)
-                .bind(bytes)
-                .bind(next)
-                .bind(shown)
+            sqlx::query(SAVE_STATES)
+                .bind(vec![name])
+                .bind(vec![bytes])
+                .bind(vec![next])
+                .bind(vec![shown])
                 .bind(me)
                 .execute(&pool)
                 .await

@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     /// The matching index and the last commit it has seen (`None` until the first commit
     /// loads it, and again after a commit failed midway).
     matching: Mutex<Option<Matching>>,
+    /// Commits waiting for `matching`, to be written together by whichever gets it first.
+    waiting: Mutex<std::collections::VecDeque<commit::Job>>,
     match_window: usize,
     /// The sources this process holds a lease on.
     leases: Mutex<HashSet<String>>,
@@ -139,6 +141,7 @@ impl PgStore {
                 recoveries: channel::channel(Recoveries::default()).0,
                 joins: RwLock::new(Joins::default()),
                 matching: Mutex::new(None),
+                waiting: Mutex::new(std::collections::VecDeque::new()),
                 match_window: settings.match_window,
                 leases: Mutex::new(HashSet::new()),
                 subscribers: Mutex::new(Vec::new()),

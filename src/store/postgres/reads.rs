@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::leases::{encode_state, presented, stored_state, COUNT_ITEMS};
+use super::leases::{encode_state, presented, stored_state, COUNT_ITEMS_OF};
 use super::PgStore;
 use crate::model::{EntryKey, StoredEntry, StoryKind};
 use crate::store::matching::Prepared;
@@ -241,8 +241,8 @@ impl PgStore {
             // The items counts, from the rows that are left; the documents showing these
             // sources change.
             for source in &touched {
-                sqlx::query(COUNT_ITEMS)
-                    .bind(source)
+                sqlx::query(COUNT_ITEMS_OF)
+                    .bind(vec![source.clone()])
                     .fetch_optional(&mut *tx)
                     .await?;
                 sqlx::query(
@@ -359,8 +359,8 @@ impl PgStore {
                     .bind(shown)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query(COUNT_ITEMS)
-                        .bind(&source)
+                    sqlx::query(COUNT_ITEMS_OF)
+                        .bind(vec![source.clone()])
                         .fetch_optional(&mut *tx)
                         .await?;
                     tx.commit().await

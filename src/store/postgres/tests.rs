@@ -2,6 +2,7 @@
 //! (`bash .ci/run` starts one). Each test makes a database of its own. Without the variable
 //! they say they were skipped, unless `FEEDMILL_REQUIRE_POSTGRES=1`, when they fail.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -490,4 +491,80 @@ fn export_and_import_keep_everything() {
             ("wire".to_string(), Some("Wire".to_string()), 1)
         ]
     );
+}
+
+#[test]
+fn commits_made_at_once_are_written_together_and_each_gets_its_own_outcome() {
+    let Some(url) = fresh_database() else { return };
+    let store = open(&url, "a");
+    // 40 sources committing at once, each three entries of its own and one story that
+    // every source carries (the same link): the commits queue on the matching lock, and
+    // the one that gets it writes those waiting in its transaction.
+    const SOURCES: usize = 40;
+    let barrier = std::sync::Barrier::new(SOURCES);
+    let states: Vec<SourceState> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..SOURCES)
+            .map(|i| {
+                let (store, barrier) = (&store, &barrier);
+                scope.spawn(move || {
+                    let source = format!("s{i:02}");
+                    let mut state = SourceState {
+                        title: Some(format!("title {i}")),
+                        ..SourceState::default()
+                    };
+                    let mut entries: Vec<Entry> = (0..3)
+                        .map(|n| {
+                            let link = format!("https://{source}.example/{n}");
+                            entry(
+                                &format!("own-{n}"),
+                                &format!("{source} {n}"),
+                                Some(&link),
+                                n,
+                            )
+                        })
+                        .collect();
+                    entries.push(entry(
+                        "wire",
+                        "Wire story",
+                        Some("https://wire.example/big-story"),
+                        5,
+                    ));
+                    barrier.wait();
+                    let summary = store
+                        .commit_fetch(&source, &mut state, &entries, at(10))
+                        .expect("commits");
+                    assert_eq!(summary.new, 4, "{source}: {summary:?}");
+                    state
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    // Each commit answered with its own state: its title, its items, its replica.
+    for (i, state) in states.iter().enumerate() {
+        assert_eq!(state.title.as_deref(), Some(format!("title {i}").as_str()));
+        assert_eq!(state.items, 4, "s{i:02}");
+        assert_eq!(state.fetched_by.as_deref(), Some("a"));
+    }
+    // What a fresh replica reads: every entry once, the states saved, and the wire story
+    // one story across the forty.
+    let fresh = open(&url, "b");
+    let names: Vec<String> = (0..SOURCES).map(|i| format!("s{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let river = river(&fresh, &refs);
+    assert_eq!(river.len(), SOURCES * 4);
+    let wire: HashSet<&String> = river
+        .iter()
+        .filter(|(_, title, _, _)| title == "Wire story")
+        .map(|(_, _, story, _)| story)
+        .collect();
+    assert_eq!(wire.len(), 1, "the wire story is {} stories", wire.len());
+    for (i, name) in names.iter().enumerate() {
+        let state = fresh.source_state(name).expect("reads").expect("saved");
+        assert_eq!(state.title.as_deref(), Some(format!("title {i}").as_str()));
+        assert_eq!(state.items, 4);
+    }
 }
