@@ -156,11 +156,13 @@ pub(crate) async fn refresh(
     claiming: Option<Claiming>,
 ) -> Result<RefreshOutcome, StoreError> {
     // A source with nothing stored stores its whole document: fewer of those at once.
-    // A store that cannot be read is not cold: `store_failed` reports it.
-    let cold = matches!(
-        store.source_state(&source.name),
-        Ok(None | Some(SourceState { items: 0, .. }))
-    );
+    // A store that cannot be read is not cold: `store_failed` reports it. A remote store
+    // has no garbage to bound (see `Store::is_remote`).
+    let cold = !store.is_remote()
+        && matches!(
+            store.source_state(&source.name),
+            Ok(None | Some(SourceState { items: 0, .. }))
+        );
     let _cold = if cold {
         fetcher.cold_slot().await
     } else {
@@ -182,7 +184,8 @@ pub(crate) async fn refresh(
     }
     let started = std::time::Instant::now();
     let mut bytes = 0;
-    let outcome = match current_state(source, store) {
+    let reading = (source.clone(), store.clone());
+    let outcome = match on_store(store, move || current_state(&reading.0, &reading.1)).await {
         Ok(before) => {
             match refresh_once(source, fetcher, store, &before, &mut bytes, clock).await {
                 Ok(outcome) => outcome,
@@ -242,7 +245,7 @@ async fn refresh_once(
 ) -> Result<RefreshOutcome, StoreError> {
     if before.disabled {
         // Written as the config sees it (`current_state` may have changed it).
-        store.save_state(&source.name, before)?;
+        save_state(store, &source.name, before).await?;
         return Ok(RefreshOutcome::Disabled);
     }
     let url = Url::parse(&before.url).unwrap_or_else(|_| source.url.clone());
@@ -298,7 +301,7 @@ async fn refresh_once(
             } else {
                 tracing::warn!(source = %source.name, url = %next.url, error = %failure, "fetch failed");
             }
-            store.save_state(&source.name, &next)?;
+            save_state(store, &source.name, &next).await?;
             return Ok(RefreshOutcome::Failed(failure));
         }
     };
@@ -313,7 +316,7 @@ async fn refresh_once(
     };
     let Some(parsed) = found.parsed else {
         next.not_modified(answer, at);
-        store.save_state(&source.name, &next)?;
+        save_state(store, &source.name, &next).await?;
         return Ok(RefreshOutcome::NotModified);
     };
     let head = FeedHead {
@@ -326,7 +329,11 @@ async fn refresh_once(
     let summary = {
         // Encoding and writing thousands of entries is blocking work too.
         let (store, name) = (store.clone(), source.name.clone());
-        let _cpu = fetcher.cpu_slot().await;
+        let _cpu = if store.is_remote() {
+            None
+        } else {
+            fetcher.cpu_slot().await
+        };
         tokio::task::spawn_blocking(move || {
             store.commit_fetch(&name, &mut next, &parsed.entries, at.now)
         })
@@ -577,6 +584,34 @@ fn store_failed(
     // Kept in memory by the store when it cannot be written (see `Store::save_state`).
     let _ = store.save_state(&source.name, &state);
     RefreshOutcome::Failed(failure)
+}
+
+/// Runs `call` (of the store): at once on an embedded store, whose calls are quick (cached
+/// states, a log written in the background); on the blocking pool for a remote one, whose
+/// calls each wait for a server, which must not hold up an async thread.
+async fn on_store<T: Send + 'static>(
+    store: &SharedStore,
+    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    if !store.is_remote() {
+        return call();
+    }
+    tokio::task::spawn_blocking(call)
+        .await
+        .unwrap_or_else(|join| Err(StoreError::Task(join.to_string())))
+}
+
+/// Saves the state of `source` (see [`on_store`]).
+async fn save_state(
+    store: &SharedStore,
+    source: &str,
+    state: &SourceState,
+) -> Result<(), StoreError> {
+    if !store.is_remote() {
+        return store.save_state(source, state);
+    }
+    let (store_, source, state) = (store.clone(), source.to_string(), state.clone());
+    on_store(store, move || store_.save_state(&source, &state)).await
 }
 
 /// A store error as a source's failure: a write that failed (or the reopening after one),

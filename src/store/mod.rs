@@ -247,6 +247,14 @@ pub(crate) trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Whether the store's calls wait on a server over the network rather than on this
+    /// machine's CPU and disk. A refresh then holds no CPU slot while it commits (the
+    /// commit waits for the database, not for a core) and first refreshes are bounded by
+    /// `[fetch] concurrency` alone (the slots for them bound an embedded store's garbage).
+    fn is_remote(&self) -> bool {
+        false
+    }
+
     /// Why the store cannot be reached now (a database that went away), while it cannot;
     /// the receiver is told when that changes. An embedded store is always reachable.
     fn outage(&self) -> tokio::sync::watch::Receiver<Option<String>> {

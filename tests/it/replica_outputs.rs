@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 
 use crate::support::{blocking_get, blocking_get_with, feedmill, Daemon};
 
-fn rss(name: &str) -> String {
+/// A one-item RSS document of outlet `name` (also for tests/it/replica_holds.rs).
+pub(crate) fn rss(name: &str) -> String {
     format!(
         "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>{name}</title>\
          <link>https://{name}.example/</link><description>d</description>\

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
-use super::leases::{encode_state, presented, COUNT_ITEMS_OF, SAVE_STATES};
+use super::leases::{encode_state, presented, COUNT_ITEMS_OF, SAVE_STATES, TOUCH_SOURCES};
 use super::reads::{decode_entry, decode_join, entry_key, EntryRow};
 use super::{schema, watch, Inner, Matching, PgStore};
 use crate::model::{CommitSummary, Entry, EntryKey, EntryRef, SourceState, StoredEntry};
@@ -568,6 +568,9 @@ impl PgStore {
     }
 }
 
+/// A state's row: name, state, next fetch, presented.
+type StateRow = (String, Vec<u8>, Option<DateTime<Utc>>, Vec<u8>);
+
 /// What a batch writes, gathered from its matched jobs.
 struct BatchWrites {
     /// Joins: kind, joined key, until, body.
@@ -575,7 +578,7 @@ struct BatchWrites {
     /// Entry rows, each with its source.
     rows: Vec<(String, EntryRow)>,
     /// States: name, state, next fetch, presented.
-    states: Vec<(String, Vec<u8>, Option<DateTime<Utc>>, Vec<u8>)>,
+    states: Vec<StateRow>,
     /// The sources whose documents change: the committed ones and those whose stories
     /// their entries joined.
     announced: Vec<String>,
@@ -671,15 +674,10 @@ async fn write_batch(
         .await?;
     // Every document showing these sources changes: the sources', and those of the
     // sources whose stories their entries joined (their "via" links).
-    sqlx::query(
-        "UPDATE feedmill_sources
-         SET changed_at = date_trunc('second', GREATEST(clock_timestamp(), changed_at))
-                          + interval '1 second'
-         WHERE name = ANY($1)",
-    )
-    .bind(&writes.announced)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(TOUCH_SOURCES)
+        .bind(&writes.announced)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(schema::CHANNEL)
         .bind(watch::payload(&replica, &writes.announced))

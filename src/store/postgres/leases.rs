@@ -59,6 +59,13 @@ pub(super) fn presented(state: &SourceState) -> Vec<u8> {
     out
 }
 
+/// Moves the `changed_at` of each source named in `$1` (whole seconds, always forward, so
+/// that Last-Modified does): what their documents show changed.
+pub(super) const TOUCH_SOURCES: &str = "UPDATE feedmill_sources
+    SET changed_at = date_trunc('second', GREATEST(clock_timestamp(), changed_at))
+                     + interval '1 second'
+    WHERE name = ANY($1)";
+
 /// The SQL that saves states (arrays alike: `$1` names, `$2` states, `$3` next fetches,
 /// `$4` presented; `$5` this replica), ending this replica's leases and moving `changed_at` when what the
 /// outputs show of the source changed. `changed_at` moves by whole seconds and always

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::leases::{encode_state, presented, stored_state, COUNT_ITEMS_OF};
+use super::leases::{encode_state, presented, stored_state, COUNT_ITEMS_OF, TOUCH_SOURCES};
 use super::PgStore;
 use crate::model::{EntryKey, StoredEntry, StoryKind};
 use crate::store::matching::Prepared;
@@ -240,21 +240,14 @@ impl PgStore {
             let touched: Vec<String> = counts.keys().cloned().collect();
             // The items counts, from the rows that are left; the documents showing these
             // sources change.
-            for source in &touched {
-                sqlx::query(COUNT_ITEMS_OF)
-                    .bind(vec![source.clone()])
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "UPDATE feedmill_sources
-                     SET changed_at = date_trunc('second', GREATEST(clock_timestamp(), changed_at))
-                                      + interval '1 second'
-                     WHERE name = $1",
-                )
-                .bind(source)
+            sqlx::query(COUNT_ITEMS_OF)
+                .bind(&touched)
+                .fetch_all(&mut *tx)
+                .await?;
+            sqlx::query(TOUCH_SOURCES)
+                .bind(&touched)
                 .execute(&mut *tx)
                 .await?;
-            }
             if !touched.is_empty() {
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(super::schema::CHANNEL)

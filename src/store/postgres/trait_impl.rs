@@ -104,6 +104,10 @@ impl Store for PgStore {
         PgStore::release(self, Some(source))
     }
 
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     fn outage(&self) -> tokio::sync::watch::Receiver<Option<String>> {
         self.inner.outage.subscribe()
     }
