@@ -447,6 +447,36 @@ impl Matcher {
         Ok(found)
     }
 
+    /// The stored entries (source and key) that matching `prepared`, a new entry of
+    /// `source`, would ask the engine for now: the other sources' recent carriers of its
+    /// link and of its text's bands, but those of commits still being written (held here).
+    /// An engine whose lookups are round trips reads them in one go first.
+    pub(crate) fn lookups(
+        &self,
+        source: &str,
+        prepared: &Prepared,
+        into: &mut Vec<(String, EntryKey)>,
+    ) {
+        let recent = &self.recent;
+        let link = prepared
+            .keys
+            .link
+            .filter(|_| prepared.canonical_link.is_some());
+        let bands = prepared
+            .record
+            .fingerprint
+            .as_ref()
+            .map_or(&[][..], |_| &prepared.keys.bands[..]);
+        for key in link.iter().chain(bands) {
+            for carrier in recent.carriers(*key) {
+                let theirs = recent.source(&carrier);
+                if theirs != source && !self.pending.contains_key(&carrier.key) {
+                    into.push((theirs.to_string(), carrier.key));
+                }
+            }
+        }
+    }
+
     /// A remembered entry, if its match record passes `check`: from a commit still being
     /// written, else from the engine (gone when retention removed it).
     fn candidate(

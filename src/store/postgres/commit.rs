@@ -211,20 +211,82 @@ impl Candidates for Committed<'_> {
             .fetch_optional(&pool)
             .await
         })?;
-        let Some((link, fingerprint, body)) = row else {
-            return Ok(None);
-        };
-        let record = MatchRecord {
-            link: link.map(|l| l as u64),
-            fingerprint: fingerprint
-                .as_deref()
-                .and_then(crate::dedup::Fingerprint::from_bytes),
-            firsts: None,
-        };
-        Ok(if check(&record) {
-            decode_entry(&body)
-        } else {
-            None
+        Ok(row.and_then(|row| checked(&row, check)))
+    }
+}
+
+/// The entry of a candidate's row, if its match record passes `check` (decoded only then).
+fn checked(row: &CandidateRow, check: &dyn Fn(&MatchRecord) -> bool) -> Option<StoredEntry> {
+    let (link, fingerprint, body) = row;
+    let record = MatchRecord {
+        link: link.map(|l| l as u64),
+        fingerprint: fingerprint
+            .as_deref()
+            .and_then(crate::dedup::Fingerprint::from_bytes),
+        firsts: None,
+    };
+    if check(&record) {
+        decode_entry(body)
+    } else {
+        None
+    }
+}
+
+/// A prefetched candidate's row: source, key, link hash, fingerprint, body.
+type PrefetchedRow = (String, Vec<u8>, Option<i64>, Option<Vec<u8>>, Vec<u8>);
+
+/// Candidates read in one query before a batch is matched ([`Matcher::lookups`]): a
+/// lookup per candidate would be a round trip each while the matching lock is held. What
+/// was read is answered from here (`None`: no longer stored); anything else is asked for.
+struct Prefetched<'a> {
+    rows: HashMap<(String, EntryKey), Option<CandidateRow>>,
+    committed: Committed<'a>,
+}
+
+impl Candidates for Prefetched<'_> {
+    fn candidate(
+        &self,
+        source: &str,
+        key: &EntryKey,
+        check: &dyn Fn(&MatchRecord) -> bool,
+    ) -> Result<Option<StoredEntry>, StoreError> {
+        match self.rows.get(&(source.to_string(), *key)) {
+            Some(row) => Ok(row.as_ref().and_then(|row| checked(row, check))),
+            None => self.committed.candidate(source, key, check),
+        }
+    }
+}
+
+impl Inner {
+    /// Reads the candidates `wanted` in one query (see [`Prefetched`]).
+    fn prefetch(&self, mut wanted: Vec<(String, EntryKey)>) -> Result<Prefetched<'_>, StoreError> {
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut rows: HashMap<(String, EntryKey), Option<CandidateRow>> = HashMap::new();
+        if !wanted.is_empty() {
+            let sources: Vec<String> = wanted.iter().map(|(s, _)| s.clone()).collect();
+            let keys: Vec<Vec<u8>> = wanted.iter().map(|(_, k)| k.0.to_vec()).collect();
+            let found: Vec<PrefetchedRow> = self.run(|pool| async move {
+                sqlx::query_as(
+                    "SELECT e.source, e.key, e.link_hash, e.fingerprint, e.body
+                         FROM UNNEST($1::text[], $2::bytea[]) AS w(source, key)
+                         JOIN feedmill_entries e ON e.source = w.source AND e.key = w.key",
+                )
+                .bind(sources)
+                .bind(keys)
+                .fetch_all(&pool)
+                .await
+            })?;
+            rows.extend(wanted.into_iter().map(|k| (k, None)));
+            for (source, key, link, fingerprint, body) in found {
+                if let Some(key) = entry_key(&key) {
+                    rows.insert((source, key), Some((link, fingerprint, body)));
+                }
+            }
+        }
+        Ok(Prefetched {
+            rows,
+            committed: Committed(self),
         })
     }
 }
@@ -497,6 +559,16 @@ impl PgStore {
                 return fail_all(jobs, &err);
             }
         };
+        let mut wanted = Vec::new();
+        for job in &jobs {
+            for (_, _, _, prepared) in &job.changes {
+                loaded.matcher.lookups(&job.source, prepared, &mut wanted);
+            }
+        }
+        let candidates = match inner.prefetch(wanted) {
+            Ok(candidates) => candidates,
+            Err(err) => return fail_all(jobs, &err),
+        };
         let mut matched_jobs = Vec::with_capacity(jobs.len());
         let mut jobs = jobs.into_iter();
         while let Some(mut job) = jobs.next() {
@@ -517,7 +589,7 @@ impl PgStore {
                 changes,
                 job.now,
                 &inner.joins,
-                &Committed(inner),
+                &candidates,
             );
             let matched = match matched {
                 Ok(matched) => matched,
