@@ -184,8 +184,7 @@ pub(crate) async fn refresh(
     }
     let started = std::time::Instant::now();
     let mut bytes = 0;
-    let reading = (source.clone(), store.clone());
-    let outcome = match on_store(store, move || current_state(&reading.0, &reading.1)).await {
+    let outcome = match read_current_state(source, store).await {
         Ok(before) => {
             match refresh_once(source, fetcher, store, &before, &mut bytes, clock).await {
                 Ok(outcome) => outcome,
@@ -586,22 +585,32 @@ fn store_failed(
     RefreshOutcome::Failed(failure)
 }
 
-/// Runs `call` (of the store): at once on an embedded store, whose calls are quick (cached
-/// states, a log written in the background); on the blocking pool for a remote one, whose
-/// calls each wait for a server, which must not hold up an async thread.
-async fn on_store<T: Send + 'static>(
-    store: &SharedStore,
+/// Runs the store call `call` on the blocking pool: a remote store's calls each wait for a
+/// server, which must not hold up an async thread. An embedded store's calls are quick
+/// (cached states, a log written in the background) and are made in place.
+async fn off_thread<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    if !store.is_remote() {
-        return call();
-    }
     tokio::task::spawn_blocking(call)
         .await
         .unwrap_or_else(|join| Err(StoreError::Task(join.to_string())))
 }
 
-/// Saves the state of `source` (see [`on_store`]).
+/// [`current_state`] of `source`, off the async threads for a remote store (see
+/// [`off_thread`]).
+async fn read_current_state(
+    source: &SourceConfig,
+    store: &SharedStore,
+) -> Result<SourceState, StoreError> {
+    if !store.is_remote() {
+        return current_state(source, store);
+    }
+    let (source, store_) = (source.clone(), store.clone());
+    off_thread(move || current_state(&source, &store_)).await
+}
+
+/// Saves the state of `source`, off the async threads for a remote store (see
+/// [`off_thread`]).
 async fn save_state(
     store: &SharedStore,
     source: &str,
@@ -611,7 +620,7 @@ async fn save_state(
         return store.save_state(source, state);
     }
     let (store_, source, state) = (store.clone(), source.to_string(), state.clone());
-    on_store(store, move || store_.save_state(&source, &state)).await
+    off_thread(move || store_.save_state(&source, &state)).await
 }
 
 /// A store error as a source's failure: a write that failed (or the reopening after one),

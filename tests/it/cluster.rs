@@ -126,18 +126,25 @@ impl Postgres {
         self.dir.path().join("data")
     }
 
+    /// One of PostgreSQL's programs, to be run as the `postgres` user when we are root
+    /// (PostgreSQL refuses root).
+    fn command(&self, program: &str) -> Command {
+        let binary = self.bin.join(program);
+        if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(binary);
+            command
+        } else {
+            Command::new(binary)
+        }
+    }
+
     /// Runs one of PostgreSQL's programs as the `postgres` user (PostgreSQL refuses root)
     /// and fails the test with its output if it fails.
     pub(crate) fn run(&self, program: &str, args: &[&str]) {
         let binary = self.bin.join(program);
-        let mut command = if is_root() {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(&binary);
-            command
-        } else {
-            Command::new(&binary)
-        };
-        let output = command
+        let output = self
+            .command(program)
             .args(args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -228,16 +235,9 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.data();
-        let binary = self.bin.join("pg_ctl");
-        let mut command = if is_root() {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(&binary);
-            command
-        } else {
-            Command::new(&binary)
-        };
         // Already stopped is fine; nothing to fail here.
-        let _ = command
+        let _ = self
+            .command("pg_ctl")
             .args(["-D", path_str(&data), "-m", "immediate", "-w", "stop"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
